@@ -1,0 +1,45 @@
+# mgit_monitoring developer commands. Every target is .PHONY; optional dev tools are
+# skipped with a message when absent.
+PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the interop tests talk to (real peers, never mocks).
+DEB_PEERS := prometheus prometheus-node-exporter prometheus-pushgateway jq wrk openssl git
+PY_VERSIONS := 3.8 3.9 3.10 3.11 3.12 3.13
+
+.PHONY: test test-matrix test-deps bench lint typecheck clean
+
+test:
+	$(PYTHON) -m unittest discover -s tests -t . $(if $(V),-v,)
+
+test-matrix:
+	@status=0; found=0; \
+	for v in $(PY_VERSIONS); do \
+	  py=""; \
+	  if command -v pyenv >/dev/null 2>&1 && p=$$(pyenv prefix $$v 2>/dev/null); then py="$$p/bin/python3"; fi; \
+	  [ -x "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not found, skipped"; continue; fi; \
+	  found=$$((found+1)); echo "== Python $$v ($$py)"; \
+	  MGIT_MONITORING_REQUIRE_INTEROP= $$py -m unittest discover -s tests -t . || status=1; \
+	done; \
+	[ $$found -gt 0 ] || { echo "no Python 3.8-3.13 interpreter found"; exit 1; }; \
+	exit $$status
+
+test-deps:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PEERS)
+	$(PYTHON) -m pip install -q -r requirements-test.txt
+
+bench:
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+
+lint:
+	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m ruff check mgit_monitoring tests bench && $(PYTHON) -m ruff format --check mgit_monitoring; \
+	else echo "ruff not installed: lint skipped"; fi
+	@if $(PYTHON) -m mypy --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m mypy mgit_monitoring; \
+	else echo "mypy not installed: typecheck skipped"; fi
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,117 @@
+"""The package as a whole: standard-library only, a side-effect-free import, a complete table of contents."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pathlib
+import pkgutil
+import subprocess
+import sys
+import textwrap
+import unittest
+
+import mgit_monitoring
+
+PACKAGE_DIR = pathlib.Path(mgit_monitoring.__file__).parent
+ROOT = PACKAGE_DIR.parent
+
+# sys.stdlib_module_names arrived in 3.10; older interpreters get the modules we could use.
+STDLIB = set(getattr(sys, "stdlib_module_names", ())) or {
+    "abc", "argparse", "array", "ast", "asyncio", "atexit", "base64", "binascii", "bisect",
+    "calendar", "collections", "concurrent", "contextlib", "contextvars", "copy", "csv",
+    "ctypes", "dataclasses", "datetime", "decimal", "enum", "errno", "fcntl", "functools",
+    "gc", "getpass", "glob", "gzip", "hashlib", "heapq", "hmac", "html", "http", "importlib",
+    "inspect", "io", "ipaddress", "itertools", "json", "logging", "math", "mimetypes",
+    "numbers", "operator", "os", "pathlib", "platform", "pwd", "queue", "random", "re",
+    "resource", "secrets", "select", "selectors", "shlex", "shutil", "signal", "socket",
+    "socketserver", "sqlite3", "ssl", "stat", "statistics", "string", "struct",
+    "subprocess", "sys", "tempfile", "textwrap", "threading", "time", "traceback", "types",
+    "typing", "unicodedata", "urllib", "uuid", "warnings", "weakref", "zlib", "_thread",
+    "msvcrt", "winreg", "_winapi", "nt", "posix",
+}
+
+
+def _imports(path: pathlib.Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+class TestStandardLibraryOnly(unittest.TestCase):
+    def test_every_import_is_stdlib_or_the_package(self):
+        """No module of the package imports anything outside the standard library."""
+        bad = []
+        for path in sorted(PACKAGE_DIR.rglob("*.py")):
+            for lineno, name in _imports(path):
+                root = name.split(".")[0]
+                if root not in STDLIB and root not in ("__future__", "mgit_monitoring"):
+                    bad.append(f"{path.relative_to(ROOT)}:{lineno} imports {name}")
+        self.assertEqual([], bad)
+
+    def test_no_module_shadows_a_stdlib_module(self):
+        """Module names never collide with the standard library (logs.py, not logging.py)."""
+        clashes = [p.name for p in PACKAGE_DIR.glob("*.py") if p.stem in STDLIB]
+        self.assertEqual([], clashes)
+
+    def test_every_module_imports(self):
+        """Every module of the package imports cleanly on this interpreter."""
+        for info in pkgutil.walk_packages(mgit_monitoring.__path__, "mgit_monitoring."):
+            with self.subTest(module=info.name):
+                importlib.import_module(info.name)
+
+
+class TestTableOfContents(unittest.TestCase):
+    def test_all_names_resolve(self):
+        """Every name in __all__ resolves to an object."""
+        for name in mgit_monitoring.__all__:
+            with self.subTest(name=name):
+                self.assertIsNotNone(getattr(mgit_monitoring, name))
+
+    def test_all_is_sorted(self):
+        """__all__ is sorted, so the table of contents reads like one."""
+        self.assertEqual(sorted(mgit_monitoring.__all__), list(mgit_monitoring.__all__))
+
+    def test_unknown_name_is_attribute_error(self):
+        """A missing name raises AttributeError that names it."""
+        with self.assertRaisesRegex(AttributeError, "no_such_thing"):
+            mgit_monitoring.no_such_thing  # noqa: B018
+
+    def test_import_has_no_side_effects(self):
+        """Importing the package and resolving every export starts no thread, adds no handler, reads no env."""
+        code = textwrap.dedent(
+            """
+            import logging, os, sys, threading
+            reads = []
+            class Spy(dict):
+                def __getitem__(self, k):
+                    reads.append(k); return dict.__getitem__(self, k)
+                def get(self, k, d=None):
+                    reads.append(k); return dict.get(self, k, d)
+                def __contains__(self, k):
+                    reads.append(k); return dict.__contains__(self, k)
+            before_threads = threading.active_count()
+            before_handlers = list(logging.getLogger().handlers)
+            os.environ = Spy(os.environ)
+            import mgit_monitoring
+            for name in mgit_monitoring.__all__:
+                getattr(mgit_monitoring, name)
+            ours = [k for k in reads if k.startswith("MGIT")]
+            assert threading.active_count() == before_threads, threading.enumerate()
+            assert logging.getLogger().handlers == before_handlers
+            assert not ours, ours
+            print("clean")
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual("clean", out.stdout.strip(), out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
