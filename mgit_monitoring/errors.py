@@ -8,7 +8,8 @@ Every error a caller can see subclasses :class:`MonitoringError` and, where it m
     ├── MetricError (ValueError)           a bad metric name, label or value
     │   └── DuplicateMetricError           a name registered twice with another definition
     ├── StoreError                         the shared sqlite store could not be used
-    └── PushError                          a Pushgateway or textfile export failed
+    ├── PushError                          a Pushgateway or textfile export failed
+    └── ServerError                        the HTTP server could not start
 
 Messages name the bad value and fit on one line, so the CLI can print them as they are.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "MetricError",
     "MonitoringError",
     "PushError",
+    "ServerError",
     "StoreError",
 ]
 
@@ -47,3 +49,7 @@ class StoreError(MonitoringError):
 
 class PushError(MonitoringError):
     """Metrics could not be delivered to a Pushgateway or written to a textfile."""
+
+
+class ServerError(MonitoringError):
+    """The monitoring HTTP server could not start: port in use, bad address, unusable TLS files."""

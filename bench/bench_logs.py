@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Per-line cost of mgit_monitoring's JSON logging against python-json-logger and structlog.
+
+Replays the workload of shared/bench/log_anchor.py in one run, round-robin:
+
+  one INFO call on a logger at INFO, message "repository synced", three fields
+  (correlation_id "4bf92f3577b34da6a3ce929d0e0e4736", repo "github.com/example-org/
+  example-repo", duration_ms 123.456), an RFC 3339 UTC timestamp, written through the
+  library's normal output path to a NullSink (write() discards); a second, "disabled"
+  workload calls DEBUG on the same logger. N calls per loop, gc.collect() before each loop,
+  one warm-up loop per variant, R rounds in shuffled order, median reported.
+
+Ours: ``get_structured_logger(name).info(MSG, repo=..., duration_ms=...)`` inside an active
+``correlation_context(correlation_id=...)`` (the id is the third field and the context is
+active, as the issue asks), through a StreamHandler with StructuredFormatter. Variants:
+masking on (default), masking on with the clean-string cache disabled (every string
+scanned), masking off, and the stdlib ``logging.getLogger().info(MSG, extra=...)`` front
+end with our formatter. Anchors: stdlib Formatter + extra (baseline), python-json-logger
+(extra and contextvars filter), structlog native JSON with merge_contextvars.
+
+Usage: python3 bench/bench_logs.py [--quick] [--n 20000] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import gc
+import io
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mgit_monitoring.context import correlation_context  # noqa: E402
+from mgit_monitoring.logs import StructuredFormatter, StructuredLogger  # noqa: E402
+from mgit_monitoring.masking import CredentialMasker  # noqa: E402
+
+MSG = "repository synced"
+FIELDS = {
+    "correlation_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "repo": "github.com/example-org/example-repo",
+    "duration_ms": 123.456,
+}
+Calls = Tuple[Callable[[], None], Callable[[], None]]
+
+
+class NullSink:
+    """A text stream that throws everything away."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def _fresh_logger(name: str, formatter: logging.Formatter, stream: Any, filters=()) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.filters.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    for f in filters:
+        handler.addFilter(f)
+    logger.addHandler(handler)
+    return logger
+
+
+# -- anchors (as in log_anchor.py) ---------------------------------------------------------
+
+CV = {k: contextvars.ContextVar(k, default=None) for k in FIELDS}
+
+
+class ContextFieldsFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, var in CV.items():
+            setattr(record, k, var.get())
+        return True
+
+
+def build_stdlib_plain_extra(stream: Any) -> Calls:
+    fmt = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s "
+        "correlation_id=%(correlation_id)s repo=%(repo)s duration_ms=%(duration_ms)s"
+    )
+    lg = _fresh_logger("bench.plain_extra", fmt, stream)
+    extra = dict(FIELDS)
+    return (lambda: lg.info(MSG, extra=extra)), (lambda: lg.debug(MSG, extra=extra))
+
+
+def _pjl_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter("%(levelname)s %(name)s %(message)s", timestamp=True)
+
+
+def build_pjl_extra(stream: Any) -> Calls:
+    lg = _fresh_logger("bench.pjl_extra", _pjl_formatter(), stream)
+    extra = dict(FIELDS)
+    return (lambda: lg.info(MSG, extra=extra)), (lambda: lg.debug(MSG, extra=extra))
+
+
+def build_pjl_ctxfilter(stream: Any) -> Calls:
+    for k, v in FIELDS.items():
+        CV[k].set(v)
+    lg = _fresh_logger("bench.pjl_ctx", _pjl_formatter(), stream, filters=[ContextFieldsFilter()])
+    return (lambda: lg.info(MSG)), (lambda: lg.debug(MSG))
+
+
+def build_structlog_ctxvars(stream: Any) -> Calls:
+    import structlog
+
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(**FIELDS)
+    log = structlog.get_logger("bench.structlog").bind()
+    return (lambda: log.info(MSG)), (lambda: log.debug(MSG))
+
+
+# -- ours ----------------------------------------------------------------------------------
+
+_ENTERED: List[Any] = []
+
+
+def _enter_context() -> None:
+    # The bench runs in one context for its whole life: enter once, never leave.
+    if not _ENTERED:
+        cm = correlation_context(correlation_id=FIELDS["correlation_id"])
+        cm.__enter__()
+        _ENTERED.append(cm)
+
+
+def _ours(name: str, stream: Any, **formatter_kw: Any) -> Calls:
+    _enter_context()
+    lg = _fresh_logger(name, StructuredFormatter(**formatter_kw), stream)
+    slog = StructuredLogger(lg)
+    repo, duration = FIELDS["repo"], FIELDS["duration_ms"]
+    return (lambda: slog.info(MSG, repo=repo, duration_ms=duration)), (
+        lambda: slog.debug(MSG, repo=repo, duration_ms=duration)
+    )
+
+
+def build_ours_masked(stream: Any) -> Calls:
+    return _ours("bench.ours_masked", stream)
+
+
+def build_ours_masked_nocache(stream: Any) -> Calls:
+    return _ours("bench.ours_nocache", stream, masker=CredentialMasker(cache_size=0))
+
+
+def build_ours_unmasked(stream: Any) -> Calls:
+    return _ours("bench.ours_unmasked", stream, mask_credentials=False)
+
+
+def build_ours_stdlib_extra(stream: Any) -> Calls:
+    _enter_context()
+    lg = _fresh_logger("bench.ours_stdlib", StructuredFormatter(), stream)
+    extra = {"repo": FIELDS["repo"], "duration_ms": FIELDS["duration_ms"]}
+    return (lambda: lg.info(MSG, extra=extra)), (lambda: lg.debug(MSG, extra=extra))
+
+
+VARIANTS = [
+    ("stdlib_plain_extra", build_stdlib_plain_extra, None, "stdlib Formatter, 3 fields via extra="),
+    ("pjl_extra", build_pjl_extra, "pythonjsonlogger", "python-json-logger, extra= (no masking)"),
+    ("pjl_ctxfilter", build_pjl_ctxfilter, "pythonjsonlogger", "python-json-logger, ctxvar filter"),
+    ("structlog_native", build_structlog_ctxvars, "structlog", "structlog native JSON + ctxvars"),
+    ("ours_masked", build_ours_masked, None, "ours, masking on (default)"),
+    ("ours_masked_nocache", build_ours_masked_nocache, None, "ours, masking on, no clean cache"),
+    ("ours_unmasked", build_ours_unmasked, None, "ours, mask_credentials=False"),
+    ("ours_stdlib_extra", build_ours_stdlib_extra, None, "stdlib logger + our formatter, masked"),
+]
+
+
+def _available(module: Optional[str]) -> bool:
+    if module is None:
+        return True
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def _loop(fn: Callable[[], None], n: int) -> float:
+    gc.collect()
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter_ns() - t0) / n
+
+
+def round_robin(fns: Dict[str, Callable[[], None]], n: int, rounds: int) -> Dict[str, List[float]]:
+    rng = random.Random(1234)
+    names = list(fns)
+    out: Dict[str, List[float]] = {k: [] for k in names}
+    for name in names:
+        _loop(fns[name], n)
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            out[name].append(_loop(fns[name], n))
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer calls and rounds (smoke run)")
+    ap.add_argument("--n", type=int, default=20000, help="calls per loop")
+    ap.add_argument("--repeats", type=int, default=15, help="rounds")
+    args = ap.parse_args(argv)
+    n, rounds = (2000, 3) if args.quick else (args.n, args.repeats)
+
+    print(f"# bench_logs python={platform.python_version()} n={n} rounds={rounds}")
+    enabled: Dict[str, Callable[[], None]] = {}
+    disabled: Dict[str, Callable[[], None]] = {}
+    skipped = []
+    for name, builder, needs, _desc in VARIANTS:
+        if not _available(needs):
+            skipped.append((name, needs))
+            continue
+        on, off = builder(NullSink())
+        enabled[name], disabled[name] = on, off
+    for name, needs in skipped:
+        print(f"skip {name}: {needs} is not installed")
+
+    # Show one line of ours so the workload can be checked by eye.
+    buf = io.StringIO()
+    build_ours_masked(buf)[0]()
+    print("ours:", buf.getvalue().strip())
+
+    res_on = round_robin(enabled, n, rounds)
+    res_off = round_robin(disabled, n, rounds)
+    med_on = {k: statistics.median(v) for k, v in res_on.items()}
+    med_off = {k: statistics.median(v) for k, v in res_off.items()}
+    base = med_on["stdlib_plain_extra"]
+
+    print(f"\n{'variant':22s} {'us/line':>9s} {'min':>7s} {'max':>7s} {'x stdlib':>9s} {'disabled ns':>12s}")
+    for name, _b, _n, desc in VARIANTS:
+        if name not in med_on:
+            continue
+        on = res_on[name]
+        print(
+            f"{name:22s} {med_on[name] / 1000:9.2f} {min(on) / 1000:7.2f} {max(on) / 1000:7.2f} "
+            f"{med_on[name] / base:9.2f} {med_off[name]:12.0f}   {desc}"
+        )
+
+    print("\ngoals (ours / anchor, lower is better):")
+    goals = [
+        ("masked ours / python-json-logger (unmasked)", "ours_masked", "pjl_extra", med_on, 1.0),
+        ("masked, no cache / python-json-logger", "ours_masked_nocache", "pjl_extra", med_on, 1.0),
+        ("unmasked ours / structlog native JSON", "ours_unmasked", "structlog_native", med_on, 1.0),
+        ("disabled DEBUG ours / stdlib disabled", "ours_masked", "stdlib_plain_extra", med_off, 1.5),
+    ]
+    for label, ours, anchor, table, goal in goals:
+        if anchor not in table:
+            print(f"  {label:46s} skipped ({anchor} not installed)")
+            continue
+        ratio = table[ours] / table[anchor]
+        verdict = "met" if ratio <= goal else "NOT met"
+        print(f"  {label:46s} {ratio:5.2f}x  (goal <= {goal:.1f}x: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

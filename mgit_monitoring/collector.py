@@ -1,0 +1,533 @@
+"""MetricsCollector: mgit's metric names and ``record_*`` methods over a :class:`Registry`.
+
+::
+
+    metrics = get_metrics_collector()
+    metrics.record_operation("clone", success=True, duration=2.5, provider="github")
+    metrics.record_git_operation("clone", "repo1", success=True, duration=2.5)
+    metrics.record_api_call("GET", "github", 200, 0.5, "/repos")
+    metrics.record_authentication("github", "myorg", success=True)
+    text = metrics.export_prometheus()      # str, Prometheus text 0.0.4
+    doc = metrics.export_json()             # str, the JSON document of exposition.render_json
+
+Every metric exists (with HELP and TYPE) from the first scrape. Operation names such as
+``clone-all`` are label values, never parts of a metric name. Repository names are not a
+label by default (an organisation has thousands: they belong in logs and traces);
+``MetricsCollector(repository_labels=True)`` adds a ``repository`` label to
+``mgit_git_operations_total`` only, under the cardinality guard, with credentials masked.
+
+Error policy: the ``record_*``/``update_*`` methods never raise into the application; bad
+input is logged once per method and error kind at WARNING (logger
+``mgit_monitoring.collector``) and dropped. The lower-level ``register_metric``,
+``inc_counter``, ``set_gauge``, ``observe_histogram`` and ``end_operation_timer`` raise
+:class:`~mgit_monitoring.errors.MetricError` for programmer errors (unknown metric, wrong
+type, bad labels or values).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
+
+from mgit_monitoring.errors import MetricError
+from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
+from mgit_monitoring.registry import Registry, Sample, Snapshot
+
+__all__ = [
+    "HEALTH_METRICS",
+    "MetricsCollector",
+    "get_metrics_collector",
+    "record_api_call",
+    "record_authentication",
+    "record_git_operation",
+    "record_operation",
+    "reset_metrics_collector",
+    "setup_metrics",
+]
+
+_log = logging.getLogger("mgit_monitoring.collector")
+
+#: (kind, name, help, labelnames, options) of the health and performance metrics that health.py
+#: and performance.py also register; defined identically so they exist from the first scrape.
+HEALTH_METRICS: Tuple[Tuple[str, str, str, Tuple[str, ...], Dict[str, Any]], ...] = (
+    ("gauge", "mgit_health_overall",
+     "Overall health: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", (), {"merge": "last"}),
+    ("gauge", "mgit_health_percentage",
+     "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded.", (),
+     {"merge": "last"}),
+    ("gauge", "mgit_health_check_status",
+     "Status of one health check: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", ("check",),
+     {"merge": "last"}),
+    ("histogram", "mgit_health_check_duration_seconds",
+     "Duration of one health check run in seconds.", ("check",), {}),
+    ("counter", "mgit_performance_anomalies_total",
+     "Operations slower than their performance baseline, by anomaly type.",
+     ("operation", "type"), {}),
+)  # fmt: skip
+
+_OP = ("operation", "provider")
+_KINDS = ("counter", "gauge", "histogram")
+_MAX_WARNED = 256  # distinct "dropped" warnings remembered (bounded memory)
+
+
+class MetricsCollector:
+    """mgit's metrics over a registry (a new private one when ``registry`` is None).
+
+    ``repository_labels``: add ``repository`` to ``mgit_git_operations_total`` (opt-in).
+    ``extra_labels``: label names ``record_operation(**kw)`` may fill (fixed up front;
+    others are dropped with a warning). ``series_limit``: per-metric cardinality limit.
+    ``process_metrics``: also expose ``process_*``/``python_info``; the default (None)
+    means "when this collector created its own registry".
+    """
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        repository_labels: bool = False,
+        extra_labels: Sequence[str] = (),
+        series_limit: int | None = None,
+        process_metrics: bool | None = None,
+    ) -> None:
+        own = registry is None
+        self.registry: Registry = Registry() if registry is None else registry
+        self.repository_labels = repository_labels
+        self.extra_labels: Tuple[str, ...] = tuple(extra_labels)
+        self._timers: Dict[str, float] = {}
+        self._timers_lock = threading.Lock()
+        self._warned: Set[Tuple[str, str]] = set()
+        r = self.registry
+        op = _OP + self.extra_labels
+        self._ops = r.counter(
+            "mgit_operations_total",
+            "Total number of mgit operations.",
+            op,
+            series_limit=series_limit,
+        )
+        self._ops_ok = r.counter(
+            "mgit_operations_success_total",
+            "Total number of successful mgit operations.",
+            op,
+            series_limit=series_limit,
+        )
+        self._ops_fail = r.counter(
+            "mgit_operations_failure_total",
+            "Total number of failed mgit operations.",
+            op,
+            series_limit=series_limit,
+        )
+        self._op_duration = r.histogram(
+            "mgit_operation_duration_seconds",
+            "Duration of mgit operations in seconds.",
+            op,
+            series_limit=series_limit,
+        )
+        git = ("operation", "status") + (("repository",) if repository_labels else ())
+        self._git = r.counter(
+            "mgit_git_operations_total",
+            "Total number of Git operations by outcome.",
+            git,
+            series_limit=series_limit,
+        )
+        self._git_duration = r.histogram(
+            "mgit_git_operation_duration_seconds",
+            "Duration of Git operations in seconds.",
+            ("operation",),
+            series_limit=series_limit,
+        )
+        self._clone_duration = r.histogram(
+            "mgit_git_clone_duration_seconds",
+            "Duration of Git clone operations in seconds.",
+            (),
+            series_limit=series_limit,
+        )
+        api = ("method", "provider", "status_code", "endpoint")
+        self._api = r.counter(
+            "mgit_api_requests_total",
+            "Total number of provider API requests.",
+            api,
+            series_limit=series_limit,
+        )
+        self._api_duration = r.histogram(
+            "mgit_api_request_duration_seconds",
+            "Duration of provider API requests in seconds.",
+            ("method", "provider", "endpoint"),
+            series_limit=series_limit,
+        )
+        self._api_errors = r.counter(
+            "mgit_api_errors_total",
+            "Provider API responses with status >= 400, by status code.",
+            ("provider", "status_code"),
+            series_limit=series_limit,
+        )
+        self._rate_limits = r.counter(
+            "mgit_api_rate_limit_hits_total",
+            "Provider API rate limit hits (HTTP 429 or reported).",
+            ("provider",),
+            series_limit=series_limit,
+        )
+        auth = ("provider", "organization")
+        self._auth = r.counter(
+            "mgit_auth_attempts_total",
+            "Total number of authentication attempts.",
+            auth,
+            series_limit=series_limit,
+        )
+        self._auth_ok = r.counter(
+            "mgit_auth_success_total",
+            "Total number of successful authentications.",
+            auth,
+            series_limit=series_limit,
+        )
+        self._auth_fail = r.counter(
+            "mgit_auth_failures_total",
+            "Total number of failed authentications.",
+            auth,
+            series_limit=series_limit,
+        )
+        self._errors = r.counter(
+            "mgit_errors_total",
+            "Total number of errors by type.",
+            ("error_type", "operation", "provider"),
+            series_limit=series_limit,
+        )
+        self._concurrent = r.gauge(
+            "mgit_concurrent_operations", "Number of mgit operations running now.", merge="sum"
+        )
+        self._repos = r.gauge(
+            "mgit_repositories_processed",
+            "Repositories processed by the current mgit run (set by the caller).",
+            merge="sum",
+        )
+        fresh_health = r.get("mgit_health_overall") is None
+        for kind, name, help, labels, options in HEALTH_METRICS:
+            getattr(r, kind)(name, help, labels, **options)
+        # 0 would read as "unhealthy" before any check ran; health.py also starts at -1.
+        if fresh_health:
+            r.gauge("mgit_health_overall", HEALTH_METRICS[0][2]).set(-1)
+        if process_metrics or (process_metrics is None and own):
+            from mgit_monitoring.process_metrics import ProcessCollector
+
+            r.register_collector(ProcessCollector())
+
+    # ------------------------------------------------------------------ error policy
+    def _drop(self, method: str, exc: BaseException) -> None:
+        key = (method, type(exc).__name__)
+        if key in self._warned or len(self._warned) >= _MAX_WARNED:
+            return
+        self._warned.add(key)
+        _log.warning("MetricsCollector.%s dropped a measurement: %s", method, exc)
+
+    def _seconds(self, method: str, duration: Any) -> float | None:
+        """A valid duration in seconds, or None (a bad one is reported once and ignored)."""
+        if duration is None:
+            return None
+        try:
+            d = float(duration)
+        except (TypeError, ValueError):
+            d = -1.0
+        if not 0 <= d < float("inf"):  # also rejects NaN
+            self._drop(method, MetricError(f"invalid duration {duration!r}"))
+            return None
+        return d
+
+    # ------------------------------------------------------------------ mgit recorders
+    def record_operation(
+        self,
+        operation: str,
+        success: bool,
+        duration: float | None = None,
+        provider: str | None = None,
+        **extra_labels: Any,
+    ) -> None:
+        """Count one mgit operation (total + success/failure) and observe its duration.
+
+        ``extra_labels`` fill the label names given as ``extra_labels`` to the constructor;
+        unknown ones are dropped with a one-time warning. Never raises.
+        """
+        try:
+            key: Tuple[Any, ...] = (operation, "" if provider is None else provider)
+            if extra_labels or self.extra_labels:
+                unknown = set(extra_labels) - set(self.extra_labels)
+                if unknown:
+                    self._drop(
+                        "record_operation", MetricError(f"undeclared labels {sorted(unknown)!r}")
+                    )
+                key += tuple(extra_labels.get(n, "") for n in self.extra_labels)
+            seconds = self._seconds("record_operation", duration)
+            with self.registry.batch():  # a scrape sees all of these or none
+                self._ops.labels(*key).inc()
+                (self._ops_ok if success else self._ops_fail).labels(*key).inc()
+                if seconds is not None:
+                    self._op_duration.labels(*key).observe(seconds)
+        except Exception as exc:  # noqa: BLE001 - metrics never raise into mgit
+            self._drop("record_operation", exc)
+
+    def record_git_operation(
+        self, operation: str, repository: str, success: bool, duration: float | None = None
+    ) -> None:
+        """Count a Git operation by outcome and observe its duration. Never raises.
+
+        ``repository`` is a label only with ``repository_labels=True`` (credentials masked).
+        Clones are also observed in ``mgit_git_clone_duration_seconds``.
+        """
+        try:
+            status = "success" if success else "failure"
+            if self.repository_labels:
+                child = self._git.labels(operation, status, _mask(repository))
+            else:
+                child = self._git.labels(operation, status)
+            seconds = self._seconds("record_git_operation", duration)
+            with self.registry.batch():
+                child.inc()
+                if seconds is not None:
+                    self._git_duration.labels(operation).observe(seconds)
+                    if operation == "clone":
+                        self._clone_duration.observe(seconds)
+        except Exception as exc:  # noqa: BLE001
+            self._drop("record_git_operation", exc)
+
+    def record_api_call(
+        self,
+        method: str,
+        provider: str,
+        status_code: Union[int, str],
+        duration: float | None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Count a provider API call; status >= 400 is an error, 429 also a rate-limit hit.
+
+        The endpoint's query string is dropped (it may carry tokens and unbounded values).
+        Never raises.
+        """
+        try:
+            m = str(method).upper()
+            ep = "" if endpoint is None else str(endpoint).split("?", 1)[0]
+            code = str(status_code)
+            try:
+                numeric = int(code)
+            except ValueError:
+                numeric = 0
+            seconds = self._seconds("record_api_call", duration)
+            with self.registry.batch():
+                self._api.labels(m, provider, code, ep).inc()
+                if seconds is not None:
+                    self._api_duration.labels(m, provider, ep).observe(seconds)
+                if numeric >= 400:
+                    self._api_errors.labels(provider, code).inc()
+                if numeric == 429:
+                    self._rate_limits.labels(provider).inc()
+        except Exception as exc:  # noqa: BLE001
+            self._drop("record_api_call", exc)
+
+    def record_rate_limit_hit(self, provider: str) -> None:
+        """Count a rate-limit hit reported other than by HTTP 429. Never raises."""
+        try:
+            self._rate_limits.labels(provider).inc()
+        except Exception as exc:  # noqa: BLE001
+            self._drop("record_rate_limit_hit", exc)
+
+    def record_authentication(self, provider: str, organization: str, success: bool) -> None:
+        """Count an authentication attempt and its outcome. Never raises."""
+        try:
+            key = (provider, "" if organization is None else organization)
+            with self.registry.batch():
+                self._auth.labels(*key).inc()
+                (self._auth_ok if success else self._auth_fail).labels(*key).inc()
+        except Exception as exc:  # noqa: BLE001
+            self._drop("record_authentication", exc)
+
+    def record_error(
+        self, error_type: str, operation: str | None = None, provider: str | None = None
+    ) -> None:
+        """Count an error by type (e.g. an exception class name). Never raises."""
+        try:
+            self._errors.labels(error_type, operation or "", provider or "").inc()
+        except Exception as exc:  # noqa: BLE001
+            self._drop("record_error", exc)
+
+    def update_concurrent_operations(self, count: float) -> None:
+        """Set ``mgit_concurrent_operations`` (merge mode "sum" across processes). Never raises."""
+        try:
+            self._concurrent.set(count)
+        except Exception as exc:  # noqa: BLE001
+            self._drop("update_concurrent_operations", exc)
+
+    def update_repositories_processed(self, count: float) -> None:
+        """Set the gauge ``mgit_repositories_processed`` (merge "sum"). Never raises."""
+        try:
+            self._repos.set(count)
+        except Exception as exc:  # noqa: BLE001
+            self._drop("update_repositories_processed", exc)
+
+    # ------------------------------------------------------------------ generic API (raises)
+    def register_metric(
+        self,
+        name: str,
+        metric_type: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        **options: Any,
+    ) -> Any:
+        """Register (or get the identical) counter/gauge/histogram on the registry.
+
+        ``options`` go to the registry (``buckets``, ``merge``, ``series_limit``). Raises
+        MetricError for an unknown type or invalid name/labels, DuplicateMetricError for a
+        conflicting definition.
+        """
+        if metric_type not in _KINDS:
+            raise MetricError(f"unknown metric type {metric_type!r}: expected one of {_KINDS!r}")
+        return getattr(self.registry, metric_type)(name, help_text, labelnames, **options)
+
+    def _child(self, name: str, kind: str, labels: Mapping[str, Any] | None) -> Any:
+        metric = self.registry.get(name)
+        if metric is None:
+            raise MetricError(f"metric {name!r} is not registered: call register_metric() first")
+        if metric._type != kind:
+            raise MetricError(f"metric {name!r} is a {metric._type}, not a {kind}")
+        return metric.labels(**labels) if labels else metric.labels()
+
+    def inc_counter(
+        self, name: str, value: float = 1, labels: Mapping[str, Any] | None = None
+    ) -> None:
+        """Increment a registered counter; MetricError if unknown, wrong type/labels or < 0."""
+        self._child(name, "counter", labels).inc(value)
+
+    def set_gauge(self, name: str, value: float, labels: Mapping[str, Any] | None = None) -> None:
+        """Set a registered gauge. Raises MetricError (unknown, wrong type/labels, not a number)."""
+        self._child(name, "gauge", labels).set(value)
+
+    def observe_histogram(
+        self, name: str, value: float, labels: Mapping[str, Any] | None = None
+    ) -> None:
+        """Observe into a registered histogram; MetricError if unknown, wrong type/labels, NaN."""
+        self._child(name, "histogram", labels).observe(value)
+
+    def start_operation_timer(self, operation_id: str) -> None:
+        """Remember the start time of ``operation_id`` (see :meth:`end_operation_timer`)."""
+        with self._timers_lock:
+            self._timers[operation_id] = time.perf_counter()
+
+    def end_operation_timer(
+        self, operation_id: str, metric_name: str, labels: Mapping[str, Any] | None = None
+    ) -> float:
+        """Observe the seconds since :meth:`start_operation_timer` into histogram ``metric_name``.
+
+        Returns the duration, or 0.0 (observing nothing) for an unknown id. Raises MetricError
+        if ``metric_name`` is not a registered histogram.
+        """
+        with self._timers_lock:
+            start = self._timers.pop(operation_id, None)
+        if start is None:
+            return 0.0
+        elapsed = max(time.perf_counter() - start, 0.0)
+        self.observe_histogram(metric_name, elapsed, labels)
+        return elapsed
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self) -> Snapshot:
+        """An immutable snapshot of the registry."""
+        return self.registry.snapshot()
+
+    def get_metrics(self) -> List[Sample]:
+        """Every sample (histograms expanded into buckets, sum and count)."""
+        return list(self.registry.snapshot().samples())
+
+    def reset_metrics(self) -> None:
+        """Forget every recorded value; definitions stay (unlabelled metrics go back to 0)."""
+        for metric in self.registry.metrics():
+            metric.clear()
+
+    def export_prometheus(self) -> str:
+        """The registry in Prometheus text format 0.0.4, as a str."""
+        return render_text(self.registry.snapshot()).decode("utf-8")
+
+    def export_openmetrics(self) -> str:
+        """The registry in OpenMetrics 1.0 text, as a str."""
+        return render_openmetrics(self.registry.snapshot()).decode("utf-8")
+
+    def export_json(self, indent: int | None = 2) -> str:
+        """The JSON document of :func:`~mgit_monitoring.exposition.render_json`, as a str."""
+        return render_json(self.registry.snapshot(), indent=indent)
+
+
+def _mask(repository: Any) -> str:
+    from mgit_monitoring.masking import mask_credentials  # only for the opt-in repository label
+
+    return mask_credentials(str(repository))
+
+
+# ---------------------------------------------------------------------- the default collector
+
+_default_lock = threading.Lock()
+_default: MetricsCollector | None = None
+
+
+def get_metrics_collector() -> MetricsCollector:
+    """The process-wide collector, created on first use (thread-safe)."""
+    global _default
+    collector = _default
+    if collector is None:
+        with _default_lock:
+            if _default is None:
+                _default = MetricsCollector()
+            collector = _default
+    return collector
+
+
+def setup_metrics(registry: Registry | None = None, **options: Any) -> MetricsCollector:
+    """Create the default collector with these options if none exists yet; return the default.
+
+    Unlike the original, an existing default is never replaced (objects holding it would
+    keep writing to an orphan); call :func:`reset_metrics_collector` first to start over.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = MetricsCollector(registry, **options)
+        elif registry is not None or options:
+            _log.warning("setup_metrics: a metrics collector already exists; options ignored")
+        return _default
+
+
+def reset_metrics_collector() -> None:
+    """Drop the default collector (tests); the next :func:`get_metrics_collector` makes one."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def record_operation(
+    operation: str,
+    success: bool,
+    duration: float | None = None,
+    provider: str | None = None,
+    **kw: Any,
+) -> None:
+    """:meth:`MetricsCollector.record_operation` on the default collector."""
+    get_metrics_collector().record_operation(operation, success, duration, provider, **kw)
+
+
+def record_git_operation(
+    operation: str, repository: str, success: bool, duration: float | None = None
+) -> None:
+    """:meth:`MetricsCollector.record_git_operation` on the default collector."""
+    get_metrics_collector().record_git_operation(operation, repository, success, duration)
+
+
+def record_api_call(
+    method: str,
+    provider: str,
+    status_code: Union[int, str],
+    duration: float | None,
+    endpoint: str | None = None,
+) -> None:
+    """:meth:`MetricsCollector.record_api_call` on the default collector."""
+    get_metrics_collector().record_api_call(method, provider, status_code, duration, endpoint)
+
+
+def record_authentication(provider: str, organization: str, success: bool) -> None:
+    """:meth:`MetricsCollector.record_authentication` on the default collector."""
+    get_metrics_collector().record_authentication(provider, organization, success)

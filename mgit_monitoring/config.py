@@ -1,0 +1,351 @@
+"""Configuration of mgit_monitoring: one immutable object from defaults, environment, arguments.
+
+Every other module takes its settings through its constructor; this module (and the CLI) is
+the only place that reads ``MGIT_MONITORING_*`` variables, and it does so only when
+:meth:`MonitoringConfig.from_env` is called with a mapping (``os.environ`` when ``None``),
+never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+from mgit_monitoring.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "MonitoringConfig", "default_state_dir", "parse_bool"]
+
+ENV_PREFIX = "MGIT_MONITORING_"
+"""Prefix of every environment variable this package reads."""
+
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+_LEVELS = {
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARNING": "WARNING",
+    "WARN": "WARNING",
+    "ERROR": "ERROR",
+    "CRITICAL": "CRITICAL",
+    "FATAL": "CRITICAL",
+}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+    "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+_APP_DIR = "mgit-monitoring"
+
+
+def _bad(label: str, value: Any, why: str) -> ConfigError:
+    return ConfigError(f"{label}={value!r}: {why}")
+
+
+def parse_bool(value: Any, label: str = "value") -> bool:
+    """Parse 1/0, true/false, yes/no, on/off (any case, surrounding blanks ignored)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise _bad(label, value, "expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _parse_level(value: Any, label: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        name = logging.getLevelName(value)
+        if isinstance(name, str) and name in _LEVELS:
+            return _LEVELS[name]
+    elif isinstance(value, str) and value.strip().upper() in _LEVELS:
+        return _LEVELS[value.strip().upper()]
+    raise _bad(label, value, "expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+
+def _parse_host(value: Any, label: str) -> str:
+    if isinstance(value, str):
+        text = value.strip()
+        bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        try:
+            return str(ipaddress.ip_address(bare))
+        except ValueError:
+            if _HOSTNAME_RE.match(bare):
+                return bare
+    raise _bad(label, value, "expected an IP address or a host name")
+
+
+def _number(value: Any, label: str, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise _bad(label, value, f"expected {'an integer' if kind is int else 'a number'}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is int and not float(value).is_integer():
+            raise _bad(label, value, "expected an integer")
+        result = kind(value)
+    else:
+        try:
+            result = kind(str(value).strip())
+        except ValueError:
+            raise _bad(
+                label, value, f"expected {'an integer' if kind is int else 'a number'}"
+            ) from None
+    if kind is float and (result != result or result in (float("inf"), float("-inf"))):
+        raise _bad(label, value, "expected a finite number")
+    return result
+
+
+def _ranged(kind: type, low: float, high: float | None, low_open: bool = False) -> Callable:
+    def parse(value: Any, label: str) -> Any:
+        number = _number(value, label, kind)
+        too_low = number <= low if low_open else number < low
+        if too_low or (high is not None and number > high):
+            bound = f"({low}" if low_open else f"[{low}"
+            upper = f"{high}]" if high is not None else "inf)"
+            raise _bad(label, value, f"expected a value in {bound}, {upper}")
+        return number
+
+    return parse
+
+
+def _parse_size(value: Any, label: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _bad(label, value, "expected a size >= 0")
+        return value
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match and match.group(2).lower() in _UNITS:
+        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise _bad(label, value, "expected a byte count such as 1073741824, 512MiB or 1G")
+
+
+def _parse_path(value: Any, label: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and value.strip() and "\0" not in value:
+        return value
+    raise _bad(label, value, "expected a directory path")
+
+
+#: field name -> (environment variable, parser). Order is the documentation order.
+_FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
+    "enabled": ("ENABLED", parse_bool),
+    "log_level": ("LOG_LEVEL", _parse_level),
+    "host": ("HOST", _parse_host),
+    "port": ("PORT", _ranged(int, 0, 65535)),
+    "state_dir": ("STATE_DIR", _parse_path),
+    "persist": ("PERSIST", parse_bool),
+    "flush_interval_seconds": ("FLUSH_INTERVAL", _ranged(float, 0.0, None, low_open=True)),
+    "store_timeout_seconds": ("STORE_TIMEOUT", _ranged(float, 0.0, 600.0)),
+    "performance_retention_hours": ("PERF_RETENTION_HOURS", _ranged(float, 0.0, None, True)),
+    "performance_max_traces": ("PERF_MAX_TRACES", _ranged(int, 1, None)),
+    "trace_timeout_seconds": ("TRACE_TIMEOUT", _ranged(float, 0.0, None, low_open=True)),
+    "anomaly_avg_factor": ("ANOMALY_AVG_FACTOR", _ranged(float, 1.0, None)),
+    "anomaly_p95_factor": ("ANOMALY_P95_FACTOR", _ranged(float, 1.0, None)),
+    "disk_path": ("DISK_PATH", _parse_path),
+    "disk_min_free_bytes": ("DISK_MIN_FREE_BYTES", _parse_size),
+    "disk_warn_free_percent": ("DISK_WARN_FREE_PERCENT", _ranged(float, 0.0, 100.0)),
+    "disk_fail_free_percent": ("DISK_FAIL_FREE_PERCENT", _ranged(float, 0.0, 100.0)),
+    "memory_warn_percent": ("MEMORY_WARN_PERCENT", _ranged(float, 0.0, 100.0)),
+    "memory_fail_percent": ("MEMORY_FAIL_PERCENT", _ranged(float, 0.0, 100.0)),
+    "health_interval_seconds": ("HEALTH_INTERVAL", _ranged(float, 0.0, None, low_open=True)),
+    "health_timeout_seconds": ("HEALTH_TIMEOUT", _ranged(float, 0.0, None, low_open=True)),
+}
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The XDG state directory for mgit-monitoring, computed from ``environ`` only.
+
+    ``$XDG_STATE_HOME/mgit-monitoring`` when XDG_STATE_HOME is an absolute path (the XDG
+    Base Directory spec says relative values are ignored), else
+    ``$HOME/.local/state/mgit-monitoring``; on Windows ``%LOCALAPPDATA%\\mgit-monitoring``.
+    Without HOME in the mapping the account's home directory from the password database is used.
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return os.path.join(xdg, _APP_DIR)
+    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        return os.path.join(env["LOCALAPPDATA"], _APP_DIR)
+    home = env.get("HOME", "") or _account_home()
+    return os.path.join(home, ".local", "state", _APP_DIR)
+
+
+def _account_home() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError, AttributeError):
+        # No password database (Windows, or an unnamed uid in a container).
+        return os.path.expanduser("~")
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitoringConfig:
+    """Every setting of mgit_monitoring, validated on construction.
+
+    Precedence, lowest first: the defaults below < environment variables < keyword
+    overrides passed to :meth:`from_env` (the CLI passes its flags this way). An environment
+    variable that is set but empty counts as unset. Constructing the class directly uses
+    only the defaults and the arguments; it reads no environment.
+
+    Fields, their environment variables (``MGIT_MONITORING_`` + the name shown) and defaults:
+
+    - ``enabled`` (ENABLED): true. 1/0, true/false, yes/no, on/off, any case.
+    - ``log_level`` (LOG_LEVEL): INFO. DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL.
+    - ``host`` (HOST): 0.0.0.0, the server's bind address (IP address or host name).
+    - ``port`` (PORT): 8080, in 0..65535; 0 picks a free port.
+    - ``state_dir`` (STATE_DIR): from_env uses ``$XDG_STATE_HOME/mgit-monitoring`` or
+      ``~/.local/state/mgit-monitoring`` (:func:`default_state_dir`); the bare constructor
+      leaves it None, which means memory only.
+    - ``persist`` (PERSIST): true; share history through the sqlite store in state_dir.
+    - ``flush_interval_seconds`` (FLUSH_INTERVAL): 5.0; how often buffered records are
+      written to the store in one batch.
+    - ``store_timeout_seconds`` (STORE_TIMEOUT): 5.0; sqlite busy timeout, the bound a
+      write waits for another process's lock before it is dropped.
+    - ``performance_retention_hours`` (PERF_RETENTION_HOURS): 720 (30 days) of trace history.
+    - ``performance_max_traces`` (PERF_MAX_TRACES): 10000 completed traces kept in memory.
+    - ``trace_timeout_seconds`` (TRACE_TIMEOUT): 21600 (6 h); a trace never ended expires.
+    - ``anomaly_avg_factor`` (ANOMALY_AVG_FACTOR): 3.0; slower than this x baseline average
+      is an anomaly.
+    - ``anomaly_p95_factor`` (ANOMALY_P95_FACTOR): 2.0; slower than this x baseline p95 is
+      an anomaly.
+    - ``disk_path`` (DISK_PATH): None; the directory the disk check watches (None: the
+      health checker's choice, the state dir).
+    - ``disk_min_free_bytes`` (DISK_MIN_FREE_BYTES): 1 GiB; fail below. Accepts 512MiB, 1G...
+    - ``disk_warn_free_percent`` (DISK_WARN_FREE_PERCENT): 20.0; warn below this % free.
+    - ``disk_fail_free_percent`` (DISK_FAIL_FREE_PERCENT): 10.0; fail below this % free.
+    - ``memory_warn_percent`` (MEMORY_WARN_PERCENT): 85.0; warn above this % used.
+    - ``memory_fail_percent`` (MEMORY_FAIL_PERCENT): 95.0; fail above this % used.
+    - ``health_interval_seconds`` (HEALTH_INTERVAL): 30.0; background re-check period.
+    - ``health_timeout_seconds`` (HEALTH_TIMEOUT): 5.0; bound on one check.
+
+    A bad value raises :class:`~mgit_monitoring.errors.ConfigError` with a one-line message
+    naming the variable (or the field, for arguments) and the value, e.g.
+    ``MGIT_MONITORING_PORT='80a': expected an integer``.
+    """
+
+    enabled: bool = True
+    log_level: str = "INFO"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    state_dir: str | None = None
+    persist: bool = True
+    flush_interval_seconds: float = 5.0
+    store_timeout_seconds: float = 5.0
+    performance_retention_hours: float = 720.0
+    performance_max_traces: int = 10000
+    trace_timeout_seconds: float = 21600.0
+    anomaly_avg_factor: float = 3.0
+    anomaly_p95_factor: float = 2.0
+    disk_path: str | None = None
+    disk_min_free_bytes: int = 1024**3
+    disk_warn_free_percent: float = 20.0
+    disk_fail_free_percent: float = 10.0
+    memory_warn_percent: float = 85.0
+    memory_fail_percent: float = 95.0
+    health_interval_seconds: float = 30.0
+    health_timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name, (_var, parser) in _FIELDS.items():
+            # Normalise in place ("warn" -> "WARNING", "8080" -> 8080); frozen, hence setattr.
+            object.__setattr__(self, name, parser(getattr(self, name), name))
+        self._check_pairs({name: name for name in _FIELDS})
+
+    def _check_pairs(self, labels: Mapping[str, str]) -> None:
+        pairs = (
+            ("disk_fail_free_percent", "disk_warn_free_percent"),
+            ("memory_warn_percent", "memory_fail_percent"),
+        )
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                msg = (
+                    f"{labels[low]}={getattr(self, low)!r} must be <= "
+                    f"{labels[high]}={getattr(self, high)!r}"
+                )
+                raise ConfigError(msg)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> MonitoringConfig:
+        """Build a configuration: defaults < ``environ`` (``os.environ`` if None) < ``overrides``.
+
+        ``overrides`` are field names (``port=0``, ``state_dir="/tmp/x"``); a value of ``None``
+        means "not given", so a CLI can pass its unset argparse flags straight through.
+        Unknown field names raise ConfigError.
+        """
+        env = os.environ if environ is None else environ
+        unknown = sorted(set(overrides) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
+        values: Dict[str, Any] = {}
+        labels: Dict[str, str] = {}
+        for name, (suffix, parser) in _FIELDS.items():
+            var = ENV_PREFIX + suffix
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                values[name] = parser(raw, var)
+                labels[name] = var
+            given = overrides.get(name)
+            if given is not None:
+                values[name] = parser(given, name)
+                labels[name] = name
+        if values.get("state_dir") is None:
+            values["state_dir"] = default_state_dir(env)
+        for name in _FIELDS:
+            labels.setdefault(name, name)
+        # Cross-field checks name the variables that set the values, not just the fields.
+        probe = cls.__new__(cls)
+        for name in _FIELDS:
+            object.__setattr__(probe, name, values.get(name, _default(name)))
+        probe._check_pairs(labels)
+        return cls(**values)
+
+    @property
+    def store_dir(self) -> str | None:
+        """The directory of the shared store, or None when persistence is off (memory only)."""
+        if not (self.enabled and self.persist) or self.state_dir is None:
+            return None
+        return os.path.abspath(os.path.expanduser(self.state_dir))
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The settings as a JSON-ready dict (none of them is a secret)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def env_var(field_name: str) -> str:
+        """The environment variable that sets ``field_name`` (``port`` -> MGIT_MONITORING_PORT)."""
+        try:
+            return ENV_PREFIX + _FIELDS[field_name][0]
+        except KeyError:
+            raise ConfigError(f"unknown configuration field: {field_name!r}") from None
+
+
+def _default(name: str) -> Any:
+    field = MonitoringConfig.__dataclass_fields__[name]
+    return field.default

@@ -1,0 +1,320 @@
+"""Correlation ids and context for logs, traces and child processes, built on ``contextvars``.
+
+A correlation id is a W3C trace-id (32 lowercase hex), so it drops straight into
+OpenTelemetry, Elasticsearch (``trace.id``) and Cloud Logging. Contexts nest: an inner
+:func:`correlation_context` inherits the outer id and merges its attributes; an explicit
+``correlation_id=`` wins. Each context also gets its own span id (16 hex), which is what
+a child process receives as the parent in ``TRACEPARENT``.
+
+``contextvars`` give every asyncio task its own view, but ``ThreadPoolExecutor.submit``
+and ``threading.Thread`` start from an empty context (verified on 3.11-3.13), so a
+parallel cloner must use :class:`ContextThreadPoolExecutor`, :func:`submit_with_context`
+or :class:`ContextThread`.
+
+Nothing is read at import: ``TRACEPARENT`` is adopted only when :func:`adopt_traceparent`
+is called (``setup_structured_logging`` calls it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    Mapping,
+    NamedTuple,
+    Optional,
+    TypeVar,
+)
+
+from mgit_monitoring.errors import ConfigError
+
+__all__ = [
+    "ContextThread",
+    "ContextThreadPoolExecutor",
+    "TraceParent",
+    "adopt_traceparent",
+    "child_env",
+    "correlation_context",
+    "format_traceparent",
+    "get_context",
+    "get_correlation_id",
+    "get_span_id",
+    "get_traceparent",
+    "git_operation_context",
+    "new_span_id",
+    "new_trace_id",
+    "operation_context",
+    "parse_traceparent",
+    "provider_context",
+    "reset_process_trace",
+    "submit_with_context",
+]
+
+_T = TypeVar("_T")
+
+_HEX32 = re.compile(r"[0-9a-f]{32}\Z")
+_HEX16 = re.compile(r"[0-9a-f]{16}\Z")
+# W3C trace-context §3.2: version-traceid-parentid-flags, lowercase hex only; later
+# versions may append fields after another "-", version 00 may not.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?\Z")
+_ZERO32 = "0" * 32
+_ZERO16 = "0" * 16
+
+
+class TraceParent(NamedTuple):
+    """A parsed W3C ``traceparent`` value."""
+
+    version: str
+    trace_id: str
+    parent_id: str
+    flags: str
+
+
+def new_trace_id() -> str:
+    """Return a random W3C trace-id: 32 lowercase hex digits, never all zero."""
+    while True:
+        value = os.urandom(16).hex()
+        if value != _ZERO32:
+            return value
+
+
+def new_span_id() -> str:
+    """Return a random W3C span (parent) id: 16 lowercase hex digits, never all zero."""
+    while True:
+        value = os.urandom(8).hex()
+        if value != _ZERO16:
+            return value
+
+
+def parse_traceparent(value: Optional[str]) -> Optional[TraceParent]:
+    """Parse a ``traceparent`` header/env value; None for anything invalid (never raises)."""
+    if not isinstance(value, str):
+        return None
+    m = _TRACEPARENT.match(value.strip())
+    if m is None:
+        return None
+    version, trace_id, parent_id, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest is not None):
+        return None
+    if trace_id == _ZERO32 or parent_id == _ZERO16:
+        return None
+    return TraceParent(version, trace_id, parent_id, flags)
+
+
+def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
+    """Render a version-00 ``traceparent`` value."""
+    return f"00-{trace_id}-{span_id}-{flags}"
+
+
+def _normalise_id(value: Any) -> str:
+    """Accept 32 hex digits (any case) or a UUID; return the lowercase trace-id form."""
+    if isinstance(value, str):
+        candidate = value.strip().lower().replace("-", "")
+        if _HEX32.match(candidate) and candidate != _ZERO32:
+            return candidate
+    msg = f"correlation_id must be 32 hex digits (a W3C trace-id) or a UUID, got {value!r}"
+    raise ConfigError(msg)
+
+
+class _State:
+    """One immutable correlation scope; the ContextVar holds one of these (copy-on-write)."""
+
+    __slots__ = ("attrs", "flags", "log_cache", "span_id", "trace_id", "view")
+
+    def __init__(self, trace_id: str, span_id: str, flags: str, attrs: Dict[str, Any]) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.attrs = attrs  # never mutated after construction
+        self.view: Mapping[str, Any] = MappingProxyType(attrs)
+        # Filled lazily by the log formatter (the rendered, masked correlation object),
+        # so a context entered once and logged from many times is rendered once.
+        self.log_cache: Any = None
+
+
+_CURRENT: contextvars.ContextVar[Optional[_State]] = contextvars.ContextVar(
+    "mgit_monitoring_correlation", default=None
+)
+
+
+class _ProcessTrace:
+    """The id used outside any context: adopted from TRACEPARENT or minted on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state: Optional[_State] = None
+        self.adopted = False
+
+    def get(self) -> _State:
+        state = self.state
+        if state is None:
+            with self.lock:
+                if self.state is None:
+                    self.state = _State(new_trace_id(), new_span_id(), "01", {})
+                state = self.state
+        return state
+
+
+_PROCESS = _ProcessTrace()
+
+
+def adopt_traceparent(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Adopt a valid ``TRACEPARENT`` from ``environ`` (default ``os.environ``) as the process trace.
+
+    Afterwards, log lines outside any context and new top-level contexts carry its
+    trace-id, so this process's logs nest under the caller's trace (a CI job, a parent
+    mgit). An invalid or missing value is ignored. Returns whether one was adopted.
+    """
+    env = os.environ if environ is None else environ
+    parsed = parse_traceparent(env.get("TRACEPARENT"))
+    if parsed is None:
+        return False
+    with _PROCESS.lock:
+        # The caller's span is our parent; this process gets a span of its own.
+        _PROCESS.state = _State(parsed.trace_id, new_span_id(), parsed.flags, {})
+        _PROCESS.adopted = True
+    return True
+
+
+def reset_process_trace() -> None:
+    """Forget the adopted or minted process trace (tests; a worker starting a new run)."""
+    with _PROCESS.lock:
+        _PROCESS.state = None
+        _PROCESS.adopted = False
+
+
+def _current_state() -> _State:
+    """The active scope, or the process scope when no context is active."""
+    state = _CURRENT.get()
+    return state if state is not None else _PROCESS.get()
+
+
+def get_correlation_id() -> str:
+    """Return the active correlation id (32 lowercase hex); one is minted when none is active."""
+    return _current_state().trace_id
+
+
+def get_span_id() -> str:
+    """Return the span id of the active context (16 lowercase hex)."""
+    return _current_state().span_id
+
+
+def get_context() -> Mapping[str, Any]:
+    """Return the active attributes (operation, organization, provider, ...), read-only."""
+    state = _CURRENT.get()
+    return state.view if state is not None else MappingProxyType({})
+
+
+def get_traceparent() -> str:
+    """Return the ``traceparent`` value a child of the active context should receive."""
+    state = _current_state()
+    return format_traceparent(state.trace_id, state.span_id, state.flags)
+
+
+@contextmanager
+def correlation_context(
+    operation: Optional[str] = None, correlation_id: Optional[str] = None, **attrs: Any
+) -> Iterator[str]:
+    """Run a block under a correlation scope and yield its correlation id.
+
+    Nested scopes inherit the outer id and merge attributes (inner values win); an
+    explicit ``correlation_id`` (32 hex or a UUID) wins; attributes given as None are
+    left as the outer scope has them. A top-level scope gets a fresh id, unless a
+    ``TRACEPARENT`` was adopted, whose trace it then joins.
+    """
+    outer = _CURRENT.get()
+    if correlation_id is not None:
+        trace_id = _normalise_id(correlation_id)
+        flags = "01"
+    elif outer is not None:
+        trace_id, flags = outer.trace_id, outer.flags
+    elif _PROCESS.adopted:
+        proc = _PROCESS.get()
+        trace_id, flags = proc.trace_id, proc.flags
+    else:
+        trace_id, flags = new_trace_id(), "01"
+    merged: Dict[str, Any] = dict(outer.attrs) if outer is not None else {}
+    if operation is not None:
+        merged["operation"] = operation
+    for key, value in attrs.items():
+        if value is not None:
+            merged[key] = value
+    token = _CURRENT.set(_State(trace_id, new_span_id(), flags, merged))
+    try:
+        yield trace_id
+    finally:
+        _CURRENT.reset(token)
+
+
+def operation_context(operation: str, **attrs: Any) -> Any:
+    """Shorthand for ``correlation_context(operation=operation, **attrs)``."""
+    return correlation_context(operation=operation, **attrs)
+
+
+def provider_context(provider: str, organization: Optional[str] = None, **attrs: Any) -> Any:
+    """A nested scope with ``provider`` and (when given) ``organization`` attributes."""
+    return correlation_context(provider=provider, organization=organization, **attrs)
+
+
+def git_operation_context(operation: str, repository: Optional[str] = None, **attrs: Any) -> Any:
+    """A nested scope with ``git_operation`` and (when given) ``repository`` attributes."""
+    return correlation_context(git_operation=operation, repository=repository, **attrs)
+
+
+def child_env(
+    environ: Optional[Mapping[str, str]] = None, extra: Optional[Mapping[str, str]] = None
+) -> Dict[str, str]:
+    """Return a copy of ``environ`` (default ``os.environ``) for a child process such as git.
+
+    Adds ``TRACEPARENT`` (the active trace and span) and ``GIT_TRACE2_PARENT_SID`` (so
+    git's own trace2 events nest under this trace id), then ``extra``. The parent's
+    environment is never modified.
+    """
+    env = dict(os.environ if environ is None else environ)
+    state = _current_state()
+    env["TRACEPARENT"] = format_traceparent(state.trace_id, state.span_id, state.flags)
+    env["GIT_TRACE2_PARENT_SID"] = state.trace_id
+    if extra:
+        env.update(extra)
+    return env
+
+
+def submit_with_context(
+    executor: Any, fn: Callable[..., _T], *args: Any, **kwargs: Any
+) -> Future[_T]:
+    """``executor.submit(fn, ...)`` that runs ``fn`` in a copy of the submitter's context."""
+    ctx = contextvars.copy_context()  # captured here, in the submitting thread
+    future: Future[_T] = executor.submit(ctx.run, fn, *args, **kwargs)
+    return future
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A ThreadPoolExecutor whose tasks (``submit`` and ``map``) see the submitter's context.
+
+    Each task runs in its own copy, so what a task sets stays in that task.
+    """
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        # One copy per task: a Context object cannot be entered by two threads at once.
+        ctx = contextvars.copy_context()
+        return super().submit(ctx.run, fn, *args, **kwargs)
+
+
+class ContextThread(threading.Thread):
+    """A threading.Thread that runs in a copy of the context of the thread that created it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._mgit_context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._mgit_context.run(super().run)

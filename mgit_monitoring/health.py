@@ -1,0 +1,1003 @@
+"""Health checks, their runner, and the Kubernetes probes built on them.
+
+A :class:`HealthChecker` holds named checks (plain or ``async`` callables) and runs them so
+that asking is always cheap and bounded in time:
+
+- **Never on the caller's thread or event loop.** Each run of a check happens on its own
+  daemon thread (an ``async`` check gets a private event loop there), so a check that blocks
+  cannot freeze the asyncio loop of the server that asked. The thread copies the caller's
+  ``contextvars`` so log lines keep the correlation id.
+- **Bounded.** Every check has a timeout (default 5 s) and every evaluation an overall
+  deadline (default 10 s). A check that raises becomes ``unhealthy`` with the exception in
+  its message; one that runs past its timeout becomes ``unhealthy`` ("timed out"); one that
+  returns something that is not a result becomes ``unknown``. Callers never see an exception.
+- **Cached and single-flight.** A result is reused for the check's ``ttl``. While a run is in
+  flight every caller - async or sync, on any thread or loop - waits for that same run
+  instead of starting another. Python cannot kill a thread, so a check that hangs keeps its
+  one thread; single-flight guarantees it is *only* one: until that thread returns, callers
+  get the "timed out, still running" result and no new thread is started for the check.
+
+Entry points, async and sync (for the CLI and threaded servers), sharing one cache:
+``await get_overall_health()`` / ``check_health_sync()`` (the JSON document),
+``await run_checks()`` / ``run_checks_sync()`` and ``run_check(name)`` / ``run_check_sync(name)``
+(results), ``await is_ready()`` / ``is_ready_sync()`` and ``await is_alive()`` /
+``is_alive_sync()`` (booleans), ``readiness()`` / ``readiness_sync()`` and ``liveness()`` /
+``liveness_sync()`` (a :class:`ProbeResult` with the reason), and ``latest_results(refresh=True)``
+(the cached results instantly, stale ones re-run in the background: what ``/health`` should use).
+
+Probes (``is_alive``/``is_ready`` and their ``*_sync`` twins) never start a slow run and
+wait for it. They answer from the cached results, start a background refresh of the stale
+ones and wait at most ``probe_wait`` seconds (default 0.5 s, under the kubelet's 1 s probe
+timeout) and only for a check that has never produced a result.
+
+- **Liveness** depends on nothing external - no disk, network or subprocess - because a
+  failing liveness probe makes Kubernetes *restart* the container, and restarting cannot fix
+  a full disk or an unreachable GitHub (it multiplies the trouble across every pod). It is
+  true unless a heartbeat was configured (``heartbeat_timeout``) and :meth:`HealthChecker.beat`
+  has not been called within it: a stuck worker loop is what a restart can fix.
+- **Readiness** depends only on checks registered ``critical=True`` and is false only when
+  one of them is ``unhealthy`` (or has not produced any result yet, i.e. still starting).
+  ``degraded`` is still ready: a degraded pod can still do its work (slowly, or with a
+  warning), and taking every pod out of service because a shared dependency is slow turns a
+  partial problem into a total outage. ``unknown`` is ready for the same reason.
+
+Aggregation (:func:`overall_status`, :func:`health_percentage`), with ``unknown`` results
+left out so a check that cannot measure (no cgroup, a disabled check) never makes a healthy
+system look broken:
+
+1. no result other than ``unknown`` -> ``unknown``;
+2. a critical check ``unhealthy``, or every known result ``unhealthy`` -> ``unhealthy``;
+3. any known result ``degraded`` or ``unhealthy`` -> ``degraded`` (a non-critical failure,
+   such as one unreachable provider, degrades but does not fail the whole);
+4. otherwise ``healthy``.
+
+``health_percentage`` = 100 x (healthy + 0.5 x degraded) / known results (0.0 when none).
+
+Output is produced by pure functions of the results, so a server can render them without a
+socket: :func:`health_to_dict` (the original mgit JSON shape) and :func:`to_health_json` (the
+IETF ``application/health+json`` draft). Metrics, when the checker is given a registry:
+``mgit_health_overall`` and ``mgit_health_check_status{check}`` (1 healthy, 0.5 degraded,
+0 unhealthy, -1 unknown), ``mgit_health_percentage`` (0..100) and the histogram
+``mgit_health_check_duration_seconds{check}``, updated whenever a check result arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import dataclasses
+import datetime
+import inspect
+import logging
+import math
+import threading
+import time
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.masking import mask_credentials, mask_structure
+
+__all__ = [
+    "DEGRADED",
+    "HEALTHY",
+    "HEALTH_JSON_CONTENT_TYPE",
+    "STATUSES",
+    "STATUS_VALUES",
+    "UNHEALTHY",
+    "UNKNOWN",
+    "HealthCheckResult",
+    "HealthChecker",
+    "ProbeResult",
+    "create_default_health_checker",
+    "get_health_checker",
+    "health_percentage",
+    "health_to_dict",
+    "http_status_for",
+    "overall_status",
+    "reset_health_checker",
+    "set_health_checker",
+    "to_health_json",
+]
+
+HEALTHY = "healthy"
+DEGRADED = "degraded"
+UNHEALTHY = "unhealthy"
+UNKNOWN = "unknown"
+STATUSES = (HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN)
+"""The status vocabulary, best first."""
+
+STATUS_VALUES: Mapping[str, float] = {HEALTHY: 1.0, DEGRADED: 0.5, UNHEALTHY: 0.0, UNKNOWN: -1.0}
+"""Gauge value of each status in ``mgit_health_overall`` and ``mgit_health_check_status``."""
+
+HEALTH_JSON_CONTENT_TYPE = "application/health+json"
+"""Media type of :func:`to_health_json` output (draft-inadarei-api-health-check)."""
+
+# Accepted on input so checks can speak the IETF draft's or Spring's words.
+_ALIASES = {
+    "pass": HEALTHY,
+    "ok": HEALTHY,
+    "up": HEALTHY,
+    "warn": DEGRADED,
+    "warning": DEGRADED,
+    "fail": UNHEALTHY,
+    "error": UNHEALTHY,
+    "down": UNHEALTHY,
+}
+_IETF = {HEALTHY: "pass", DEGRADED: "warn", UNHEALTHY: "fail", UNKNOWN: "warn"}
+_LOG = logging.getLogger("mgit_monitoring.health")
+
+CheckFunction = Callable[[], Union[Any, Awaitable[Any]]]
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _normalise_status(status: Any) -> str | None:
+    if not isinstance(status, str):
+        return None
+    text = status.strip().lower()
+    return text if text in STATUSES else _ALIASES.get(text)
+
+
+def _mask(text: str) -> str:
+    try:
+        return mask_credentials(text)
+    except Exception:  # masking must never break a health answer
+        return "<unprintable>"
+
+
+def _masked(details: Any) -> Any:
+    """``details`` made JSON-ready, with secret-named keys and secret-looking text masked."""
+    try:
+        return mask_structure(_clean(details))
+    except Exception:
+        return {}
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A JSON-ready copy of ``value`` (masking is applied afterwards, by key and by pattern)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 6:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, datetime.datetime):
+        return _iso(value)
+    return str(value)
+
+
+@dataclasses.dataclass
+class HealthCheckResult:
+    """The outcome of one check.
+
+    ``status`` is one of healthy, degraded, unhealthy, unknown (pass/warn/fail, ok/up/down
+    and error are accepted and normalised). ``duration_ms`` and ``critical`` are filled in by
+    the runner. ``observed_value``/``observed_unit``/``measurement`` feed the
+    ``component:measurement`` entries of :func:`to_health_json` (e.g. disk ``utilization``
+    87.5 ``%``). ``timestamp`` is the UTC time the reading was taken.
+    """
+
+    name: str
+    status: str
+    message: str = ""
+    details: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    duration_ms: float = 0.0
+    timestamp: datetime.datetime = dataclasses.field(default_factory=_utcnow)
+    critical: bool = False
+    observed_value: Any = None
+    observed_unit: str | None = None
+    measurement: str = "status"
+    component_type: str = "component"
+
+    def __post_init__(self) -> None:
+        status = _normalise_status(self.status)
+        if status is None:
+            msg = f"health status {self.status!r}: expected one of {', '.join(STATUSES)}"
+            raise ConfigError(msg)
+        self.status = status
+
+    @property
+    def healthy(self) -> bool:
+        """True when the status is ``healthy``."""
+        return self.status == HEALTHY
+
+    def to_dict(self) -> Dict[str, Any]:
+        """This result in the original mgit JSON shape (a fresh dict every call)."""
+        return {
+            "status": self.status,
+            "message": _mask(str(self.message)),
+            "duration_ms": round(float(self.duration_ms), 3),
+            "timestamp": _iso(self.timestamp),
+            "critical": bool(self.critical),
+            "details": _masked(self.details),
+        }
+
+
+@dataclasses.dataclass
+class ProbeResult:
+    """The answer of a liveness or readiness probe: ``ok`` plus why."""
+
+    ok: bool
+    message: str
+    checks: List[HealthCheckResult] = dataclasses.field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``pass`` or ``fail`` (IETF words; HTTP 200 or 503)."""
+        return "pass" if self.ok else "fail"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: ``{"status", "message", "checks": {name: {...}}}``."""
+        return {
+            "status": self.status,
+            "message": self.message,
+            "checks": {r.name: r.to_dict() for r in self.checks},
+        }
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def overall_status(results: Iterable[HealthCheckResult]) -> str:
+    """The overall status of ``results`` by the rule in the module docstring."""
+    known = [r for r in results if r.status != UNKNOWN]
+    if not known:
+        return UNKNOWN
+    if any(r.critical and r.status == UNHEALTHY for r in known) or all(
+        r.status == UNHEALTHY for r in known
+    ):
+        return UNHEALTHY
+    if any(r.status != HEALTHY for r in known):
+        return DEGRADED
+    return HEALTHY
+
+
+def health_percentage(results: Iterable[HealthCheckResult]) -> float:
+    """100 x (healthy + 0.5 x degraded) / results that are not ``unknown``; 0.0 when none."""
+    known = [r for r in results if r.status != UNKNOWN]
+    if not known:
+        return 0.0
+    score = sum(STATUS_VALUES[r.status] for r in known)
+    return round(100.0 * score / len(known), 1)
+
+
+def http_status_for(status: str) -> int:
+    """HTTP code for an overall status: 503 for unhealthy/fail, else 200 (degraded is up)."""
+    return 503 if _normalise_status(status) == UNHEALTHY else 200
+
+
+def health_to_dict(
+    results: Sequence[HealthCheckResult], timestamp: datetime.datetime | None = None
+) -> Dict[str, Any]:
+    """The original mgit ``get_overall_health()`` shape, with honest counts.
+
+    ``summary`` keeps the original keys (``total_checks``, ``healthy_checks``,
+    ``unhealthy_checks`` = checks not healthy, as before) next to exact per-status counts.
+    ``issues`` lists the checks whose status is not healthy.
+    """
+    counts = {status: 0 for status in STATUSES}
+    for result in results:
+        counts[result.status] += 1
+    total = len(results)
+    return {
+        "status": overall_status(results),
+        "timestamp": _iso(timestamp or _utcnow()),
+        "summary": {
+            "total": total,
+            "healthy": counts[HEALTHY],
+            "degraded": counts[DEGRADED],
+            "unhealthy": counts[UNHEALTHY],
+            "unknown": counts[UNKNOWN],
+            "health_percentage": health_percentage(results),
+            "total_checks": total,
+            "healthy_checks": counts[HEALTHY],
+            "unhealthy_checks": total - counts[HEALTHY],
+        },
+        "checks": {r.name: r.to_dict() for r in results},
+        "issues": [r.name for r in results if r.status != HEALTHY],
+    }
+
+
+def to_health_json(
+    results: Sequence[HealthCheckResult],
+    *,
+    service_id: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+) -> Dict[str, Any]:
+    """The results as an ``application/health+json`` document (IETF draft shape).
+
+    Root ``status`` is pass/warn/fail from :func:`overall_status` (unknown -> warn); serve
+    it with :func:`http_status_for`. Each result becomes ``checks["<name>:<measurement>"]``,
+    a one-element list with ``componentType``, ``status``, ``time`` (when the reading was
+    taken: readings are cached), ``observedValue``/``observedUnit`` when the check measured
+    something, and ``output`` (the message) unless it passed.
+    """
+    overall = overall_status(results)
+    doc: Dict[str, Any] = {"status": _IETF[overall]}
+    for key, value in (("serviceId", service_id), ("version", version)):
+        if value is not None:
+            doc[key] = value
+    if description is not None:
+        doc["description"] = description
+    failing = [f"{r.name}:{r.measurement} {_IETF[r.status]}" for r in results if not r.healthy]
+    if overall != HEALTHY and failing:
+        doc["output"] = "; ".join(failing)
+    checks: Dict[str, List[Dict[str, Any]]] = {}
+    for r in results:
+        entry: Dict[str, Any] = {
+            "componentId": r.name,
+            "componentType": r.component_type,
+            "status": _IETF[r.status],
+            "time": _iso(r.timestamp),
+        }
+        if r.observed_value is not None:
+            entry["observedValue"] = _masked(r.observed_value)
+            if r.observed_unit:
+                entry["observedUnit"] = r.observed_unit
+        if not r.healthy and r.message:
+            entry["output"] = _mask(str(r.message))
+        checks.setdefault(f"{r.name}:{r.measurement}", []).append(entry)
+    doc["checks"] = checks
+    return doc
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+class _Run:
+    """One execution of a check: its thread, its deadline, and the future all callers share."""
+
+    __slots__ = ("future", "started", "deadline", "alive", "settled")
+
+    def __init__(self, started: float, deadline: float) -> None:
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.started = started
+        self.deadline = deadline
+        self.alive = True  # the thread has not returned yet
+        self.settled = False  # the future has (or is about to have) its result
+
+
+class _Entry:
+    __slots__ = (
+        "name",
+        "fn",
+        "critical",
+        "timeout",
+        "ttl",
+        "result",
+        "result_at",
+        "run",
+        "logged_status",
+    )
+
+    def __init__(self, name: str, fn: CheckFunction, critical: bool, timeout: float, ttl: float):
+        self.name = name
+        self.fn = fn
+        self.critical = critical
+        self.timeout = timeout
+        self.ttl = ttl
+        self.result: HealthCheckResult | None = None
+        self.result_at = 0.0
+        self.run: _Run | None = None
+        self.logged_status = HEALTHY  # a first healthy result is not news
+
+
+def _done(result: HealthCheckResult) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(result)
+    return future
+
+
+def _positive(value: Any, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{label}={value!r}: expected a number > 0")
+    if not math.isfinite(value):
+        raise ConfigError(f"{label}={value!r}: expected a finite number")
+    return float(value)
+
+
+def _coerce(entry: _Entry, value: Any, started: datetime.datetime) -> HealthCheckResult:
+    """Turn whatever a check returned into a result; garbage becomes ``unknown``."""
+    status: str | None = None
+    message = ""
+    details: dict[str, Any] = {}
+    if isinstance(value, HealthCheckResult):
+        status = _normalise_status(value.status)
+        if status is not None:
+            kept = dict(value.details) if isinstance(value.details, Mapping) else {}
+            return dataclasses.replace(
+                value,
+                name=entry.name,
+                status=status,
+                details=kept,
+                critical=entry.critical,
+                timestamp=started,
+            )
+        what = f"a result with status {value.status!r}"
+    elif value is None:
+        status, message = HEALTHY, "ok"
+    elif isinstance(value, bool):
+        status, message = (HEALTHY if value else UNHEALTHY), f"check returned {value}"
+    elif isinstance(value, str) and _normalise_status(value):
+        status = _normalise_status(value)
+    elif isinstance(value, Mapping) and _normalise_status(value.get("status")):
+        status = _normalise_status(value.get("status"))
+        message = str(value.get("message", ""))
+        raw = value.get("details")
+        details = dict(raw) if isinstance(raw, Mapping) else {}
+    else:
+        what = f"a value of type {type(value).__name__}"
+    if status is None:
+        status, message = UNKNOWN, f"check returned {what}, expected a HealthCheckResult"
+    return HealthCheckResult(
+        entry.name, status, message, details, critical=entry.critical, timestamp=started
+    )
+
+
+def _call(fn: CheckFunction) -> Any:
+    value = fn()
+    if inspect.isawaitable(value):
+
+        async def _await() -> Any:
+            return await value
+
+        # A private loop on this worker thread: a coroutine that blocks cannot hurt the caller.
+        return asyncio.run(_await())
+    return value
+
+
+class HealthChecker:
+    """A set of named checks with caching, single-flight, timeouts, probes and metrics.
+
+    ``registry`` (a :class:`mgit_monitoring.registry.Registry`, optional) receives the health
+    metrics. ``default_timeout``/``default_ttl`` apply to checks registered without their own;
+    ``deadline`` bounds one full evaluation; ``probe_wait`` bounds how long a probe waits for a
+    check that has never produced a result; ``heartbeat_timeout`` (seconds, None = off) makes
+    liveness require :meth:`beat` within that time. ``clock`` is a monotonic clock (tests).
+    """
+
+    def __init__(
+        self,
+        registry: Any = None,
+        *,
+        default_timeout: float = 5.0,
+        default_ttl: float = 30.0,
+        deadline: float = 10.0,
+        probe_wait: float = 0.5,
+        heartbeat_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.default_timeout = _positive(default_timeout, "default_timeout")
+        self.default_ttl = _positive(default_ttl, "default_ttl")
+        self.deadline = _positive(deadline, "deadline")
+        self.probe_wait = float(probe_wait) if probe_wait >= 0 else 0.0
+        self.heartbeat_timeout = (
+            None if heartbeat_timeout is None else _positive(heartbeat_timeout, "heartbeat_timeout")
+        )
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: Dict[str, _Entry] = {}
+        self._last_beat = clock()
+        self._background: Tuple[threading.Thread, threading.Event] | None = None
+        self._metrics: Tuple[Any, Any, Any, Any] | None = None
+        if registry is not None:
+            self._metrics = _register_metrics(registry)
+            self._metrics[0].set(STATUS_VALUES[UNKNOWN])
+
+    # ------------------------------------------------------------------ registration
+
+    def register_check(
+        self,
+        name: str,
+        check: CheckFunction,
+        *,
+        critical: bool = False,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        interval: float | None = None,
+    ) -> None:
+        """Add (or replace) the check ``name``: a callable or ``async`` callable with no arguments.
+
+        It may return a :class:`HealthCheckResult`, ``None`` (healthy), a bool, a status string
+        or a ``{"status", "message", "details"}`` mapping; raising means unhealthy.
+        ``critical`` makes it count for readiness; ``timeout`` bounds one run; ``ttl`` is how
+        long a result is reused (``interval`` is the original's name for it).
+        """
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in " :\n\t"):
+            raise ConfigError(
+                f"check name {name!r}: expected a non-empty name without spaces or ':'"
+            )
+        if not callable(check):
+            raise ConfigError(f"check {name!r}: {check!r} is not callable")
+        ttl = ttl if ttl is not None else interval
+        entry = _Entry(
+            name,
+            check,
+            bool(critical),
+            self.default_timeout if timeout is None else _positive(timeout, f"{name}.timeout"),
+            self.default_ttl if ttl is None else _positive(ttl, f"{name}.ttl"),
+        )
+        with self._lock:
+            self._entries[name] = entry
+        if self._metrics is not None:
+            # The series exists (as unknown) from the first scrape, before the first run.
+            self._safe_metric(lambda m: m[2].labels(name).set(STATUS_VALUES[UNKNOWN]))
+
+    def unregister_check(self, name: str) -> bool:
+        """Remove the check ``name``; True if it existed."""
+        with self._lock:
+            return self._entries.pop(name, None) is not None
+
+    @property
+    def check_names(self) -> List[str]:
+        """The registered check names, in registration order."""
+        with self._lock:
+            return list(self._entries)
+
+    # ------------------------------------------------------------------ running
+
+    def _acquire(self, entry: _Entry, use_cache: bool) -> Tuple[concurrent.futures.Future, float]:
+        """The future of ``entry``'s current result and the time it is due by.
+
+        Returns the cached result while fresh, joins a run in flight, and otherwise starts a
+        run on a new daemon thread. Never blocks and never calls the check on this thread.
+        """
+        settle: Tuple[_Run, HealthCheckResult] | None = None
+        with self._lock:
+            now = self._clock()
+            run = entry.run
+            if run is not None and not run.settled and now >= run.deadline:
+                settle = (run, self._timeout_locked(entry, run, now))
+            if run is not None and (not run.settled or run.alive):
+                # In flight, or hung past its timeout: never a second thread for one check.
+                future, due = run.future, run.deadline
+            elif use_cache and entry.result is not None and now - entry.result_at < entry.ttl:
+                future, due = _done(entry.result), now
+            else:
+                run = entry.run = _Run(now, now + entry.timeout)
+                future, due = run.future, run.deadline
+                context = contextvars.copy_context()
+                thread = threading.Thread(
+                    target=context.run,
+                    args=(self._work, entry, run),
+                    name=f"mgit-health-{entry.name}",
+                    daemon=True,  # a hung check must not keep the interpreter alive
+                )
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # cannot start threads (shutdown, limits)
+                    run.alive = False
+                    result = HealthCheckResult(entry.name, UNKNOWN, f"could not start: {exc}")
+                    settle = (run, self._store_locked(entry, run, result, now))
+        if settle is not None:
+            self._publish(entry, *settle)
+        return future, due
+
+    def _work(self, entry: _Entry, run: _Run) -> None:
+        started = _utcnow()
+        t0 = time.perf_counter()
+        try:
+            result = _coerce(entry, _call(entry.fn), started)
+        except BaseException as exc:  # noqa: B036 - a check must never kill its caller
+            message = f"check raised {type(exc).__name__}: {exc}"
+            details = {"error_type": type(exc).__name__, "error": str(exc)[:500]}
+            result = HealthCheckResult(
+                entry.name, UNHEALTHY, message, details, critical=entry.critical, timestamp=started
+            )
+        result.duration_ms = (time.perf_counter() - t0) * 1000.0
+        with self._lock:
+            run.alive = False
+            if entry.run is run:
+                entry.run = None
+            # A late result after a timeout is still the freshest truth: keep it.
+            first = not run.settled
+            self._store_locked(entry, run, result, self._clock())
+        self._publish(entry, run, result, settle=first)
+
+    def _timeout_locked(self, entry: _Entry, run: _Run, now: float) -> HealthCheckResult:
+        message = f"timed out after {entry.timeout:g} s (the check is still running)"
+        result = HealthCheckResult(
+            entry.name,
+            UNHEALTHY,
+            message,
+            {"timeout_seconds": entry.timeout},
+            duration_ms=(now - run.started) * 1000.0,
+            critical=entry.critical,
+        )
+        return self._store_locked(entry, run, result, now)
+
+    def _store_locked(
+        self, entry: _Entry, run: _Run, result: HealthCheckResult, now: float
+    ) -> HealthCheckResult:
+        run.settled = True
+        entry.result, entry.result_at = result, now
+        return result
+
+    def _publish(
+        self, entry: _Entry, run: _Run, result: HealthCheckResult, settle: bool = True
+    ) -> None:
+        """Outside the lock: resolve the shared future, update metrics, log status changes."""
+        if settle and not run.future.done():
+            try:
+                run.future.set_result(result)
+            except concurrent.futures.InvalidStateError:  # pragma: no cover - lost a race
+                pass
+        if result.status != entry.logged_status:
+            # Log transitions only: a probe every few seconds must not flood the log.
+            entry.logged_status = result.status
+            level = logging.WARNING if result.status == UNHEALTHY else logging.INFO
+            _LOG.log(
+                level, "health check %s is %s: %s", entry.name, result.status, _mask(result.message)
+            )
+        if self._metrics is not None:
+            name = entry.name
+
+            def update(m: Tuple[Any, Any, Any, Any]) -> None:
+                m[2].labels(name).set(STATUS_VALUES[result.status])
+                m[3].labels(name).observe(result.duration_ms / 1000.0)
+
+            self._safe_metric(update)
+            self._update_overall(self.latest_results())
+
+    def _safe_metric(self, fn: Callable[[Tuple[Any, Any, Any, Any]], None]) -> None:
+        if self._metrics is None:
+            return
+        try:
+            fn(self._metrics)
+        except Exception:  # metrics never raise into the application
+            _LOG.debug("health metric update failed", exc_info=True)
+
+    def _update_overall(self, results: List[HealthCheckResult]) -> None:
+        def update(m: Tuple[Any, Any, Any, Any]) -> None:
+            m[0].set(STATUS_VALUES[overall_status(results)])
+            m[1].set(health_percentage(results))
+
+        self._safe_metric(update)
+
+    def _entries_for(self, names: Iterable[str] | None) -> List[_Entry]:
+        with self._lock:
+            if names is None:
+                return list(self._entries.values())
+            return [self._entries[n] for n in names if n in self._entries]
+
+    def _missing(self, name: str) -> HealthCheckResult:
+        return HealthCheckResult(name, UNKNOWN, f"Health check '{name}' not found")
+
+    def _late(self, entry: _Entry, run_due: float, deadline: float) -> HealthCheckResult:
+        """A caller stopped waiting: a timed-out run, or the overall deadline came first."""
+        now = self._clock()
+        if now >= run_due:
+            future, _ = self._acquire(entry, True)  # settles the run as timed out
+            if future.done():
+                return future.result()
+        msg = f"no result within the overall deadline of {self.deadline:g} s"
+        return HealthCheckResult(entry.name, UNKNOWN, msg, critical=entry.critical)
+
+    def run_checks_sync(
+        self, names: Iterable[str] | None = None, use_cache: bool = True
+    ) -> List[HealthCheckResult]:
+        """Run (or reuse) the checks concurrently and wait, at most ``deadline`` seconds."""
+        deadline = self._clock() + self.deadline
+        pending = [(e, *self._acquire(e, use_cache)) for e in self._entries_for(names)]
+        results = []
+        for entry, future, due in pending:
+            wait = max(0.0, min(due, deadline) - self._clock())
+            try:
+                results.append(future.result(timeout=wait))
+            except concurrent.futures.TimeoutError:
+                results.append(self._late(entry, due, deadline))
+        return results
+
+    async def run_checks(
+        self, names: Iterable[str] | None = None, use_cache: bool = True
+    ) -> List[HealthCheckResult]:
+        """The async twin of :meth:`run_checks_sync`; the event loop keeps running meanwhile."""
+        deadline = self._clock() + self.deadline
+        pending = [(e, *self._acquire(e, use_cache)) for e in self._entries_for(names)]
+
+        async def one(
+            entry: _Entry, future: concurrent.futures.Future, due: float
+        ) -> HealthCheckResult:
+            if future.done():  # cached: no task, no timer
+                return future.result()
+            wait = max(0.0, min(due, deadline) - self._clock())
+            try:
+                return await asyncio.wait_for(_bridge(future), wait)
+            except asyncio.TimeoutError:
+                return self._late(entry, due, deadline)
+
+        return list(await asyncio.gather(*(one(*p) for p in pending)))
+
+    async def run_check(self, name: str, use_cache: bool = True) -> HealthCheckResult:
+        """Run (or reuse) one check; an unknown name gives an ``unknown`` result."""
+        results = await self.run_checks([name], use_cache)
+        return results[0] if results else self._missing(name)
+
+    def run_check_sync(self, name: str, use_cache: bool = True) -> HealthCheckResult:
+        """The sync twin of :meth:`run_check`."""
+        results = self.run_checks_sync([name], use_cache)
+        return results[0] if results else self._missing(name)
+
+    async def get_overall_health(self, use_cache: bool = True) -> Dict[str, Any]:
+        """Run (or reuse) every check and return :func:`health_to_dict` of the results."""
+        results = await self.run_checks(None, use_cache)
+        self._update_overall(results)
+        return health_to_dict(results)
+
+    def check_health_sync(self, use_cache: bool = True) -> Dict[str, Any]:
+        """The sync twin of :meth:`get_overall_health`, for the CLI and threaded servers."""
+        results = self.run_checks_sync(None, use_cache)
+        self._update_overall(results)
+        return health_to_dict(results)
+
+    def latest_results(self, refresh: bool = False) -> List[HealthCheckResult]:
+        """The last known result of every check, instantly; ``unknown`` for never-run checks.
+
+        With ``refresh`` the stale ones (older than their ttl) are re-run in the background,
+        so a server can answer ``/health`` from this without ever waiting on a slow check.
+        """
+        entries = self._entries_for(None)
+        if refresh:
+            for entry in entries:
+                self._acquire(entry, True)
+        out = []
+        with self._lock:
+            for entry in entries:
+                if entry.result is not None:
+                    out.append(entry.result)
+                else:
+                    msg = "not evaluated yet"
+                    out.append(HealthCheckResult(entry.name, UNKNOWN, msg, critical=entry.critical))
+        return out
+
+    # ------------------------------------------------------------------ probes
+
+    def _probe_prepare(self) -> List[Tuple[_Entry, concurrent.futures.Future]]:
+        """Kick stale critical checks; the futures of those with no result at all."""
+        waits = []
+        for entry in self._entries_for(None):
+            if entry.critical:
+                future, _ = self._acquire(entry, True)
+                if entry.result is None and not future.done():
+                    waits.append((entry, future))
+        return waits
+
+    def _readiness(self) -> ProbeResult:
+        checks, failing = [], []
+        with self._lock:
+            entries = [e for e in self._entries.values() if e.critical]
+            for entry in entries:
+                result = entry.result
+                if result is None:
+                    result = HealthCheckResult(
+                        entry.name, UNKNOWN, "no result yet (starting)", critical=True
+                    )
+                    failing.append(f"{entry.name}: no result yet")
+                elif result.status == UNHEALTHY:
+                    failing.append(f"{entry.name}: {result.message}")
+                checks.append(result)
+        if failing:
+            return ProbeResult(False, "not ready: " + "; ".join(failing), checks)
+        return ProbeResult(True, "ready", checks)
+
+    def readiness_sync(self) -> ProbeResult:
+        """Readiness with reasons; waits at most ``probe_wait`` s, only for never-run checks."""
+        end = self._clock() + self.probe_wait
+        for _entry, future in self._probe_prepare():
+            try:
+                future.result(timeout=max(0.0, end - self._clock()))
+            except concurrent.futures.TimeoutError:
+                pass
+        return self._readiness()
+
+    async def readiness(self) -> ProbeResult:
+        """The async twin of :meth:`readiness_sync`."""
+        waits = [asyncio.ensure_future(_bridge(f)) for _e, f in self._probe_prepare()]
+        if waits:
+            await asyncio.wait(waits, timeout=self.probe_wait)
+            for task in waits:
+                task.cancel()  # only our waiter; the shared run goes on
+        return self._readiness()
+
+    def is_ready_sync(self) -> bool:
+        """True when no critical check is unhealthy (degraded and unknown are ready)."""
+        return self.readiness_sync().ok
+
+    async def is_ready(self) -> bool:
+        """The async twin of :meth:`is_ready_sync`."""
+        return (await self.readiness()).ok
+
+    def beat(self) -> None:
+        """Record progress of the worker loop (liveness, when ``heartbeat_timeout`` is set)."""
+        self._last_beat = self._clock()
+
+    def liveness_sync(self) -> ProbeResult:
+        """Liveness with a reason: no I/O at all; only the heartbeat age when configured."""
+        if self.heartbeat_timeout is None:
+            return ProbeResult(True, "alive")
+        age = self._clock() - self._last_beat
+        if age > self.heartbeat_timeout:
+            msg = f"no heartbeat for {age:.1f} s (limit {self.heartbeat_timeout:g} s)"
+            return ProbeResult(False, msg)
+        return ProbeResult(True, f"alive (last heartbeat {age:.1f} s ago)")
+
+    async def liveness(self) -> ProbeResult:
+        """The async twin of :meth:`liveness_sync` (answering proves the loop still runs)."""
+        return self.liveness_sync()
+
+    def is_alive_sync(self) -> bool:
+        """True unless the configured heartbeat is overdue."""
+        return self.liveness_sync().ok
+
+    async def is_alive(self) -> bool:
+        """The async twin of :meth:`is_alive_sync`."""
+        return self.liveness_sync().ok
+
+    # ------------------------------------------------------------------ background refresh
+
+    def start_background(self, interval: float | None = None) -> None:
+        """Re-run stale checks every ``interval`` s (default: the smallest ttl) on a daemon thread.
+
+        Optional: probes and :meth:`latest_results` already refresh on demand; this keeps
+        results warm (and the metrics current) when nobody asks. :meth:`stop_background` ends it.
+        """
+        period = _positive(interval, "interval") if interval is not None else None
+        with self._lock:
+            if self._background is not None:
+                return
+            stop = threading.Event()
+
+            def loop() -> None:
+                while True:
+                    ttls = [e.ttl for e in self._entries_for(None)]
+                    if stop.wait(period or min(ttls or [self.default_ttl])):
+                        return
+                    self.latest_results(refresh=True)
+
+            thread = threading.Thread(target=loop, name="mgit-health-refresh", daemon=True)
+            self._background = (thread, stop)
+        self.latest_results(refresh=True)
+        thread.start()
+
+    def stop_background(self, timeout: float | None = 5.0) -> None:
+        """Stop the refresh thread started by :meth:`start_background` (no-op if none)."""
+        with self._lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background[1].set()
+            background[0].join(timeout)
+
+
+async def _bridge(future: concurrent.futures.Future) -> Any:
+    """Await a concurrent future without ever cancelling it (it is shared with other callers)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def copy(done: concurrent.futures.Future) -> None:
+        if not waiter.done():
+            waiter.set_result(done.result())
+
+    def callback(done: concurrent.futures.Future) -> None:
+        try:
+            loop.call_soon_threadsafe(copy, done)
+        except RuntimeError:  # the loop closed while the check ran
+            pass
+
+    future.add_done_callback(callback)
+    return await waiter
+
+
+def _register_metrics(registry: Any) -> Tuple[Any, Any, Any, Any]:
+    overall = registry.gauge(
+        "mgit_health_overall",
+        "Overall health: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.",
+        (),
+        merge="last",
+    )
+    percentage = registry.gauge(
+        "mgit_health_percentage",
+        "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded.",
+        (),
+        merge="last",
+    )
+    status = registry.gauge(
+        "mgit_health_check_status",
+        "Status of one health check: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.",
+        ("check",),
+        merge="last",
+    )
+    duration = registry.histogram(
+        "mgit_health_check_duration_seconds",
+        "Duration of one health check run in seconds.",
+        ("check",),
+    )
+    return overall, percentage, status, duration
+
+
+# --------------------------------------------------------------------------- the default
+
+
+_default_lock = threading.Lock()
+_default: HealthChecker | None = None
+
+
+def create_default_health_checker(
+    registry: Any = None, config: Any = None, **options: Any
+) -> HealthChecker:
+    """A :class:`HealthChecker` with the seven standard checks registered.
+
+    ``config`` is a :class:`mgit_monitoring.config.MonitoringConfig` (timeouts, intervals,
+    thresholds, state and disk paths); ``options`` go to
+    :func:`mgit_monitoring.health_checks.register_default_checks` (hosts, proxies, git
+    path, paths for /proc and cgroup, which checks to enable, the environment to inspect).
+    """
+    from mgit_monitoring.health_checks import register_default_checks
+
+    timeout = float(getattr(config, "health_timeout_seconds", 5.0))
+    ttl = float(getattr(config, "health_interval_seconds", 30.0))
+    checker = HealthChecker(
+        registry, default_timeout=timeout, default_ttl=ttl, deadline=max(10.0, 2 * timeout)
+    )
+    register_default_checks(checker, config=config, **options)
+    return checker
+
+
+def get_health_checker() -> HealthChecker:
+    """The process-wide default checker, created on first use (see :func:`set_health_checker`).
+
+    The first call builds it with :func:`create_default_health_checker` from
+    ``MonitoringConfig.from_env()`` (a bad ``MGIT_MONITORING_*`` value raises ConfigError)
+    and inspects the process environment for the HTTPS proxy and for which providers have
+    credentials. It has no registry: to get health metrics, build a checker with one and
+    install it with :func:`set_health_checker`.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            import os
+
+            from mgit_monitoring.config import MonitoringConfig
+
+            config = MonitoringConfig.from_env(os.environ)
+            _default = create_default_health_checker(config=config, environ=os.environ)
+        return _default
+
+
+def set_health_checker(checker: HealthChecker | None) -> HealthChecker | None:
+    """Install ``checker`` as the default (None: recreate lazily); returns the previous one."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, checker
+    return previous
+
+
+def reset_health_checker() -> None:
+    """Forget the default checker (stopping its background thread); tests use this."""
+    previous = set_health_checker(None)
+    if previous is not None:
+        previous.stop_background()

@@ -1,0 +1,903 @@
+"""Structured JSON logging: the formatter, the structured logger and the one-call setup.
+
+:class:`StructuredFormatter` is a plain ``logging.Formatter`` (usable from ``dictConfig``)
+that writes one JSON object per line, with the correlation id and context of
+:mod:`mgit_monitoring.context` and credentials masked by :mod:`mgit_monitoring.masking`.
+:func:`get_structured_logger` returns the seed's ``logger.info("msg", repo=..., ...)``
+wrapper; :func:`setup_structured_logging` installs the handlers (stderr, rotating file).
+
+Default line (profile ``default``; ``ecs`` and ``gcp`` rename for those shippers)::
+
+    {"timestamp":"2026-01-01T12:00:00.123Z","level":"INFO","logger":"mgit.operations",
+     "message":"Starting clone operation","module":"sync","function":"run","line":42,
+     "correlation_id":"4bf9...4736","span_id":"00f0...02b7",
+     "correlation":{"correlation_id":"4bf9...4736","operation":"clone_all"},
+     "repository":"repo1","provider":"github"}
+
+A caller field whose name the profile itself uses (``message``, ``module``, ``level`` ...)
+is kept under ``"fields"`` rather than overwriting the line's own key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import logging
+import logging.handlers
+import os
+import re
+import sys
+import time
+import traceback
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from mgit_monitoring import context as _context
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.masking import CredentialMasker
+
+__all__ = [
+    "LOG_FORMAT_ENV",
+    "LOG_LEVEL_ENV",
+    "PROFILES",
+    "StructuredFormatter",
+    "StructuredLogger",
+    "get_structured_logger",
+    "setup_structured_logging",
+]
+
+LOG_LEVEL_ENV = "MGIT_MONITORING_LOG_LEVEL"
+"""Environment variable giving the default level of :func:`setup_structured_logging`."""
+
+LOG_FORMAT_ENV = "MGIT_MONITORING_LOG_FORMAT"
+"""Environment variable choosing the output profile (``default``, ``ecs``, ``gcp``)."""
+
+PROFILES = ("default", "ecs", "gcp")
+"""The output shapes :class:`StructuredFormatter` can write."""
+
+ECS_VERSION = "1.6.0"  # what ecs-logging-python emits; the fields used exist since 1.x
+
+_DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
+_RECORD_FIELDS = "mgit_fields"  # the structured logger's fields, as one record attribute
+_RECORD_CONTEXT = "mgit_context"  # the correlation scope captured when the record was made
+_UNSET: Any = object()
+
+# Attributes every LogRecord has (plus what formatters add): anything else on a record
+# came from ``extra=`` or a filter and is written as a field.
+_BASE_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_BASE_ATTR_COUNT = len(_BASE_ATTRS)
+_RESERVED = _BASE_ATTRS | {
+    "message",
+    "asctime",
+    "taskName",
+    "exc_text",
+    "stack_info",
+    _RECORD_FIELDS,
+    _RECORD_CONTEXT,
+}
+
+_OWN_KEYS = {
+    "default": frozenset(
+        {
+            "timestamp",
+            "level",
+            "logger",
+            "message",
+            "module",
+            "function",
+            "line",
+            "correlation_id",
+            "span_id",
+            "correlation",
+            "exception",
+            "stack_info",
+            "fields",
+        }
+    ),
+    "ecs": frozenset(
+        {
+            "@timestamp",
+            "log.level",
+            "message",
+            "ecs.version",
+            "log.logger",
+            "log.origin.file.name",
+            "log.origin.file.line",
+            "log.origin.function",
+            "trace.id",
+            "span.id",
+            "labels",
+            "error.type",
+            "error.message",
+            "error.stack_trace",
+            "fields",
+        }
+    ),
+    "gcp": frozenset(
+        {
+            "time",
+            "severity",
+            "message",
+            "logger",
+            "logging.googleapis.com/trace",
+            "logging.googleapis.com/spanId",
+            "logging.googleapis.com/sourceLocation",
+            "correlation_id",
+            "correlation",
+            "exception",
+            "stack_info",
+            "fields",
+        }
+    ),
+}
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+_MAX_DEPTH = 32
+
+
+def _make_encoder(ensure_ascii: bool, default: Any) -> Any:
+    """Return ``encode(obj) -> str``: compact, no NaN, ``default`` for unknown types.
+
+    Uses json's C encoder object directly when available (the same call JSONEncoder makes
+    internally, stable from 3.8 to 3.13), so it is built once instead of once per line.
+    Without a cycle check: a cycle raises RecursionError, which the caller handles.
+    """
+    encoder = json.JSONEncoder(
+        ensure_ascii=ensure_ascii, separators=(",", ":"), allow_nan=False, default=default
+    )
+    c_make = getattr(json.encoder, "c_make_encoder", None)
+    str_name = "c_encode_basestring_ascii" if ensure_ascii else "c_encode_basestring"
+    c_str = getattr(json.encoder, str_name, None)
+    if c_make is None or c_str is None:
+        return encoder.encode
+    iterencode = c_make(None, default, c_str, None, ":", ",", False, False, False)
+    join = "".join
+
+    def encode(obj: Any) -> str:
+        return join(iterencode(obj, 0))
+
+    return encode
+
+
+def _check_profile(profile: str, source: str = "profile") -> str:
+    norm = str(profile).strip().lower()
+    if norm not in PROFILES:
+        msg = f"invalid {source} {profile!r} (expected one of {', '.join(PROFILES)})"
+        raise ConfigError(msg)
+    return norm
+
+
+def _safe_str(obj: Any) -> str:
+    """str(obj), falling back to repr and then a placeholder: a log call never raises."""
+    try:
+        return str(obj)
+    except Exception:
+        try:
+            return repr(obj)
+        except Exception:
+            return f"<unrepresentable {type(obj).__name__}>"
+
+
+def _jsonable(obj: Any) -> Any:
+    """Turn a value json cannot encode into a string (or list) that says what it was."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "backslashreplace")
+    if isinstance(obj, (set, frozenset)):
+        try:
+            return sorted(obj)
+        except TypeError:
+            return list(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
+        return obj.isoformat()
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {_safe_str(obj)}"
+    if isinstance(obj, enum.Enum):
+        return _safe_str(obj.value)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if type(obj).__str__ is object.__str__:
+        try:
+            return repr(obj)
+        except Exception:
+            return f"<unrepresentable {type(obj).__name__}>"
+    return _safe_str(obj)
+
+
+def _exception_type_name(etype: type) -> str:
+    module = getattr(etype, "__module__", "builtins")
+    name = getattr(etype, "__qualname__", etype.__name__)
+    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+
+
+class StructuredFormatter(logging.Formatter):
+    """A ``logging.Formatter`` that renders each record as one line of JSON.
+
+    Args:
+        profile: ``"default"`` (the seed's shape), ``"ecs"`` or ``"gcp"``.
+        include_correlation: add the correlation id, span id and context.
+        mask_credentials: mask secrets in the message, its args, every field (nested),
+            the exception text and traceback (on by default).
+        masker: a :class:`~mgit_monitoring.masking.CredentialMasker` to use instead of
+            the default one (for ``strict`` mode or extra sensitive keys).
+        timespec: ``"milliseconds"`` (default) or ``"microseconds"``; always UTC with ``Z``.
+        gcp_project: the Google Cloud project, for ``logging.googleapis.com/trace``.
+
+    ``fmt``/``datefmt``/``style``/``validate``/``defaults`` are accepted so that
+    ``dictConfig`` can construct it with its ``class`` key, and are ignored.
+    """
+
+    converter = time.gmtime
+
+    def __init__(
+        self,
+        fmt: Optional[str] = None,
+        datefmt: Optional[str] = None,
+        style: str = "%",
+        validate: bool = True,
+        *,
+        defaults: Optional[Mapping[str, Any]] = None,
+        profile: str = "default",
+        include_correlation: bool = True,
+        mask_credentials: bool = True,
+        masker: Optional[CredentialMasker] = None,
+        timespec: str = "milliseconds",
+        gcp_project: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        self.profile = _check_profile(profile)
+        if timespec not in ("milliseconds", "microseconds"):
+            msg = f"invalid timespec {timespec!r} (expected 'milliseconds' or 'microseconds')"
+            raise ConfigError(msg)
+        self.timespec = timespec
+        self.include_correlation = bool(include_correlation)
+        self.mask_credentials = bool(mask_credentials)
+        self.gcp_project = gcp_project
+        self._masker: Optional[CredentialMasker] = None
+        if self.mask_credentials:
+            self._masker = masker if masker is not None else _default_masker()
+        self._own = _OWN_KEYS[self.profile]
+        # Encoders built once: json.dumps(**options) builds one per call, and even
+        # JSONEncoder.encode() builds a new C encoder per call (~1.5 us).
+        self._encode_obj = _make_encoder(False, self._default)
+        # Used when the line holds a lone surrogate (an undecodable file name read with
+        # surrogateescape): \\udcff escapes keep it valid UTF-8 JSON and round-trippable.
+        self._encode_ascii = _make_encoder(True, self._default)
+        self._ts_cache: Tuple[int, str] = (-1, "")
+        self._ctx_slot = 1 if self._masker is not None else 0
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _default(self, obj: Any) -> Any:
+        value = _jsonable(obj)
+        if self._masker is not None:
+            value = self._masker.mask(value)
+        return value
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        created = record.created
+        secs = int(created)
+        cached = self._ts_cache  # one tuple, so threads never see a torn pair
+        if cached[0] != secs:
+            cached = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+            self._ts_cache = cached
+        if self.timespec == "milliseconds":
+            return "%s.%03dZ" % (cached[1], record.msecs)
+        return "%s.%06dZ" % (cached[1], int((created - secs) * 1e6))
+
+    def _state(self, record: logging.LogRecord) -> Any:
+        state = record.__dict__.get(_RECORD_CONTEXT, _UNSET)
+        if state is _UNSET:
+            state = _context._CURRENT.get()
+        if state is None:
+            state = _context._PROCESS.get()
+        return state
+
+    def _context_attrs(self, state: Any) -> Dict[str, Any]:
+        """The scope's attributes, masked once per scope and cached on it."""
+        cache = state.log_cache
+        if cache is None:
+            cache = state.log_cache = [None, None, None, None]
+        attrs = cache[self._ctx_slot]
+        if attrs is None:
+            attrs = dict(state.attrs)
+            if self._masker is not None:
+                attrs = self._masker.mask(attrs)
+            cache[self._ctx_slot] = attrs
+        return attrs  # type: ignore[no-any-return]
+
+    def _exception(self, record: logging.LogRecord) -> Optional[Tuple[str, str, str]]:
+        """(type, message, traceback) of the record's exception, masked; None without one."""
+        ei = record.exc_info
+        if ei and ei[0] is not None:
+            etype = _exception_type_name(ei[0])
+            emsg = _safe_str(ei[1])
+            try:
+                tb = self.formatException(ei)
+            except Exception:
+                tb = f"<traceback unavailable: {emsg}>"
+        elif record.exc_text:
+            etype, emsg, tb = "", "", record.exc_text
+        else:
+            return None
+        if self._masker is not None:
+            emsg = self._masker.mask_text(emsg)
+            tb = self._masker.mask_text(tb)
+        return etype, emsg, tb
+
+    def _stack(self, record: logging.LogRecord) -> Optional[str]:
+        if not record.stack_info:
+            return None
+        text = self.formatStack(record.stack_info)
+        return self._masker.mask_text(text) if self._masker is not None else text
+
+    def _fields(self, record: logging.LogRecord) -> Optional[Dict[str, Any]]:
+        """The caller's fields: the structured logger's, then ``extra=``/filter attributes."""
+        d = record.__dict__
+        fields = d.get(_RECORD_FIELDS)
+        # Counting is cheaper than a set difference: a record with exactly the standard
+        # attributes (plus ours and what formatters cache on it) carries no extra ones.
+        expected = _BASE_ATTR_COUNT + (fields is not None) + (_RECORD_CONTEXT in d)
+        if "message" in d:
+            expected += 1
+        if "asctime" in d:
+            expected += 1
+        if len(d) != expected:
+            extra_keys = d.keys() - _RESERVED
+            if extra_keys:
+                merged = dict(fields) if fields else {}
+                for key in d:  # record order, not set order, so lines are stable
+                    if key in extra_keys and key not in merged:
+                        merged[key] = d[key]
+                fields = merged
+        if not fields:
+            return None
+        if self._masker is not None:
+            fields = self._masker.mask(fields)
+        return fields  # type: ignore[no-any-return]
+
+    def _add_fields(self, out: Dict[str, Any], fields: Optional[Dict[str, Any]]) -> None:
+        if not fields:
+            return
+        own = self._own
+        clashes: Optional[Dict[str, Any]] = None
+        for key, value in fields.items():
+            if key in own:
+                if clashes is None:
+                    clashes = {}
+                clashes[key] = value
+            else:
+                out[key] = value
+        if clashes is not None:
+            out["fields"] = clashes
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as one JSON line; the record is never modified."""
+        message = record.getMessage()
+        if self._masker is not None:
+            message = self._masker.mask_text(message)
+        if self.profile == "default":
+            line = self._format_default(record, message)
+        elif self.profile == "ecs":
+            line = self._encode(self._render_ecs(record, message))
+        else:
+            line = self._encode(self._render_gcp(record, message))
+        if not line.isascii() and _SURROGATES.search(line) is not None:
+            # A lone surrogate (an undecodable file name read with surrogateescape) would
+            # make the stream's UTF-8 encoder fail; \udcff escapes keep the line valid
+            # UTF-8 JSON and the name recoverable.
+            line = self._encode_ascii(json.loads(line))
+        return line
+
+    def _format_default(self, record: logging.LogRecord, message: str) -> str:
+        """The default profile, assembled from cached JSON fragments.
+
+        Same output as ``encode(self._render_default(...))`` at half the cost: the
+        timestamp second, the logger name and the correlation part are rendered once and
+        reused; only the message, module/function and the caller's fields are encoded
+        per line (json's C string encoder; one JSONEncoder for the fields).
+        """
+        enc = _encode_str
+        parts = [
+            '{"timestamp":"',
+            self._timestamp(record),
+            '","level":',
+            enc(record.levelname),
+            ',"logger":',
+            enc(record.name),
+            ',"message":',
+            enc(message),
+            ',"module":',
+            enc(record.module),
+            ',"function":',
+            enc(record.funcName) if isinstance(record.funcName, str) else "null",
+            ',"line":',
+            str(record.lineno) if isinstance(record.lineno, int) else "null",
+        ]
+        if self.include_correlation:
+            parts.append(self._correlation_fragment(self._state(record)))
+        if record.exc_info or record.exc_text:
+            exc = self._exception(record)
+            if exc is not None:
+                parts.append(',"exception":{"type":')
+                parts.append(enc(exc[0]))
+                parts.append(',"message":')
+                parts.append(enc(exc[1]))
+                parts.append(',"traceback":')
+                parts.append(enc(exc[2]))
+                parts.append("}")
+        if record.stack_info:
+            parts.append(',"stack_info":')
+            parts.append(enc(self._stack(record) or ""))
+        fields = self._fields(record)
+        if fields:
+            if not self._own.isdisjoint(fields):
+                out: Dict[str, Any] = {}
+                self._add_fields(out, fields)
+                fields = out
+            body = self._encode(fields)
+            if len(body) > 2:
+                parts.append(",")
+                parts.append(body[1:-1])
+        parts.append("}")
+        return "".join(parts)
+
+    def _correlation_fragment(self, state: Any) -> str:
+        """',"correlation_id":...,"span_id":...,"correlation":{...}', cached per scope."""
+        cache = state.log_cache
+        if cache is None:
+            cache = state.log_cache = [None, None, None, None]
+        slot = self._ctx_slot + 2
+        fragment = cache[slot]
+        if fragment is None:
+            corr = {"correlation_id": state.trace_id}
+            corr.update(self._context_attrs(state))
+            fragment = (
+                f',"correlation_id":"{state.trace_id}","span_id":"{state.span_id}"'
+                f',"correlation":{self._encode(corr)}'
+            )
+            cache[slot] = fragment
+        return fragment  # type: ignore[no-any-return]
+
+    def _render_default(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "timestamp": self._timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+            "module": record.module,
+            "function": record.funcName,
+            "line": record.lineno,
+        }
+        if self.include_correlation:
+            state = self._state(record)
+            out["correlation_id"] = state.trace_id
+            out["span_id"] = state.span_id
+            corr = {"correlation_id": state.trace_id}
+            corr.update(self._context_attrs(state))
+            out["correlation"] = corr
+        if record.exc_info or record.exc_text:
+            exc = self._exception(record)
+            if exc is not None:
+                out["exception"] = {"type": exc[0], "message": exc[1], "traceback": exc[2]}
+        if record.stack_info:
+            out["stack_info"] = self._stack(record)
+        self._add_fields(out, self._fields(record))
+        return out
+
+    def _render_ecs(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "@timestamp": self._timestamp(record),
+            "log.level": record.levelname.lower(),
+            "message": message,
+            "ecs.version": ECS_VERSION,
+            "log.logger": record.name,
+            "log.origin.file.name": record.filename,
+            "log.origin.file.line": record.lineno,
+            "log.origin.function": record.funcName,
+        }
+        if self.include_correlation:
+            state = self._state(record)
+            out["trace.id"] = state.trace_id
+            out["span.id"] = state.span_id
+            attrs = self._context_attrs(state)
+            if attrs:
+                # ECS labels are flat keyword values with "." "*" "\" in keys replaced.
+                out["labels"] = {
+                    re.sub(r"[.*\\]", "_", str(k)): v if isinstance(v, str) else _safe_str(v)
+                    for k, v in attrs.items()
+                }
+        exc = self._exception(record) if (record.exc_info or record.exc_text) else None
+        if exc is not None:
+            out["error.type"] = exc[0]
+            out["error.message"] = exc[1]
+            out["error.stack_trace"] = exc[2]
+        if record.stack_info:
+            out["log.origin.stack_trace"] = self._stack(record)
+        self._add_fields(out, self._fields(record))
+        return out
+
+    def _render_gcp(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "time": self._timestamp(record),
+            "severity": record.levelname,
+            "message": message,
+            "logger": record.name,
+            "logging.googleapis.com/sourceLocation": {
+                "file": record.pathname,
+                "line": str(record.lineno),
+                "function": record.funcName,
+            },
+        }
+        if self.include_correlation:
+            state = self._state(record)
+            trace = state.trace_id
+            if self.gcp_project:
+                trace = f"projects/{self.gcp_project}/traces/{trace}"
+            out["logging.googleapis.com/trace"] = trace
+            out["logging.googleapis.com/spanId"] = state.span_id
+            out["correlation_id"] = state.trace_id
+            corr = {"correlation_id": state.trace_id}
+            corr.update(self._context_attrs(state))
+            out["correlation"] = corr
+        exc = self._exception(record) if (record.exc_info or record.exc_text) else None
+        if exc is not None:
+            out["exception"] = {"type": exc[0], "message": exc[1], "traceback": exc[2]}
+        if record.stack_info:
+            out["stack_info"] = self._stack(record)
+        self._add_fields(out, self._fields(record))
+        return out
+
+    def _encode(self, out: Dict[str, Any]) -> str:
+        try:
+            return self._encode_obj(out)  # type: ignore[no-any-return]
+        except (ValueError, TypeError, RecursionError):
+            # NaN/inf, a cycle, a key json rejects: rebuild a plain copy and try again.
+            return self._encode_obj(self._sanitise(out, 0, set()))  # type: ignore[no-any-return]
+
+    def _sanitise(self, obj: Any, depth: int, seen: set) -> Any:
+        if obj is None or isinstance(obj, (str, bool, int)):
+            return obj
+        if isinstance(obj, float):
+            return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
+        if depth >= _MAX_DEPTH:
+            return "<too deep>"
+        if isinstance(obj, (dict, list, tuple)):
+            if id(obj) in seen:
+                return "<circular>"
+            seen.add(id(obj))
+            try:
+                if isinstance(obj, dict):
+                    return {
+                        (k if isinstance(k, str) else _safe_str(k)): self._sanitise(
+                            v, depth + 1, seen
+                        )
+                        for k, v in obj.items()
+                    }
+                return [self._sanitise(v, depth + 1, seen) for v in obj]
+            finally:
+                seen.discard(id(obj))
+        return self._sanitise(self._default(obj), depth + 1, seen)
+
+
+_MASKER: Optional[CredentialMasker] = None
+
+
+def _default_masker() -> CredentialMasker:
+    # Shared so that its clean-string cache is shared by every formatter.
+    global _MASKER
+    if _MASKER is None:
+        _MASKER = CredentialMasker()
+    return _MASKER
+
+
+# ---------------------------------------------------------------------------------------
+# The structured logger
+# ---------------------------------------------------------------------------------------
+
+
+class StructuredLogger:
+    """``logger.info("message", field=value, ...)`` over a standard ``logging.Logger``.
+
+    Fields may have any name (``name``, ``module``, ``args``, ``message`` ...): they travel
+    as one record attribute, so they never clash with LogRecord's own. ``exc_info``,
+    ``stack_info`` and ``stacklevel`` keep their ``logging`` meaning. The record's
+    module/function/line are the caller's. It adds no handler and sets no level: output
+    goes wherever ``logging`` is configured (see :func:`setup_structured_logging`).
+    """
+
+    __slots__ = ("logger", "name")
+
+    def __init__(self, logger: Union[str, logging.Logger]) -> None:
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.name = self.logger.name
+
+    def __repr__(self) -> str:
+        return f"<StructuredLogger {self.name!r}>"
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - the logging name
+        """Whether a record at ``level`` would be processed."""
+        return self.logger.isEnabledFor(level)
+
+    def _log(self, level: int, msg: Any, args: Tuple[Any, ...], fields: Dict[str, Any]) -> None:
+        # ``fields`` is always a dict this class built (from **kwargs), never the caller's.
+        exc_info = fields.pop("exc_info", None) if "exc_info" in fields else None
+        stack_info = fields.pop("stack_info", False) if "stack_info" in fields else False
+        stacklevel = fields.pop("stacklevel", 1) if "stacklevel" in fields else 1
+        # Our own caller lookup: cheaper than Logger.findCaller, and the same on 3.8-3.13
+        # (stacklevel handling changed between versions). Frames: 0 here, 1 the public
+        # method, 2 its caller.
+        try:
+            frame: Any = sys._getframe(stacklevel + 1)
+        except ValueError:
+            frame = None
+        if frame is not None:
+            code = frame.f_code
+            fn, lno, func = code.co_filename, frame.f_lineno, code.co_name
+        else:
+            fn, lno, func = "(unknown file)", 0, "(unknown function)"
+        sinfo = None
+        if stack_info and frame is not None:
+            sinfo = "Stack (most recent call last):\n" + "".join(
+                traceback.format_stack(frame)
+            ).rstrip("\n")
+        if exc_info:
+            if isinstance(exc_info, BaseException):
+                exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+            elif not isinstance(exc_info, tuple):
+                exc_info = sys.exc_info()
+        lg = self.logger
+        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
+        if fields:
+            setattr(record, _RECORD_FIELDS, fields)
+        setattr(record, _RECORD_CONTEXT, _context._CURRENT.get())
+        lg.handle(record)
+
+    def debug(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at DEBUG with ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_DEBUG]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_DEBUG)
+        if enabled and not lg.disabled:
+            self._log(_DEBUG, message, args, fields)
+
+    def info(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at INFO with ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_INFO]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_INFO)
+        if enabled and not lg.disabled:
+            self._log(_INFO, message, args, fields)
+
+    def warning(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at WARNING with ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_WARNING]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_WARNING)
+        if enabled and not lg.disabled:
+            self._log(_WARNING, message, args, fields)
+
+    def error(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at ERROR with ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_ERROR]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_ERROR)
+        if enabled and not lg.disabled:
+            self._log(_ERROR, message, args, fields)
+
+    def exception(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at ERROR with the exception being handled (its traceback) and ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_ERROR]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_ERROR)
+        if enabled and not lg.disabled:
+            fields.setdefault("exc_info", True)
+            self._log(_ERROR, message, args, fields)
+
+    def critical(self, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at CRITICAL with ``fields``."""
+        lg = self.logger
+        try:
+            enabled = lg._cache[_CRITICAL]  # what isEnabledFor() reads, minus a call
+        except (KeyError, AttributeError):
+            enabled = lg.isEnabledFor(_CRITICAL)
+        if enabled and not lg.disabled:
+            self._log(_CRITICAL, message, args, fields)
+
+    def log(self, level: int, message: Any, /, *args: Any, **fields: Any) -> None:
+        """Log at ``level`` with ``fields``."""
+        if self.logger.isEnabledFor(level):
+            self._log(level, message, args, fields)
+
+    def operation_start(self, operation: str, /, **fields: Any) -> None:
+        """INFO "Operation started: <operation>" with operation, operation_status, start_time."""
+        if self.logger.isEnabledFor(_INFO):
+            own = {"operation": operation, "operation_status": "started", "start_time": time.time()}
+            fields.update(own)
+            self._log(_INFO, "Operation started: %s", (operation,), fields)
+
+    def operation_end(
+        self,
+        operation: str,
+        /,
+        success: bool = True,
+        duration: Optional[float] = None,
+        **fields: Any,
+    ) -> None:
+        """INFO (ERROR on failure) "Operation completed|failed: <op> (took N.NNs)"."""
+        level = logging.INFO if success else logging.ERROR
+        if not self.logger.isEnabledFor(level):
+            return
+        status = "completed" if success else "failed"
+        own: Dict[str, Any] = {
+            "operation": operation,
+            "operation_status": status,
+            "success": bool(success),
+            "end_time": time.time(),
+        }
+        msg, args = "Operation %s: %s", (status, operation)
+        if duration is not None:
+            own["duration_seconds"] = duration
+            msg, args = "Operation %s: %s (took %.2fs)", (status, operation, duration)
+        fields.update(own)
+        self._log(level, msg, args, fields)
+
+
+_LOGGERS: Dict[str, StructuredLogger] = {}
+
+
+def get_structured_logger(name: str, level: Union[int, str, None] = None) -> StructuredLogger:
+    """Return the :class:`StructuredLogger` for ``name`` (one per name).
+
+    ``level``, when given, sets that stdlib logger's level (an explicit, global choice);
+    by default the level is left to the logging configuration.
+    """
+    slog = _LOGGERS.get(name)
+    if slog is None:
+        slog = _LOGGERS.setdefault(name, StructuredLogger(name))
+    if level is not None:
+        slog.logger.setLevel(_parse_level(level, "level"))
+    return slog
+
+
+# ---------------------------------------------------------------------------------------
+# setup_structured_logging
+# ---------------------------------------------------------------------------------------
+
+_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "NOTSET": "NOTSET"}
+_HANDLER_MARK = "_mgit_monitoring_handler"
+
+
+def _parse_level(value: Union[int, str], source: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 0:
+            return value
+    elif isinstance(value, str):
+        name = value.strip().upper()
+        name = _LEVEL_ALIASES.get(name, name)
+        if name in _LEVEL_NAMES or name == "NOTSET":
+            return int(getattr(logging, name))
+        if name.isdigit():
+            return int(name)
+    msg = f"invalid {source} {value!r} (expected one of {', '.join(_LEVEL_NAMES)})"
+    raise ConfigError(msg)
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler whose files (including new ones after rollover) are mode 0600."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.chmod(self.baseFilename, 0o600)  # an existing file may have been wider
+        except OSError:
+            pass
+        # backslashreplace: an undecodable surrogate never turns into "--- Logging error ---".
+        return open(fd, "a", encoding="utf-8", errors="backslashreplace")
+
+
+def setup_structured_logging(
+    log_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+    log_level: Union[int, str, None] = None,
+    console_level: Union[int, str] = "INFO",
+    include_correlation: bool = True,
+    mask_credentials: bool = True,
+    *,
+    profile: Optional[str] = None,
+    logger: Union[str, logging.Logger, None] = None,
+    console: bool = True,
+    stream: Any = None,
+    max_bytes: int = 10 * 1024 * 1024,
+    backup_count: int = 5,
+    environ: Optional[Mapping[str, str]] = None,
+    adopt_traceparent: bool = True,
+) -> List[logging.Handler]:
+    """Send JSON log lines to stderr (and optionally a rotating file); return the handlers.
+
+    Idempotent: the handlers a previous call installed are replaced, never duplicated,
+    and the host application's own handlers are left alone. ``log_level`` (default
+    ``$MGIT_MONITORING_LOG_LEVEL`` or INFO) applies to the file, ``console_level`` to
+    stderr; the logger's level is set to the more verbose of the two. ``profile``
+    defaults to ``$MGIT_MONITORING_LOG_FORMAT`` or ``default``. The log file's parent
+    directories are created and the file is mode 0600, rotated at ``max_bytes`` keeping
+    ``backup_count`` old files. A valid ``$TRACEPARENT`` is adopted as the process trace.
+
+    Raises:
+        ConfigError: an invalid level or profile, or a log file that cannot be written.
+    """
+    env = os.environ if environ is None else environ
+    if log_level is None:
+        raw = env.get(LOG_LEVEL_ENV)
+        file_level = _parse_level(raw, LOG_LEVEL_ENV) if raw else logging.INFO
+    else:
+        file_level = _parse_level(log_level, "log_level")
+    con_level = _parse_level(console_level, "console_level")
+    if profile is None:
+        raw_profile = env.get(LOG_FORMAT_ENV)
+        chosen = _check_profile(raw_profile, LOG_FORMAT_ENV) if raw_profile else "default"
+    else:
+        chosen = _check_profile(profile)
+    gcp_project = env.get("GOOGLE_CLOUD_PROJECT") if chosen == "gcp" else None
+    target = (
+        logger
+        if isinstance(logger, logging.Logger)
+        else (logging.getLogger(logger) if logger else logging.getLogger())
+    )
+
+    def make_formatter() -> StructuredFormatter:
+        return StructuredFormatter(
+            profile=chosen,
+            include_correlation=include_correlation,
+            mask_credentials=mask_credentials,
+            gcp_project=gcp_project,
+        )
+
+    handlers: List[logging.Handler] = []
+    if log_file is not None:
+        path = os.path.abspath(os.fspath(log_file))
+        try:
+            parent = os.path.dirname(path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            file_handler = _PrivateRotatingFileHandler(
+                path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+            )
+        except OSError as exc:
+            msg = f"cannot write log file {path!r}: {exc.strerror or exc}"
+            raise ConfigError(msg) from None
+        file_handler.setLevel(file_level)
+        file_handler.setFormatter(make_formatter())
+        handlers.append(file_handler)
+    if console:
+        console_handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+        console_handler.setLevel(con_level)
+        console_handler.setFormatter(make_formatter())
+        handlers.append(console_handler)
+
+    for old in list(target.handlers):
+        if getattr(old, _HANDLER_MARK, False):
+            target.removeHandler(old)
+            old.close()
+    for handler in handlers:
+        setattr(handler, _HANDLER_MARK, True)
+        target.addHandler(handler)
+    levels = [h.level for h in handlers]
+    if levels:
+        target.setLevel(min(levels))
+    if adopt_traceparent:
+        _context.adopt_traceparent(env)
+    return handlers
+

@@ -1,0 +1,916 @@
+"""The performance monitor: timed traces of mgit operations, statistics, baselines, anomalies.
+
+A trace is started and ended around an operation (:meth:`PerformanceMonitor.start_trace`
+and :meth:`~PerformanceMonitor.end_trace`, the :meth:`~PerformanceMonitor.trace_operation`
+context manager, or the :func:`monitor_performance` decorator). Completed traces stay in
+memory, bounded by a retention window and a cap, and, when the monitor has a store, go in
+batches (periodically, at exit, on :meth:`~PerformanceMonitor.flush`) to the sqlite file
+every mgit process shares, so ``get_operation_metrics("clone_repos", hours=24)`` in one
+process sees what earlier and concurrent processes did.
+
+Statistics: counts, success rate, min, max and mean come from one window of traces;
+percentiles use linear interpolation between closest ranks (Hyndman and Fan type 7, the
+default of numpy and R, ``statistics.quantiles(method="inclusive")``), which never leaves
+the observed range: for the durations 1..10, p50 = 5.5, p90 = 9.1, p95 = 9.55, p99 = 9.91.
+``count`` is always reported, so a p99 of five samples can be read for what it is.
+
+Parent/child nesting follows :mod:`contextvars`, so it is right in threads (a new thread
+starts without a parent unless the context is copied) and in asyncio tasks (siblings do
+not adopt each other). A trace never ended expires after ``trace_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import dataclasses
+import functools
+import inspect
+import itertools
+import logging
+import math
+import os
+import random
+import threading
+import time
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+    cast,
+)
+
+from mgit_monitoring.context import correlation_context, get_correlation_id
+from mgit_monitoring.store import Store, StoreError, TraceRow
+
+__all__ = [
+    "PERCENTILE_METHOD",
+    "OperationMetrics",
+    "PerformanceMetrics",
+    "PerformanceMonitor",
+    "PerformanceTrace",
+    "get_performance_monitor",
+    "monitor_async_performance",
+    "monitor_performance",
+    "percentile",
+    "reset_performance_monitor",
+    "set_performance_monitor",
+]
+
+PERCENTILE_METHOD = "linear"
+"""Percentile method: linear interpolation between closest ranks (Hyndman-Fan type 7)."""
+
+ANOMALY_METRIC = "mgit_performance_anomalies_total"
+
+logger = logging.getLogger("mgit_monitoring.performance")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_NAN = float("nan")
+_SWEEP_EVERY_S = 60.0
+_MAX_ERROR_TEXT = 200
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0..100) of already sorted values; NaN when there are none.
+
+    Linear interpolation between closest ranks: rank ``h = (n - 1) * p / 100``, result
+    ``v[floor(h)] + (h - floor(h)) * (v[floor(h) + 1] - v[floor(h)])``. p0 is the minimum,
+    p100 the maximum, p50 the median, and no result lies outside ``[min, max]``.
+    """
+    if not 0.0 <= p <= 100.0:
+        raise ValueError(f"percentile p={p!r}: expected a value in [0, 100]")
+    n = len(sorted_values)
+    if n == 0:
+        return _NAN
+    rank = (n - 1) * p / 100.0
+    low = int(rank)
+    high = min(low + 1, n - 1)
+    a, b = sorted_values[low], sorted_values[high]
+    value = a + (b - a) * (rank - low)
+    return min(max(value, a), b)  # float rounding must not step outside the neighbours
+
+
+@dataclasses.dataclass(frozen=True)
+class OperationMetrics:
+    """Statistics of one operation over a time window (durations in seconds).
+
+    ``success_rate`` is a percentage (0..100) of ``count``; all counts and durations come
+    from the same window. With ``count == 0`` durations and the rate are NaN (they format as
+    ``nan``) and the object is falsy, so ``if metrics:`` still means "there is data".
+    """
+
+    operation_name: str
+    count: int
+    success_count: int
+    error_count: int
+    success_rate: float
+    total_duration: float
+    avg_duration: float
+    min_duration: float
+    max_duration: float
+    median_duration: float
+    p90_duration: float
+    p95_duration: float
+    p99_duration: float
+    window_hours: float
+    error_types: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    method: str = PERCENTILE_METHOD
+
+    @property
+    def p50_duration(self) -> float:
+        """The median (same as :attr:`median_duration`)."""
+        return self.median_duration
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict (NaN becomes None)."""
+        out: Dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[field.name] = value
+        out["p50_duration"] = out["median_duration"]
+        return out
+
+    @classmethod
+    def from_rows(
+        cls, operation: str, rows: Iterable[TraceRow], window_hours: float
+    ) -> OperationMetrics:
+        """Compute the statistics of ``rows`` (already restricted to one operation and window)."""
+        durations: List[float] = []
+        successes = 0
+        errors: Dict[str, int] = {}
+        for row in rows:
+            durations.append(row.duration)
+            if row.success:
+                successes += 1
+            else:
+                key = row.error_type or "unknown"
+                errors[key] = errors.get(key, 0) + 1
+        durations.sort()
+        n = len(durations)
+        total = math.fsum(durations)
+        return cls(
+            operation_name=operation,
+            count=n,
+            success_count=successes,
+            error_count=n - successes,
+            success_rate=100.0 * successes / n if n else _NAN,
+            total_duration=total,
+            avg_duration=total / n if n else _NAN,
+            min_duration=durations[0] if n else _NAN,
+            max_duration=durations[-1] if n else _NAN,
+            median_duration=percentile(durations, 50),
+            p90_duration=percentile(durations, 90),
+            p95_duration=percentile(durations, 95),
+            p99_duration=percentile(durations, 99),
+            window_hours=window_hours,
+            error_types=errors,
+        )
+
+
+PerformanceMetrics = OperationMetrics
+"""The original's name for :class:`OperationMetrics`."""
+
+
+class PerformanceTrace:
+    """A trace in progress (the original's ``PerformanceTrace`` attribute names)."""
+
+    __slots__ = (
+        "_t0",
+        "children",
+        "correlation_id",
+        "metadata",
+        "operation_id",
+        "operation_name",
+        "parent_id",
+        "start_time",
+        "tags",
+    )
+
+    def __init__(
+        self,
+        operation_id: str,
+        operation_name: str,
+        start_time: float,
+        t0: float,
+        correlation_id: str | None,
+        parent_id: str | None,
+        tags: Dict[str, str] | None,
+        metadata: Dict[str, Any] | None,
+    ) -> None:
+        self.operation_id = operation_id
+        self.operation_name = operation_name
+        self.start_time = start_time
+        self._t0 = t0
+        self.correlation_id = correlation_id
+        self.parent_id = parent_id
+        self.tags = tags
+        self.metadata = metadata
+        self.children: List[str] = []
+
+    def __repr__(self) -> str:
+        return f"<PerformanceTrace {self.operation_name} {self.operation_id}>"
+
+
+def _error_fields(error: BaseException | str | None) -> Tuple[str | None, str | None]:
+    if error is None:
+        return None, None
+    if isinstance(error, BaseException):
+        return type(error).__name__, str(error)[:_MAX_ERROR_TEXT]
+    text = str(error)
+    return text[:_MAX_ERROR_TEXT], text[:_MAX_ERROR_TEXT]
+
+
+class _Ids:
+    """Trace ids: 16 hex like a W3C span id, unique in this process and across processes.
+
+    A random 32-bit prefix per process (renewed in a forked child) plus a counter: cheaper
+    than 64 fresh random bits per trace (os.getpid and getrandbits cost ~0.2-0.4 us each on
+    the reference VM), and unique by construction within the process.
+    """
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.prefix = ""
+        self.counter = itertools.count(1)
+        self.renew()
+
+    def renew(self) -> None:
+        self.pid = os.getpid()
+        self.prefix = f"{random.getrandbits(32) | 1:08x}"  # never all zero
+        self.counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFF:08x}"
+
+
+_ids: _Ids | None = None
+_ids_lock = threading.Lock()
+
+
+def _id_source() -> _Ids:
+    """The process's id source, created on first use (never at import) with a fork hook."""
+    global _ids
+    with _ids_lock:
+        if _ids is None:
+            _ids = _Ids()
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_ids.renew)
+    return _ids
+
+
+class _TraceScope:
+    """What :meth:`PerformanceMonitor.trace_operation` returns: a sync and async context manager."""
+
+    __slots__ = ("_args", "_monitor", "trace_id")
+
+    def __init__(self, monitor: PerformanceMonitor, args: Tuple[Any, ...]) -> None:
+        self._monitor = monitor
+        self._args = args
+        self.trace_id = ""
+
+    def __enter__(self) -> str:
+        name, operation_id, tags, metadata = self._args
+        self.trace_id = self._monitor.start_trace(name, operation_id, tags, metadata)
+        return self.trace_id
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is None:
+            self._monitor.end_trace(self.trace_id, success=True)
+        else:  # BaseException too: KeyboardInterrupt, SystemExit, task cancellation
+            self._monitor.end_trace(self.trace_id, success=False, error=exc)
+
+    async def __aenter__(self) -> str:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class PerformanceMonitor:
+    """Traces, statistics, baselines and anomaly detection for mgit operations.
+
+    Args:
+        max_traces: completed traces kept in memory (and unflushed ones awaiting the
+            store); also the cap on traces in progress. Memory stays bounded whatever
+            the traffic.
+        retention_hours: completed traces older than this leave memory, and (with a
+            store) are deleted from the store by its periodic cleanup.
+        registry: a metrics registry; ``mgit_performance_anomalies_total{operation,type}``
+            is registered on it and counts anomalies. Optional.
+        store: a :class:`~mgit_monitoring.store.Store` to share history with other
+            processes, or ``state_dir`` to open ``<state_dir>/monitoring.sqlite3``. Neither:
+            memory only.
+        trace_timeout: seconds after which a trace never ended is dropped (expired).
+        anomaly_avg_factor / anomaly_p95_factor: a trace slower than baseline average x
+            the first factor is a ``slow_operation`` anomaly, else slower than baseline p95 x
+            the second is ``p95_exceeded``.
+        learn_baselines: when an operation has no baseline set by hand, learn one from the
+            last ``baseline_hours`` of history once ``baseline_min_count`` traces exist
+            (re-learned at most hourly).
+        clock / wall_clock: monotonic seconds for durations, epoch seconds for timestamps
+            (injectable, so tests never sleep).
+    """
+
+    def __init__(
+        self,
+        max_traces: int = 10000,
+        retention_hours: float = 24.0,
+        *,
+        registry: Any = None,
+        store: Store | None = None,
+        state_dir: str | os.PathLike | None = None,
+        flush_interval: float = 5.0,
+        store_timeout: float = 5.0,
+        trace_timeout: float = 6 * 3600.0,
+        anomaly_avg_factor: float = 3.0,
+        anomaly_p95_factor: float = 2.0,
+        learn_baselines: bool = False,
+        baseline_hours: float = 7 * 24.0,
+        baseline_min_count: int = 20,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces < 1:
+            raise ValueError(f"max_traces={max_traces!r}: expected an integer >= 1")
+        for label, value in (
+            ("retention_hours", retention_hours),
+            ("trace_timeout", trace_timeout),
+            ("anomaly_avg_factor", anomaly_avg_factor),
+            ("anomaly_p95_factor", anomaly_p95_factor),
+        ):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{label}={value!r}: expected a number > 0")
+        self.max_traces = max_traces
+        self.retention_hours = float(retention_hours)
+        self.trace_timeout = float(trace_timeout)
+        self.anomaly_avg_factor = float(anomaly_avg_factor)
+        self.anomaly_p95_factor = float(anomaly_p95_factor)
+        self.learn_baselines = learn_baselines
+        self.baseline_hours = float(baseline_hours)
+        self.baseline_min_count = int(baseline_min_count)
+        self.enabled = bool(enabled)
+        self.expired_traces = 0
+        """Traces dropped because they were never ended (timeout or cap on active traces)."""
+        self.dropped_traces = 0
+        """Completed traces that never reached the store (buffer overflow while it failed)."""
+        self._clock = clock
+        self._wall = wall_clock
+        self._ids = _id_source()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._active: Dict[str, PerformanceTrace] = {}
+        self._completed: Deque[TraceRow] = collections.deque(maxlen=max_traces)
+        self._pending: Deque[TraceRow] = collections.deque(maxlen=max_traces)
+        self._baselines: Dict[str, Dict[str, float]] = {}
+        self._learned_at: Dict[str, float] = {}
+        self._since_learned: Dict[str, int] = {}
+        self._next_sweep = clock() + min(self.trace_timeout, _SWEEP_EVERY_S)
+        # Per monitor, so two monitors (tests, a library and its host) never cross-link.
+        self._current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+            f"mgit_monitoring_trace_{id(self):x}", default=None
+        )
+        self._own_store = store is None and state_dir is not None
+        if self._own_store:
+            store = Store.open(
+                cast(Union[str, os.PathLike], state_dir),
+                timeout=store_timeout,
+                flush_interval=flush_interval,
+            )
+        self._store = store if self.enabled else None
+        if self._store is not None:
+            self._store.register_retention("perf_traces", "start_time", self.retention_hours * 3600)
+        self._persisting = False
+        self._anomalies: Any = None
+        if registry is not None:
+            self._anomalies = registry.counter(
+                ANOMALY_METRIC,
+                "Operations slower than their performance baseline, by anomaly type.",
+                ("operation", "type"),
+            )
+
+    @classmethod
+    def from_config(cls, config: Any, registry: Any = None, **kwargs: Any) -> PerformanceMonitor:
+        """A monitor set up from a :class:`~mgit_monitoring.config.MonitoringConfig`."""
+        options: Dict[str, Any] = {
+            "max_traces": config.performance_max_traces,
+            "retention_hours": config.performance_retention_hours,
+            "registry": registry,
+            "state_dir": config.store_dir,
+            "flush_interval": config.flush_interval_seconds,
+            "store_timeout": config.store_timeout_seconds,
+            "trace_timeout": config.trace_timeout_seconds,
+            "anomaly_avg_factor": config.anomaly_avg_factor,
+            "anomaly_p95_factor": config.anomaly_p95_factor,
+            "enabled": config.enabled,
+        }
+        options.update(kwargs)
+        return cls(**options)
+
+    @property
+    def store(self) -> Store | None:
+        """The shared store, or None for a memory-only monitor."""
+        return self._store
+
+    # -- traces ----------------------------------------------------------------------------
+
+    def start_trace(
+        self,
+        operation_name: str,
+        operation_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> str:
+        """Start timing ``operation_name``; returns the trace id to pass to :meth:`end_trace`.
+
+        Keyword arguments other than ``operation_id``, ``tags`` and ``metadata`` are added to
+        the metadata. The trace becomes the parent of traces started later in the same
+        context (thread or asyncio task) until it ends.
+        """
+        if not self.enabled:
+            return ""
+        t0 = self._clock()
+        meta: Dict[str, Any] | None = dict(metadata) if metadata else None
+        if extra:
+            meta = {**(meta or {}), **extra}
+        parent = self._current.get()
+        trace_id = operation_id or self._ids()
+        try:
+            correlation: str | None = get_correlation_id()
+        except Exception:  # noqa: BLE001 - a broken context must not break the caller
+            correlation = None
+        with self._lock:
+            while trace_id in self._active:
+                trace_id = self._ids()  # an explicit id reused
+            trace = PerformanceTrace(
+                trace_id,
+                str(operation_name),
+                self._wall(),
+                t0,
+                correlation,
+                parent,
+                dict(tags) if tags else None,
+                meta,
+            )
+            self._active[trace_id] = trace
+            if parent is not None:
+                parent_trace = self._active.get(parent)
+                if parent_trace is not None and len(parent_trace.children) < self.max_traces:
+                    parent_trace.children.append(trace_id)
+            if len(self._active) > self.max_traces or t0 >= self._next_sweep:
+                self._expire_locked(t0)
+        self._current.set(trace_id)
+        return trace_id
+
+    def end_trace(
+        self,
+        operation_id: str,
+        success: bool = True,
+        error: BaseException | str | None = None,
+        additional_metadata: Mapping[str, Any] | None = None,
+    ) -> float | None:
+        """End a trace; returns its duration in seconds (None for an unknown or expired id).
+
+        ``error`` may be an exception (its type name is recorded) or a short text.
+        """
+        now = self._clock()
+        with self._lock:
+            trace = self._active.pop(operation_id, None)
+        if trace is None:
+            if self.enabled:
+                logger.debug("end_trace: unknown or expired trace id %r", operation_id)
+            return None
+        if self._current.get() == operation_id:
+            self._current.set(trace.parent_id)
+        duration = now - trace._t0
+        if duration < 0:  # time can go backwards on some clocks (prometheus_client Timer)
+            duration = 0.0
+        error_type = error_text = None
+        if error is not None:
+            error_type, error_text = _error_fields(error)
+        if not success and error_type is None:
+            error_type = "unknown"
+        meta = trace.metadata
+        if additional_metadata or trace.tags or (error_text and not success):
+            meta = dict(meta or {})
+            if additional_metadata:
+                meta.update(additional_metadata)
+            if trace.tags:
+                meta["tags"] = trace.tags
+            if error_text and not success:
+                meta["error"] = error_text
+        # tuple.__new__ skips NamedTuple's Python-level __new__ (about 0.3 us per trace).
+        row: TraceRow = tuple.__new__(
+            TraceRow,
+            (
+                trace.operation_name,
+                trace.start_time,
+                duration,
+                bool(success),
+                None if success else error_type,
+                trace.correlation_id,
+                trace.operation_id,
+                trace.parent_id,
+                self._ids.pid,
+                meta,
+            ),
+        )
+        # The store gets metadata without the error text: exception messages can carry
+        # URLs with credentials, and the shared file outlives this process.
+        stored = row if not (meta and "error" in meta) else row._replace(metadata=_without(meta))
+        horizon = row.start_time - self.retention_hours * 3600.0
+        with self._lock:
+            completed = self._completed
+            completed.append(row)
+            while completed and completed[0].start_time < horizon:
+                completed.popleft()
+            if self._store is not None:
+                if len(self._pending) == self._pending.maxlen:
+                    self.dropped_traces += 1
+                self._pending.append(stored)
+                start_persisting = not self._persisting
+                self._persisting = True
+            else:
+                start_persisting = False
+        if start_persisting:
+            self._start_persisting()
+        self._check_anomaly(row)
+        return duration
+
+    def trace_operation(
+        self,
+        operation_name: str,
+        operation_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> _TraceScope:
+        """``with monitor.trace_operation("clone_repos") as trace_id:`` (also ``async with``).
+
+        Any exception, BaseException included (KeyboardInterrupt, cancellation), ends the
+        trace as failed with the exception's type, and propagates unchanged.
+        """
+        meta = {**metadata, **extra} if metadata and extra else (extra or metadata)
+        return _TraceScope(self, (operation_name, operation_id, tags, meta))
+
+    async_trace_operation = trace_operation
+
+    def get_current_trace_id(self) -> str | None:
+        """The innermost trace in progress in this context (thread / task), or None."""
+        return self._current.get()
+
+    get_current_operation_id = get_current_trace_id
+
+    def add_trace_metadata(self, operation_id: str, metadata: Mapping[str, Any]) -> bool:
+        """Add metadata to a trace in progress; False when the id is unknown."""
+        with self._lock:
+            trace = self._active.get(operation_id)
+            if trace is None:
+                return False
+            trace.metadata = {**(trace.metadata or {}), **metadata}
+            return True
+
+    @property
+    def active_trace_count(self) -> int:
+        """Traces started and not yet ended (nor expired)."""
+        return len(self._active)
+
+    def _expire_locked(self, now: float) -> None:
+        """Drop traces older than the timeout, and the oldest beyond the cap (lock held)."""
+        self._next_sweep = now + min(self.trace_timeout, _SWEEP_EVERY_S)
+        deadline = now - self.trace_timeout
+        expired: List[PerformanceTrace] = []
+        # Insertion order is start order, so the scan stops at the first live trace.
+        for trace in self._active.values():
+            if trace._t0 >= deadline and len(self._active) - len(expired) <= self.max_traces:
+                break
+            expired.append(trace)
+        for trace in expired:
+            del self._active[trace.operation_id]
+        if expired:
+            self.expired_traces += len(expired)
+            logger.debug(
+                "expired %d trace(s) never ended, e.g. %s (%s)",
+                len(expired),
+                expired[0].operation_name,
+                expired[0].operation_id,
+            )
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _start_persisting(self) -> None:
+        store = self._store
+        if store is not None:
+            # Starts the store's flush thread and its atexit hook: first use, never import.
+            store.add_flush_callback(self.flush)
+
+    def flush(self) -> bool:
+        """Write buffered traces to the store now; True when nothing is left unwritten."""
+        store = self._store
+        if store is None:
+            return True
+        with self._flush_lock:
+            with self._lock:
+                batch = list(self._pending)
+                self._pending.clear()
+            if not batch:
+                return True
+            if not store.persistent:
+                # The store fell back to memory: keep history in our own bounded memory
+                # instead of an in-memory database that would only grow.
+                self._store = None
+                return False
+            if store.insert_traces(batch):
+                return True
+            with self._lock:  # put them back, oldest first; the deque keeps the newest
+                self._pending.extendleft(reversed(batch[-self.max_traces :]))
+                while len(self._pending) > self.max_traces:  # pragma: no cover - maxlen
+                    self._pending.popleft()
+            return False
+
+    def close(self) -> None:
+        """Flush; close the store when this monitor opened it from ``state_dir``."""
+        self.flush()
+        if self._own_store and self._store is not None:
+            self._store.close()
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def _rows(self, hours: float, operation: str | None) -> List[TraceRow]:
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0:
+            raise ValueError(f"hours={hours!r}: expected a number > 0")
+        since = self._wall() - float(hours) * 3600.0
+        store = self._store
+        if store is not None:
+            # The flush lock keeps a batch from being counted twice (pending and stored)
+            # or not at all (in flight).
+            with self._flush_lock:
+                try:
+                    rows = store.query_traces(since, operation, strict=True, with_metadata=False)
+                except StoreError:
+                    pass  # unreadable now: answer from this process's memory
+                else:
+                    with self._lock:
+                        pending = list(self._pending)
+                    rows.extend(
+                        r
+                        for r in pending
+                        if r.start_time >= since and (operation is None or r.operation == operation)
+                    )
+                    return rows
+        with self._lock:
+            completed = list(self._completed)
+        return [
+            r
+            for r in completed
+            if r.start_time >= since and (operation is None or r.operation == operation)
+        ]
+
+    def get_operation_metrics(self, operation_name: str, hours: float = 24) -> OperationMetrics:
+        """Statistics of ``operation_name`` over the last ``hours`` (by start time).
+
+        With a store this includes every process's traces; otherwise this process's traces
+        still in memory. An operation without traces gives ``count == 0`` (falsy result).
+        """
+        rows = self._rows(hours, operation_name)
+        return OperationMetrics.from_rows(operation_name, rows, float(hours))
+
+    def get_all_operation_metrics(self, hours: float = 24) -> Dict[str, OperationMetrics]:
+        """Statistics of every operation seen in the last ``hours``, by operation name."""
+        grouped: Dict[str, List[TraceRow]] = {}
+        for row in self._rows(hours, None):
+            grouped.setdefault(row.operation, []).append(row)
+        return {
+            name: OperationMetrics.from_rows(name, rows, float(hours))
+            for name, rows in sorted(grouped.items())
+        }
+
+    get_all_operations_summary = get_all_operation_metrics
+
+    def get_summary(self, hours: float = 24) -> Dict[str, Any]:
+        """A JSON-ready summary: every operation's statistics plus the monitor's own state."""
+        operations = self.get_all_operation_metrics(hours)
+        store = self._store
+        return {
+            "window_hours": float(hours),
+            "percentile_method": PERCENTILE_METHOD,
+            "operations": {name: m.as_dict() for name, m in operations.items()},
+            "active_traces": self.active_trace_count,
+            "expired_traces": self.expired_traces,
+            "store": None if store is None else (store.path if store.persistent else ":memory:"),
+            "baselines": {name: dict(b) for name, b in self._baselines.items()},
+        }
+
+    # -- baselines and anomalies -----------------------------------------------------------
+
+    def set_performance_baseline(self, operation_name: str, baseline: Mapping[str, Any]) -> None:
+        """Set the expected ``avg_duration`` and/or ``p95_duration`` (seconds) of an operation."""
+        clean: Dict[str, float] = {}
+        for key in ("avg_duration", "p95_duration"):
+            if key in baseline and baseline[key] is not None:
+                value = baseline[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"baseline {key}={value!r}: expected a number >= 0")
+                clean[key] = float(value)
+        if not clean:
+            raise ValueError(
+                f"baseline for {operation_name!r} has neither avg_duration nor p95_duration"
+            )
+        with self._lock:
+            self._baselines[operation_name] = clean
+            self._learned_at.pop(operation_name, None)
+        logger.info("performance baseline set for %s: %s", operation_name, clean)
+
+    def get_performance_baseline(self, operation_name: str) -> Dict[str, float] | None:
+        """The baseline of an operation (set by hand or learned), or None."""
+        baseline = self._baselines.get(operation_name)
+        return dict(baseline) if baseline is not None else None
+
+    def learn_baseline(
+        self, operation_name: str, hours: float | None = None, min_count: int | None = None
+    ) -> Dict[str, float] | None:
+        """Set the baseline from history (avg and p95 of the window) if it has enough traces."""
+        window = self.baseline_hours if hours is None else hours
+        needed = self.baseline_min_count if min_count is None else min_count
+        metrics = self.get_operation_metrics(operation_name, window)
+        with self._lock:
+            self._learned_at[operation_name] = self._clock()
+        if metrics.count < max(needed, 1):
+            return None
+        baseline = {"avg_duration": metrics.avg_duration, "p95_duration": metrics.p95_duration}
+        with self._lock:
+            self._baselines[operation_name] = baseline
+            self._learned_at[operation_name] = self._clock()
+        return dict(baseline)
+
+    def _check_anomaly(self, row: TraceRow) -> None:
+        name = row.operation
+        baseline = self._baselines.get(name)
+        if self.learn_baselines and (baseline is None or name in self._learned_at):
+            # Learn on the first trace (history from other processes may suffice), then
+            # hourly, or as soon as enough new traces exist when there is still none.
+            learned = self._learned_at.get(name)
+            seen = self._since_learned[name] = self._since_learned.get(name, 0) + 1
+            if (
+                learned is None
+                or self._clock() - learned > 3600.0
+                or (baseline is None and seen >= self.baseline_min_count)
+            ):
+                self._since_learned[name] = 1  # this trace is already part of the history
+                try:
+                    self.learn_baseline(name)
+                except Exception:  # noqa: BLE001 - learning is best effort
+                    logger.debug("learning a baseline for %s failed", name, exc_info=True)
+                baseline = self._baselines.get(name)
+        if not baseline:
+            return
+        avg = baseline.get("avg_duration") or 0.0
+        p95 = baseline.get("p95_duration") or 0.0
+        if avg > 0 and row.duration > avg * self.anomaly_avg_factor:
+            kind, limit = "slow_operation", avg * self.anomaly_avg_factor
+        elif p95 > 0 and row.duration > p95 * self.anomaly_p95_factor:
+            kind, limit = "p95_exceeded", p95 * self.anomaly_p95_factor
+        else:
+            return
+        self._report_anomaly(row, kind, limit, avg, p95)
+
+    def _report_anomaly(
+        self, row: TraceRow, kind: str, limit: float, avg: float, p95: float
+    ) -> None:
+        try:
+            if self._anomalies is not None:
+                self._anomalies.labels(row.operation, kind).inc()
+        except Exception:  # noqa: BLE001 - metrics never raise into the application
+            logger.debug("could not count anomaly", exc_info=True)
+        message = "performance anomaly (%s): %s took %.3fs, limit %.3fs (correlation_id=%s)"
+        args = (kind, row.operation, row.duration, limit, row.correlation_id)
+        extra = {
+            "anomaly_type": kind,
+            "duration_seconds": round(row.duration, 6),
+            "baseline_avg_seconds": avg,
+            "baseline_p95_seconds": p95,
+            "perf_trace_id": row.trace_id,
+        }
+        try:
+            # Logged inside the trace's correlation scope, so JSON logs carry its id even
+            # when end_trace runs elsewhere (another thread, a callback).
+            if row.correlation_id:
+                with correlation_context(
+                    operation=row.operation, correlation_id=row.correlation_id
+                ):
+                    logger.warning(message, *args, extra=extra)
+            else:
+                logger.warning(message, *args, extra=extra)
+        except Exception:  # noqa: BLE001 - e.g. a record factory that refuses our extra keys
+            try:
+                logger.warning(message, *args)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _without(meta: Dict[str, Any]) -> Dict[str, Any] | None:
+    rest = {k: v for k, v in meta.items() if k != "error"}
+    return rest or None
+
+
+# -- the default monitor and the decorator -------------------------------------------------
+
+_default_lock = threading.Lock()
+_default: PerformanceMonitor | None = None
+
+
+def get_performance_monitor() -> PerformanceMonitor:
+    """The process-wide default monitor, created (memory only) on first use.
+
+    ``setup_monitoring_integration()`` or an application installs a configured one with
+    :func:`set_performance_monitor`; tests reset it with :func:`reset_performance_monitor`.
+    """
+    monitor = _default
+    if monitor is None:
+        with _default_lock:
+            monitor = _default
+            if monitor is None:
+                monitor = _install(PerformanceMonitor())
+    return monitor
+
+
+def _install(monitor: PerformanceMonitor | None) -> PerformanceMonitor:
+    global _default
+    _default = monitor
+    return cast(PerformanceMonitor, monitor)
+
+
+def set_performance_monitor(monitor: PerformanceMonitor) -> PerformanceMonitor | None:
+    """Make ``monitor`` the default; returns the previous one (or None)."""
+    if not isinstance(monitor, PerformanceMonitor):
+        raise TypeError(f"expected a PerformanceMonitor, got {type(monitor).__name__}")
+    with _default_lock:
+        previous = _default
+        _install(monitor)
+    return previous
+
+
+def reset_performance_monitor() -> PerformanceMonitor | None:
+    """Forget the default monitor (the next :func:`get_performance_monitor` makes a new one)."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, None
+    return previous
+
+
+def monitor_performance(
+    operation_name: str | Callable[..., Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    monitor: PerformanceMonitor | None = None,
+) -> Any:
+    """Decorator: trace every call of a sync or async function.
+
+    ``@monitor_performance("git_clone")``, ``@monitor_performance()`` or bare
+    ``@monitor_performance`` (name ``module.qualname``). The monitor is looked up at call
+    time (:func:`get_performance_monitor`) unless one is given, so installing a configured
+    monitor later takes effect for functions decorated earlier. Name, docstring and
+    signature are preserved; exceptions propagate unchanged and end the trace as failed.
+    """
+    if callable(operation_name):
+        return monitor_performance(None, tags, monitor)(operation_name)
+
+    def decorate(func: _F) -> _F:
+        name = operation_name or f"{func.__module__}.{func.__qualname__}"
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with (monitor or get_performance_monitor()).trace_operation(name, tags=tags):
+                    return await func(*args, **kwargs)
+
+            return cast(_F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with (monitor or get_performance_monitor()).trace_operation(name, tags=tags):
+                return func(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+    return decorate
+
+
+monitor_async_performance = monitor_performance
+"""The original's async decorator name; :func:`monitor_performance` handles both."""

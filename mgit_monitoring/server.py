@@ -1,0 +1,1217 @@
+"""The monitoring HTTP server: metrics, health probes and info over ``http.server``.
+
+Three layers, each usable alone:
+
+* :class:`MonitoringApp` - a pure ``route(method, path, headers) -> Response``: no sockets,
+  so most behaviour is testable by calling it;
+* :class:`MonitoringServer` - a ``ThreadingHTTPServer`` around an app, with HTTP/1.1
+  keep-alive, a cap on concurrent connections (excess gets a fast 503), per-request read
+  deadlines (slowloris), request line and header size limits, optional TLS and auth, a
+  graceful drain on :meth:`~MonitoringServer.close`; :func:`start_monitoring_server` runs
+  one in a background thread for applications and tests (port 0 works);
+* :func:`serve` - the blocking entry point of ``mgit-monitoring server`` and
+  ``python3 -m mgit_monitoring.server``: SIGTERM/SIGINT drain and return.
+
+Endpoints: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by
+``Accept-Encoding``), ``/metrics/json``, ``/health`` (200 healthy/degraded, 503 unhealthy),
+``/health/ready``, ``/health/live``, ``/health/detailed``, ``/info``, ``/status`` and ``/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from urllib.parse import urlsplit
+
+from mgit_monitoring.errors import ConfigError, ServerError
+from mgit_monitoring.http_auth import HttpAuth
+
+__all__ = [
+    "ENDPOINTS",
+    "MonitoringApp",
+    "MonitoringServer",
+    "Response",
+    "TLSConfig",
+    "main",
+    "serve",
+    "start_monitoring_server",
+]
+
+_log = logging.getLogger("mgit_monitoring.server")
+_access_log = logging.getLogger("mgit_monitoring.server.access")
+
+#: path -> (key in /info's "endpoints", description). The route templates of the server.
+ENDPOINTS: Mapping[str, Tuple[str, str]] = {
+    "/metrics": ("metrics", "Prometheus metrics (text 0.0.4 or OpenMetrics by Accept; gzip)"),
+    "/metrics/json": ("metrics_json", "the same metrics as JSON"),
+    "/health": ("health", "overall health: 200 healthy or degraded, 503 unhealthy"),
+    "/health/ready": ("readiness", "Kubernetes readiness probe (cached health)"),
+    "/health/live": ("liveness", "Kubernetes liveness probe (no external checks)"),
+    "/health/detailed": ("detailed_health", "every check with its details"),
+    "/info": ("info", "version, process, uptime and non-secret configuration"),
+    "/status": ("status", "a one-line status summary"),
+}
+_QUIET = frozenset({"/metrics", "/health/live", "/health/ready"})  # logged at DEBUG
+_ALLOW = "GET, HEAD, OPTIONS"
+_JSON = "application/json"
+_HEALTH_JSON = "application/health+json"
+_MAX_LINE = 8192  # request line; longer -> 414
+_MAX_HEAD = 16384  # all header lines together; more -> 431
+_MAX_HEADER_COUNT = 100
+_HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Response(NamedTuple):
+    """An HTTP response: status code, header pairs, body bytes (empty for HEAD)."""
+
+    status: int
+    headers: List[Tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        lname = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lname), None)
+
+
+def _utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _respond(
+    status: int, ctype: str, body: bytes, extra: Sequence[Tuple[str, str]] = ()
+) -> Response:
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), *extra]
+    return Response(status, headers, body)
+
+
+def _json_response(status: int, obj: Any, extra: Sequence[Tuple[str, str]] = ()) -> Response:
+    body = (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+    return _respond(status, _JSON, body, [("Cache-Control", "no-store"), *extra])
+
+
+def _error(status: int, message: str, extra: Sequence[Tuple[str, str]] = ()) -> Response:
+    return _json_response(status, {"error": message, "status": status}, extra)
+
+
+class _Coalescer:
+    """Concurrent scrapes share one render, never one that started before they arrived.
+
+    A request that finds a render of its key running waits for the *next* render, which
+    every request arriving meanwhile joins; so under load one render serves many scrapes,
+    and a scrape still sees every update made before it was received.
+    """
+
+    class _Flight:
+        __slots__ = ("done", "error", "result")
+
+        def __init__(self) -> None:
+            self.done = threading.Event()
+            self.result: Any = None
+            self.error: BaseException | None = None
+
+    def __init__(self, produce: Callable[[Any], Any], timeout: float = 30.0) -> None:
+        self._produce = produce
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._running: Dict[Any, _Coalescer._Flight] = {}
+        self._pending: Dict[Any, _Coalescer._Flight] = {}
+
+    def get(self, key: Any) -> Any:
+        """The value for ``key`` from a render that started after this call."""
+        flight = self._Flight()
+        with self._lock:
+            joined = self._pending.get(key)
+            ahead = self._running.get(key)
+            if joined is None:
+                if ahead is None:
+                    self._running[key] = flight
+                else:
+                    self._pending[key] = flight
+        if joined is not None:  # wait outside the lock: the runner needs it to finish
+            return self._wait(joined)
+        if ahead is not None:
+            ahead.done.wait(self._timeout)
+            with self._lock:
+                if self._pending.get(key) is flight:
+                    del self._pending[key]
+                self._running[key] = flight
+        try:
+            flight.result = self._produce(key)
+        except Exception as exc:  # handed to every waiter
+            flight.error = exc
+        finally:
+            with self._lock:
+                if self._running.get(key) is flight:
+                    del self._running[key]
+            flight.done.set()
+        return self._wait(flight)
+
+    def _wait(self, flight: _Coalescer._Flight) -> Any:
+        if not flight.done.wait(self._timeout):
+            raise TimeoutError("metrics render timed out")
+        if flight.error is not None:
+            raise flight.error
+        return flight.result
+
+
+class MonitoringApp:
+    """The endpoints as a pure function: ``route(method, path, headers) -> Response``.
+
+    ``registry`` (or ``collector``, whose registry is used) is what ``/metrics`` exposes;
+    ``health_checker`` answers the health endpoints; omitted, the package defaults are used.
+    ``auth`` is an :class:`~mgit_monitoring.http_auth.HttpAuth` or None (open). Health comes
+    from the checker's cache; stale checks are re-run behind the answer (each within its ttl),
+    and outside ``simple`` mode the checker's background refresher keeps them warm too.
+    ``settings`` is extra non-secret configuration shown by ``/info``.
+    The server's own traffic is counted in ``mgit_monitoring_http_requests_total{handler,code}``
+    and ``mgit_monitoring_http_request_duration_seconds{handler}`` (route templates only).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Any = None,
+        collector: Any = None,
+        health_checker: Any = None,
+        auth: HttpAuth | None = None,
+        simple: bool = False,
+        instrument: bool = True,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.metrics = _MetricsView(registry, collector)
+        self.health = _HealthView(health_checker, background=not simple)
+        self.auth = auth
+        self.simple = simple
+        self.settings: Dict[str, Any] = dict(settings or {})
+        self.started = time.time()
+        self._started_mono = time.monotonic()
+        #: Set while the server drains: readiness turns 503 so traffic moves elsewhere.
+        self.draining = False
+        self._count_lock = threading.Lock()
+        self.request_count = 0
+        self._renders = _Coalescer(self.metrics.produce)
+        self._instruments = _Instruments(self.metrics.registry) if instrument else None
+        self._pages: Dict[str, Callable[[Dict[str, str]], Response]] = {
+            "/": self._index,
+            "/metrics": self._metrics,
+            "/metrics/json": self._metrics_json,
+            "/health": self._health,
+            "/health/ready": self._ready,
+            "/health/live": self._live,
+            "/health/detailed": self._detailed,
+            "/info": self._info,
+            "/status": self._status,
+        }
+
+    def start(self) -> None:
+        """Start background work (the health refresher; nothing in simple mode)."""
+        self.health.start()
+
+    def stop(self) -> None:
+        """Stop background work."""
+        self.health.stop()
+
+    def uptime(self) -> float:
+        """Seconds since the app was created."""
+        return time.monotonic() - self._started_mono
+
+    def route(self, method: str, path: str, headers: Any = None) -> Response:
+        """Answer one request; HEAD gets GET's headers and no body. Never raises."""
+        start = time.perf_counter()
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        target = urlsplit(path).path or "/"
+        if len(target) > 1 and target.endswith("/"):
+            target = target[:-1]
+        handler = target if target in self._pages else "other"
+        try:
+            response = self._dispatch(method, target, hdrs)
+        except Exception:
+            # The exception text goes to the log, never to the client.
+            _log.exception("error answering %s %s", method, handler)
+            response = _error(500, "Internal server error")
+        if method == "HEAD":
+            response = Response(response.status, response.headers, b"")
+        with self._count_lock:
+            self.request_count += 1
+        if self._instruments is not None:
+            self._instruments.record(handler, response.status, time.perf_counter() - start)
+        return response
+
+    def _dispatch(self, method: str, target: str, hdrs: Dict[str, str]) -> Response:
+        auth = self.auth
+        if auth is not None and not auth.allows(target, hdrs.get("authorization")):
+            challenges = [("WWW-Authenticate", c) for c in auth.challenges()]
+            return _error(401, "Unauthorized", challenges)
+        page = self._pages.get(target)
+        if page is None:
+            return _error(404, "Not found")
+        if method == "OPTIONS":
+            return _respond(204, "text/plain; charset=utf-8", b"", [("Allow", _ALLOW)])
+        if method not in ("GET", "HEAD"):
+            return _error(405, "Method not allowed", [("Allow", _ALLOW)])
+        length = hdrs.get("content-length")
+        if length is not None and not (length.isdigit() and len(length) < 19):
+            return _error(400, "Invalid Content-Length")
+        if "transfer-encoding" in hdrs or (length is not None and int(length) > 0):
+            return _error(413, "A request body is not accepted here")
+        return page(hdrs)
+
+    # -- endpoints --------------------------------------------------------------------------
+    def _metrics(self, hdrs: Dict[str, str]) -> Response:
+        fmt = self.metrics.negotiate(hdrs.get("accept", ""))
+        return self._metrics_body(fmt, hdrs)
+
+    def _metrics_json(self, hdrs: Dict[str, str]) -> Response:
+        return self._metrics_body("json", hdrs)
+
+    def _metrics_body(self, fmt: str, hdrs: Dict[str, str]) -> Response:
+        gz = self.metrics.accepts_gzip(hdrs.get("accept-encoding", ""))
+        try:
+            body = self._renders.get((fmt, gz))
+        except Exception:
+            # A failing collector gives 500, never a truncated 200 (OpenMetrics: partial
+            # expositions are erroneous in their entirety).
+            _log.exception("metrics export failed (%s)", fmt)
+            return _error(500, "Failed to export metrics")
+        extra = [("Cache-Control", "no-store"), ("Vary", "Accept, Accept-Encoding")]
+        if gz:
+            extra.append(("Content-Encoding", "gzip"))
+        return _respond(200, self.metrics.content_type(fmt), body, extra)
+
+    def _health(self, hdrs: Dict[str, str]) -> Response:
+        ietf = _HEALTH_JSON in hdrs.get("accept", "")
+        report, code = self.health.report(ietf)
+        body = (json.dumps(report, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        return _respond(
+            code, _HEALTH_JSON if ietf else _JSON, body, [("Cache-Control", "no-store")]
+        )
+
+    def _ready(self, hdrs: Dict[str, str]) -> Response:
+        ready, reason = self.health.ready()
+        if self.draining:
+            ready, reason = False, "shutting down"
+        body: Dict[str, Any] = {"status": "ready" if ready else "not_ready"}
+        if not ready:
+            body["reason"] = reason
+        body["timestamp"] = _utc_iso(time.time())
+        return _json_response(200 if ready else 503, body)
+
+    def _live(self, hdrs: Dict[str, str]) -> Response:
+        alive, reason = self.health.alive()
+        body = {"status": "alive" if alive else "not_alive", "timestamp": _utc_iso(time.time())}
+        if not alive:
+            body["reason"] = reason
+        return _json_response(200 if alive else 503, body)
+
+    def _detailed(self, hdrs: Dict[str, str]) -> Response:
+        return _json_response(200, self.health.detailed())
+
+    def _status(self, hdrs: Dict[str, str]) -> Response:
+        state = self.health.report(False)[0].get("status")
+        body = {
+            "status": "ok" if state == "healthy" else "degraded",
+            "healthy": state == "healthy",
+            "health": state,
+            "timestamp": _utc_iso(time.time()),
+            "uptime_seconds": round(self.uptime(), 3),
+        }
+        return _json_response(200, body)
+
+    def _info(self, hdrs: Dict[str, str]) -> Response:
+        from mgit_monitoring import __version__
+
+        now = time.time()
+        monitoring = {
+            "simple": self.simple,
+            "auth": self.auth.describe() if self.auth is not None else "none",
+            "public_probes": bool(self.auth and self.auth.public_probes),
+            "health_refresh": "on request" if self.simple else "background",
+        }
+        monitoring.update(self.settings)
+        body = {
+            "application": "mgit",
+            "name": "mgit-monitoring",
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "start_time": _utc_iso(self.started),
+            "current_time": _utc_iso(now),
+            "uptime_seconds": round(self.uptime(), 3),
+            "request_count": self.request_count,
+            "monitoring": monitoring,
+            "endpoints": {key: path for path, (key, _) in ENDPOINTS.items()},
+        }
+        return _json_response(200, body)
+
+    def _index(self, hdrs: Dict[str, str]) -> Response:
+        rows = "\n".join(
+            f'<li><a href="{path}"><code>{path}</code></a> - {html.escape(text)}</li>'
+            for path, (_, text) in ENDPOINTS.items()
+        )
+        page = (
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>mgit Monitoring</title>'
+            "</head>\n<body><h1>mgit Monitoring</h1>\n<ul>\n"
+            f"{rows}\n</ul>\n<p>Prometheus scrapes <code>/metrics</code>. Kubernetes probes: "
+            "<code>/health/live</code> (liveness) and <code>/health/ready</code> "
+            "(readiness).</p>\n</body></html>\n"
+        )
+        return _respond(200, "text/html; charset=utf-8", page.encode("utf-8"))
+
+
+# -- thin adapters over the other modules ---------------------------------------------------
+
+
+class _HealthView:
+    """What the endpoints need from a :class:`~mgit_monitoring.health.HealthChecker`.
+
+    ``/health`` waits (bounded by the checker's deadline) only until every check has a first
+    result; after that it answers from the cache and stale checks re-run behind the answer.
+    Probes use the checker's probe methods, which never wait on a slow check.
+    """
+
+    def __init__(self, checker: Any, *, background: bool) -> None:
+        self._given = checker
+        self._checker: Any = None
+        self._background = background
+        self._started_refresher = False
+        self._warm = False
+
+    @property
+    def checker(self) -> Any:
+        if self._checker is None:
+            if self._given is None:
+                from mgit_monitoring.health import get_health_checker
+
+                self._given = get_health_checker()
+            self._checker = self._given
+        return self._checker
+
+    def start(self) -> None:
+        checker = self.checker
+        if self._background and getattr(checker, "_background", None) is None:
+            checker.start_background()
+            self._started_refresher = True
+
+    def stop(self) -> None:
+        if self._started_refresher:
+            self._started_refresher = False
+            self.checker.stop_background()
+
+    def _results(self) -> Any:
+        checker = self.checker
+        if not self._warm:
+            results = checker.run_checks_sync(None, use_cache=True)
+            self._warm = True
+            return results
+        return checker.latest_results(refresh=True)
+
+    def report(self, ietf: bool) -> Tuple[Dict[str, Any], int]:
+        from mgit_monitoring import __version__
+        from mgit_monitoring.health import (
+            health_to_dict,
+            http_status_for,
+            overall_status,
+            to_health_json,
+        )
+
+        results = self._results()
+        code = http_status_for(overall_status(results))
+        if ietf:
+            doc = to_health_json(results, service_id="mgit-monitoring", version=__version__)
+            return doc, code
+        return health_to_dict(results), code
+
+    def detailed(self) -> Dict[str, Any]:
+        self._warm = True
+        return self.checker.check_health_sync(use_cache=True)  # type: ignore[no-any-return,unused-ignore]
+
+    def ready(self) -> Tuple[bool, str]:
+        probe = self.checker.readiness_sync()
+        if probe.ok:
+            return True, "ready"
+        # Names only: the probe may be public, and check messages can hold details.
+        failing = [r.name for r in probe.checks if r.status in ("unhealthy", "unknown")]
+        return False, "failing checks: " + ", ".join(failing) if failing else "not ready"
+
+    def alive(self) -> Tuple[bool, str]:
+        probe = self.checker.liveness_sync()
+        return bool(probe.ok), "alive" if probe.ok else "heartbeat overdue"
+
+
+class _Instruments:
+    """The server's own request counter and duration histogram (route templates as labels)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._requests = registry.counter(
+            "mgit_monitoring_http_requests_total",
+            "HTTP requests answered by the monitoring server, by route and status code.",
+            ("handler", "code"),
+        )
+        self._duration = registry.histogram(
+            "mgit_monitoring_http_request_duration_seconds",
+            "Time to build a monitoring server response in seconds, by route.",
+            ("handler",),
+            buckets=_HTTP_BUCKETS,
+        )
+        self._children: Dict[Tuple[str, int], Tuple[Any, Any]] = {}
+
+    def record(self, handler: str, code: int, seconds: float) -> None:
+        try:
+            pair = self._children.get((handler, code))
+            if pair is None:
+                pair = (self._requests.labels(handler, str(code)), self._duration.labels(handler))
+                self._children[(handler, code)] = pair
+            pair[0].inc()
+            pair[1].observe(seconds)
+        except Exception:  # metrics never break a response
+            _log.debug("request metric update failed", exc_info=True)
+
+
+class _MetricsView:
+    """What ``/metrics`` needs from exposition.py: negotiation, rendering and gzip.
+
+    The source is anything with ``snapshot()`` (a Registry, or a merged cross-process view).
+    """
+
+    def __init__(self, registry: Any, collector: Any) -> None:
+        if registry is None and collector is not None:
+            registry = getattr(collector, "registry", None)
+        if registry is None:
+            from mgit_monitoring.collector import get_metrics_collector
+
+            registry = get_metrics_collector().registry
+        self.registry = registry
+
+    @staticmethod
+    def negotiate(accept: str) -> str:
+        from mgit_monitoring.exposition import choose_format
+
+        return choose_format(accept)[0]
+
+    @staticmethod
+    def accepts_gzip(accept_encoding: str) -> bool:
+        from mgit_monitoring.exposition import accepts_gzip
+
+        return accepts_gzip(accept_encoding)
+
+    @staticmethod
+    def content_type(fmt: str) -> str:
+        from mgit_monitoring import exposition as e
+
+        types = {e.FORMAT_OPENMETRICS: e.CONTENT_TYPE_OPENMETRICS, "json": e.CONTENT_TYPE_JSON}
+        return types.get(fmt, e.CONTENT_TYPE_TEXT)
+
+    def produce(self, key: Tuple[str, bool]) -> bytes:
+        from mgit_monitoring.exposition import gzip_body, render
+
+        fmt, gz = key
+        body = render(self.registry.snapshot(), fmt)
+        return gzip_body(body, "gzip")[0] if gz else body
+
+
+# -- the socket layer -----------------------------------------------------------------------
+
+
+class TLSConfig(NamedTuple):
+    """TLS for the server: PEM ``certfile`` (chain), ``keyfile``; ``client_ca`` requires client
+    certificates signed by that CA (mutual TLS). TLS 1.2 is the minimum version."""
+
+    certfile: str
+    keyfile: str | None = None
+    client_ca: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """Build the server-side ``ssl.SSLContext``; a bad file raises ConfigError."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.certfile, self.keyfile)
+            if self.client_ca:
+                ctx.load_verify_locations(self.client_ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            msg = f"cannot use TLS certificate {self.certfile!r} / key {self.keyfile!r}: {reason}"
+            raise ConfigError(msg) from None
+        return ctx
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads bounded by one deadline for a whole request head (slowloris guard).
+
+    A per-recv timeout alone lets a client pin a thread forever by sending one byte just
+    before each timeout; here every recv gets only the time left until the deadline.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("request read deadline passed")
+            self.sock.settimeout(remaining)
+        return int(self.sock.recv_into(buffer))
+
+
+class _Writer:
+    """The ``wfile`` stdlib paths expect; our own responses use one ``sendall``."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _busy_response() -> bytes:
+    body = b'{"error":"Server busy","status":503}\n'
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+_BUSY = _busy_response()
+_HEX = frozenset("0123456789abcdef")
+_PRINTABLE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def _request_ids(headers: Any) -> Tuple[str | None, str | None]:
+    """(trace id to adopt or None, X-Correlation-ID value to echo or None) from the headers."""
+    from mgit_monitoring.context import parse_traceparent
+
+    given = headers.get("X-Correlation-ID")
+    echo = given if given and len(given) <= 128 and set(given) <= _PRINTABLE_ID else None
+    parent = parse_traceparent(headers.get("traceparent"))
+    if parent is not None:
+        return parent.trace_id, echo
+    if echo is not None:
+        candidate = echo.lower().replace("-", "")
+        if len(candidate) == 32 and set(candidate) <= _HEX and candidate != "0" * 32:
+            return candidate, echo
+    return None, echo
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection: bounded head reads, then ``app.route``, one write per response."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "mgit-monitoring"
+    sys_version = ""
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        srv = self.server
+        sock = self.request
+        self._ok = True
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+        sock.settimeout(srv.request_timeout)
+        if srv.ssl_context is not None:
+            try:
+                # Handshake here, in the connection's thread under its timeout: a client that
+                # stalls the handshake must not stall the accept loop.
+                sock = srv.ssl_context.wrap_socket(sock, server_side=True)
+            except (OSError, ValueError):
+                _log.debug("TLS handshake with %s failed", self.client_address, exc_info=True)
+                self._ok = False
+        self.connection = sock
+        self._reader = _DeadlineReader(sock)
+        self.rfile = io.BufferedReader(self._reader, 16384)
+        self.wfile = _Writer(sock)  # type: ignore[assignment]
+
+    def finish(self) -> None:
+        self.server.untrack(self)
+        try:
+            self.rfile.close()
+        except OSError:
+            pass
+        if self.server.ssl_context is not None and self._ok:
+            try:
+                self.connection.close()
+            except OSError:
+                pass
+
+    def handle(self) -> None:
+        if self._ok:
+            super().handle()
+
+    def handle_expect_100(self) -> bool:
+        # Never invite a body: the reply (413 or 405) follows without "100 Continue".
+        return True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # our access log is structured; see _log_access
+
+    def handle_one_request(self) -> None:
+        srv = self.server
+        self.close_connection = True
+        self._reader.deadline = time.monotonic() + srv.request_timeout
+        if not srv.track(self, idle=True):
+            return  # draining: take no new request on this connection
+        try:
+            try:
+                line = self.rfile.readline(_MAX_LINE + 1)
+                if line in (b"\r\n", b"\n"):  # RFC 9112: ignore one empty line before a request
+                    line = self.rfile.readline(_MAX_LINE + 1)
+            finally:
+                srv.track(self, idle=False)
+            if not line:
+                return
+            self._t0 = time.perf_counter()
+            self.command, self.path, self.request_version = "", "", "HTTP/1.1"
+            if len(line) > _MAX_LINE:
+                self.send_error(414)
+                return
+            head = self._read_head()
+            if head is None:
+                return
+            self.raw_requestline = line
+            saved, self.rfile = self.rfile, io.BytesIO(head)
+            try:
+                parsed = self.parse_request()
+            finally:
+                self.rfile = saved
+            if parsed:
+                self._answer()
+        except OSError:  # timeouts, resets, TLS errors: the connection is done
+            self.close_connection = True
+            _log.debug("connection from %s closed", self.client_address[0], exc_info=True)
+
+    def _read_head(self) -> bytes | None:
+        lines: List[bytes] = []
+        size = 0
+        while True:
+            line = self.rfile.readline(_MAX_HEAD - size + 1)
+            size += len(line)
+            if size > _MAX_HEAD or len(lines) >= _MAX_HEADER_COUNT:
+                self.send_error(431)
+                return None
+            if not line.endswith(b"\n"):
+                return None  # the client went away mid-head
+            lines.append(line)
+            if line in (b"\r\n", b"\n"):
+                return b"".join(lines)
+
+    def send_error(self, code: int, message: str | None = None, explain: Any = None) -> None:
+        """JSON errors (never HTML, never exception text); the connection closes after."""
+        self.close_connection = True
+        phrase = _phrase(code)
+        self._send(_error(code, phrase), "other")
+
+    def _answer(self) -> None:
+        from mgit_monitoring.context import correlation_context
+
+        app = self.server.app
+        headers = self.headers
+        trace_id, echo = _request_ids(headers)
+        length = headers.get("Content-Length")
+        if "Transfer-Encoding" in headers or (
+            length is not None and length.strip() not in ("0", "")
+        ):
+            self.close_connection = True  # a body we will not read makes the stream unusable
+        with correlation_context(operation="http_request", correlation_id=trace_id) as cid:
+            response = app.route(self.command, self.path, headers)
+            extra = [("X-Correlation-ID", echo or cid)]
+            self._send(response, _handler_of(self.path), extra)
+
+    def _send(
+        self, response: Response, handler: str, extra: Sequence[Tuple[str, str]] = ()
+    ) -> None:
+        if self.server.closing:
+            self.close_connection = True
+        parts = [
+            f"{self.protocol_version} {response.status} {_phrase(response.status)}\r\n",
+            f"Server: {self.server_version}\r\nDate: {self.date_time_string()}\r\n",
+            "X-Content-Type-Options: nosniff\r\n",
+        ]
+        parts.extend(f"{k}: {v}\r\n" for k, v in response.headers)
+        parts.extend(f"{k}: {v}\r\n" for k, v in extra)
+        if self.close_connection:
+            parts.append("Connection: close\r\n")
+        elif self.request_version == "HTTP/1.0":
+            parts.append("Connection: keep-alive\r\n")
+        parts.append("\r\n")
+        head = "".join(parts).encode("latin-1")
+        body = response.body
+        # Log before writing, so the line exists by the time a client has the reply.
+        self._log_access(response, handler)
+        self.connection.settimeout(self.server.write_timeout)
+        if len(body) <= 65536:
+            self.connection.sendall(head + body)
+        else:
+            self.connection.sendall(head)
+            self.connection.sendall(body)
+
+    def _log_access(self, response: Response, handler: str) -> None:
+        level = logging.DEBUG if handler in _QUIET and response.status < 500 else logging.INFO
+        if not _access_log.isEnabledFor(level):
+            return
+        t0 = getattr(self, "_t0", None)
+        fields = {
+            "method": self.command,
+            "path": urlsplit(self.path).path[:200],
+            "route": handler,
+            "status_code": response.status,
+            "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3) if t0 else None,
+            "response_bytes": len(response.body),
+            "user_agent": (self.headers.get("User-Agent", "") if self.headers else "")[:200],
+            "client": self.client_address[0] if self.client_address else "",
+        }
+        _access_log.log(
+            level, "%s %s -> %d", self.command, fields["path"], response.status, extra=fields
+        )
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _handler_of(path: str) -> str:
+    target = urlsplit(path).path or "/"
+    if len(target) > 1 and target.endswith("/"):
+        target = target[:-1]
+    return target if (target in ENDPOINTS or target == "/") else "other"
+
+
+class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
+    """ThreadingHTTPServer with a connection cap, fast 503s, drain and no reverse DNS."""
+
+    daemon_threads = True
+    block_on_close = False  # close() drains with its own deadline instead
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: Tuple[str, int],
+        app: MonitoringApp,
+        *,
+        family: int,
+        ssl_context: ssl.SSLContext | None,
+        max_connections: int,
+        request_timeout: float,
+        write_timeout: float,
+    ) -> None:
+        self.address_family = family
+        self.app = app
+        self.ssl_context = ssl_context
+        self.request_timeout = request_timeout
+        self.write_timeout = write_timeout
+        self.closing = False
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._reject_slots = threading.BoundedSemaphore(8)
+        self._lock = threading.Lock()
+        self._workers: set = set()
+        self._idle: Dict[_Handler, bool] = {}
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6 and self.server_address[0] in ("::", ""):
+            try:  # "::" serves IPv4 too where the platform allows it
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except (OSError, AttributeError):
+                pass
+        socketserver.TCPServer.server_bind(self)
+        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup that can hang.
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def track(self, handler: _Handler, *, idle: bool) -> bool:
+        with self._lock:
+            if idle and self.closing:
+                return False
+            self._idle[handler] = idle
+            return True
+
+    def untrack(self, handler: _Handler) -> None:
+        with self._lock:
+            self._idle.pop(handler, None)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if self.closing:
+            self.shutdown_request(request)
+        elif self._slots.acquire(blocking=False):
+            self._spawn(self._work, request, client_address)
+        elif self._reject_slots.acquire(blocking=False):
+            self._spawn(self._reject, request, client_address)
+        else:
+            self.shutdown_request(request)
+
+    def _spawn(self, target: Callable[..., None], request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=target, args=(request, client_address), name="mgit-monitoring-http", daemon=True
+        )
+        with self._lock:
+            self._workers.add(thread)
+        thread.start()
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+
+    def _reject(self, request: Any, client_address: Any) -> None:
+        """Over the cap: answer 503 at once from a small separate pool, then close."""
+        sock = request
+        try:
+            sock.settimeout(1.0)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
+            try:
+                sock.recv(_MAX_HEAD)  # take the request, so closing does not reset the reply
+            except OSError:
+                pass
+            sock.sendall(_BUSY)
+            _log.warning("connection limit reached: 503 to %s", client_address[0])
+        except (OSError, ValueError):
+            pass
+        finally:
+            if sock is not request:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self.shutdown_request(request)
+            self._reject_slots.release()
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log.debug("error on connection from %s", client_address, exc_info=True)
+
+    def drain(self, timeout: float) -> None:
+        """Stop taking requests, wake idle keep-alive connections, wait for the rest."""
+        with self._lock:
+            self.closing = True
+            idle = [h for h, is_idle in self._idle.items() if is_idle]
+        for handler in idle:
+            try:  # shut the read side through a dup: works for plain and TLS sockets alike
+                dup = socket.fromfd(
+                    handler.connection.fileno(), self.address_family, socket.SOCK_STREAM
+                )
+                try:
+                    dup.shutdown(socket.SHUT_RD)
+                finally:
+                    dup.close()
+            except (OSError, ValueError):
+                pass
+        end = time.monotonic() + timeout
+        with self._lock:
+            workers = list(self._workers)
+        for thread in workers:
+            thread.join(max(0.0, end - time.monotonic()))
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+class MonitoringServer:
+    """The monitoring endpoints on a socket; bound on construction, served by :meth:`start`.
+
+    ``port=0`` picks a free port (see :attr:`port` and :attr:`url`). ``tls`` is a
+    :class:`TLSConfig` or an ``ssl.SSLContext``; ``auth`` an :class:`HttpAuth`.
+    ``max_connections`` caps concurrent connections (each has one thread; the excess gets a
+    503 at once); ``request_timeout`` bounds the wait for one request head, keep-alive idle
+    time included; ``write_timeout`` bounds sending one response. A port in use or a bad
+    address raises :class:`~mgit_monitoring.errors.ServerError` with a one-line message.
+    Use it as a context manager, or call :meth:`close` (drains in-flight requests).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        registry: Any = None,
+        collector: Any = None,
+        health_checker: Any = None,
+        simple: bool = False,
+        auth: HttpAuth | None = None,
+        tls: Any = None,
+        max_connections: int = 64,
+        request_timeout: float = 10.0,
+        write_timeout: float = 30.0,
+        app: MonitoringApp | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections!r}")
+        if not (isinstance(port, int) and 0 <= port <= 65535):
+            raise ConfigError(f"port must be an integer in 0..65535, got {port!r}")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        ctx = tls.context() if isinstance(tls, TLSConfig) else tls
+        self.scheme = "https" if ctx is not None else "http"
+        self.app = app or MonitoringApp(
+            registry=registry,
+            collector=collector,
+            health_checker=health_checker,
+            auth=auth,
+            simple=simple,
+            settings={"tls": ctx is not None, "max_connections": max_connections},
+        )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._httpd = _HTTPServer(
+                (host, port),
+                self.app,
+                family=family,
+                ssl_context=ctx,
+                max_connections=max_connections,
+                request_timeout=request_timeout,
+                write_timeout=write_timeout,
+            )
+        except (OSError, OverflowError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise ServerError(f"cannot listen on {where}: {reason}") from None
+        self.host: str = str(self._httpd.server_address[0])
+        self.port: int = int(self._httpd.server_address[1])
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """``http(s)://host:port`` of the bound socket (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def start(self) -> MonitoringServer:
+        """Serve in a daemon thread and return self (idempotent)."""
+        if self._thread is None and not self._closed:
+            self.app.start()
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="mgit-monitoring-server",
+                daemon=True,
+            )
+            self._thread.start()
+            _log.info("monitoring server listening on %s", self.url, extra={"url": self.url})
+        return self
+
+    @property
+    def running(self) -> bool:
+        """True while the accept loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout`` s), release the port."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.app.draining = True
+        self._httpd.closing = True  # responses from now on carry "Connection: close"
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.drain(timeout)
+        self._httpd.server_close()
+        self.app.stop()
+        _log.info("monitoring server on %s stopped", self.url)
+
+    def __enter__(self) -> MonitoringServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def start_monitoring_server(
+    host: str = "127.0.0.1", port: int = 0, **options: Any
+) -> MonitoringServer:
+    """Start a :class:`MonitoringServer` in a background thread; ``.close()`` stops it.
+
+    ``options`` are :class:`MonitoringServer`'s keywords (``registry``, ``collector``,
+    ``health_checker``, ``simple``, ``auth``, ``tls``, ``max_connections``, ...)::
+
+        server = start_monitoring_server(port=0, registry=reg)
+        print(server.url)         # http://127.0.0.1:41234
+        server.close()
+    """
+    return MonitoringServer(host, port, **options).start()
+
+
+def serve(
+    host: str = "0.0.0.0",
+    port: int = 8080,
+    *,
+    ready: Callable[[MonitoringServer], None] | None = None,
+    stop: threading.Event | None = None,
+    drain_timeout: float = 5.0,
+    switch_interval: float | None = 0.001,
+    **options: Any,
+) -> int:
+    """Run the server until SIGTERM/SIGINT (or ``stop`` is set), drain, and return 0.
+
+    ``ready(server)`` is called once the socket is bound and served (the CLI prints the URL
+    there). Signal handlers are installed only when called from the main thread, and the
+    previous handlers are restored on return. No ``signal.pause``: this works on Windows.
+    ``switch_interval`` (seconds; None leaves it) is set as the interpreter's thread switch
+    interval while serving: this process is the server's own, and a 1 ms interval lets a
+    probe overtake a large ``/metrics`` render instead of queueing 5 ms per GIL handoff.
+    Raises :class:`~mgit_monitoring.errors.ServerError` when the address cannot be used.
+    """
+    server = MonitoringServer(host, port, **options)
+    previous_interval = sys.getswitchinterval()
+    if switch_interval is not None:
+        sys.setswitchinterval(switch_interval)
+    stop = stop if stop is not None else threading.Event()
+    previous: Dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGINT", "SIGBREAK"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        server.start()
+        if ready is not None:
+            ready(server)
+        # A timed wait, not signal.pause(): signals are handled between waits everywhere.
+        while not stop.wait(0.5) and server.running:
+            pass
+        _log.info("shutting down: draining in-flight requests")
+        server.close(timeout=drain_timeout)
+    finally:
+        server.close(timeout=drain_timeout)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.setswitchinterval(previous_interval)
+    return 0
+
+
+# -- command line (python3 -m mgit_monitoring.server; the CLI's "server" reuses this) ------
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server options (host, port, simple, log level, auth, TLS, limits) to ``parser``."""
+    parser.add_argument("--host", help="address to bind (default: MGIT_MONITORING_HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--port", type=int, help="port (default: MGIT_MONITORING_PORT or 8080; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--simple",
+        action="store_true",
+        help="minimal footprint: no background health refresher (default: off)",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default: INFO)")
+    parser.add_argument("--auth-token-file", help="require 'Authorization: Bearer' with this token")
+    parser.add_argument("--htpasswd", help="require basic auth against this user:hash file")
+    parser.add_argument(
+        "--public-probes",
+        action="store_true",
+        help="leave /health/live and /health/ready open when auth is on",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--max-connections", type=int, default=64, help="concurrent connections (default: 64)"
+    )
+
+
+def run_server(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Serve with parsed ``args``; print ``serving on URL`` as stdout's first line. Returns 0.
+
+    Configuration errors and unusable addresses raise MonitoringError subclasses with
+    one-line messages; :func:`main` prints them.
+    """
+    from mgit_monitoring.config import MonitoringConfig
+
+    config = MonitoringConfig.from_env(
+        environ, host=args.host, port=args.port, log_level=args.log_level
+    )
+    _setup_logging(config.log_level, environ)
+    auth = None
+    if args.auth_token_file or args.htpasswd:
+        auth = HttpAuth(
+            token_file=args.auth_token_file,
+            htpasswd_file=args.htpasswd,
+            public_probes=args.public_probes,
+        )
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not args.tls_cert:
+            raise ConfigError("--tls-key needs --tls-cert")
+        tls = TLSConfig(args.tls_cert, args.tls_key)
+
+    def ready(server: MonitoringServer) -> None:
+        print(f"serving on {server.url}", flush=True)
+
+    return serve(
+        config.host,
+        config.port,
+        ready=ready,
+        simple=args.simple,
+        auth=auth,
+        tls=tls,
+        max_connections=args.max_connections,
+    )
+
+
+def _setup_logging(level: str, environ: Mapping[str, str] | None) -> None:
+    from mgit_monitoring.logs import setup_structured_logging
+
+    setup_structured_logging(log_level=level, console_level=level, environ=environ)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m mgit_monitoring.server [--host H] [--port N] [--simple] ...``."""
+    from mgit_monitoring.errors import MonitoringError
+
+    parser = argparse.ArgumentParser(
+        prog="python3 -m mgit_monitoring.server",
+        description="Serve /metrics and the health endpoints.",
+        epilog="example: python3 -m mgit_monitoring.server --simple --port 8080",
+    )
+    add_server_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_server(args)
+    except MonitoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

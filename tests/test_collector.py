@@ -1,0 +1,444 @@
+"""Tests for mgit_monitoring.collector: the seed's MetricsCollector API, names, safety, defaults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import unittest
+
+from mgit_monitoring import collector as collector_mod
+from mgit_monitoring.collector import (
+    MetricsCollector,
+    get_metrics_collector,
+    record_api_call,
+    record_authentication,
+    record_git_operation,
+    record_operation,
+    reset_metrics_collector,
+    setup_metrics,
+)
+from mgit_monitoring.errors import DuplicateMetricError, MetricError
+from mgit_monitoring.registry import Registry
+
+SEED_METRICS = [
+    ("mgit_operations_total", "counter"),
+    ("mgit_operations_success_total", "counter"),
+    ("mgit_operations_failure_total", "counter"),
+    ("mgit_git_operations_total", "counter"),
+    ("mgit_git_clone_duration_seconds", "histogram"),
+    ("mgit_api_requests_total", "counter"),
+    ("mgit_api_request_duration_seconds", "histogram"),
+    ("mgit_auth_attempts_total", "counter"),
+    ("mgit_health_overall", "gauge"),
+    ("mgit_concurrent_operations", "gauge"),
+]
+EXTRA_METRICS = [
+    ("mgit_operation_duration_seconds", "histogram"),
+    ("mgit_api_errors_total", "counter"),
+    ("mgit_api_rate_limit_hits_total", "counter"),
+    ("mgit_repositories_processed", "gauge"),
+    ("mgit_health_percentage", "gauge"),
+    ("mgit_health_check_status", "gauge"),
+    ("mgit_health_check_duration_seconds", "histogram"),
+    ("mgit_performance_anomalies_total", "counter"),
+]
+
+
+class CollectorTestCase(unittest.TestCase):
+    def setUp(self):
+        self.reg = Registry()
+        self.m = MetricsCollector(self.reg)
+
+    def value(self, name, **labels):
+        return self.reg.get_sample_value(name, labels)
+
+
+class TestSeedApi(CollectorTestCase):
+    def test_seed_example_runs_and_counts(self):
+        """The seed's example calls record exactly what they say."""
+        self.m.record_operation("clone", success=True, duration=2.5, provider="github")
+        self.m.record_git_operation("clone", "repo1", success=True, duration=2.5)
+        self.m.record_api_call("GET", "github", 200, 0.5, "/repos")
+        self.m.record_authentication("github", "myorg", success=True)
+        self.assertEqual(
+            1, self.value("mgit_operations_total", operation="clone", provider="github")
+        )
+        self.assertEqual(
+            1, self.value("mgit_operations_success_total", operation="clone", provider="github")
+        )
+        self.assertEqual(
+            2.5,
+            self.value("mgit_operation_duration_seconds_sum", operation="clone", provider="github"),
+        )
+        self.assertEqual(
+            1, self.value("mgit_git_operations_total", operation="clone", status="success")
+        )
+        self.assertEqual(1, self.value("mgit_git_clone_duration_seconds_count"))
+        self.assertEqual(
+            1,
+            self.value(
+                "mgit_api_requests_total",
+                method="GET",
+                provider="github",
+                status_code="200",
+                endpoint="/repos",
+            ),
+        )
+        self.assertEqual(
+            1, self.value("mgit_auth_attempts_total", provider="github", organization="myorg")
+        )
+        self.assertEqual(
+            1, self.value("mgit_auth_success_total", provider="github", organization="myorg")
+        )
+
+    def test_failures_counted_separately(self):
+        """A failed operation counts in total and failure, not success; the same for auth."""
+        self.m.record_operation("pull", success=False, provider="azure")
+        self.m.record_authentication("azure", "org", success=False)
+        self.m.record_git_operation("pull", "r", success=False)
+        self.assertEqual(
+            1, self.value("mgit_operations_failure_total", operation="pull", provider="azure")
+        )
+        self.assertIsNone(
+            self.value("mgit_operations_success_total", operation="pull", provider="azure")
+        )
+        self.assertEqual(
+            1, self.value("mgit_auth_failures_total", provider="azure", organization="org")
+        )
+        self.assertEqual(
+            1, self.value("mgit_git_operations_total", operation="pull", status="failure")
+        )
+
+    def test_api_errors_and_rate_limits(self):
+        """Status >= 400 is an API error, 429 also a rate-limit hit; query strings are dropped."""
+        self.m.record_api_call("get", "github", 429, 0.1, "/repos?access_token=secret")
+        self.m.record_api_call("GET", "github", 500, 0.1, "/repos")
+        self.m.record_rate_limit_hit("github")
+        self.assertEqual(
+            1, self.value("mgit_api_errors_total", provider="github", status_code="429")
+        )
+        self.assertEqual(
+            1, self.value("mgit_api_errors_total", provider="github", status_code="500")
+        )
+        self.assertEqual(2, self.value("mgit_api_rate_limit_hits_total", provider="github"))
+        self.assertNotIn("secret", self.m.export_prometheus())
+        self.assertEqual(
+            1,
+            self.value(
+                "mgit_api_requests_total",
+                method="GET",
+                provider="github",
+                status_code="429",
+                endpoint="/repos",
+            ),
+        )
+
+    def test_gauges(self):
+        """update_concurrent_operations and update_repositories_processed set their gauges."""
+        self.m.update_concurrent_operations(4)
+        self.m.update_repositories_processed(120)
+        self.assertEqual(4, self.value("mgit_concurrent_operations"))
+        self.assertEqual(120, self.value("mgit_repositories_processed"))
+        snap = self.reg.snapshot()
+        self.assertEqual("sum", snap.family("mgit_concurrent_operations").merge)
+        self.assertEqual("sum", snap.family("mgit_repositories_processed").merge)
+
+    def test_record_error(self):
+        """record_error counts by error type with optional operation and provider."""
+        self.m.record_error("TimeoutError", operation="clone")
+        self.assertEqual(
+            1,
+            self.value(
+                "mgit_errors_total", error_type="TimeoutError", operation="clone", provider=""
+            ),
+        )
+
+    def test_module_level_helpers_use_the_default(self):
+        """record_operation() and friends forward to get_metrics_collector()."""
+        reset_metrics_collector()
+        self.addCleanup(reset_metrics_collector)
+        record_operation("sync", True, 1.0, "github")
+        record_git_operation("pull", "r", True, 0.5)
+        record_api_call("GET", "github", 200, 0.1)
+        record_authentication("github", "o", True)
+        reg = get_metrics_collector().registry
+        self.assertEqual(
+            1,
+            reg.get_sample_value(
+                "mgit_operations_total", {"operation": "sync", "provider": "github"}
+            ),
+        )
+        self.assertEqual(
+            1,
+            reg.get_sample_value(
+                "mgit_auth_attempts_total", {"provider": "github", "organization": "o"}
+            ),
+        )
+
+
+class TestMetricNames(CollectorTestCase):
+    def test_every_metric_has_help_and_type_from_the_first_scrape(self):
+        """All seed and extra metrics are exposed with HELP and TYPE before anything is recorded."""
+        text = self.m.export_prometheus()
+        for name, kind in SEED_METRICS + EXTRA_METRICS:
+            with self.subTest(metric=name):
+                self.assertIn(f"# TYPE {name} {kind}\n", text)
+                self.assertRegex(text, rf"# HELP {name} \S")
+
+    def test_health_overall_starts_unknown(self):
+        """mgit_health_overall starts at -1 (unknown), not 0 (unhealthy)."""
+        self.assertEqual(-1, self.value("mgit_health_overall"))
+
+    def test_operation_names_are_label_values(self):
+        """'clone-all' becomes a label value; no metric name ever contains it."""
+        self.m.record_operation("clone-all", True, 3.0)
+        text = self.m.export_prometheus()
+        self.assertIn('mgit_operations_total{operation="clone-all",provider=""} 1\n', text)
+        names = {
+            ln.split("{")[0].split(" ")[0] for ln in text.splitlines() if not ln.startswith("#")
+        }
+        seed_clone = "mgit_git_clone_duration_seconds"
+        self.assertEqual([], [n for n in names if "clone" in n and not n.startswith(seed_clone)])
+
+    def test_repository_is_not_a_label_by_default(self):
+        """Without opt-in, repository names never reach the exposition."""
+        self.m.record_git_operation("clone", "very-secret-repo-name", True, 1.0)
+        self.assertNotIn("very-secret-repo-name", self.m.export_prometheus())
+
+    def test_repository_label_opt_in_masks_credentials(self):
+        """repository_labels=True adds the label, with URL credentials masked."""
+        reg = Registry()
+        m = MetricsCollector(reg, repository_labels=True)
+        m.record_git_operation("clone", "https://user:hunter2token@github.com/org/repo.git", True)
+        text = m.export_prometheus()
+        self.assertIn("github.com/org/repo.git", text)
+        self.assertNotIn("hunter2token", text)
+
+    def test_repository_labels_stay_under_the_guard(self):
+        """Opt-in per-repository series stop at the series limit and are counted as dropped."""
+        reg = Registry()
+        m = MetricsCollector(reg, repository_labels=True, series_limit=5)
+        with self.assertLogs("mgit_monitoring.registry", logging.WARNING):
+            for i in range(8):
+                m.record_git_operation("pull", f"repo{i}", True)
+        self.assertEqual(5, len(reg.snapshot().family("mgit_git_operations").series))
+        self.assertEqual(
+            3,
+            reg.get_sample_value(
+                "mgit_monitoring_series_dropped_total", {"metric": "mgit_git_operations_total"}
+            ),
+        )
+
+    def test_extra_labels_are_declared_up_front(self):
+        """extra_labels declares what record_operation(**kw) may fill; others warn and drop."""
+        reg = Registry()
+        m = MetricsCollector(reg, extra_labels=("organization",))
+        m.record_operation("sync", True, organization="acme")
+        with self.assertLogs("mgit_monitoring.collector", logging.WARNING) as logs:
+            m.record_operation("sync", True, color="blue")
+        self.assertIn("color", logs.output[0])
+        labels = {"operation": "sync", "provider": "", "organization": "acme"}
+        self.assertEqual(1, reg.get_sample_value("mgit_operations_total", labels))
+        self.assertEqual(
+            1, reg.get_sample_value("mgit_operations_total", dict(labels, organization=""))
+        )
+
+    def test_health_module_registers_identical_definitions(self):
+        """health.py's HealthChecker shares the collector's registry (no DuplicateMetricError)."""
+        from mgit_monitoring.health import HealthChecker
+
+        HealthChecker(self.reg)
+        other = Registry()
+        HealthChecker(other)
+        MetricsCollector(other)
+        self.assertEqual(self.m.export_prometheus().count("# HELP mgit_health"), 4)
+
+    def test_process_metrics_only_on_own_registry(self):
+        """A collector with its own registry exposes python_info; one given a registry does not."""
+        self.assertNotIn("python_info", self.m.export_prometheus())
+        self.assertIn("python_info{", MetricsCollector().export_prometheus())
+        self.assertIn(
+            "python_info{", MetricsCollector(Registry(), process_metrics=True).export_prometheus()
+        )
+
+
+class TestNeverRaises(CollectorTestCase):
+    def test_bad_input_is_logged_once_and_dropped(self):
+        """A label value whose str() fails is dropped with one WARNING per method, never raised."""
+
+        class Bad:
+            def __str__(self):
+                raise RuntimeError("no str for you")
+
+        with self.assertLogs("mgit_monitoring.collector", logging.WARNING) as logs:
+            for _ in range(3):
+                self.m.record_operation(Bad(), True)
+                self.m.record_api_call("GET", Bad(), 200, 0.1)
+                self.m.record_git_operation(Bad(), "r", True)
+                self.m.record_authentication(Bad(), "o", True)
+                self.m.update_concurrent_operations("many")
+                self.m.update_repositories_processed(None)
+                self.m.record_error(Bad())
+                self.m.record_rate_limit_hit(Bad())
+        self.assertEqual(8, len(logs.records))
+
+    def test_bad_duration_keeps_the_count(self):
+        """A negative, NaN or non-numeric duration is ignored with a warning; the count stays."""
+        with self.assertLogs("mgit_monitoring.collector", logging.WARNING):
+            for d in (-1, float("nan"), "slow", float("inf")):
+                self.m.record_operation("x", True, d)
+        self.assertEqual(4, self.value("mgit_operations_total", operation="x", provider=""))
+        self.assertIsNone(
+            self.value("mgit_operation_duration_seconds_count", operation="x", provider="")
+        )
+
+
+class TestAtomicity(CollectorTestCase):
+    def test_scrape_never_sees_half_a_record_operation(self):
+        """While 4 threads record, every snapshot has total == success + failure == count."""
+        stop = threading.Event()
+        torn = []
+
+        def scrape():
+            while not stop.is_set():
+                snap = self.reg.snapshot()
+                key = {"operation": "op", "provider": "p"}
+                total = snap.get_sample_value("mgit_operations_total", key) or 0
+                ok = snap.get_sample_value("mgit_operations_success_total", key) or 0
+                bad = snap.get_sample_value("mgit_operations_failure_total", key) or 0
+                count = snap.get_sample_value("mgit_operation_duration_seconds_count", key) or 0
+                if not total == ok + bad == count:
+                    torn.append((total, ok, bad, count))
+
+        def work(i):
+            for j in range(2_000):
+                self.m.record_operation("op", (i + j) % 3 != 0, 0.01, "p")
+
+        scraper = threading.Thread(target=scrape)
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        scraper.start()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        stop.set()
+        scraper.join()
+        self.assertEqual([], torn)
+        self.assertEqual(8_000, self.value("mgit_operations_total", operation="op", provider="p"))
+
+
+class TestGenericApi(CollectorTestCase):
+    def test_register_and_update(self):
+        """register_metric + inc_counter/set_gauge/observe_histogram update the registry."""
+        self.m.register_metric("app_jobs_total", "counter", "Jobs.", ("kind",))
+        self.m.register_metric("app_queue", "gauge", "Queue length.")
+        self.m.register_metric("app_wait_seconds", "histogram", "Wait.", buckets=(1, 2))
+        self.m.inc_counter("app_jobs_total", 2, {"kind": "a"})
+        self.m.set_gauge("app_queue", 7)
+        self.m.observe_histogram("app_wait_seconds", 1.5)
+        self.assertEqual(2, self.value("app_jobs_total", kind="a"))
+        self.assertEqual(7, self.value("app_queue"))
+        self.assertEqual(1, self.value("app_wait_seconds_bucket", le="2.0"))
+
+    def test_programmer_errors_raise(self):
+        """Unknown metrics, wrong types or labels, negative increments raise MetricError."""
+        self.m.register_metric("app_jobs_total", "counter", "Jobs.", ("kind",))
+        with self.assertRaisesRegex(MetricError, "not registered"):
+            self.m.inc_counter("nope_total")
+        with self.assertRaisesRegex(MetricError, "is a counter"):
+            self.m.set_gauge("app_jobs_total", 1)
+        with self.assertRaises(MetricError):
+            self.m.inc_counter("app_jobs_total", 1)  # labels missing
+        with self.assertRaises(MetricError):
+            self.m.inc_counter("app_jobs_total", -1, {"kind": "a"})
+        with self.assertRaisesRegex(MetricError, "'summary'"):
+            self.m.register_metric("s", "summary", "h")
+        with self.assertRaises(DuplicateMetricError):
+            self.m.register_metric("mgit_concurrent_operations", "counter", "h")
+
+    def test_operation_timer(self):
+        """end_operation_timer observes the elapsed seconds; an unknown id returns 0.0."""
+        self.m.register_metric("app_step_seconds", "histogram", "Step.")
+        self.m.start_operation_timer("op-1")
+        elapsed = self.m.end_operation_timer("op-1", "app_step_seconds")
+        self.assertGreaterEqual(elapsed, 0.0)
+        self.assertEqual(1, self.value("app_step_seconds_count"))
+        self.assertEqual(0.0, self.m.end_operation_timer("op-1", "app_step_seconds"))
+
+    def test_reset_metrics(self):
+        """reset_metrics forgets values but keeps definitions."""
+        self.m.record_operation("x", True)
+        self.m.update_concurrent_operations(3)
+        self.m.reset_metrics()
+        self.assertIsNone(self.value("mgit_operations_total", operation="x", provider=""))
+        self.assertEqual(0, self.value("mgit_concurrent_operations"))
+        self.assertIn("# TYPE mgit_operations_total counter", self.m.export_prometheus())
+
+    def test_get_metrics(self):
+        """get_metrics lists samples with name, labels and value."""
+        self.m.update_concurrent_operations(2)
+        samples = {s.name: s for s in self.m.get_metrics()}
+        self.assertEqual(2, samples["mgit_concurrent_operations"].value)
+
+
+class TestExports(CollectorTestCase):
+    def test_export_prometheus_is_text(self):
+        """export_prometheus returns the 0.0.4 text as a str ending in a newline."""
+        out = self.m.export_prometheus()
+        self.assertIsInstance(out, str)
+        self.assertTrue(out.endswith("\n"))
+
+    def test_export_openmetrics(self):
+        """export_openmetrics returns OpenMetrics text ending in '# EOF'."""
+        self.assertTrue(self.m.export_openmetrics().endswith("# EOF\n"))
+
+    def test_export_json_is_a_json_string(self):
+        """export_json returns a str holding the documented JSON document."""
+        self.m.record_operation("clone", True, 1.0, "github")
+        doc = json.loads(self.m.export_json())
+        entry = [e for e in doc["metrics"] if e["name"] == "mgit_operations_total"][0]
+        self.assertEqual({"operation": "clone", "provider": "github"}, entry["labels"])
+        self.assertEqual(1, entry["value"])
+
+
+class TestDefaultCollector(unittest.TestCase):
+    def setUp(self):
+        reset_metrics_collector()
+        self.addCleanup(reset_metrics_collector)
+
+    def test_lazy_singleton_is_thread_safe(self):
+        """8 threads asking at once get one and the same collector."""
+        seen = []
+        barrier = threading.Barrier(8)
+
+        def get():
+            barrier.wait()
+            seen.append(get_metrics_collector())
+
+        threads = [threading.Thread(target=get) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(1, len({id(c) for c in seen}))
+
+    def test_reset_gives_a_new_collector(self):
+        """reset_metrics_collector makes the next call create a fresh collector."""
+        first = get_metrics_collector()
+        reset_metrics_collector()
+        self.assertIsNot(first, get_metrics_collector())
+
+    def test_setup_metrics_never_replaces(self):
+        """setup_metrics creates the default once and later returns it unchanged."""
+        reg = Registry()
+        first = setup_metrics(reg)
+        self.assertIs(reg, first.registry)
+        with self.assertLogs("mgit_monitoring.collector", logging.WARNING):
+            self.assertIs(first, setup_metrics(Registry()))
+        self.assertIs(first, get_metrics_collector())
+        self.assertIs(first, collector_mod.get_metrics_collector())
+
+
+if __name__ == "__main__":
+    unittest.main()

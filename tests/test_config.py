@@ -1,0 +1,185 @@
+"""MonitoringConfig: defaults, environment parsing, precedence and one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import unittest
+
+from mgit_monitoring.config import MonitoringConfig, default_state_dir, parse_bool
+from mgit_monitoring.errors import ConfigError
+
+BASE = {"HOME": "/home/someone"}
+
+
+def env(**values: str) -> dict:
+    out = dict(BASE)
+    out.update({f"MGIT_MONITORING_{k}": v for k, v in values.items()})
+    return out
+
+
+class TestDefaults(unittest.TestCase):
+    def test_documented_defaults(self):
+        """An empty environment gives the documented defaults."""
+        config = MonitoringConfig.from_env(BASE)
+        self.assertTrue(config.enabled)
+        self.assertEqual("INFO", config.log_level)
+        self.assertEqual("0.0.0.0", config.host)
+        self.assertEqual(8080, config.port)
+        self.assertEqual("/home/someone/.local/state/mgit-monitoring", config.state_dir)
+        self.assertEqual(1024**3, config.disk_min_free_bytes)
+        self.assertEqual(85.0, config.memory_warn_percent)
+
+    def test_xdg_state_home(self):
+        """An absolute XDG_STATE_HOME decides the state dir; a relative one is ignored."""
+        self.assertEqual(
+            "/xdg/mgit-monitoring", MonitoringConfig.from_env({"XDG_STATE_HOME": "/xdg"}).state_dir
+        )
+        self.assertEqual(
+            "/home/someone/.local/state/mgit-monitoring",
+            default_state_dir({"XDG_STATE_HOME": "rel", "HOME": "/home/someone"}),
+        )
+
+    def test_constructor_reads_no_environment(self):
+        """Constructing directly ignores os.environ and leaves state_dir None (memory only)."""
+        os.environ["MGIT_MONITORING_PORT"] = "1234"
+        self.addCleanup(os.environ.pop, "MGIT_MONITORING_PORT", None)
+        config = MonitoringConfig()
+        self.assertEqual(8080, config.port)
+        self.assertIsNone(config.state_dir)
+        self.assertIsNone(config.store_dir)
+
+    def test_none_reads_os_environ(self):
+        """from_env(None) reads os.environ."""
+        os.environ["MGIT_MONITORING_PORT"] = "1234"
+        self.addCleanup(os.environ.pop, "MGIT_MONITORING_PORT", None)
+        self.assertEqual(1234, MonitoringConfig.from_env().port)
+
+    def test_frozen(self):
+        """The configuration is immutable; dataclasses.replace validates the copy."""
+        config = MonitoringConfig()
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            config.port = 1  # type: ignore[misc]
+        with self.assertRaises(ConfigError):
+            dataclasses.replace(config, port=99999)
+
+
+class TestParsing(unittest.TestCase):
+    def test_booleans(self):
+        """ENABLED accepts 1/0, true/false, yes/no, on/off in any case."""
+        for raw in ("1", "true", "TRUE", "Yes", "on", " On "):
+            self.assertTrue(MonitoringConfig.from_env(env(ENABLED=raw)).enabled, raw)
+        for raw in ("0", "false", "False", "NO", "off"):
+            self.assertFalse(MonitoringConfig.from_env(env(ENABLED=raw)).enabled, raw)
+
+    def test_empty_means_unset(self):
+        """A variable set to an empty string keeps the default."""
+        self.assertEqual(8080, MonitoringConfig.from_env(env(PORT="")).port)
+
+    def test_values_are_normalised(self):
+        """Levels, hosts, sizes and numbers are parsed into their canonical form."""
+        config = MonitoringConfig.from_env(
+            env(
+                LOG_LEVEL="warn",
+                HOST="[::1]",
+                PORT="0",
+                DISK_MIN_FREE_BYTES="512MiB",
+                FLUSH_INTERVAL="0.5",
+                STATE_DIR="/srv/state",
+            )
+        )
+        self.assertEqual("WARNING", config.log_level)
+        self.assertEqual("::1", config.host)
+        self.assertEqual(0, config.port)
+        self.assertEqual(512 * 1024**2, config.disk_min_free_bytes)
+        self.assertEqual(0.5, config.flush_interval_seconds)
+        self.assertEqual("/srv/state", config.state_dir)
+
+    def test_parse_bool_rejects(self):
+        """parse_bool names the label and the bad value."""
+        with self.assertRaisesRegex(ConfigError, "^X='maybe': expected one of"):
+            parse_bool("maybe", "X")
+
+    def test_store_dir(self):
+        """store_dir is the absolute state dir, or None when persistence or monitoring is off."""
+        self.assertEqual("/srv/s", MonitoringConfig(state_dir="/srv/s").store_dir)
+        self.assertIsNone(MonitoringConfig(state_dir="/srv/s", persist=False).store_dir)
+        self.assertIsNone(MonitoringConfig(state_dir="/srv/s", enabled=False).store_dir)
+
+    def test_env_var_names(self):
+        """Each field maps to its documented MGIT_MONITORING_* variable."""
+        self.assertEqual("MGIT_MONITORING_PORT", MonitoringConfig.env_var("port"))
+        self.assertEqual("MGIT_MONITORING_STATE_DIR", MonitoringConfig.env_var("state_dir"))
+        with self.assertRaises(ConfigError):
+            MonitoringConfig.env_var("nope")
+
+
+class TestErrors(unittest.TestCase):
+    CASES = (
+        ("PORT", "80a", "MGIT_MONITORING_PORT='80a': expected an integer"),
+        ("PORT", "65536", "MGIT_MONITORING_PORT='65536': expected a value in [0, 65535]"),
+        ("PORT", "-1", "MGIT_MONITORING_PORT='-1'"),
+        ("ENABLED", "maybe", "MGIT_MONITORING_ENABLED='maybe'"),
+        ("LOG_LEVEL", "loud", "MGIT_MONITORING_LOG_LEVEL='loud'"),
+        ("HOST", "a b", "MGIT_MONITORING_HOST='a b'"),
+        ("DISK_MIN_FREE_BYTES", "lots", "MGIT_MONITORING_DISK_MIN_FREE_BYTES='lots'"),
+        ("MEMORY_WARN_PERCENT", "101", "MGIT_MONITORING_MEMORY_WARN_PERCENT='101'"),
+        ("FLUSH_INTERVAL", "0", "MGIT_MONITORING_FLUSH_INTERVAL='0'"),
+        ("FLUSH_INTERVAL", "nan", "MGIT_MONITORING_FLUSH_INTERVAL='nan'"),
+        ("PERF_MAX_TRACES", "1.5", "MGIT_MONITORING_PERF_MAX_TRACES='1.5'"),
+    )
+
+    def test_bad_environment_values(self):
+        """Each bad value raises one ConfigError line naming the variable and the value."""
+        for var, raw, expected in self.CASES:
+            with self.subTest(var=var, raw=raw):
+                with self.assertRaises(ConfigError) as caught:
+                    MonitoringConfig.from_env(env(**{var: raw}))
+                message = str(caught.exception)
+                self.assertIn(expected, message)
+                self.assertNotIn("\n", message)
+                self.assertIsInstance(caught.exception, ValueError)
+
+    def test_inconsistent_thresholds_name_both_variables(self):
+        """A warn threshold above the fail threshold names both settings."""
+        with self.assertRaisesRegex(
+            ConfigError, "MGIT_MONITORING_MEMORY_WARN_PERCENT=99.0 must be <= memory_fail_percent"
+        ):
+            MonitoringConfig.from_env(env(MEMORY_WARN_PERCENT="99"))
+
+    def test_bad_override_names_the_field(self):
+        """A bad keyword override names the field; an unknown field is refused."""
+        with self.assertRaisesRegex(ConfigError, "^port=70000: "):
+            MonitoringConfig.from_env(BASE, port=70000)
+        with self.assertRaisesRegex(ConfigError, "colour"):
+            MonitoringConfig.from_env(BASE, colour="red")
+
+    def test_bool_is_not_a_port(self):
+        """True is refused where an integer is expected."""
+        with self.assertRaises(ConfigError):
+            MonitoringConfig(port=True)
+
+
+class TestPrecedence(unittest.TestCase):
+    def test_defaults_env_overrides(self):
+        """Defaults < environment < explicit overrides; None overrides mean 'not given'."""
+        environ = env(PORT="9000", HOST="127.0.0.1")
+        config = MonitoringConfig.from_env(environ, port=9100, host=None)
+        self.assertEqual(9100, config.port)
+        self.assertEqual("127.0.0.1", config.host)
+        self.assertEqual("INFO", config.log_level)
+
+    def test_override_wins_over_bad_environment_only_when_valid(self):
+        """A bad environment value still fails even when an override replaces it."""
+        with self.assertRaises(ConfigError):
+            MonitoringConfig.from_env(env(PORT="x"), port=1)
+
+    def test_as_dict(self):
+        """as_dict holds every field."""
+        data = MonitoringConfig.from_env(BASE).as_dict()
+        self.assertEqual(8080, data["port"])
+        self.assertIn("state_dir", data)
+
+
+if __name__ == "__main__":
+    unittest.main()

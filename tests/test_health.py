@@ -1,0 +1,605 @@
+"""The health runner: results, aggregation, output shapes, timeouts, caching, probes, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import json
+import logging
+import os
+import tempfile
+import threading
+import unittest
+from unittest import mock
+
+from mgit_monitoring import health
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.health import (
+    DEGRADED,
+    HEALTHY,
+    UNHEALTHY,
+    UNKNOWN,
+    HealthChecker,
+    HealthCheckResult,
+    get_health_checker,
+    health_percentage,
+    health_to_dict,
+    http_status_for,
+    overall_status,
+    reset_health_checker,
+    set_health_checker,
+    to_health_json,
+)
+from mgit_monitoring.registry import Registry
+
+FAKE_TOKEN = "ghp_" + "FAKE" * 9  # 36 characters after the prefix, the GitHub PAT shape
+
+
+def r(name: str, status: str, critical: bool = False, **kw) -> HealthCheckResult:
+    return HealthCheckResult(name, status, f"{name} is {status}", critical=critical, **kw)
+
+
+def setUpModule():
+    # The runner logs status changes; keep the test output readable.
+    logger = logging.getLogger("mgit_monitoring.health")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    saved = logger.propagate
+    logger.propagate = False
+    unittest.addModuleCleanup(logger.removeHandler, handler)
+    unittest.addModuleCleanup(setattr, logger, "propagate", saved)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Blocker:
+    """A check that blocks until released, counting its invocations."""
+
+    def __init__(self, result=None) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.result = result
+
+    def __call__(self):
+        with self.lock:
+            self.calls += 1
+        self.entered.set()
+        self.release.wait(10)
+        return self.result
+
+
+def join_check_threads(name: str) -> None:
+    for thread in threading.enumerate():
+        if thread.name == f"mgit-health-{name}":
+            thread.join(10)
+
+
+class TestResult(unittest.TestCase):
+    def test_aliases_are_normalised(self):
+        """IETF and Spring words become the four statuses."""
+        self.assertEqual(HealthCheckResult("a", "pass", "").status, HEALTHY)
+        self.assertEqual(HealthCheckResult("a", "WARN", "").status, DEGRADED)
+        self.assertEqual(HealthCheckResult("a", "down", "").status, UNHEALTHY)
+
+    def test_bad_status_names_the_value(self):
+        """An unknown status raises ConfigError naming it."""
+        with self.assertRaisesRegex(ConfigError, "'sideways'"):
+            HealthCheckResult("a", "sideways", "")
+
+    def test_timestamp_is_utc(self):
+        """Results carry a timezone-aware UTC timestamp rendered with a Z."""
+        result = HealthCheckResult("a", HEALTHY, "")
+        self.assertEqual(result.timestamp.utcoffset(), datetime.timedelta(0))
+        self.assertTrue(result.to_dict()["timestamp"].endswith("Z"))
+
+
+class TestAggregation(unittest.TestCase):
+    def test_all_healthy(self):
+        """All healthy is healthy at 100 %."""
+        results = [r("a", HEALTHY), r("b", HEALTHY, True)]
+        self.assertEqual(overall_status(results), HEALTHY)
+        self.assertEqual(health_percentage(results), 100.0)
+
+    def test_unknown_does_not_make_healthy_look_broken(self):
+        """Unknown results are left out of the status and the percentage."""
+        results = [r("a", HEALTHY), r("b", UNKNOWN), r("c", HEALTHY, True)]
+        self.assertEqual(overall_status(results), HEALTHY)
+        self.assertEqual(health_percentage(results), 100.0)
+
+    def test_non_critical_failure_degrades(self):
+        """A non-critical unhealthy check makes the whole degraded, not unhealthy."""
+        results = [r("sys", HEALTHY, True), r("net", UNHEALTHY)]
+        self.assertEqual(overall_status(results), DEGRADED)
+        self.assertEqual(health_percentage(results), 50.0)
+
+    def test_critical_failure_fails(self):
+        """A critical unhealthy check makes the whole unhealthy."""
+        results = [r("sys", UNHEALTHY, True), r("net", HEALTHY)]
+        self.assertEqual(overall_status(results), UNHEALTHY)
+
+    def test_everything_failing_fails(self):
+        """Every known result unhealthy makes the whole unhealthy, critical or not."""
+        self.assertEqual(overall_status([r("a", UNHEALTHY), r("b", UNKNOWN)]), UNHEALTHY)
+
+    def test_degraded_counts_half(self):
+        """Degraded scores half a healthy check."""
+        self.assertEqual(health_percentage([r("a", HEALTHY), r("b", DEGRADED)]), 75.0)
+
+    def test_nothing_known(self):
+        """No known result is unknown with 0 %."""
+        self.assertEqual(overall_status([]), UNKNOWN)
+        self.assertEqual(overall_status([r("a", UNKNOWN)]), UNKNOWN)
+        self.assertEqual(health_percentage([r("a", UNKNOWN)]), 0.0)
+
+    def test_http_status(self):
+        """Only unhealthy/fail maps to 503; degraded is still served with 200."""
+        self.assertEqual(http_status_for(UNHEALTHY), 503)
+        self.assertEqual(http_status_for("fail"), 503)
+        self.assertEqual(http_status_for(DEGRADED), 200)
+        self.assertEqual(http_status_for(UNKNOWN), 200)
+
+
+class TestOutput(unittest.TestCase):
+    def test_original_shape(self):
+        """health_to_dict keeps the original keys and adds exact counts."""
+        results = [r("a", HEALTHY), r("b", DEGRADED), r("c", UNKNOWN), r("d", UNHEALTHY)]
+        doc = health_to_dict(results)
+        self.assertEqual(set(doc), {"status", "timestamp", "summary", "checks", "issues"})
+        self.assertEqual(doc["status"], DEGRADED)
+        self.assertTrue(doc["timestamp"].endswith("Z"))
+        summary = doc["summary"]
+        self.assertEqual(
+            (summary["total"], summary["healthy"], summary["degraded"], summary["unhealthy"]),
+            (4, 1, 1, 1),
+        )
+        self.assertEqual(summary["unknown"], 1)
+        self.assertEqual(summary["total_checks"], 4)
+        self.assertEqual(summary["healthy_checks"], 1)
+        self.assertEqual(summary["unhealthy_checks"], 3)
+        self.assertEqual(doc["issues"], ["b", "c", "d"])
+        check = doc["checks"]["b"]
+        self.assertEqual(
+            set(check), {"status", "message", "duration_ms", "timestamp", "critical", "details"}
+        )
+        json.dumps(doc)  # JSON-ready
+
+    def test_each_call_is_a_fresh_dict(self):
+        """Mutating one answer does not change the next (the original shared one cached dict)."""
+        results = [r("a", HEALTHY, details={"x": 1})]
+        health_to_dict(results)["checks"]["a"]["details"]["x"] = 99
+        self.assertEqual(health_to_dict(results)["checks"]["a"]["details"]["x"], 1)
+
+    def test_secrets_are_masked(self):
+        """Tokens in messages and details, and secret-named keys, never reach the output."""
+        result = HealthCheckResult(
+            "a",
+            UNHEALTHY,
+            f"clone failed with {FAKE_TOKEN}",
+            {"remote": f"https://x:{FAKE_TOKEN}@github.com/o/r.git", "token": "hunter2"},
+        )
+        text = json.dumps(health_to_dict([result])) + json.dumps(to_health_json([result]))
+        self.assertNotIn(FAKE_TOKEN, text)
+        self.assertNotIn("hunter2", text)
+        self.assertIn("github.com/o/r.git", text)
+
+    def test_health_json(self):
+        """to_health_json speaks pass/warn/fail with component:measurement keys."""
+        disk = r("disk_space", DEGRADED, True, observed_value=87.5, observed_unit="%")
+        disk.measurement = "utilization"
+        doc = to_health_json([disk, r("git", HEALTHY)], service_id="mgit", version="1.0")
+        self.assertEqual(doc["status"], "warn")
+        self.assertEqual(doc["serviceId"], "mgit")
+        entry = doc["checks"]["disk_space:utilization"][0]
+        self.assertEqual(entry["observedValue"], 87.5)
+        self.assertEqual(entry["observedUnit"], "%")
+        self.assertEqual(entry["status"], "warn")
+        self.assertEqual(entry["output"], "disk_space is degraded")
+        self.assertTrue(entry["time"].endswith("Z"))
+        self.assertNotIn("output", doc["checks"]["git:status"][0])
+        self.assertIn("disk_space:utilization warn", doc["output"])
+
+    def test_health_json_fail_and_pass(self):
+        """Root status is fail for a critical failure and pass (without output) when healthy."""
+        self.assertEqual(to_health_json([r("a", UNHEALTHY, True)])["status"], "fail")
+        ok = to_health_json([r("a", HEALTHY)])
+        self.assertEqual(ok["status"], "pass")
+        self.assertNotIn("output", ok)
+
+
+class TestRunner(unittest.TestCase):
+    def setUp(self):
+        self.checker = HealthChecker(default_timeout=5.0, deadline=10.0)
+
+    def test_return_values_are_coerced(self):
+        """None, bools, status strings and dicts become results; other values become unknown."""
+        c = self.checker
+        c.register_check("none", lambda: None)
+        c.register_check("false", lambda: False)
+        c.register_check("word", lambda: "warn")
+        c.register_check("dict", lambda: {"status": "fail", "message": "m", "details": {"k": 1}})
+        c.register_check("garbage", lambda: 42)
+        mutated = HealthCheckResult("m", HEALTHY, "")
+        mutated.status = "sideways"
+        c.register_check("bad", lambda: mutated)
+        got = {x.name: x for x in c.run_checks_sync()}
+        self.assertEqual(got["none"].status, HEALTHY)
+        self.assertEqual(got["false"].status, UNHEALTHY)
+        self.assertEqual(got["word"].status, DEGRADED)
+        self.assertEqual((got["dict"].status, got["dict"].details), (UNHEALTHY, {"k": 1}))
+        self.assertEqual(got["garbage"].status, UNKNOWN)
+        self.assertIn("int", got["garbage"].message)
+        self.assertEqual(got["bad"].status, UNKNOWN)
+
+    def test_raising_check_is_unhealthy(self):
+        """An exception becomes an unhealthy result naming it; the caller sees no exception."""
+
+        def boom():
+            raise RuntimeError("disk on fire")
+
+        self.checker.register_check("boom", boom, critical=True)
+        with self.assertLogs("mgit_monitoring.health", "WARNING") as logs:
+            result = self.checker.run_check_sync("boom")
+        self.assertIn("health check boom is unhealthy", logs.output[0])
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("RuntimeError: disk on fire", result.message)
+        self.assertEqual(result.details["error_type"], "RuntimeError")
+        self.assertTrue(result.critical)
+
+    def test_result_is_renamed_and_timed(self):
+        """The runner sets the registered name and a duration."""
+        self.checker.register_check("mine", lambda: HealthCheckResult("other", "pass", "fine"))
+        result = self.checker.run_check_sync("mine")
+        self.assertEqual((result.name, result.status, result.message), ("mine", HEALTHY, "fine"))
+        self.assertGreaterEqual(result.duration_ms, 0.0)
+
+    def test_unknown_name(self):
+        """Running a check that does not exist gives the original's unknown result."""
+        result = self.checker.run_check_sync("nope")
+        self.assertEqual(result.status, UNKNOWN)
+        self.assertEqual(result.message, "Health check 'nope' not found")
+
+    def test_sync_checks_run_off_the_caller_thread_with_its_context(self):
+        """A check runs on another thread but sees the caller's contextvars."""
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("test_health_var", default="-")
+        seen = {}
+
+        def check():
+            seen["thread"] = threading.get_ident()
+            seen["var"] = var.get()
+
+        self.checker.register_check("ctx", check)
+        token = var.set("request-42")
+        self.addCleanup(var.reset, token)
+        self.checker.run_check_sync("ctx")
+        self.assertNotEqual(seen["thread"], threading.get_ident())
+        self.assertEqual(seen["var"], "request-42")
+
+    def test_async_check_from_sync_caller(self):
+        """An async check works for a caller without an event loop."""
+
+        async def check():
+            await asyncio.sleep(0)
+            return HealthCheckResult("x", "healthy", "async ok")
+
+        self.checker.register_check("async", check)
+        self.assertEqual(self.checker.run_check_sync("async").message, "async ok")
+
+    def test_timeout_gives_unhealthy_and_no_second_thread(self):
+        """A hung check times out as unhealthy; later calls reuse the one stuck thread."""
+        blocker = Blocker()
+        self.addCleanup(join_check_threads, "hang")
+        self.addCleanup(blocker.release.set)
+        self.checker.register_check("hang", blocker, timeout=0.2, ttl=0.001)
+        first = self.checker.run_check_sync("hang")
+        self.assertEqual(first.status, UNHEALTHY)
+        self.assertIn("timed out after 0.2 s", first.message)
+        for _ in range(3):
+            again = self.checker.run_check_sync("hang", use_cache=False)
+            self.assertIn("timed out", again.message)
+        self.assertEqual(blocker.calls, 1)
+        # When the stuck run finally returns, its late result becomes the current one.
+        blocker.release.set()
+        join_check_threads("hang")
+        self.assertEqual(self.checker.latest_results()[0].status, HEALTHY)
+        self.checker.run_check_sync("hang", use_cache=False)
+        self.assertEqual(blocker.calls, 2)
+
+    def test_overall_deadline(self):
+        """A check still within its own timeout at the overall deadline reads unknown."""
+        checker = HealthChecker(default_timeout=5.0, deadline=0.2)
+        blocker = Blocker()
+        self.addCleanup(join_check_threads, "slow")
+        self.addCleanup(blocker.release.set)
+        checker.register_check("slow", blocker)
+        checker.register_check("fast", lambda: None)
+        got = {x.name: x for x in checker.run_checks_sync()}
+        self.assertEqual(got["slow"].status, UNKNOWN)
+        self.assertIn("overall deadline", got["slow"].message)
+        self.assertEqual(got["fast"].status, HEALTHY)
+
+    def test_single_flight_across_threads_and_asyncio(self):
+        """Concurrent sync threads and an asyncio caller share one run of the check."""
+        blocker = Blocker(HealthCheckResult("x", "pass", "shared"))
+        self.addCleanup(blocker.release.set)
+        self.checker.register_check("shared", blocker, ttl=60)
+        results = []
+
+        def sync_caller():
+            results.append(self.checker.run_check_sync("shared"))
+
+        threads = [threading.Thread(target=sync_caller) for _ in range(8)]
+        for t in threads:
+            t.start()
+
+        async def async_caller():
+            task = asyncio.ensure_future(self.checker.run_check("shared"))
+            await asyncio.get_running_loop().run_in_executor(None, blocker.entered.wait, 10)
+            blocker.release.set()
+            return await task
+
+        results.append(asyncio.run(async_caller()))
+        for t in threads:
+            t.join(10)
+        self.assertEqual(blocker.calls, 1)
+        self.assertEqual(len(results), 9)
+        self.assertEqual({x.message for x in results}, {"shared"})
+
+    def test_ttl_cache_and_force(self):
+        """A result is reused within its ttl, re-run after it, and use_cache=False forces a run."""
+        clock = FakeClock()
+        checker = HealthChecker(clock=clock)
+        calls = []
+        checker.register_check("c", lambda: calls.append(1), ttl=30)
+        checker.run_check_sync("c")
+        checker.run_check_sync("c")
+        self.assertEqual(len(calls), 1)
+        clock.now += 31
+        checker.run_check_sync("c")
+        self.assertEqual(len(calls), 2)
+        checker.run_check_sync("c", use_cache=False)
+        self.assertEqual(len(calls), 3)
+
+    def test_get_overall_health_async_and_sync_agree(self):
+        """The async and sync entry points give the same document."""
+        self.checker.register_check("a", lambda: None, critical=True)
+        self.checker.register_check("b", lambda: "degraded")
+        sync_doc = self.checker.check_health_sync()
+        async_doc = asyncio.run(self.checker.get_overall_health())
+        self.assertEqual(sync_doc["status"], DEGRADED)
+        self.assertEqual(async_doc["summary"], sync_doc["summary"])
+
+    def test_event_loop_keeps_running_while_a_check_is_slow(self):
+        """The loop keeps ticking while a check blocks; the check ends only because it ticked."""
+        ticked = threading.Event()
+        ticks = []
+
+        def slow_check():
+            # Finishes only after the loop has ticked: proof the loop was never blocked.
+            return "healthy" if ticked.wait(10) else "unhealthy"
+
+        self.checker.register_check("slow", slow_check)
+
+        async def main():
+            async def ticker():
+                while True:
+                    ticks.append(1)
+                    if len(ticks) >= 5:
+                        ticked.set()
+                    await asyncio.sleep(0.001)
+
+            task = asyncio.ensure_future(ticker())
+            try:
+                return await self.checker.get_overall_health()
+            finally:
+                task.cancel()
+
+        doc = asyncio.run(main())
+        self.assertEqual(doc["status"], HEALTHY)
+        self.assertGreaterEqual(len(ticks), 5)
+
+    def test_register_check_validation(self):
+        """Bad names, non-callables and bad timeouts are rejected by name."""
+        with self.assertRaisesRegex(ConfigError, "'a b'"):
+            self.checker.register_check("a b", lambda: None)
+        with self.assertRaisesRegex(ConfigError, "not callable"):
+            self.checker.register_check("x", 3)  # type: ignore[arg-type]
+        with self.assertRaisesRegex(ConfigError, "x.timeout=0"):
+            self.checker.register_check("x", lambda: None, timeout=0)
+
+    def test_replace_and_unregister(self):
+        """Registering a name again replaces the check; unregister removes it."""
+        self.checker.register_check("a", lambda: "fail")
+        self.checker.register_check("a", lambda: "pass")
+        self.assertEqual(self.checker.check_names, ["a"])
+        self.assertEqual(self.checker.run_check_sync("a").status, HEALTHY)
+        self.assertTrue(self.checker.unregister_check("a"))
+        self.assertEqual(self.checker.check_names, [])
+
+
+class TestProbes(unittest.TestCase):
+    def setUp(self):
+        self.clock = FakeClock()
+        self.checker = HealthChecker(clock=self.clock, probe_wait=0.2)
+
+    def test_readiness_uses_only_critical_checks(self):
+        """A failing non-critical check leaves the service ready; a degraded critical one too."""
+        self.checker.register_check("git", lambda: "degraded", critical=True)
+        self.checker.register_check("net", lambda: "fail")
+        self.assertTrue(self.checker.is_ready_sync())
+        self.assertTrue(asyncio.run(self.checker.is_ready()))
+
+    def test_unhealthy_critical_check_is_not_ready(self):
+        """An unhealthy critical check makes the probe fail with its reason."""
+        self.checker.register_check(
+            "git", lambda: {"status": "fail", "message": "no git"}, critical=True
+        )
+        probe = self.checker.readiness_sync()
+        self.assertFalse(probe.ok)
+        self.assertIn("git: no git", probe.message)
+        self.assertEqual(probe.to_dict()["status"], "fail")
+
+    def test_hanging_check_does_not_hang_the_probe(self):
+        """With no result yet, a probe waits only probe_wait and answers not ready (starting)."""
+        blocker = Blocker()
+        self.addCleanup(join_check_threads, "stuck")
+        self.addCleanup(blocker.release.set)
+        self.checker.register_check("stuck", blocker, critical=True, timeout=60)
+        probe = self.checker.readiness_sync()
+        self.assertFalse(probe.ok)
+        self.assertIn("no result yet", probe.message)
+        self.assertFalse(asyncio.run(self.checker.is_ready()))
+        self.assertEqual(blocker.calls, 1)
+
+    def test_probe_answers_from_cache_and_refreshes_stale_results_in_background(self):
+        """Within ttl a probe runs nothing; past it, it answers the last result and kicks a run."""
+        blocker = Blocker("healthy")
+        blocker.release.set()
+        self.checker.register_check("c", blocker, critical=True, ttl=10)
+        self.assertTrue(self.checker.is_ready_sync())
+        self.assertTrue(self.checker.is_ready_sync())
+        self.assertEqual(blocker.calls, 1)
+        blocker.release.clear()
+        self.addCleanup(join_check_threads, "c")
+        self.addCleanup(blocker.release.set)
+        self.clock.now += 11
+        self.assertTrue(self.checker.is_ready_sync())  # last known, not waiting for the run
+        self.assertTrue(blocker.entered.wait(10))
+        self.assertEqual(blocker.calls, 2)
+
+    def test_liveness_without_heartbeat(self):
+        """Liveness needs nothing external: it is true with no checks run at all."""
+        calls = []
+        self.checker.register_check("c", lambda: calls.append(1), critical=True)
+        self.assertTrue(self.checker.is_alive_sync())
+        self.assertTrue(asyncio.run(self.checker.is_alive()))
+        self.assertEqual(calls, [])
+
+    def test_liveness_heartbeat(self):
+        """With heartbeat_timeout, liveness fails when beat() is overdue and recovers on a beat."""
+        checker = HealthChecker(clock=self.clock, heartbeat_timeout=30)
+        self.clock.now += 10
+        self.assertTrue(checker.is_alive_sync())
+        self.clock.now += 31
+        probe = checker.liveness_sync()
+        self.assertFalse(probe.ok)
+        self.assertIn("no heartbeat for 41.0 s", probe.message)
+        checker.beat()
+        self.assertTrue(checker.is_alive_sync())
+
+    def test_latest_results_never_waits(self):
+        """latest_results answers unknown for never-run checks instead of running them inline."""
+        blocker = Blocker()
+        self.addCleanup(join_check_threads, "c")
+        self.addCleanup(blocker.release.set)
+        self.checker.register_check("c", blocker)
+        results = self.checker.latest_results(refresh=True)
+        self.assertEqual((results[0].status, results[0].message), (UNKNOWN, "not evaluated yet"))
+        self.assertTrue(blocker.entered.wait(10))
+
+    def test_background_refresh(self):
+        """start_background runs the checks without anyone asking and stop_background ends it."""
+        ran = threading.Event()
+        self.checker.register_check("c", ran.set)
+        self.checker.start_background(interval=60)
+        self.addCleanup(self.checker.stop_background)
+        self.assertTrue(ran.wait(10))
+        self.checker.stop_background()
+        self.assertFalse(
+            any(t.name == "mgit-health-refresh" and t.is_alive() for t in threading.enumerate())
+        )
+
+
+class TestMetrics(unittest.TestCase):
+    def setUp(self):
+        self.registry = Registry()
+        self.checker = HealthChecker(self.registry)
+
+    def value(self, name, **labels):
+        return self.registry.snapshot().get_sample_value(name, labels)
+
+    def test_series_exist_before_the_first_run(self):
+        """Registered checks show as unknown (-1) from the first scrape."""
+        self.checker.register_check("git", lambda: None, critical=True)
+        self.assertEqual(self.value("mgit_health_check_status", check="git"), -1.0)
+        self.assertEqual(self.value("mgit_health_overall"), -1.0)
+
+    def test_values_follow_results(self):
+        """Status gauges use 1/0.5/0/-1, the histogram counts runs, overall is aggregated."""
+        self.checker.register_check("a", lambda: None, critical=True)
+        self.checker.register_check("b", lambda: "degraded")
+        self.checker.register_check("c", lambda: 7)
+        doc = self.checker.check_health_sync()
+        self.assertEqual(self.value("mgit_health_check_status", check="a"), 1.0)
+        self.assertEqual(self.value("mgit_health_check_status", check="b"), 0.5)
+        self.assertEqual(self.value("mgit_health_check_status", check="c"), -1.0)
+        self.assertEqual(self.value("mgit_health_check_duration_seconds_count", check="a"), 1)
+        self.assertEqual(self.value("mgit_health_overall"), 0.5)
+        self.assertEqual(self.value("mgit_health_percentage"), doc["summary"]["health_percentage"])
+        self.assertEqual(self.value("mgit_health_percentage"), 75.0)
+
+    def test_same_definitions_can_be_registered_twice(self):
+        """A second checker on the same registry (or the collector) reuses the metrics."""
+        HealthChecker(self.registry)
+        self.assertIsNotNone(self.registry.get("mgit_health_overall"))
+
+
+class TestDefault(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        env = {"HOME": tmp.name, "XDG_STATE_HOME": os.path.join(tmp.name, "state")}
+        patcher = mock.patch.dict(os.environ, env)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.addCleanup(reset_health_checker)
+        reset_health_checker()
+
+    def test_lazy_resettable_default(self):
+        """get_health_checker returns one object until reset."""
+        first = get_health_checker()
+        self.assertIs(get_health_checker(), first)
+        reset_health_checker()
+        self.assertIsNot(get_health_checker(), first)
+
+    def test_default_checks_and_critical_flags(self):
+        """The default has the seven original checks; system, git and disk are critical."""
+        checker = get_health_checker()
+        self.assertEqual(
+            checker.check_names,
+            [
+                "system_basics",
+                "git_availability",
+                "disk_space",
+                "memory_usage",
+                "network_connectivity",
+                "provider_endpoints",
+                "authentication_status",
+            ],
+        )
+        critical = {e.name for e in checker._entries.values() if e.critical}
+        self.assertEqual(critical, {"system_basics", "git_availability", "disk_space"})
+
+    def test_set_health_checker(self):
+        """An installed checker becomes the default and the previous one is returned."""
+        mine = HealthChecker()
+        set_health_checker(mine)
+        self.assertIs(get_health_checker(), mine)
+        self.assertIs(set_health_checker(None), mine)
+
+    def test_package_exports(self):
+        """The module's public names are listed in __all__."""
+        for name in health.__all__:
+            self.assertTrue(hasattr(health, name), name)
+
+
+if __name__ == "__main__":
+    unittest.main()

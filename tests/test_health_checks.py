@@ -1,0 +1,602 @@
+"""The standard checks against fake /proc and cgroup trees, fake git and loopback servers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from collections import namedtuple
+
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, HealthChecker
+from mgit_monitoring.health_checks import (
+    AuthenticationCheck,
+    DiskSpaceCheck,
+    Endpoint,
+    GitCheck,
+    MemoryCheck,
+    NetworkCheck,
+    ProviderEndpointsCheck,
+    SystemBasicsCheck,
+    default_mgit_config_path,
+    register_default_checks,
+)
+
+GIB = 1024**3
+Usage = namedtuple("Usage", "total used free")
+POSIX = os.name == "posix"
+
+
+class TempDirCase(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def write(self, relative: str, text: str, mode: int | None = None) -> str:
+        path = os.path.join(self.tmp, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if mode is not None:
+            os.chmod(path, mode)
+        return path
+
+
+class TestSystemBasics(TempDirCase):
+    def test_writable_dirs(self):
+        """Writable state and temp directories and a supported Python are healthy."""
+        result = SystemBasicsCheck(state_dir=self.tmp, temp_dir=self.tmp)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertTrue(result.details["state_dir_writable"])
+        self.assertEqual(
+            result.details["python_version"].split(".")[:2], [str(x) for x in sys.version_info[:2]]
+        )
+
+    def test_missing_state_dir_under_writable_parent(self):
+        """A state dir that does not exist yet but can be created is fine (and is not created)."""
+        state = os.path.join(self.tmp, "a", "b")
+        result = SystemBasicsCheck(state_dir=state, temp_dir=self.tmp)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertFalse(os.path.exists(state))
+
+    def test_state_dir_is_a_file(self):
+        """A state path that is a file is unhealthy and says why."""
+        path = self.write("file", "x")
+        result = SystemBasicsCheck(state_dir=path, temp_dir=self.tmp)()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("not a directory", result.message)
+
+    @unittest.skipIf(not POSIX or os.geteuid() == 0, "needs a non-root POSIX user")
+    def test_read_only_dir(self):
+        """A read-only state directory is unhealthy."""
+        os.chmod(self.tmp, 0o500)
+        self.addCleanup(os.chmod, self.tmp, 0o700)
+        result = SystemBasicsCheck(state_dir=self.tmp, temp_dir=tempfile.gettempdir())()
+        self.assertEqual(result.status, UNHEALTHY)
+
+    def test_python_too_old(self):
+        """A Python older than min_python is unhealthy."""
+        result = SystemBasicsCheck(temp_dir=self.tmp, min_python=(99, 0))()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("older than 99.0", result.message)
+
+
+def _process_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def _wait_dead(pid: int) -> str:
+    """The grandchild's state once SIGKILL has landed: gone, or a zombie init has not reaped."""
+    # SIGKILL is delivered asynchronously and there is no event to await for a process that
+    # is not our child, so poll /proc briefly (returns on the first dead reading).
+    state = _process_state(pid)
+    for _ in range(500):
+        if state in ("gone", "Z", "X"):
+            break
+        time.sleep(0.01)
+        state = _process_state(pid)
+    return state
+
+
+@unittest.skipIf(not POSIX, "fake git scripts are shell scripts")
+class TestGit(TempDirCase):
+    def fake_git(self, body: str) -> str:
+        path = self.write("bin/git", "#!/bin/sh\n" + body + "\n", mode=0o755)
+        return os.path.dirname(path)
+
+    def test_good_git(self):
+        """A git printing its version is healthy with the parsed version."""
+        bindir = self.fake_git('echo "git version 2.39.5"')
+        result = GitCheck(search_path=bindir)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertEqual(result.observed_value, "2.39.5")
+        self.assertEqual(result.details["git_path"], os.path.join(bindir, "git"))
+
+    def test_missing_git(self):
+        """No git on the search path is unhealthy."""
+        os.makedirs(os.path.join(self.tmp, "empty"))
+        result = GitCheck(search_path=os.path.join(self.tmp, "empty"))()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("not found", result.message)
+
+    def test_failing_git(self):
+        """A git exiting non-zero is unhealthy with its exit code and stderr."""
+        bindir = self.fake_git('echo "fatal: broken" >&2; exit 3')
+        result = GitCheck(search_path=bindir)()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertEqual(result.details["returncode"], 3)
+        self.assertIn("fatal: broken", result.details["stderr"])
+
+    def test_hanging_git_is_killed_at_the_timeout(self):
+        """A git that hangs is reported as timed out and its process group is killed."""
+        pidfile = os.path.join(self.tmp, "pid")
+        bindir = self.fake_git(f"sleep 30 & echo $! > {pidfile}; wait")
+        result = GitCheck(search_path=bindir, timeout=0.2)()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("timed out after 0.2 s", result.message)
+        with open(pidfile) as handle:
+            child = int(handle.read())
+        self.assertIn(_wait_dead(child), ("gone", "Z", "X"))
+
+    def test_old_git(self):
+        """A git older than min_version is unhealthy and names both versions."""
+        bindir = self.fake_git('echo "git version 1.8.3.1"')
+        result = GitCheck(search_path=bindir, min_version="2.20")()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("1.8.3 is older than the required 2.20", result.message)
+
+    def test_unparseable_version(self):
+        """Output without a version degrades instead of failing."""
+        bindir = self.fake_git('echo "hello"')
+        self.assertEqual(GitCheck(search_path=bindir)().status, DEGRADED)
+
+    def test_explicit_path_and_bad_min_version(self):
+        """git may be given as a path; a bad min_version raises ConfigError naming it."""
+        bindir = self.fake_git('echo "git version 2.45.0.windows.1"')
+        result = GitCheck(git=os.path.join(bindir, "git"), min_version=(2, 20))()
+        self.assertEqual((result.status, result.observed_value), (HEALTHY, "2.45.0"))
+        with self.assertRaisesRegex(ConfigError, "'two'"):
+            GitCheck(min_version="two")
+
+
+class Listener:
+    """A loopback TCP listener on port 0 (accepting is not needed for connect to succeed)."""
+
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1") -> None:
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+class FakeProxy:
+    """Answers one CONNECT per connection with a fixed status line, recording the request."""
+
+    def __init__(self, status: str = "200 Connection established") -> None:
+        self.listener = Listener()
+        self.status = status
+        self.requests: list = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.sock.accept()
+            except OSError:
+                return
+            if self.stopping:
+                conn.close()
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(1024)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.requests.append(data.decode("latin-1"))
+                conn.sendall(f"HTTP/1.1 {self.status}\r\n\r\n".encode())
+
+    def close(self) -> None:
+        self.stopping = True
+        # accept() is not interrupted by close() from another thread: wake it with a connect.
+        socket.create_connection(("127.0.0.1", self.listener.port), timeout=5).close()
+        self.thread.join(5)
+        self.listener.close()
+
+
+class TestNetwork(unittest.TestCase):
+    def setUp(self):
+        self.listener = Listener()
+        self.addCleanup(self.listener.close)
+
+    def test_reachable_and_closed(self):
+        """One open and one closed loopback port is degraded with per-host states."""
+        up = f"127.0.0.1:{self.listener.port}"
+        down = f"127.0.0.1:{closed_port()}"
+        result = NetworkCheck([up, down], connect_timeout=2, dns_timeout=2)()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertEqual(result.details["hosts"][up]["status"], "reachable")
+        self.assertEqual(result.details["hosts"][up]["address_family"], "IPv4")
+        self.assertEqual(result.details["hosts"][down]["status"], "unreachable")
+        self.assertEqual(result.message, "Network connectivity: 1/2 hosts reachable")
+        self.assertEqual((result.observed_value, result.observed_unit), (50.0, "%"))
+
+    def test_all_reachable_and_none(self):
+        """All hosts up is healthy; none is unhealthy."""
+        ok = NetworkCheck([("127.0.0.1", self.listener.port)])()
+        self.assertEqual(ok.status, HEALTHY)
+        bad = NetworkCheck([f"127.0.0.1:{closed_port()}"])()
+        self.assertEqual(bad.status, UNHEALTHY)
+
+    def test_ipv6(self):
+        """IPv6 literals are connected over IPv6."""
+        try:
+            listener6 = Listener(socket.AF_INET6, "::1")
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        self.addCleanup(listener6.close)
+        result = NetworkCheck([f"[::1]:{listener6.port}"])()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertEqual(result.details["hosts"][f"::1:{listener6.port}"]["address_family"], "IPv6")
+
+    def test_dns_failure_and_dns_timeout(self):
+        """A resolver error and a resolver that hangs past dns_timeout are both reported."""
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def resolver(host, port, *args):
+            if host == "hang.invalid":
+                release.wait(10)
+            raise socket.gaierror(-2, "Name or service not known")
+
+        result = NetworkCheck(
+            ["bad.invalid:443", "hang.invalid:443"], dns_timeout=0.2, resolver=resolver
+        )()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertEqual(result.details["hosts"]["bad.invalid:443"]["status"], "dns_failed")
+        self.assertEqual(result.details["hosts"]["hang.invalid:443"]["status"], "dns_timeout")
+
+    def test_proxy_connect(self):
+        """With an HTTPS proxy the check tunnels through it and never reveals its credentials."""
+        proxy = FakeProxy()
+        self.addCleanup(proxy.close)
+        check = NetworkCheck(
+            ["github.example:443"], proxy=f"http://user:s3cret@127.0.0.1:{proxy.listener.port}"
+        )
+        result = check()
+        self.assertEqual(result.status, HEALTHY)
+        report = result.details["hosts"]["github.example:443"]
+        self.assertEqual(report["via_proxy"], f"127.0.0.1:{proxy.listener.port}")
+        self.assertTrue(proxy.requests[0].startswith("CONNECT github.example:443 HTTP/1.1"))
+        self.assertIn("Proxy-Authorization: Basic", proxy.requests[0])
+        self.assertNotIn("s3cret", json.dumps(result.to_dict()))
+
+    def test_proxy_refusal_and_no_proxy(self):
+        """A 407 from the proxy is unreachable; hosts matching no_proxy are connected directly."""
+        proxy = FakeProxy("407 Proxy Authentication Required")
+        self.addCleanup(proxy.close)
+        direct = f"127.0.0.1:{self.listener.port}"
+        check = NetworkCheck(
+            ["github.example:443", direct],
+            proxy=f"127.0.0.1:{proxy.listener.port}",
+            no_proxy="127.0.0.1,localhost",
+        )
+        result = check()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertIn("407", result.details["hosts"]["github.example:443"]["error"])
+        self.assertNotIn("via_proxy", result.details["hosts"][direct])
+
+    def test_no_hosts(self):
+        """An empty host list (air-gapped and nothing configured) is unknown, not unhealthy."""
+        self.assertEqual(NetworkCheck([])().status, UNKNOWN)
+
+
+class TestDisk(TempDirCase):
+    def check(self, free: int, total: int = 100 * GIB, **kw):
+        return DiskSpaceCheck(self.tmp, usage=lambda p: Usage(total, total - free, free), **kw)()
+
+    def test_thresholds(self):
+        """Free percent and free bytes map to healthy, degraded and unhealthy."""
+        self.assertEqual(self.check(50 * GIB).status, HEALTHY)
+        self.assertEqual(self.check(15 * GIB).status, DEGRADED)
+        self.assertEqual(self.check(5 * GIB).status, UNHEALTHY)
+        small = self.check(GIB // 2, total=2 * GIB)  # 25 % free but under 1 GiB
+        self.assertEqual(small.status, UNHEALTHY)
+        self.assertIn("Critical", small.message)
+
+    def test_details_and_observation(self):
+        """Details carry bytes, percentages and the original's GiB figures."""
+        result = self.check(25 * GIB)
+        self.assertEqual(result.details["free_bytes"], 25 * GIB)
+        self.assertEqual(result.details["usage_percent"], 75.0)
+        self.assertEqual(result.details["free_gb"], 25.0)
+        self.assertEqual((result.observed_value, result.measurement), (75.0, "utilization"))
+
+    def test_missing_path_measures_parent(self):
+        """A directory that does not exist yet is measured at its nearest existing parent."""
+        seen = []
+        DiskSpaceCheck(
+            os.path.join(self.tmp, "x", "y"),
+            usage=lambda p: seen.append(p) or Usage(10 * GIB, GIB, 9 * GIB),
+        )()
+        self.assertEqual(seen, [os.path.abspath(self.tmp)])
+
+    def test_real_disk(self):
+        """The real shutil.disk_usage works on the temp directory."""
+        self.assertIn(
+            DiskSpaceCheck(self.tmp, min_free_bytes=0)().status, (HEALTHY, DEGRADED, UNHEALTHY)
+        )
+
+    def test_bad_thresholds(self):
+        """A fail threshold above the warn threshold is rejected."""
+        with self.assertRaisesRegex(ConfigError, "fail_free_percent=30"):
+            DiskSpaceCheck(self.tmp, warn_free_percent=20, fail_free_percent=30)
+
+
+MEMINFO = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    4000000 kB\n"
+
+
+class TestMemory(TempDirCase):
+    def check(self, **kw):
+        return MemoryCheck(os.path.join(self.tmp, "proc"), os.path.join(self.tmp, "cgroup"), **kw)()
+
+    def test_cgroup_v2(self):
+        """cgroup v2: the limit and the working set (usage minus inactive_file) are used."""
+        self.write("proc/self/cgroup", "0::/kubepods/pod1\n")
+        self.write("proc/meminfo", MEMINFO)
+        self.write("cgroup/kubepods/pod1/memory.max", "1000000\n")
+        self.write("cgroup/kubepods/pod1/memory.current", "900000\n")
+        self.write("cgroup/kubepods/pod1/memory.stat", "anon 1\ninactive_file 100000\n")
+        result = self.check()
+        self.assertEqual(result.details["source"], "cgroup v2")
+        self.assertEqual(result.details["used_bytes"], 800000)
+        self.assertEqual(result.observed_value, 80.0)
+        self.assertEqual(result.status, HEALTHY)
+        self.assertEqual(self.check(warn_percent=70).status, DEGRADED)
+        self.assertEqual(self.check(warn_percent=50, fail_percent=75).status, UNHEALTHY)
+
+    def test_cgroup_v2_limit_on_a_parent(self):
+        """An unlimited leaf cgroup uses the nearest ancestor that has a limit."""
+        self.write("proc/self/cgroup", "0::/a/b\n")
+        self.write("cgroup/a/b/memory.max", "max\n")
+        self.write("cgroup/a/b/memory.current", "10\n")
+        self.write("cgroup/a/memory.max", "2000\n")
+        self.write("cgroup/a/memory.current", "1000\n")
+        self.assertEqual(self.check().observed_value, 50.0)
+
+    def test_unlimited_cgroup_falls_back_to_meminfo(self):
+        """With no cgroup limit the node's /proc/meminfo is used."""
+        self.write("proc/self/cgroup", "0::/\n")
+        self.write("cgroup/memory.max", "max\n")
+        self.write("cgroup/memory.current", "5\n")
+        self.write("proc/meminfo", MEMINFO)
+        result = self.check()
+        self.assertEqual(result.details["source"], "/proc/meminfo")
+        self.assertEqual(result.observed_value, 75.0)
+
+    def test_cgroup_v1(self):
+        """cgroup v1: memory.limit_in_bytes and usage_in_bytes minus total_inactive_file."""
+        self.write("proc/self/cgroup", "12:cpu,cpuacct:/x\n11:memory:/docker/abc\n")
+        self.write("cgroup/memory/docker/abc/memory.limit_in_bytes", "4000\n")
+        self.write("cgroup/memory/docker/abc/memory.usage_in_bytes", "3000\n")
+        self.write("cgroup/memory/docker/abc/memory.stat", "total_inactive_file 1000\n")
+        result = self.check()
+        self.assertEqual(result.details["source"], "cgroup v1")
+        self.assertEqual(result.observed_value, 50.0)
+
+    def test_cgroup_v1_unlimited(self):
+        """cgroup v1's huge 'no limit' value falls back to /proc/meminfo."""
+        self.write("proc/self/cgroup", "11:memory:/\n")
+        self.write("cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
+        self.write("cgroup/memory/memory.usage_in_bytes", "3000\n")
+        self.write("proc/meminfo", MEMINFO)
+        self.assertEqual(self.check().details["source"], "/proc/meminfo")
+
+    def test_nothing_available(self):
+        """Neither cgroup nor /proc/meminfo gives unknown with the reason."""
+        result = self.check()
+        self.assertEqual(result.status, UNKNOWN)
+        self.assertIn("meminfo", result.message)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes = {
+        "/json": (200, "application/json", b'{"resources": {}}'),
+        "/html": (200, "text/html", b"<html>Sign in</html>"),
+        "/203": (203, "text/html", b"<html>Sign in</html>"),
+        "/401": (401, "application/json", b'{"message": "Requires authentication"}'),
+        "/429": (429, "application/json", b"{}"),
+        "/500": (500, "text/plain", b"oops"),
+    }
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        code, ctype, body = self.routes[self.path.split("?")[0]]
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-RateLimit-Remaining", "59")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class TestProviderEndpoints(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.base = f"http://127.0.0.1:{cls.server.server_address[1]}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.thread.join(5)
+
+    def run_check(self, *paths):
+        endpoints = [Endpoint(p.strip("/"), self.base + p) for p in paths]
+        return ProviderEndpointsCheck(endpoints, timeout=5)()
+
+    def test_json_answer_is_reachable(self):
+        """A JSON 200 is healthy, with the response time and rate-limit headroom."""
+        result = self.run_check("/json?token=abc")
+        self.assertEqual(result.status, HEALTHY)
+        report = result.details["providers"]["json?token=abc"]
+        self.assertEqual(report["http_status"], 200)
+        self.assertEqual(report["rate_limit_remaining"], 59)
+        self.assertNotIn("token=abc", report["url"])  # query strings can hold credentials
+        self.assertEqual((result.measurement, result.observed_unit), ("responseTime", "ms"))
+
+    def test_sign_in_pages_are_failures(self):
+        """HTTP 203 (Azure DevOps' sign-in answer) and HTML instead of JSON are failures."""
+        result = self.run_check("/203", "/html")
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("203", result.details["providers"]["203"]["error"])
+        self.assertIn("expected JSON", result.details["providers"]["html"]["error"])
+
+    def test_anonymous_401_is_reachable(self):
+        """An API asking for credentials is up: the probe is anonymous on purpose."""
+        self.assertEqual(self.run_check("/401").status, HEALTHY)
+
+    def test_rate_limit_and_errors_degrade(self):
+        """429 degrades; a 500 next to a good endpoint degrades; everything down is unhealthy."""
+        self.assertEqual(self.run_check("/json", "/429").status, DEGRADED)
+        self.assertEqual(self.run_check("/json", "/500").status, DEGRADED)
+        down = ProviderEndpointsCheck([f"http://127.0.0.1:{closed_port()}/x"], timeout=2)()
+        self.assertEqual(down.status, UNHEALTHY)
+        self.assertIn("unreachable", json.dumps(down.details))
+
+    def test_no_endpoints(self):
+        """No endpoints configured is unknown."""
+        self.assertEqual(ProviderEndpointsCheck([])().status, UNKNOWN)
+
+
+class TestAuthentication(TempDirCase):
+    SECRET = "ghp_" + "S3CR3T" * 6
+
+    def test_env_credentials_are_named_not_shown(self):
+        """A token in the environment counts, and only the variable name is reported."""
+        check = AuthenticationCheck({"GITHUB_TOKEN": self.SECRET}, config_path=None)
+        result = check()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertEqual(result.details["providers_configured"], ["github"])
+        self.assertEqual(result.details["credential_sources"]["github"], ["env:GITHUB_TOKEN"])
+        self.assertNotIn(self.SECRET, json.dumps(result.to_dict()))
+
+    def test_nothing_configured_degrades(self):
+        """No credentials anywhere is degraded, as in the original."""
+        result = AuthenticationCheck({}, config_path=os.path.join(self.tmp, "none.yaml"))()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertFalse(result.details["config_file_exists"])
+
+    def test_mgit_config_file(self):
+        """Providers in mgit's config.yaml are detected by URL and keys; values are never shown."""
+        path = self.write(
+            "config.yaml",
+            "global:\n  default_provider: work\n"
+            "providers:\n"
+            "  work:\n    url: https://dev.azure.com/myorg\n    user: me\n"
+            f"    token: '{self.SECRET}'\n"
+            "  personal:\n    url: https://github.com/me\n    token: ''\n"
+            "  bb:\n    username: me\n    app_password: ATBBxyz  # comment\n",
+            mode=0o600,
+        )
+        result = AuthenticationCheck({}, config_path=path)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertEqual(result.details["providers_configured"], ["azure_devops", "bitbucket"])
+        self.assertEqual(result.details["credential_sources"]["azure_devops"], ["config:work"])
+        self.assertEqual(result.details["provider_details"]["github"], "none")
+        text = json.dumps(result.to_dict())
+        self.assertNotIn(self.SECRET, text)
+        self.assertNotIn("ATBBxyz", text)
+
+    @unittest.skipIf(not POSIX, "POSIX permissions")
+    def test_world_readable_config_degrades(self):
+        """A config file holding tokens that others can read is degraded with the fix."""
+        path = self.write("config.yaml", "providers:\n  gh:\n    token: abc\n", mode=0o644)
+        result = AuthenticationCheck({}, config_path=path)()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertIn("chmod 600", result.message)
+
+    def test_default_config_path(self):
+        """mgit's config path honours MGIT_CONFIG_PATH, else ~/.config/mgit/config.yaml."""
+        self.assertEqual(default_mgit_config_path({"MGIT_CONFIG_PATH": "/x.yaml"}), "/x.yaml")
+        self.assertEqual(
+            default_mgit_config_path({"HOME": "/home/u"}),
+            os.path.join("/home/u", ".config", "mgit", "config.yaml"),
+        )
+
+
+class TestRegisterDefaults(TempDirCase):
+    def test_flags_and_switches(self):
+        """Defaults register with the documented critical flags; switches leave checks out."""
+        checker = HealthChecker()
+        register_default_checks(
+            checker, environ={}, state_dir=self.tmp, network=False, providers=False
+        )
+        self.assertEqual(
+            checker.check_names,
+            [
+                "system_basics",
+                "git_availability",
+                "disk_space",
+                "memory_usage",
+                "authentication_status",
+            ],
+        )
+        critical = sorted(e.name for e in checker._entries.values() if e.critical)
+        self.assertEqual(critical, ["disk_space", "git_availability", "system_basics"])
+
+    def test_proxy_from_environ_and_provider_ttl(self):
+        """HTTPS_PROXY/NO_PROXY come from the given environment; provider results live long."""
+        checker = HealthChecker()
+        env = {"HTTPS_PROXY": "http://proxy.example:3128", "NO_PROXY": "internal"}
+        register_default_checks(checker, environ=env, state_dir=self.tmp, auth=False)
+        network = checker._entries["network_connectivity"].fn
+        self.assertEqual((network.proxy.host, network.proxy.port), ("proxy.example", 3128))
+        self.assertEqual(network.no_proxy, "internal")
+        self.assertGreaterEqual(checker._entries["provider_endpoints"].ttl, 300)
+
+    def test_local_checks_run_healthy_here(self):
+        """System, disk and memory checks give real answers on this machine within the deadline."""
+        checker = HealthChecker()
+        register_default_checks(
+            checker, environ={}, state_dir=self.tmp, network=False, providers=False, auth=False
+        )
+        doc = checker.check_health_sync()
+        self.assertEqual(doc["checks"]["system_basics"]["status"], HEALTHY)
+        self.assertIn(
+            doc["checks"]["memory_usage"]["status"], (HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN)
+        )
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,155 @@
+"""Tests for mgit_monitoring.http_auth: PBKDF2 hashes, htpasswd files, bearer and basic auth."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+import unittest
+
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.http_auth import (
+    HttpAuth,
+    hash_password,
+    htpasswd_line,
+    load_htpasswd,
+    verify_password,
+)
+
+FAST = 1000  # iterations for tests; the default (600,000) is for real files
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class TestHashes(unittest.TestCase):
+    def test_hash_verifies_and_rejects_wrong_password(self) -> None:
+        """A hash matches its password and no other."""
+        encoded = hash_password("s3cret", iterations=FAST)
+        self.assertTrue(encoded.startswith("$pbkdf2-sha256$1000$"))
+        self.assertTrue(verify_password("s3cret", encoded))
+        self.assertFalse(verify_password("s3cret ", encoded))
+
+    def test_hashes_are_salted(self) -> None:
+        """Two hashes of the same password differ (random salt)."""
+        self.assertNotEqual(
+            hash_password("x", iterations=FAST), hash_password("x", iterations=FAST)
+        )
+
+    def test_known_vector_matches_pbkdf2(self) -> None:
+        """The checksum is PBKDF2-HMAC-SHA256 over the salt, in passlib's adapted base64."""
+        salt = b"0123456789abcdef"
+        encoded = hash_password("pw", iterations=FAST, salt=salt)
+        key = hashlib.pbkdf2_hmac("sha256", b"pw", salt, FAST, 32)
+        expected = base64.b64encode(key).decode().rstrip("=").replace("+", ".")
+        self.assertEqual(expected, encoded.rsplit("$", 1)[1])
+
+    def test_malformed_hash_never_matches(self) -> None:
+        """Garbage in the hash field is a mismatch, not an exception."""
+        for bad in ("", "plain", "$pbkdf2-sha256$x$y$z", "$pbkdf2-sha256$10$AAAA$AAAA"):
+            self.assertFalse(verify_password("pw", bad), bad)
+
+    def test_too_few_iterations_rejected(self) -> None:
+        """Creating a hash with a trivially low iteration count is refused."""
+        with self.assertRaises(ConfigError):
+            hash_password("pw", iterations=10)
+
+    def test_htpasswd_line_rejects_bad_user(self) -> None:
+        """A user name with ':' would corrupt the file and is refused with its value named."""
+        with self.assertRaisesRegex(ConfigError, "'a:b'"):
+            htpasswd_line("a:b", "pw", iterations=FAST)
+
+
+class TestHtpasswdFile(unittest.TestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.path = os.path.join(self.dir.name, "htpasswd")
+
+    def _write(self, text: str) -> None:
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def test_loads_users_skipping_comments(self) -> None:
+        """Comment and blank lines are ignored; every user line is loaded."""
+        self._write("# users\n\n" + htpasswd_line("prom", "a", iterations=FAST) + "\n")
+        users = load_htpasswd(self.path)
+        self.assertEqual(["prom"], list(users))
+        self.assertTrue(verify_password("a", users["prom"]))
+
+    def test_bad_line_names_file_and_line_not_content(self) -> None:
+        """A malformed line gives path:line and never echoes the line itself."""
+        self._write(htpasswd_line("ok", "a", iterations=FAST) + "\nbob:plaintextpw\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_htpasswd(self.path)
+        self.assertIn(f"{self.path}:2", str(caught.exception))
+        self.assertNotIn("plaintextpw", str(caught.exception))
+
+    def test_missing_file_is_config_error(self) -> None:
+        """A missing file is a one-line ConfigError naming it."""
+        with self.assertRaisesRegex(ConfigError, "cannot read htpasswd file"):
+            load_htpasswd(os.path.join(self.dir.name, "nope"))
+
+
+class TestHttpAuth(unittest.TestCase):
+    def setUp(self) -> None:
+        self.users = {"prom": hash_password("pw", iterations=FAST)}
+
+    def test_bearer_token(self) -> None:
+        """Only the exact token passes."""
+        auth = HttpAuth(token="t0ken")
+        self.assertTrue(auth.allows("/metrics", "Bearer t0ken"))
+        self.assertTrue(auth.allows("/metrics", "bearer t0ken"))
+        self.assertFalse(auth.allows("/metrics", "Bearer t0ke"))
+        self.assertFalse(auth.allows("/metrics", None))
+        self.assertFalse(auth.allows("/metrics", _basic("prom", "t0ken")))
+
+    def test_basic_auth(self) -> None:
+        """The right user and password pass; wrong password, unknown user and junk do not."""
+        auth = HttpAuth(users=self.users)
+        self.assertTrue(auth.allows("/metrics", _basic("prom", "pw")))
+        self.assertTrue(auth.allows("/metrics", _basic("prom", "pw")))  # cached path
+        self.assertFalse(auth.allows("/metrics", _basic("prom", "pW")))
+        self.assertFalse(auth.allows("/metrics", _basic("eve", "pw")))
+        self.assertFalse(auth.allows("/metrics", "Basic !!notbase64"))
+
+    def test_both_schemes_and_challenges(self) -> None:
+        """With token and users either scheme works; 401 advertises both."""
+        auth = HttpAuth(token="t", users=self.users, realm="mon")
+        self.assertTrue(auth.allows("/", "Bearer t"))
+        self.assertTrue(auth.allows("/", _basic("prom", "pw")))
+        self.assertEqual(
+            ['Bearer realm="mon"', 'Basic realm="mon", charset="UTF-8"'], list(auth.challenges())
+        )
+        self.assertEqual("bearer+basic", auth.describe())
+
+    def test_public_probes(self) -> None:
+        """public_probes opens exactly the two kubelet probes."""
+        auth = HttpAuth(token="t", public_probes=True)
+        self.assertTrue(auth.allows("/health/live", None))
+        self.assertTrue(auth.allows("/health/ready", None))
+        self.assertFalse(auth.allows("/health", None))
+        self.assertFalse(HttpAuth(token="t").allows("/health/live", None))
+
+    def test_token_file(self) -> None:
+        """A token file's surrounding whitespace is ignored; an empty one is refused."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "token")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("abc\n")
+            self.assertTrue(HttpAuth(token_file=path).allows("/", "Bearer abc"))
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write("\n")
+            with self.assertRaisesRegex(ConfigError, "empty"):
+                HttpAuth(token_file=path)
+
+    def test_needs_something(self) -> None:
+        """HttpAuth without any credential source is a configuration error."""
+        with self.assertRaises(ConfigError):
+            HttpAuth()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,633 @@
+"""The performance monitor: traces, nesting, statistics, bounds, anomalies and shared history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import logging
+import math
+import os
+import pathlib
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import unittest
+
+from mgit_monitoring import performance
+from mgit_monitoring.context import correlation_context, new_trace_id
+from mgit_monitoring.performance import (
+    OperationMetrics,
+    PerformanceMetrics,
+    PerformanceMonitor,
+    get_performance_monitor,
+    monitor_performance,
+    percentile,
+    reset_performance_monitor,
+    set_performance_monitor,
+)
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.store import Store
+
+ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
+LOGGER = "mgit_monitoring.performance"
+
+
+class Clock:
+    """A hand-driven clock: tests advance it instead of sleeping."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+class MonitorCase(unittest.TestCase):
+    def setUp(self):
+        self.clock = Clock(100.0)
+        self.wall = Clock(1_700_000_000.0)
+        self.monitor = PerformanceMonitor(clock=self.clock, wall_clock=self.wall)
+
+    def timed(self, name: str, seconds: float, success: bool = True, error=None, monitor=None):
+        """Record one trace of exactly ``seconds``."""
+        monitor = monitor or self.monitor
+        trace_id = monitor.start_trace(name)
+        self.clock.now += seconds
+        return monitor.end_trace(trace_id, success=success, error=error)
+
+
+class TestPercentile(unittest.TestCase):
+    DATA = [float(v) for v in range(1, 11)]
+
+    def test_hand_computed_values(self):
+        """For 1..10: p0 1, p25 3.25, p50 5.5, p90 9.1, p95 9.55, p99 9.91, p100 10."""
+        expected = {0: 1.0, 25: 3.25, 50: 5.5, 90: 9.1, 95: 9.55, 99: 9.91, 100: 10.0}
+        for p, value in expected.items():
+            with self.subTest(p=p):
+                self.assertAlmostEqual(value, percentile(self.DATA, p), places=12)
+
+    def test_small_samples(self):
+        """One value is every percentile; two values interpolate between them."""
+        self.assertEqual(7.0, percentile([7.0], 99))
+        self.assertEqual(1.5, percentile([1.0, 3.0], 25))
+        self.assertTrue(math.isnan(percentile([], 50)))
+
+    def test_matches_inclusive_quantiles_and_stays_in_range(self):
+        """Agrees with statistics.quantiles(method='inclusive') and never leaves [min, max]."""
+        rng = random.Random(7)
+        for n in (2, 3, 5, 19, 20, 101):
+            data = sorted(rng.lognormvariate(0, 1.5) for _ in range(n))
+            cuts = statistics.quantiles(data, n=100, method="inclusive")
+            for p in (50, 90, 95, 99):
+                value = percentile(data, p)
+                self.assertAlmostEqual(cuts[p - 1], value, places=9)
+                self.assertTrue(data[0] <= value <= data[-1])
+
+    def test_rejects_out_of_range(self):
+        """p outside 0..100 is a ValueError naming it."""
+        with self.assertRaisesRegex(ValueError, "p=101"):
+            percentile([1.0], 101)
+
+
+class TestTraces(MonitorCase):
+    def test_start_end_returns_duration(self):
+        """end_trace returns the measured duration; an unknown id returns None."""
+        self.assertEqual(2.5, self.timed("clone", 2.5))
+        self.assertIsNone(self.monitor.end_trace("no-such-trace"))
+
+    def test_metadata_and_seed_signature(self):
+        """start_trace(name, **metadata) and the original's operation_id/tags/metadata all work."""
+        a = self.monitor.start_trace("clone", repo="org/repo")
+        b = self.monitor.start_trace("clone", operation_id="mine", tags={"p": "github"})
+        self.assertEqual("mine", b)
+        self.assertTrue(self.monitor.add_trace_metadata(a, {"extra": 1}))
+        self.monitor.end_trace(b)
+        self.monitor.end_trace(a)
+        rows = list(self.monitor._completed)
+        self.assertEqual({"repo": "org/repo", "extra": 1}, rows[1].metadata)
+        self.assertEqual({"tags": {"p": "github"}}, rows[0].metadata)
+
+    def test_ids_unique_under_threads(self):
+        """8 threads x 500 traces give 4,000 distinct ids and 4,000 completed traces."""
+        monitor = PerformanceMonitor(max_traces=10000)
+        barrier = threading.Barrier(8)
+        ids = [[] for _ in range(8)]
+
+        def work(n):
+            barrier.wait()
+            for _ in range(500):
+                trace_id = monitor.start_trace("op")
+                ids[n].append(trace_id)
+                monitor.end_trace(trace_id)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        flat = [i for chunk in ids for i in chunk]
+        self.assertEqual(4000, len(set(flat)))
+        self.assertEqual(4000, monitor.get_operation_metrics("op").count)
+        self.assertEqual(0, monitor.active_trace_count)
+
+    def test_correlation_id_recorded(self):
+        """Each trace records the active correlation id."""
+        cid = new_trace_id()
+        with correlation_context(correlation_id=cid):
+            self.timed("clone", 1)
+        self.assertEqual(cid, self.monitor._completed[-1].correlation_id)
+
+    def test_disabled_monitor_is_a_pass_through(self):
+        """A disabled monitor records nothing and the decorated code still runs."""
+        monitor = PerformanceMonitor(enabled=False)
+        self.assertEqual("", monitor.start_trace("x"))
+        with monitor.trace_operation("x"):
+            pass
+        self.assertEqual(0, monitor.get_operation_metrics("x").count)
+
+    def test_bad_arguments(self):
+        """Bad constructor and query arguments raise ValueError naming the value."""
+        with self.assertRaisesRegex(ValueError, "max_traces=0"):
+            PerformanceMonitor(max_traces=0)
+        with self.assertRaisesRegex(ValueError, "hours=-1"):
+            self.monitor.get_operation_metrics("x", hours=-1)
+
+
+class TestNesting(MonitorCase):
+    def parent_of(self, trace_id):
+        for row in self.monitor._completed:
+            if row.trace_id == trace_id:
+                return row.parent_id
+        raise AssertionError(f"{trace_id} not completed")
+
+    def test_nested_context_managers(self):
+        """An inner trace's parent is the outer one; the current trace is restored after each."""
+        with self.monitor.trace_operation("outer") as outer:
+            with self.monitor.trace_operation("inner") as inner:
+                self.assertEqual(inner, self.monitor.get_current_trace_id())
+            self.assertEqual(outer, self.monitor.get_current_trace_id())
+        self.assertIsNone(self.monitor.get_current_trace_id())
+        self.assertEqual(outer, self.parent_of(inner))
+        self.assertIsNone(self.parent_of(outer))
+
+    def test_threads(self):
+        """A plain thread starts without a parent; a thread run in a copied context inherits it."""
+        seen = {}
+
+        def child(key):
+            with self.monitor.trace_operation(key) as trace_id:
+                seen[key] = trace_id
+
+        with self.monitor.trace_operation("outer") as outer:
+            plain = threading.Thread(target=child, args=("plain",))
+            ctx = contextvars.copy_context()
+            copied = threading.Thread(target=ctx.run, args=(child, "copied"))
+            for t in (plain, copied):
+                t.start()
+                t.join()
+        self.assertIsNone(self.parent_of(seen["plain"]))
+        self.assertEqual(outer, self.parent_of(seen["copied"]))
+
+    def test_asyncio_siblings(self):
+        """Concurrent tasks are children of the outer trace, never of each other."""
+        monitor = PerformanceMonitor()
+        self.monitor = monitor
+        started = []
+
+        async def child(n, gate):
+            async with monitor.trace_operation(f"child{n}") as trace_id:
+                started.append(trace_id)
+                await gate.wait()  # all three overlap
+                return trace_id
+
+        async def main():
+            gate = asyncio.Event()
+            with monitor.trace_operation("outer") as outer:
+                tasks = [asyncio.ensure_future(child(n, gate)) for n in range(3)]
+                while len(started) < 3:
+                    await asyncio.sleep(0)
+                gate.set()
+                children = await asyncio.gather(*tasks)
+                self.assertEqual(outer, monitor.get_current_trace_id())
+            return outer, children
+
+        outer, children = asyncio.run(main())
+        for trace_id in children:
+            self.assertEqual(outer, self.parent_of(trace_id))
+        self.assertIsNone(monitor.get_current_trace_id())
+
+    def test_base_exception_ends_trace_as_failed(self):
+        """KeyboardInterrupt ends the trace as failed with its type and propagates unchanged."""
+        with self.assertRaises(KeyboardInterrupt), self.monitor.trace_operation("op"):
+            raise KeyboardInterrupt
+        metrics = self.monitor.get_operation_metrics("op")
+        self.assertEqual((1, 1), (metrics.count, metrics.error_count))
+        self.assertEqual({"KeyboardInterrupt": 1}, dict(metrics.error_types))
+        self.assertEqual(0, self.monitor.active_trace_count)
+
+    def test_cancellation_ends_trace_as_failed(self):
+        """A cancelled task's trace ends as failed with CancelledError."""
+        monitor = PerformanceMonitor()
+
+        @monitor_performance("slow", monitor=monitor)
+        async def slow(started):
+            started.set()
+            await asyncio.Event().wait()
+
+        async def main():
+            started = asyncio.Event()
+            task = asyncio.ensure_future(slow(started))
+            await started.wait()
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        metrics = monitor.get_operation_metrics("slow")
+        self.assertEqual({"CancelledError": 1}, dict(metrics.error_types))
+        self.assertEqual(0, monitor.active_trace_count)
+
+
+class TestDecorator(unittest.TestCase):
+    def setUp(self):
+        previous = reset_performance_monitor()
+        self.addCleanup(performance._install, previous)
+
+    def test_sync_and_async_preserve_metadata(self):
+        """Name, docstring and signature survive; sync and async calls return their results."""
+
+        @monitor_performance("git_clone")
+        def clone(url: str, path: str = ".") -> str:
+            """Clone it."""
+            return url + path
+
+        @monitor_performance("api")
+        async def call(n: int) -> int:
+            """Call it."""
+            return n * 2
+
+        self.assertEqual(("clone", "Clone it."), (clone.__name__, clone.__doc__))
+        self.assertEqual(["url", "path"], list(inspect.signature(clone).parameters))
+        self.assertEqual(inspect.signature(clone.__wrapped__), inspect.signature(clone))
+        self.assertTrue(inspect.iscoroutinefunction(call))
+        self.assertEqual("u/p", clone("u/", "p"))
+        self.assertEqual(4, asyncio.run(call(2)))
+        monitor = get_performance_monitor()
+        self.assertEqual(1, monitor.get_operation_metrics("git_clone").count)
+        self.assertEqual(1, monitor.get_operation_metrics("api").count)
+
+    def test_default_name_and_bare_decorator(self):
+        """Bare @monitor_performance names the trace module.qualname."""
+
+        @monitor_performance
+        def work():
+            return 1
+
+        work()
+        names = list(get_performance_monitor().get_all_operation_metrics())
+        self.assertEqual([f"{__name__}.{work.__qualname__}"], names)
+
+    def test_exception_propagates_and_is_recorded(self):
+        """The original exception propagates and the trace records its type."""
+
+        @monitor_performance("boom")
+        def boom():
+            raise LookupError("missing")
+
+        with self.assertRaisesRegex(LookupError, "missing"):
+            boom()
+        metrics = get_performance_monitor().get_operation_metrics("boom")
+        self.assertEqual({"LookupError": 1}, dict(metrics.error_types))
+
+    def test_monitor_installed_later_is_used(self):
+        """A function decorated before set_performance_monitor reports to the new monitor."""
+
+        @monitor_performance("late")
+        def late():
+            return None
+
+        installed = PerformanceMonitor()
+        set_performance_monitor(installed)
+        late()
+        self.assertIs(installed, get_performance_monitor())
+        self.assertEqual(1, installed.get_operation_metrics("late").count)
+
+    def test_default_is_one_object_under_threads(self):
+        """Threads racing on first use all get the same default monitor."""
+        barrier = threading.Barrier(8)
+        seen = []
+
+        def get():
+            barrier.wait()
+            seen.append(get_performance_monitor())
+
+        threads = [threading.Thread(target=get) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(1, len({id(m) for m in seen}))
+        reset_performance_monitor()
+        self.assertIsNot(seen[0], get_performance_monitor())
+
+
+class TestStatistics(MonitorCase):
+    def test_seed_print_lines(self):
+        """The seed's print lines work and show hand-computed values for durations 1..10 s."""
+        for seconds in range(1, 11):
+            self.timed("clone_repos", seconds, success=seconds != 10, error="timeout")
+        metrics = self.monitor.get_operation_metrics("clone_repos", hours=24)
+        lines = [
+            f"Average duration: {metrics.avg_duration:.2f}s",
+            f"95th percentile: {metrics.p95_duration:.2f}s",
+            f"Success rate: {metrics.success_rate:.1f}%",
+        ]
+        self.assertEqual(
+            ["Average duration: 5.50s", "95th percentile: 9.55s", "Success rate: 90.0%"], lines
+        )
+        self.assertEqual((10, 9, 1), (metrics.count, metrics.success_count, metrics.error_count))
+        self.assertEqual((1.0, 10.0), (metrics.min_duration, metrics.max_duration))
+        self.assertEqual(5.5, metrics.median_duration)
+        self.assertEqual(5.5, metrics.p50_duration)
+        self.assertAlmostEqual(9.91, metrics.p99_duration)
+        self.assertEqual(55.0, metrics.total_duration)
+        self.assertEqual({"timeout": 1}, dict(metrics.error_types))
+        self.assertIs(OperationMetrics, PerformanceMetrics)
+
+    def test_empty_operation(self):
+        """No traces: count 0, a falsy result, NaN durations that still format, None in JSON."""
+        metrics = self.monitor.get_operation_metrics("never")
+        self.assertFalse(metrics)
+        self.assertEqual(0, metrics.count)
+        self.assertEqual("nan", f"{metrics.p95_duration:.2f}")
+        self.assertIsNone(json.loads(json.dumps(metrics.as_dict()))["avg_duration"])
+
+    def test_counts_and_rate_share_one_window(self):
+        """Failures that left the window no longer count: the rate cannot go negative."""
+        self.monitor = PerformanceMonitor(
+            retention_hours=72, clock=self.clock, wall_clock=self.wall
+        )
+        for _ in range(5):
+            self.timed("sync", 1, success=False, error=RuntimeError("x"))
+        self.wall.now += 25 * 3600
+        for _ in range(5):
+            self.timed("sync", 1)
+        metrics = self.monitor.get_operation_metrics("sync", hours=24)
+        self.assertEqual((5, 0, 100.0), (metrics.count, metrics.error_count, metrics.success_rate))
+        wide = self.monitor.get_operation_metrics("sync", hours=48)
+        self.assertEqual((10, 5, 50.0), (wide.count, wide.error_count, wide.success_rate))
+
+    def test_summary_of_all_operations(self):
+        """get_all_operation_metrics and get_summary cover every operation."""
+        self.timed("a", 1)
+        self.timed("b", 2, success=False)
+        everything = self.monitor.get_all_operation_metrics()
+        self.assertEqual(["a", "b"], list(everything))
+        self.assertEqual(0.0, everything["b"].success_rate)
+        summary = self.monitor.get_summary()
+        self.assertEqual({"a", "b"}, set(summary["operations"]))
+        self.assertEqual("linear", summary["percentile_method"])
+        json.dumps(summary)  # JSON-ready
+
+
+class TestBounds(MonitorCase):
+    def test_cap_holds_far_more_traces_than_memory(self):
+        """Recording 20,000 traces with a cap of 100 keeps only the newest 100."""
+        monitor = PerformanceMonitor(max_traces=100, clock=self.clock, wall_clock=self.wall)
+        for i in range(20000):
+            self.wall.now += 0.001
+            self.timed("op", i % 7, monitor=monitor)
+        metrics = monitor.get_operation_metrics("op")
+        self.assertEqual(100, metrics.count)
+        self.assertEqual(100, len(monitor._completed))
+        self.assertEqual(6.0, metrics.max_duration)
+
+    def test_retention_window_empties_memory(self):
+        """Traces older than retention_hours leave memory when newer ones arrive."""
+        monitor = PerformanceMonitor(retention_hours=1, clock=self.clock, wall_clock=self.wall)
+        for _ in range(50):
+            self.timed("op", 1, monitor=monitor)
+        self.wall.now += 2 * 3600
+        self.timed("op", 1, monitor=monitor)
+        self.assertEqual(1, len(monitor._completed))
+
+    def test_never_ended_traces_expire(self):
+        """A trace never ended is dropped after trace_timeout; ending it later returns None."""
+        monitor = PerformanceMonitor(trace_timeout=30, clock=self.clock, wall_clock=self.wall)
+        forgotten = monitor.start_trace("leak")
+        self.clock.now += 61
+        monitor.start_trace("later")
+        self.assertEqual(1, monitor.active_trace_count)
+        self.assertEqual(1, monitor.expired_traces)
+        self.assertIsNone(monitor.end_trace(forgotten))
+
+    def test_active_traces_are_capped(self):
+        """Thousands of never-ended traces never hold more than max_traces."""
+        monitor = PerformanceMonitor(max_traces=50, clock=self.clock, wall_clock=self.wall)
+        for _ in range(5000):
+            trace_id = monitor.start_trace("leak")
+            monitor._current.set(None)  # as if each started in its own task
+        self.assertLessEqual(monitor.active_trace_count, 50)
+        self.assertEqual(4950, monitor.expired_traces)
+        self.assertIsNotNone(monitor.end_trace(trace_id))
+
+
+class TestAnomalies(MonitorCase):
+    def setUp(self):
+        super().setUp()
+        self.registry = Registry()
+        self.monitor = PerformanceMonitor(
+            registry=self.registry, clock=self.clock, wall_clock=self.wall
+        )
+
+    def count(self, kind):
+        return self.registry.get_sample_value(
+            "mgit_performance_anomalies_total", {"operation": "clone", "type": kind}
+        )
+
+    def test_slow_trace_is_logged_and_counted(self):
+        """Slower than 3x the baseline average: one WARNING with the correlation id and a count."""
+        self.monitor.set_performance_baseline("clone", {"avg_duration": 1.0, "p95_duration": 2.0})
+        cid = new_trace_id()
+        with self.assertLogs(LOGGER, "WARNING") as logs, correlation_context(correlation_id=cid):
+            self.timed("clone", 3.5)
+        self.assertEqual(1, len(logs.records))
+        self.assertIn(cid, logs.output[0])
+        self.assertIn("slow_operation", logs.output[0])
+        self.assertEqual(1.0, self.count("slow_operation"))
+
+    def test_p95_rule_and_quiet_when_normal(self):
+        """Above 2x baseline p95 counts as p95_exceeded; a normal trace logs nothing."""
+        self.monitor.set_performance_baseline("clone", {"p95_duration": 1.0})
+        records = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = records.append  # type: ignore[method-assign]
+        log = logging.getLogger(LOGGER)
+        log.addHandler(handler)
+        self.addCleanup(log.removeHandler, handler)
+        self.timed("clone", 1.9)
+        self.assertEqual([], records)
+        self.assertIsNone(self.count("p95_exceeded"))
+        self.timed("clone", 2.1)
+        self.assertEqual(["p95_exceeded"], [r.anomaly_type for r in records])
+        self.assertEqual(1.0, self.count("p95_exceeded"))
+
+    def test_learned_baseline(self):
+        """With learn_baselines, 20 one-second traces make a 10 s trace an anomaly."""
+        monitor = PerformanceMonitor(
+            registry=self.registry,
+            clock=self.clock,
+            wall_clock=self.wall,
+            learn_baselines=True,
+        )
+        for _ in range(20):
+            self.timed("clone", 1, monitor=monitor)
+        with self.assertLogs(LOGGER, "WARNING"):
+            self.timed("clone", 10, monitor=monitor)
+        self.assertEqual(
+            {"avg_duration": 1.0, "p95_duration": 1.0}, monitor.get_performance_baseline("clone")
+        )
+        self.assertEqual(1.0, self.count("slow_operation"))
+
+    def test_bad_baseline(self):
+        """A baseline without numbers is refused with a clear error."""
+        with self.assertRaisesRegex(ValueError, "avg_duration='fast'"):
+            self.monitor.set_performance_baseline("clone", {"avg_duration": "fast"})
+        with self.assertRaises(ValueError):
+            self.monitor.set_performance_baseline("clone", {})
+
+
+class TestPersistence(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+
+    def make(self, **kwargs) -> PerformanceMonitor:
+        monitor = PerformanceMonitor(state_dir=self.dir, flush_interval=3600, **kwargs)
+        self.addCleanup(monitor.close)
+        return monitor
+
+    def test_construction_starts_nothing(self):
+        """A monitor with a state dir creates no file and no thread until a trace completes."""
+        before = threading.active_count()
+        monitor = self.make()
+        self.assertEqual(before, threading.active_count())
+        self.assertEqual([], os.listdir(self.dir))
+        monitor.end_trace(monitor.start_trace("op"))
+        self.assertEqual(before + 1, threading.active_count())
+
+    def test_batched_writes_counted_once(self):
+        """Traces reach the store only on flush, and metrics count each exactly once throughout."""
+        monitor = self.make()
+        for _ in range(5):
+            monitor.end_trace(monitor.start_trace("clone"))
+        self.assertEqual([], monitor.store.query_traces(0))
+        self.assertEqual(5, monitor.get_operation_metrics("clone").count)
+        self.assertTrue(monitor.flush())
+        self.assertEqual(5, len(monitor.store.query_traces(0)))
+        self.assertEqual(5, monitor.get_operation_metrics("clone").count)
+
+    def test_error_text_stays_out_of_the_store(self):
+        """The stored trace keeps the error type but not the message, which may hold secrets."""
+        monitor = self.make()
+        trace_id = monitor.start_trace("clone")
+        monitor.end_trace(trace_id, success=False, error=OSError("https://user:tok@host/x"))
+        monitor.flush()
+        (row,) = monitor.store.query_traces(0)
+        self.assertEqual("OSError", row.error_type)
+        self.assertNotIn("tok", json.dumps(row.metadata))
+
+    def test_other_process_sees_history(self):
+        """get_operation_metrics in a separate process sees traces written by this one."""
+        monitor = self.make()
+        for seconds in (1.0, 2.0, 3.0):
+            monitor._clock = iter((0.0, seconds)).__next__
+            monitor.end_trace(monitor.start_trace("clone_repos"))
+        monitor.flush()
+        out = run_python(
+            """
+            import json, sys
+            from mgit_monitoring.performance import PerformanceMonitor
+            m = PerformanceMonitor(state_dir=sys.argv[1]).get_operation_metrics("clone_repos")
+            print(json.dumps([m.count, m.avg_duration, m.p50_duration]))
+            """,
+            self.dir,
+        )
+        self.assertEqual(0, out.returncode, out.stderr)
+        self.assertEqual([3, 2.0, 2.0], json.loads(out.stdout))
+
+    def test_processes_flush_at_exit_concurrently(self):
+        """4 processes x 200 traces that never call flush() all land in the store at exit."""
+        code = """
+            import sys
+            from mgit_monitoring.performance import PerformanceMonitor
+            m = PerformanceMonitor(state_dir=sys.argv[1], flush_interval=3600)
+            sys.stdin.readline()
+            for _ in range(200):
+                m.end_trace(m.start_trace("clone"))
+        """
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(code), self.dir],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        results = [p.communicate("go\n", timeout=120) for p in procs]
+        for p, (_out, err) in zip(procs, results):
+            self.assertEqual(0, p.returncode, err)
+            self.assertEqual("", err)
+        metrics = self.make().get_operation_metrics("clone")
+        self.assertEqual(800, metrics.count)
+
+    def test_unwritable_state_dir_keeps_working_in_memory(self):
+        """A state dir under a regular file: one store warning, statistics still right."""
+        blocker = os.path.join(self.dir, "file")
+        pathlib.Path(blocker).write_text("x")
+        monitor = PerformanceMonitor(state_dir=os.path.join(blocker, "state"), flush_interval=3600)
+        self.addCleanup(monitor.close)
+        with self.assertLogs("mgit_monitoring.store", "WARNING") as logs:
+            for _ in range(3):
+                monitor.end_trace(monitor.start_trace("op"))
+            self.assertFalse(monitor.flush())
+        self.assertEqual(1, len(logs.output))
+        self.assertIsNone(monitor.store)
+        self.assertEqual(3, monitor.get_operation_metrics("op").count)
+
+    def test_shared_store_object(self):
+        """A monitor can use a Store it is given; retention for the traces table is registered."""
+        store = Store.open(self.dir, flush_interval=3600)
+        self.addCleanup(store.close)
+        monitor = PerformanceMonitor(store=store, retention_hours=1)
+        monitor.end_trace(monitor.start_trace("op"))
+        store.flush()
+        self.assertEqual(1, len(store.query_traces(0)))
+        self.assertIn(("perf_traces", "start_time"), store._retention)
+
+
+if __name__ == "__main__":
+    unittest.main()

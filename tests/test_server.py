@@ -1,0 +1,700 @@
+"""Tests for mgit_monitoring.server: routing, real sockets on port 0, limits, auth, TLS, signals."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+from typing import Any, Dict, List, Tuple
+
+from mgit_monitoring.errors import ServerError
+from mgit_monitoring.health import HealthChecker, HealthCheckResult
+from mgit_monitoring.http_auth import HttpAuth, htpasswd_line
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.server import (
+    ENDPOINTS,
+    MonitoringApp,
+    MonitoringServer,
+    TLSConfig,
+    serve,
+    start_monitoring_server,
+)
+from tests.support import need_executable
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _checker(registry: Registry, status: str = "healthy") -> HealthChecker:
+    checker = HealthChecker(registry)
+    checker.register_check(
+        "disk", lambda: HealthCheckResult("disk", status, "state"), critical=True
+    )
+    return checker
+
+
+class _FailingRegistry(Registry):
+    def snapshot(self) -> Any:
+        raise RuntimeError("secret-internal-detail")
+
+
+class _Base(unittest.TestCase):
+    def setUp(self) -> None:
+        self.registry = Registry()
+        self.ops = self.registry.counter("mgit_operations_total", "Operations.", ("operation",))
+        self.ops.labels("clone").inc(3)
+        self.checker = _checker(self.registry)
+
+    def start(self, **options: Any) -> MonitoringServer:
+        options.setdefault("registry", self.registry)
+        options.setdefault("health_checker", self.checker)
+        options.setdefault("simple", True)
+        server = start_monitoring_server("127.0.0.1", 0, **options)
+        self.addCleanup(server.close)
+        return server
+
+    def get(
+        self, server: MonitoringServer, path: str, method: str = "GET", **headers: str
+    ) -> Tuple[http.client.HTTPResponse, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request(method, path, headers={k.replace("_", "-"): v for k, v in headers.items()})
+        response = conn.getresponse()
+        return response, response.read()
+
+
+class TestRoute(_Base):
+    """The pure routing function, without sockets."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.app = MonitoringApp(registry=self.registry, health_checker=self.checker, simple=True)
+
+    def test_every_endpoint_answers_with_type_and_length(self) -> None:
+        """Every endpoint is 200 with a Content-Type and an exact Content-Length."""
+        for path in [*ENDPOINTS, "/"]:
+            response = self.app.route("GET", path, {})
+            self.assertEqual(200, response.status, path)
+            self.assertTrue(response.header("Content-Type"), path)
+            self.assertEqual(str(len(response.body)), response.header("Content-Length"), path)
+
+    def test_head_has_get_headers_and_no_body(self) -> None:
+        """HEAD mirrors GET's status and headers, with an empty body."""
+        for path in ["/info", "/health/live", "/"]:
+            get = self.app.route("GET", path, {})
+            head = self.app.route("HEAD", path, {})
+            self.assertEqual(get.status, head.status)
+            self.assertEqual(get.header("Content-Length"), head.header("Content-Length"))
+            self.assertEqual(b"", head.body)
+
+    def test_not_found_and_method_not_allowed_are_json(self) -> None:
+        """404 for unknown paths, 405 with Allow for other methods; both JSON."""
+        missing = self.app.route("GET", "/favicon.ico", {})
+        self.assertEqual(404, missing.status)
+        self.assertEqual("Not found", json.loads(missing.body)["error"])
+        post = self.app.route("POST", "/metrics", {})
+        self.assertEqual(405, post.status)
+        self.assertEqual("GET, HEAD, OPTIONS", post.header("Allow"))
+        self.assertEqual("application/json", post.header("Content-Type"))
+        self.assertEqual(204, self.app.route("OPTIONS", "/metrics", {}).status)
+
+    def test_query_string_and_trailing_slash_tolerated(self) -> None:
+        """``/metrics?x=1`` and ``/info/`` reach their endpoints."""
+        self.assertEqual(200, self.app.route("GET", "/metrics?name[]=x", {}).status)
+        self.assertEqual(200, self.app.route("GET", "/info/", {}).status)
+
+    def test_request_body_refused(self) -> None:
+        """A GET with a body is 413; an unparsable Content-Length is 400."""
+        self.assertEqual(413, self.app.route("GET", "/metrics", {"Content-Length": "5"}).status)
+        self.assertEqual(
+            413, self.app.route("GET", "/metrics", {"Transfer-Encoding": "chunked"}).status
+        )
+        self.assertEqual(400, self.app.route("GET", "/metrics", {"Content-Length": "x"}).status)
+        self.assertEqual(200, self.app.route("GET", "/metrics", {"Content-Length": "0"}).status)
+
+    def test_metrics_content_negotiation(self) -> None:
+        """Prometheus's Accept gets OpenMetrics; anything else text 0.0.4."""
+        om = self.app.route("GET", "/metrics", {"Accept": PROMETHEUS_ACCEPT})
+        self.assertTrue(om.header("Content-Type").startswith("application/openmetrics-text"))
+        self.assertTrue(om.body.endswith(b"# EOF\n"))
+        text = self.app.route("GET", "/metrics", {"Accept": "application/json"})
+        self.assertEqual("text/plain; version=0.0.4; charset=utf-8", text.header("Content-Type"))
+        self.assertIn(b'mgit_operations_total{operation="clone"} 3', text.body)
+
+    def test_metrics_json(self) -> None:
+        """/metrics/json is JSON holding our series."""
+        doc = json.loads(self.app.route("GET", "/metrics/json", {}).body)
+        names = {m["name"] for m in doc["metrics"]}
+        self.assertIn("mgit_operations_total", names)
+
+    def test_failing_export_is_500_without_exception_text(self) -> None:
+        """A broken registry gives a JSON 500 that does not leak the exception."""
+        app = MonitoringApp(registry=_FailingRegistry(), health_checker=self.checker, simple=True)
+        with self.assertLogs("mgit_monitoring.server", "ERROR"):
+            response = app.route("GET", "/metrics", {})
+        self.assertEqual(500, response.status)
+        self.assertNotIn(b"secret-internal-detail", response.body)
+
+    def test_health_status_codes(self) -> None:
+        """/health: 200 healthy and degraded, 503 unhealthy; readiness follows critical checks."""
+        for status, code, ready in (
+            ("healthy", 200, 200),
+            ("degraded", 200, 200),
+            ("unhealthy", 503, 503),
+        ):
+            checker = _checker(Registry(), status)
+            app = MonitoringApp(registry=self.registry, health_checker=checker, simple=True)
+            response = app.route("GET", "/health", {})
+            self.assertEqual(code, response.status, status)
+            self.assertEqual("no-store", response.header("Cache-Control"))
+            self.assertEqual(status, json.loads(response.body)["status"])
+            self.assertEqual(ready, app.route("GET", "/health/ready", {}).status, status)
+            self.assertEqual(200, app.route("GET", "/health/live", {}).status)
+            self.assertEqual(200, app.route("GET", "/health/detailed", {}).status)
+
+    def test_health_json_by_accept(self) -> None:
+        """Accept: application/health+json gets the IETF draft shape."""
+        response = self.app.route("GET", "/health", {"Accept": "application/health+json"})
+        self.assertEqual("application/health+json", response.header("Content-Type"))
+        self.assertEqual("pass", json.loads(response.body)["status"])
+
+    def test_draining_turns_readiness_off(self) -> None:
+        """While the server drains, readiness is 503 so traffic moves away."""
+        self.app.draining = True
+        response = self.app.route("GET", "/health/ready", {})
+        self.assertEqual(503, response.status)
+        self.assertEqual("shutting down", json.loads(response.body)["reason"])
+
+    def test_info_fields(self) -> None:
+        """/info names the version, process, UTC start time and endpoints, and no secrets."""
+        app = MonitoringApp(
+            registry=self.registry, health_checker=self.checker, auth=HttpAuth(token="tok3n")
+        )
+        response = app.route("GET", "/info", {"Authorization": "Bearer tok3n"})
+        info = json.loads(response.body)
+        for key in ("version", "python", "pid", "hostname", "uptime_seconds", "endpoints"):
+            self.assertIn(key, info)
+        self.assertTrue(info["start_time"].endswith("Z"))
+        self.assertEqual("/health/ready", info["endpoints"]["readiness"])
+        self.assertEqual("bearer", info["monitoring"]["auth"])
+        self.assertNotIn(b"tok3n", response.body)
+
+    def test_own_metrics_use_route_templates(self) -> None:
+        """Requests are counted by route template; raw paths never become label values."""
+        self.app.route("GET", "/health/live", {})
+        self.app.route("GET", "/secret/token/abc", {})
+        text = self.app.route("GET", "/metrics", {}).body.decode()
+        self.assertIn(
+            'mgit_monitoring_http_requests_total{handler="/health/live",code="200"} 1', text
+        )
+        self.assertIn('mgit_monitoring_http_requests_total{handler="other",code="404"} 1', text)
+        self.assertNotIn("/secret/token", text)
+        self.assertNotIn("mgit_api_", text)
+
+    def test_scrape_sees_updates_made_before_it(self) -> None:
+        """Concurrent scrapes share renders but each sees every increment made before it."""
+        gauge = self.registry.gauge("mgit_seq", "Sequence.")
+        errors: List[str] = []
+
+        def worker(offset: int) -> None:
+            for i in range(20):
+                value = offset * 1000 + i
+                gauge.set(value)
+                body = self.app.route("GET", "/metrics", {}).body.decode()
+                line = next(x for x in body.splitlines() if x.startswith("mgit_seq "))
+                seen = float(line.split()[1])
+                # Another thread may have set a different value since; ours must not be lost
+                # to a render that started before we asked, so the value is one set no earlier
+                # than our own set (same thread: >= ours; other thread: anything).
+                if seen // 1000 == offset and seen < value:
+                    errors.append(f"stale {seen} < {value}")
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(1, 5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([], errors)
+
+    def test_concurrent_scrapes_during_slow_render_all_answer(self) -> None:
+        """Scrapes arriving during a slow render share the next one and all get 200."""
+        started, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+        calls: List[int] = []
+
+        class Slow(Registry):
+            def snapshot(inner) -> Any:  # noqa: N805 - inner: the registry, self: the test
+                calls.append(1)
+                if len(calls) == 1:
+                    started.set()
+                    release.wait(30)
+                return Registry.snapshot(inner)
+
+        app = MonitoringApp(registry=Slow(), health_checker=self.checker, simple=True)
+        codes: List[int] = []
+        first = threading.Thread(target=lambda: codes.append(app.route("GET", "/metrics").status))
+        first.start()
+        self.assertTrue(started.wait(10))
+        others = [
+            threading.Thread(target=lambda: codes.append(app.route("GET", "/metrics").status))
+            for _ in range(5)
+        ]
+        for thread in others:
+            thread.start()
+        while not app._renders._pending:  # a follower is queued behind the slow render
+            threading.Event().wait(0.005)
+        threading.Event().wait(0.05)  # let the rest join the queued render
+        release.set()
+        for thread in [first, *others]:
+            thread.join(10)
+            self.assertFalse(thread.is_alive(), "a scrape is stuck")
+        self.assertEqual([200] * 6, codes)
+        self.assertLess(len(calls), 6)
+
+
+class TestServerEndpoints(_Base):
+    """Every endpoint over a real socket."""
+
+    def test_endpoints_over_keep_alive(self) -> None:
+        """One HTTP/1.1 connection serves every endpoint in turn."""
+        server = self.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        self.addCleanup(conn.close)
+        expected = {path: 200 for path in [*ENDPOINTS, "/"]}
+        expected.update({"/nope": 404})
+        sockets = set()
+        for path, code in expected.items():
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            self.assertEqual(code, response.status, path)
+            self.assertEqual(str(len(body)), response.getheader("Content-Length"), path)
+            self.assertIsNone(response.getheader("Connection"), path)
+            sockets.add(id(conn.sock))
+        self.assertEqual(1, len(sockets), "the connection was not kept alive")
+
+    def test_url_and_port(self) -> None:
+        """Port 0 binds a free port reported in .port and .url."""
+        server = self.start()
+        self.assertGreater(server.port, 0)
+        self.assertEqual(f"http://127.0.0.1:{server.port}", server.url)
+
+    def test_head_and_405_over_socket(self) -> None:
+        """HEAD returns headers only; POST gets 405 with Allow and the connection closes."""
+        server = self.start()
+        response, body = self.get(server, "/metrics", method="HEAD")
+        self.assertEqual(200, response.status)
+        self.assertEqual(b"", body)
+        self.assertGreater(int(response.getheader("Content-Length")), 0)
+        response, body = self.get(server, "/info", method="DELETE")
+        self.assertEqual(405, response.status)
+        self.assertEqual("GET, HEAD, OPTIONS", response.getheader("Allow"))
+        self.assertEqual("Method not allowed", json.loads(body)["error"])
+
+    def test_gzip(self) -> None:
+        """Accept-Encoding: gzip gets a gzip body equal to the plain one."""
+        server = self.start()
+        response, body = self.get(server, "/metrics", Accept_Encoding="gzip")
+        self.assertEqual("gzip", response.getheader("Content-Encoding"))
+        self.assertEqual(str(len(body)), response.getheader("Content-Length"))
+        self.assertIn(b'mgit_operations_total{operation="clone"} 3\n', gzip.decompress(body))
+        response, body = self.get(server, "/metrics", Accept_Encoding="gzip;q=0")
+        self.assertIsNone(response.getheader("Content-Encoding"))
+
+    def test_openmetrics_negotiation(self) -> None:
+        """Prometheus's Accept header gets OpenMetrics over the wire."""
+        server = self.start()
+        response, body = self.get(server, "/metrics", Accept=PROMETHEUS_ACCEPT)
+        self.assertEqual(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            response.getheader("Content-Type"),
+        )
+        self.assertTrue(body.endswith(b"# EOF\n"))
+
+    def test_unhealthy_is_503(self) -> None:
+        """/health and /health/ready answer 503 when a critical check fails."""
+        server = self.start(health_checker=_checker(Registry(), "unhealthy"))
+        self.assertEqual(503, self.get(server, "/health")[0].status)
+        self.assertEqual(503, self.get(server, "/health/ready")[0].status)
+        self.assertEqual(200, self.get(server, "/health/live")[0].status)
+
+    def test_traceparent_and_correlation_id(self) -> None:
+        """A traceparent's trace-id becomes the correlation id; X-Correlation-ID is echoed."""
+        server = self.start()
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        response, _ = self.get(server, "/info", traceparent=f"00-{trace}-00f067aa0ba902b7-01")
+        self.assertEqual(trace, response.getheader("X-Correlation-ID"))
+        response, _ = self.get(server, "/info", X_Correlation_ID="req-42")
+        self.assertEqual("req-42", response.getheader("X-Correlation-ID"))
+
+    def test_access_log_levels_and_fields(self) -> None:
+        """Scrapes and probes log at DEBUG, other requests at INFO, with structured fields."""
+        server = self.start()
+        logger = logging.getLogger("mgit_monitoring.server.access")
+        self.addCleanup(logger.setLevel, logger.level)
+        with self.assertLogs(logger, "DEBUG") as logs:
+            self.get(server, "/metrics", User_Agent="Prometheus/2.42")
+            self.get(server, "/info?token=hidden")
+        by_route = {r.route: r for r in logs.records}
+        self.assertEqual(logging.DEBUG, by_route["/metrics"].levelno)
+        self.assertEqual(logging.INFO, by_route["/info"].levelno)
+        self.assertEqual("Prometheus/2.42", by_route["/metrics"].user_agent)
+        self.assertEqual(200, by_route["/info"].status_code)
+        self.assertEqual("/info", by_route["/info"].path)  # the query string is not logged
+
+    def test_probe_does_not_wait_for_slow_check(self) -> None:
+        """A readiness probe answers from cache while a stale check is still running."""
+        registry = Registry()
+        checker = HealthChecker(registry, default_ttl=0.001)
+        entered, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+        calls: List[int] = []
+
+        def slow() -> bool:
+            calls.append(1)
+            if len(calls) > 1:
+                entered.set()
+                release.wait(30)
+            return True
+
+        checker.register_check("slow", slow, critical=True, timeout=30)
+        server = self.start(health_checker=checker)
+        self.assertEqual(200, self.get(server, "/health/ready")[0].status)  # first result
+        while not entered.is_set():
+            response, _ = self.get(server, "/health/ready")  # kicks the slow re-run
+            self.assertEqual(200, response.status)
+        response, _ = self.get(server, "/health/ready")
+        self.assertEqual(200, response.status)
+        self.assertFalse(release.is_set(), "the probe answered only after the check finished")
+
+
+class TestServerLimits(_Base):
+    """Resource bounds: timeouts, sizes, the connection cap, bodies, error texts."""
+
+    def raw(self, server: MonitoringServer, data: bytes, timeout: float = 10) -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
+    def test_long_request_line_414(self) -> None:
+        """A request line over 8 KiB is refused with 414 and a JSON body."""
+        server = self.start()
+        reply = self.raw(server, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 414 "), reply[:40])
+        self.assertIn(b'"status":414', reply)
+
+    def test_large_headers_431(self) -> None:
+        """Too many or too large headers are refused with 431."""
+        server = self.start()
+        big = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n"
+        self.assertTrue(self.raw(server, big).startswith(b"HTTP/1.1 431 "))
+        many = b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n"
+        self.assertTrue(self.raw(server, many).startswith(b"HTTP/1.1 431 "))
+
+    def test_body_on_get_413_and_close(self) -> None:
+        """A GET with a body gets 413 and the server closes the connection."""
+        server = self.start()
+        reply = self.raw(
+            server, b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply[:40])
+        self.assertIn(b"Connection: close", reply)
+
+    def test_garbage_request_400_json(self) -> None:
+        """A malformed request line gets a JSON 400, never the stdlib HTML page."""
+        server = self.start()
+        reply = self.raw(server, b"NONSENSE\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:40])
+        self.assertIn(b"application/json", reply)
+        self.assertNotIn(b"<html", reply.lower())
+
+    def test_slow_client_does_not_block_others_and_is_dropped(self) -> None:
+        """A client trickling its request head is cut at the deadline; others are served."""
+        server = self.start(request_timeout=0.5)
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(slow.close)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        self.assertEqual(200, self.get(server, "/health/live")[0].status)
+        # The server closes the stalled connection (recv returns b"" instead of timing out).
+        self.assertEqual(b"", slow.recv(1024))
+
+    def test_connection_cap_answers_503(self) -> None:
+        """Over max_connections a new connection gets a quick 503 with Retry-After."""
+        server = self.start(max_connections=1, request_timeout=30)
+        holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(holder.close)
+        holder.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", holder.recv(65536))  # now idle on keep-alive, holding the slot
+        response, body = self.get(server, "/health/live")
+        self.assertEqual(503, response.status)
+        self.assertEqual("1", response.getheader("Retry-After"))
+        self.assertEqual("Server busy", json.loads(body)["error"])
+        holder.close()
+
+    def test_error_text_never_sent(self) -> None:
+        """An exception in an exporter is logged, and the client sees only a generic 500."""
+        server = self.start(registry=_FailingRegistry())
+        with self.assertLogs("mgit_monitoring.server", "ERROR") as logs:
+            response, body = self.get(server, "/metrics")
+        self.assertEqual(500, response.status)
+        self.assertNotIn(b"secret-internal-detail", body)
+        self.assertIn("secret-internal-detail", "\n".join(logs.output))
+
+
+class TestAuthOverHttp(_Base):
+    def test_token(self) -> None:
+        """Bearer auth: 401 with WWW-Authenticate without or with a wrong token, 200 with it."""
+        server = self.start(auth=HttpAuth(token="s3cret"))
+        response, body = self.get(server, "/metrics")
+        self.assertEqual(401, response.status)
+        self.assertEqual('Bearer realm="mgit-monitoring"', response.getheader("WWW-Authenticate"))
+        self.assertEqual(401, self.get(server, "/metrics", Authorization="Bearer nope")[0].status)
+        self.assertEqual(200, self.get(server, "/metrics", Authorization="Bearer s3cret")[0].status)
+        self.assertEqual(401, self.get(server, "/health/live")[0].status)
+
+    def test_htpasswd_basic_and_public_probes(self) -> None:
+        """Basic auth from an htpasswd file; the probes stay open with public_probes."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "users")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(htpasswd_line("prom", "pa:ss", iterations=1000) + "\n")
+            server = self.start(auth=HttpAuth(htpasswd_file=path, public_probes=True))
+        good = "Basic " + base64.b64encode(b"prom:pa:ss").decode()
+        bad = "Basic " + base64.b64encode(b"prom:pass").decode()
+        self.assertEqual(200, self.get(server, "/metrics", Authorization=good)[0].status)
+        response = self.get(server, "/metrics", Authorization=bad)[0]
+        self.assertEqual(401, response.status)
+        self.assertIn("Basic", response.getheader("WWW-Authenticate"))
+        self.assertEqual(200, self.get(server, "/health/live")[0].status)
+        self.assertEqual(200, self.get(server, "/health/ready")[0].status)
+        self.assertEqual(401, self.get(server, "/health")[0].status)
+
+
+class TestTLS(_Base):
+    def setUp(self) -> None:
+        super().setUp()
+        openssl = need_executable("openssl")
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.cert = os.path.join(tmp.name, "cert.pem")
+        self.key = os.path.join(tmp.name, "key.pem")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", self.key, "-out", self.cert, "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def test_https(self) -> None:
+        """The server speaks TLS >= 1.2 with the given certificate; plain HTTP is not served."""
+        server = self.start(tls=TLSConfig(self.cert, self.key))
+        self.assertTrue(server.url.startswith("https://"))
+        ctx = ssl.create_default_context(cafile=self.cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        self.assertEqual(200, response.status)
+        self.assertIn(b"mgit_operations_total", response.read())
+        self.assertIn(conn.sock.version(), ("TLSv1.2", "TLSv1.3"))
+        # A plain-text client gets no HTTP answer, and the server keeps serving TLS.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as plain:
+            plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                reply = plain.recv(1024)
+            except ConnectionResetError:
+                reply = b""
+            self.assertFalse(reply.startswith(b"HTTP/1.1 200"))
+        conn.request("GET", "/health/live")
+        self.assertEqual(200, conn.getresponse().status)
+
+    def test_old_tls_refused(self) -> None:
+        """A client limited to TLS 1.1 cannot connect."""
+        server = self.start(tls=TLSConfig(self.cert, self.key))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        except (ValueError, ssl.SSLError):
+            self.skipTest("this OpenSSL cannot even offer TLS 1.1")
+        with socket.create_connection(
+            ("127.0.0.1", server.port), timeout=10
+        ) as sock, self.assertRaises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(sock).do_handshake()
+
+    def test_bad_certificate_path(self) -> None:
+        """A missing certificate file is a one-line ConfigError naming it."""
+        with self.assertRaisesRegex(ValueError, "nope.pem"):
+            TLSConfig("/nonexistent/nope.pem").context()
+
+
+class TestLifecycle(_Base):
+    def test_port_in_use_and_bad_address(self) -> None:
+        """Binding a busy port or a bogus address raises ServerError with a one-line message."""
+        server = self.start()
+        with self.assertRaises(ServerError) as caught:
+            MonitoringServer(
+                "127.0.0.1", server.port, registry=self.registry, health_checker=self.checker
+            )
+        self.assertIn(f"cannot listen on 127.0.0.1:{server.port}", str(caught.exception))
+        self.assertNotIn("\n", str(caught.exception))
+        with self.assertRaises(ServerError):
+            MonitoringServer("256.1.1.1", 0, registry=self.registry, health_checker=self.checker)
+
+    def test_close_releases_port(self) -> None:
+        """After close() the same port can be bound again at once."""
+        server = start_monitoring_server(registry=self.registry, health_checker=self.checker)
+        port = server.port
+        server.close()
+        server.close()  # idempotent
+        again = MonitoringServer(
+            "127.0.0.1", port, registry=self.registry, health_checker=self.checker
+        )
+        again.close()
+
+    def test_close_drains_in_flight_request(self) -> None:
+        """close() lets a request in progress finish and answer 200."""
+        started, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        class Blocking(Registry):
+            def snapshot(inner) -> Any:  # noqa: N805 - inner: the registry, self: the test
+                started.set()
+                release.wait(30)
+                return Registry.snapshot(inner)
+
+        server = start_monitoring_server(registry=Blocking(), health_checker=self.checker)
+        result: Dict[str, Any] = {}
+
+        def scrape() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            result["status"], result["connection"] = (
+                response.status,
+                response.getheader("Connection"),
+            )
+            response.read()
+            conn.close()
+
+        client = threading.Thread(target=scrape)
+        client.start()
+        self.assertTrue(started.wait(10))
+        closer = threading.Thread(target=server.close)
+        closer.start()
+        while not server.app.draining:  # close() has begun; no event to await here
+            threading.Event().wait(0.01)
+        release.set()
+        client.join(30)
+        closer.join(30)
+        self.assertFalse(closer.is_alive())
+        self.assertEqual(200, result["status"])
+        self.assertEqual("close", result["connection"])
+
+    def test_idle_keep_alive_does_not_hold_close(self) -> None:
+        """An idle keep-alive connection is woken and closed by close(), not waited for."""
+        server = start_monitoring_server(
+            registry=self.registry, health_checker=self.checker, request_timeout=120
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/health/live")
+        conn.getresponse().read()
+        closer = threading.Thread(target=server.close)
+        closer.start()
+        closer.join(30)  # a hang guard only: without the wake-up this would take 120 s
+        self.assertFalse(closer.is_alive())
+
+    def test_serve_stops_on_event(self) -> None:
+        """serve() returns 0 once its stop event is set, after ready() saw the bound server."""
+        stop = threading.Event()
+        seen: List[MonitoringServer] = []
+        result: List[int] = []
+
+        def ready(server: MonitoringServer) -> None:
+            seen.append(server)
+            stop.set()
+
+        runner = threading.Thread(
+            target=lambda: result.append(
+                serve("127.0.0.1", 0, ready=ready, stop=stop, registry=self.registry,
+                      health_checker=self.checker, simple=True)
+            )
+        )  # fmt: skip
+        runner.start()
+        runner.join(30)
+        self.assertEqual([0], result)
+        self.assertGreater(seen[0].port, 0)
+
+
+@unittest.skipIf(sys.platform == "win32", "POSIX signals")
+class TestProcess(unittest.TestCase):
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.env = dict(os.environ, HOME=tmp.name, MGIT_MONITORING_STATE_DIR=tmp.name)
+        self.env["PYTHONPATH"] = REPO + os.pathsep + self.env.get("PYTHONPATH", "")
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "mgit_monitoring.server", "--host", "127.0.0.1", *args]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, text=True
+        )
+        self.addCleanup(
+            lambda: (
+                proc.poll() is None and proc.kill(),
+                proc.wait(),
+                proc.stdout.close(),
+                proc.stderr.close(),
+            )
+        )  # type: ignore[union-attr]  # noqa: E501
+        return proc
+
+    def test_sigterm_exits_zero(self) -> None:
+        """`python3 -m mgit_monitoring.server --simple --port 0` serves, then exits 0 on SIGTERM."""
+        proc = self.spawn("--simple", "--port", "0")
+        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        self.assertTrue(line.startswith("serving on http://127.0.0.1:"), line)
+        port = int(line.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/health/live")
+        self.assertEqual(200, conn.getresponse().status)
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(timeout=30))
+
+    def test_port_in_use_one_line_error(self) -> None:
+        """A busy port exits non-zero with one 'error:' line and no traceback."""
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            proc = self.spawn("--simple", "--port", str(busy.getsockname()[1]))
+            _, err = proc.communicate(timeout=30)
+        self.assertNotEqual(0, proc.returncode)
+        self.assertIn("error: cannot listen on 127.0.0.1:", err)
+        self.assertNotIn("Traceback", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
