@@ -193,6 +193,17 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(home, ".local", "state", _APP_DIR)
 
 
+def _expand_user(path: str | None, env: Mapping[str, str]) -> str | None:
+    """``~`` and ``~/x`` expanded with the mapping's HOME (os.path.expanduser reads os.environ)."""
+    if path is None or not path.startswith("~"):
+        return path
+    head, sep, rest = path[1:].partition(os.sep)
+    if head:  # ~otheruser/...: only the password database knows
+        return os.path.expanduser(path)
+    home = env.get("HOME", "") or _account_home()
+    return os.path.join(home, rest) if sep else home
+
+
 def _account_home() -> str:
     try:
         import pwd
@@ -317,6 +328,8 @@ class MonitoringConfig:
                 labels[name] = name
         if values.get("state_dir") is None:
             values["state_dir"] = default_state_dir(env)
+        for name in ("state_dir", "disk_path"):
+            values[name] = _expand_user(values.get(name), env)
         for name in _FIELDS:
             labels.setdefault(name, name)
         # Cross-field checks name the variables that set the values, not just the fields.
@@ -331,7 +344,7 @@ class MonitoringConfig:
         """The directory of the shared store, or None when persistence is off (memory only)."""
         if not (self.enabled and self.persist) or self.state_dir is None:
             return None
-        return os.path.abspath(os.path.expanduser(self.state_dir))
+        return os.path.abspath(self.state_dir)
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a JSON-ready dict (none of them is a secret)."""

@@ -102,10 +102,13 @@ __all__ = [
     "ProbeResult",
     "create_default_health_checker",
     "get_health_checker",
+    "health_check_endpoint",
     "health_percentage",
     "health_to_dict",
     "http_status_for",
+    "liveness_probe",
     "overall_status",
+    "readiness_probe",
     "reset_health_checker",
     "set_health_checker",
     "to_health_json",
@@ -1001,3 +1004,18 @@ def reset_health_checker() -> None:
     previous = set_health_checker(None)
     if previous is not None:
         previous.stop_background()
+
+
+async def readiness_probe() -> bool:
+    """The original module helper: ``await get_health_checker().is_ready()``."""
+    return await get_health_checker().is_ready()
+
+
+async def liveness_probe() -> bool:
+    """The original module helper: ``await get_health_checker().is_alive()``."""
+    return await get_health_checker().is_alive()
+
+
+async def health_check_endpoint() -> Dict[str, Any]:
+    """The original module helper: ``await get_health_checker().get_overall_health()``."""
+    return await get_health_checker().get_overall_health()

@@ -14,6 +14,10 @@ Create a line for the file with :func:`htpasswd_line` (or ``hash_password`` for 
     >>> from mgit_monitoring.http_auth import htpasswd_line
     >>> line = htpasswd_line("prometheus", "s3cret")   # 'prometheus:$pbkdf2-sha256$600000$...'
 
+or from a shell (prompts for the password; ``--stdin`` reads it from standard input)::
+
+    python3 -m mgit_monitoring.http_auth prometheus >> htpasswd
+
 Nothing here touches the network; :class:`HttpAuth.allows` is a pure decision the server asks for
 every request.
 """
@@ -25,6 +29,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import sys
 import threading
 from typing import Dict, Iterable, List, Mapping, Tuple
 
@@ -37,6 +42,7 @@ __all__ = [
     "hash_password",
     "htpasswd_line",
     "load_htpasswd",
+    "main",
     "verify_password",
 ]
 
@@ -258,3 +264,38 @@ class HttpAuth:
                 self._cache.clear()
             self._cache[cache_key] = encoded
         return True
+
+
+def main(argv: List[str] | None = None) -> int:
+    """``python3 -m mgit_monitoring.http_auth USER [--stdin]``: print one htpasswd line."""
+    import argparse
+    import getpass
+
+    parser = argparse.ArgumentParser(
+        prog="python3 -m mgit_monitoring.http_auth",
+        description="Print a user:hash line for the monitoring server's --htpasswd file.",
+        epilog="example: python3 -m mgit_monitoring.http_auth prometheus >> htpasswd",
+    )
+    parser.add_argument("user")
+    parser.add_argument("--stdin", action="store_true", help="read the password from stdin")
+    args = parser.parse_args(argv)
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    if not password:
+        print("error: empty password", file=sys.stderr)
+        return 2
+    try:
+        print(htpasswd_line(args.user, password))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

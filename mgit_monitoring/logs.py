@@ -28,6 +28,7 @@ import logging.handlers
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -594,6 +595,119 @@ def _default_masker() -> CredentialMasker:
 
 
 # ---------------------------------------------------------------------------------------
+# LogRecord construction
+# ---------------------------------------------------------------------------------------
+
+_LogRecord = logging.LogRecord
+_STD_MAKE_RECORD = logging.Logger.makeRecord
+_NS_CLOCK = sys.version_info >= (3, 13)  # 3.13 derives created/msecs from time_ns()
+_TASK_NAME = sys.version_info >= (3, 12)  # 3.12 added LogRecord.taskName
+_PATH_NAMES: Dict[str, Tuple[str, str]] = {}
+_PID: List[Optional[int]] = [None]
+
+
+def _forget_pid() -> None:
+    _PID[0] = None
+
+
+def _pid() -> Optional[int]:
+    # getpid() is a real system call (~200 ns in a VM); cache it and forget it on fork.
+    pid = _PID[0]
+    if pid is None:
+        if not _PID[1:] and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forget_pid)
+            _PID.append(1)  # registered
+        pid = _PID[0] = os.getpid()
+    return pid
+
+
+def _new_record(
+    name: str,
+    level: int,
+    pathname: str,
+    lineno: int,
+    msg: Any,
+    args: Any,
+    exc_info: Any,
+    func: Optional[str],
+    sinfo: Optional[str],
+) -> logging.LogRecord:
+    """A standard LogRecord with the attributes LogRecord.__init__ sets, built faster.
+
+    Used only when neither the record factory nor Logger.makeRecord is customised. The
+    same values as the constructor of the running Python (3.8-3.13), with the file-name
+    split and the pid cached: about a third of the cost of a log call otherwise.
+    """
+    if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        args = args[0]
+    names = _PATH_NAMES.get(pathname)
+    if names is None:
+        try:
+            filename = os.path.basename(pathname)
+            names = (filename, os.path.splitext(filename)[0])
+        except (TypeError, ValueError, AttributeError):
+            names = (pathname, "Unknown module")
+        if len(_PATH_NAMES) < 4096:
+            _PATH_NAMES[pathname] = names
+    if _NS_CLOCK:
+        ct = time.time_ns()
+        created = ct / 1e9
+        msecs = (ct % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ct // 1_000_000_000:
+            msecs = 0.0
+        relative = (ct - logging._startTime) / 1e6
+    else:
+        created = time.time()
+        msecs = int((created - int(created)) * 1000) + 0.0
+        relative = (created - logging._startTime) * 1000
+    record = _LogRecord.__new__(_LogRecord)
+    d = record.__dict__
+    d["name"] = name
+    d["msg"] = msg
+    d["args"] = args
+    d["levelname"] = logging.getLevelName(level)
+    d["levelno"] = level
+    d["pathname"] = pathname
+    d["filename"], d["module"] = names
+    d["exc_info"] = exc_info
+    d["exc_text"] = None
+    d["stack_info"] = sinfo
+    d["lineno"] = lineno
+    d["funcName"] = func
+    d["created"] = created
+    d["msecs"] = msecs
+    d["relativeCreated"] = relative
+    if logging.logThreads:
+        d["thread"] = threading.get_ident()
+        d["threadName"] = threading.current_thread().name
+    else:
+        d["thread"] = d["threadName"] = None
+    process_name: Optional[str] = None
+    if logging.logMultiprocessing:
+        process_name = "MainProcess"
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None:
+            try:
+                process_name = mp.current_process().name
+            except Exception:
+                pass
+    d["processName"] = process_name
+    d["process"] = _pid() if logging.logProcesses else None
+    if _TASK_NAME:
+        task_name = None
+        if getattr(logging, "logAsyncioTasks", True):
+            asyncio = sys.modules.get("asyncio")
+            # Ask for the running loop first: current_task() raises without one.
+            if asyncio is not None and asyncio._get_running_loop() is not None:
+                try:
+                    task_name = asyncio.current_task().get_name()  # type: ignore[union-attr]
+                except Exception:
+                    pass
+        d["taskName"] = task_name
+    return record
+
+
+# ---------------------------------------------------------------------------------------
 # The structured logger
 # ---------------------------------------------------------------------------------------
 
@@ -649,7 +763,10 @@ class StructuredLogger:
             elif not isinstance(exc_info, tuple):
                 exc_info = sys.exc_info()
         lg = self.logger
-        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
+        if type(lg).makeRecord is _STD_MAKE_RECORD and logging.getLogRecordFactory() is _LogRecord:
+            record = _new_record(lg.name, level, fn, lno, msg, args, exc_info, func, sinfo)
+        else:  # a custom record factory or Logger subclass: let it do its work
+            record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
         if fields:
             setattr(record, _RECORD_FIELDS, fields)
         setattr(record, _RECORD_CONTEXT, _context._CURRENT.get())

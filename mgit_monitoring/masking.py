@@ -438,11 +438,13 @@ def _maybe_secret(text: str) -> bool:
     """Cheap gate in front of the rules: False means no rule can match ``text``.
 
     A handful of substring tests (each a C-level scan) instead of ~35 keyword tests; the
-    gates are implied by the rules' keywords (e.g. every GitHub token contains "gh" and
-    "_", every URL rule needs "://" and "@").
+    gates are implied by the rules' keywords (e.g. every classic GitHub token contains "gh"
+    and "_", every URL rule needs "://" and "@"). The property test in tests/test_masking.py
+    checks every kind gets through.
     """
     if (
         ("gh" in text and "_" in text)
+        or "github_pat_" in text
         or ("gl" in text and "-" in text)
         or ("://" in text and "@" in text)
         or "eyJ" in text

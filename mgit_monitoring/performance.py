@@ -385,9 +385,9 @@ class PerformanceMonitor:
         self._current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
             f"mgit_monitoring_trace_{id(self):x}", default=None
         )
-        self._own_store = store is None and state_dir is not None
-        if self._own_store:
-            store = Store.open(
+        self._owned_store: Store | None = None
+        if store is None and state_dir is not None:
+            store = self._owned_store = Store.open(
                 cast(Union[str, os.PathLike], state_dir),
                 timeout=store_timeout,
                 flush_interval=flush_interval,
@@ -647,8 +647,8 @@ class PerformanceMonitor:
     def close(self) -> None:
         """Flush; close the store when this monitor opened it from ``state_dir``."""
         self.flush()
-        if self._own_store and self._store is not None:
-            self._store.close()
+        if self._owned_store is not None:
+            self._owned_store.close()
 
     # -- statistics ------------------------------------------------------------------------
 
@@ -662,7 +662,7 @@ class PerformanceMonitor:
             # or not at all (in flight).
             with self._flush_lock:
                 try:
-                    rows = store.query_traces(since, operation, strict=True, with_metadata=False)
+                    rows = store.query_traces(since, operation, strict=True, light=True)
                 except StoreError:
                     pass  # unreadable now: answer from this process's memory
                 else:

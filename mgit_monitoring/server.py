@@ -235,10 +235,7 @@ class MonitoringApp:
         """Answer one request; HEAD gets GET's headers and no body. Never raises."""
         start = time.perf_counter()
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
-        target = urlsplit(path).path or "/"
-        if len(target) > 1 and target.endswith("/"):
-            target = target[:-1]
-        handler = target if target in self._pages else "other"
+        target, handler = _route_of(path)
         try:
             response = self._dispatch(method, target, hdrs)
         except Exception:
@@ -693,6 +690,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._t0 = time.perf_counter()
             self.command, self.path, self.request_version = "", "", "HTTP/1.1"
+            self.headers = None  # type: ignore[assignment]  # not this request's until parsed
             if len(line) > _MAX_LINE:
                 self.send_error(414)
                 return
@@ -746,7 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
         with correlation_context(operation="http_request", correlation_id=trace_id) as cid:
             response = app.route(self.command, self.path, headers)
             extra = [("X-Correlation-ID", echo or cid)]
-            self._send(response, _handler_of(self.path), extra)
+            self._send(response, _route_of(self.path)[1], extra)
 
     def _send(
         self, response: Response, handler: str, extra: Sequence[Tuple[str, str]] = ()
@@ -781,6 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not _access_log.isEnabledFor(level):
             return
         t0 = getattr(self, "_t0", None)
+        headers = getattr(self, "headers", None)
         fields = {
             "method": self.command,
             "path": urlsplit(self.path).path[:200],
@@ -788,7 +787,7 @@ class _Handler(BaseHTTPRequestHandler):
             "status_code": response.status,
             "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3) if t0 else None,
             "response_bytes": len(response.body),
-            "user_agent": (self.headers.get("User-Agent", "") if self.headers else "")[:200],
+            "user_agent": (headers.get("User-Agent", "") if headers is not None else "")[:200],
             "client": self.client_address[0] if self.client_address else "",
         }
         _access_log.log(
@@ -803,11 +802,12 @@ def _phrase(code: int) -> str:
         return "Unknown"
 
 
-def _handler_of(path: str) -> str:
+def _route_of(path: str) -> Tuple[str, str]:
+    """(path without query or trailing slash, route template: that path or "other")."""
     target = urlsplit(path).path or "/"
     if len(target) > 1 and target.endswith("/"):
         target = target[:-1]
-    return target if (target in ENDPOINTS or target == "/") else "other"
+    return target, target if (target in ENDPOINTS or target == "/") else "other"
 
 
 class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
@@ -839,6 +839,7 @@ class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
         self._lock = threading.Lock()
         self._workers: set = set()
         self._idle: Dict[_Handler, bool] = {}
+        self._last_busy_log = -3600.0
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -903,7 +904,10 @@ class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
             except OSError:
                 pass
             sock.sendall(_BUSY)
-            _log.warning("connection limit reached: 503 to %s", client_address[0])
+            now = time.monotonic()
+            if now - self._last_busy_log > 60.0:  # once a minute, not once per connection
+                self._last_busy_log = now
+                _log.warning("connection limit reached: answering 503 (max_connections)")
         except (OSError, ValueError):
             pass
         finally:

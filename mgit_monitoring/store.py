@@ -162,6 +162,8 @@ _TRACE_COLUMNS = (
     "parent_id, pid, metadata"
 )
 
+_LIGHT_COLUMNS = "operation, start_time, duration, success, error_type, NULL, NULL, NULL, 0, NULL"
+
 
 def _json_metadata(metadata: Dict[str, Any] | None) -> str | None:
     if not metadata:
@@ -606,6 +608,9 @@ class Store:
             return
         self.flush()
         self._stop.set()
+        thread = self._flusher
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(self.timeout + 1.0)  # it may be finishing a write; bounded wait
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
@@ -650,15 +655,16 @@ class Store:
         until: float | None = None,
         *,
         strict: bool = False,
-        with_metadata: bool = True,
+        light: bool = False,
     ) -> List[TraceRow]:
         """Traces started at or after ``since`` (epoch seconds), optionally of one operation.
 
-        ``with_metadata=False`` skips decoding the JSON metadata (statistics do not need it).
+        ``light=True`` reads only what statistics need (operation, start_time, duration,
+        success, error_type; the other fields are None or 0), about twice as fast.
         ``strict=True`` raises StoreError instead of returning ``[]`` when the read fails.
         """
         self.ensure_traces_schema()
-        columns = _TRACE_COLUMNS if with_metadata else _TRACE_COLUMNS[: -len("metadata")] + "NULL"
+        columns = _LIGHT_COLUMNS if light else _TRACE_COLUMNS
         sql = f"SELECT {columns} FROM perf_traces WHERE start_time >= ?"
         params: List[Any] = [since]
         if operation is not None:

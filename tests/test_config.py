@@ -95,6 +95,11 @@ class TestParsing(unittest.TestCase):
         self.assertEqual(0.5, config.flush_interval_seconds)
         self.assertEqual("/srv/state", config.state_dir)
 
+    def test_tilde_uses_the_given_home(self):
+        """A leading ~ in STATE_DIR expands with the mapping's HOME, not the process's."""
+        config = MonitoringConfig.from_env(env(STATE_DIR="~/mon"))
+        self.assertEqual("/home/someone/mon", config.state_dir)
+
     def test_parse_bool_rejects(self):
         """parse_bool names the label and the bad value."""
         with self.assertRaisesRegex(ConfigError, "^X='maybe': expected one of"):

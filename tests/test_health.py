@@ -595,6 +595,15 @@ class TestDefault(unittest.TestCase):
         self.assertIs(get_health_checker(), mine)
         self.assertIs(set_health_checker(None), mine)
 
+    def test_original_module_helpers(self):
+        """readiness_probe, liveness_probe and health_check_endpoint use the default checker."""
+        mine = HealthChecker()
+        mine.register_check("git", lambda: "fail", critical=True)
+        set_health_checker(mine)
+        self.assertFalse(asyncio.run(health.readiness_probe()))
+        self.assertTrue(asyncio.run(health.liveness_probe()))
+        self.assertEqual(asyncio.run(health.health_check_endpoint())["status"], UNHEALTHY)
+
     def test_package_exports(self):
         """The module's public names are listed in __all__."""
         for name in health.__all__:

@@ -14,6 +14,7 @@ from mgit_monitoring.http_auth import (
     hash_password,
     htpasswd_line,
     load_htpasswd,
+    main,
     verify_password,
 )
 
@@ -91,6 +92,23 @@ class TestHtpasswdFile(unittest.TestCase):
         """A missing file is a one-line ConfigError naming it."""
         with self.assertRaisesRegex(ConfigError, "cannot read htpasswd file"):
             load_htpasswd(os.path.join(self.dir.name, "nope"))
+
+
+class TestMain(unittest.TestCase):
+    def test_main_prints_a_line_from_stdin(self) -> None:
+        """The module's command prints a user:hash line that verifies the given password."""
+        import contextlib
+        import io
+        import sys
+
+        self.addCleanup(setattr, sys, "stdin", sys.stdin)
+        sys.stdin = io.StringIO("pw\n")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(0, main(["prom", "--stdin"]))
+        user, encoded = out.getvalue().strip().split(":", 1)
+        self.assertEqual("prom", user)
+        self.assertTrue(verify_password("pw", encoded))
 
 
 class TestHttpAuth(unittest.TestCase):

@@ -528,12 +528,13 @@ class TestPersistence(unittest.TestCase):
 
     def test_construction_starts_nothing(self):
         """A monitor with a state dir creates no file and no thread until a trace completes."""
-        before = threading.active_count()
         monitor = self.make()
-        self.assertEqual(before, threading.active_count())
+        self.assertIsNone(monitor.store._flusher)
         self.assertEqual([], os.listdir(self.dir))
         monitor.end_trace(monitor.start_trace("op"))
-        self.assertEqual(before + 1, threading.active_count())
+        self.assertTrue(monitor.store._flusher.is_alive())
+        monitor.close()
+        self.assertFalse(monitor.store._flusher.is_alive())
 
     def test_batched_writes_counted_once(self):
         """Traces reach the store only on flush, and metrics count each exactly once throughout."""

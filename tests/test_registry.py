@@ -434,6 +434,23 @@ class TestThreadSafety(unittest.TestCase):
         self.assertEqual([], torn)
         self.assertEqual(20_000, total.get())
 
+    def test_failed_update_releases_the_lock(self):
+        """An update that fails mid-way (Decimal + float) raises MetricError and changes nothing."""
+        from decimal import Decimal
+
+        c = self.reg.counter("c_total", "h")
+        h = self.reg.histogram("h_seconds", "h")
+        c.inc(0.5)
+        h.observe(1.0)
+        with self.assertRaisesRegex(MetricError, "Decimal"):
+            c.inc(Decimal(1))
+        with self.assertRaisesRegex(MetricError, "Decimal"):
+            h.observe(Decimal(1))
+        c.inc()  # would deadlock if the lock had stayed held
+        h.observe(1.0)
+        self.assertEqual(1.5, c.get())
+        self.assertEqual((2, 2.0), (h.get().count, h.get().sum))
+
     def test_concurrent_child_creation_yields_one_child(self):
         """Threads racing to create the same label set share one child and lose no increment."""
         c = self.reg.counter("c_total", "h", ("k",))

@@ -154,6 +154,9 @@ class TestTransactions(StoreCase):
         self.assertEqual([rows[1]], store.query_traces(150.0, "clone"))
         self.assertEqual(rows[1:], store.query_traces(150.0))
         self.assertEqual([rows[0]], store.query_traces(0, "clone", until=150.0))
+        light = store.query_traces(0, "clone", light=True)
+        self.assertEqual([r[:5] for r in rows[:2]], [r[:5] for r in light])
+        self.assertEqual([None, None], [r.metadata for r in light])
 
     def test_threads_share_one_store(self):
         """Eight threads writing through one store lose nothing."""

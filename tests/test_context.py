@@ -1,0 +1,311 @@
+"""Tests for mgit_monitoring.context: correlation ids, scopes, threads, asyncio, traceparent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+from mgit_monitoring.context import (
+    ContextThread,
+    ContextThreadPoolExecutor,
+    TraceParent,
+    adopt_traceparent,
+    child_env,
+    correlation_context,
+    get_context,
+    get_correlation_id,
+    get_span_id,
+    get_traceparent,
+    git_operation_context,
+    new_span_id,
+    new_trace_id,
+    operation_context,
+    parse_traceparent,
+    provider_context,
+    reset_process_trace,
+    submit_with_context,
+)
+from mgit_monitoring.errors import ConfigError
+from tests.support import need_executable
+
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+HEX16 = re.compile(r"^[0-9a-f]{16}$")
+VALID_TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ContextTestCase(unittest.TestCase):
+    def setUp(self) -> None:
+        reset_process_trace()
+        self.addCleanup(reset_process_trace)
+
+
+class TestIds(ContextTestCase):
+    def test_new_ids_are_w3c_shaped_and_distinct(self) -> None:
+        """new_trace_id/new_span_id return 32/16 lowercase hex and differ on each call."""
+        self.assertRegex(new_trace_id(), HEX32)
+        self.assertRegex(new_span_id(), HEX16)
+        self.assertNotEqual(new_trace_id(), new_trace_id())
+
+    def test_id_outside_any_context_is_minted_once(self) -> None:
+        """Outside a context get_correlation_id() mints one id and keeps returning it."""
+        first = get_correlation_id()
+        self.assertRegex(first, HEX32)
+        self.assertEqual(first, get_correlation_id())
+        self.assertRegex(get_span_id(), HEX16)
+        self.assertEqual({}, dict(get_context()))
+
+
+class TestCorrelationContext(ContextTestCase):
+    def test_nested_contexts_inherit_id_and_merge_attributes(self) -> None:
+        """An inner context keeps the outer id and merges its attributes over the outer ones."""
+        with correlation_context(operation="clone_all", organization="myorg") as outer_id:
+            self.assertRegex(outer_id, HEX32)
+            self.assertEqual(outer_id, get_correlation_id())
+            outer_span = get_span_id()
+            with provider_context("github", "myorg"):
+                self.assertEqual(outer_id, get_correlation_id())
+                self.assertNotEqual(outer_span, get_span_id())
+                self.assertEqual(
+                    {"operation": "clone_all", "organization": "myorg", "provider": "github"},
+                    dict(get_context()),
+                )
+                with correlation_context(operation="clone"):
+                    self.assertEqual("clone", get_context()["operation"])
+            self.assertEqual({"operation": "clone_all", "organization": "myorg"}, dict(get_context()))
+        self.assertEqual({}, dict(get_context()))
+        self.assertNotEqual(outer_id, get_correlation_id())
+
+    def test_top_level_contexts_get_fresh_ids(self) -> None:
+        """Two sibling top-level contexts (no adopted TRACEPARENT) get different ids."""
+        with correlation_context(operation="a") as first:
+            pass
+        with correlation_context(operation="b") as second:
+            pass
+        self.assertNotEqual(first, second)
+
+    def test_explicit_id_wins_and_is_normalised(self) -> None:
+        """correlation_id= overrides the outer id; upper-case hex and UUIDs are normalised."""
+        with correlation_context(operation="x"):
+            with correlation_context(correlation_id="ABC123" + "0" * 25 + "1") as cid:
+                self.assertEqual("abc123" + "0" * 25 + "1", cid)
+                self.assertEqual(cid, get_correlation_id())
+                self.assertEqual("x", get_context()["operation"])
+        with correlation_context(correlation_id="123e4567-e89b-12d3-a456-426614174000") as cid:
+            self.assertEqual("123e4567e89b12d3a456426614174000", cid)
+
+    def test_invalid_explicit_id_is_a_clear_error(self) -> None:
+        """A correlation_id that is not a trace-id or UUID raises ConfigError naming it."""
+        for bad in ("abc123", "0" * 32, "g" * 32, 42):
+            with self.subTest(bad=bad), self.assertRaises(ConfigError) as cm:
+                with correlation_context(correlation_id=bad):  # type: ignore[arg-type]
+                    pass
+            self.assertIn(repr(bad), str(cm.exception))
+
+    def test_none_attributes_are_not_set(self) -> None:
+        """provider_context without an organization does not add an organization key."""
+        with provider_context("gitlab"):
+            self.assertEqual({"provider": "gitlab"}, dict(get_context()))
+
+    def test_shorthand_contexts(self) -> None:
+        """operation_context and git_operation_context set their documented keys."""
+        with operation_context("sync", team="t"), git_operation_context("fetch", "org/repo"):
+            self.assertEqual(
+                {"operation": "sync", "team": "t", "git_operation": "fetch", "repository": "org/repo"},
+                dict(get_context()),
+            )
+
+    def test_get_context_is_read_only(self) -> None:
+        """The mapping get_context() returns cannot be used to change the active context."""
+        with correlation_context(operation="x"):
+            view = get_context()
+            with self.assertRaises(TypeError):
+                view["operation"] = "y"  # type: ignore[index]
+
+    def test_context_is_restored_after_an_exception(self) -> None:
+        """Leaving a context by an exception restores the outer scope."""
+        with correlation_context(operation="outer") as outer:
+            with self.assertRaises(RuntimeError), correlation_context(operation="inner"):
+                raise RuntimeError("boom")
+            self.assertEqual(outer, get_correlation_id())
+            self.assertEqual("outer", get_context()["operation"])
+
+
+class TestAsyncio(ContextTestCase):
+    def test_concurrent_tasks_keep_their_own_ids(self) -> None:
+        """Interleaved asyncio tasks each see only the id of their own context."""
+
+        async def main() -> dict:
+            seen: dict = {}
+            ids: dict = {}
+            events = [asyncio.Event() for _ in range(3)]
+
+            async def worker(i: int) -> None:
+                with correlation_context(operation=f"op{i}") as cid:
+                    ids[i] = cid
+                    if i < 2:
+                        await events[i].wait()  # woken in reverse order, interleaving them
+                    seen[i] = (get_correlation_id(), get_context()["operation"])
+                    if i > 0:
+                        events[i - 1].set()
+
+            await asyncio.gather(*(worker(i) for i in range(3)))
+            return {i: (seen[i], ids[i]) for i in range(3)}
+
+        result = asyncio.run(main())
+        for i, ((seen_id, seen_op), cid) in result.items():
+            self.assertEqual(cid, seen_id)
+            self.assertEqual(f"op{i}", seen_op)
+        self.assertEqual(3, len({cid for _, cid in result.values()}))
+
+
+class TestThreads(ContextTestCase):
+    def test_plain_executor_loses_the_context(self) -> None:
+        """A plain ThreadPoolExecutor task does not see the submitter's context (the problem)."""
+        with correlation_context(operation="clone_all") as cid, ThreadPoolExecutor(1) as ex:
+            self.assertNotEqual(cid, ex.submit(get_correlation_id).result())
+
+    def test_context_executor_carries_the_context(self) -> None:
+        """ContextThreadPoolExecutor.submit and .map run tasks in the submitter's context."""
+
+        def probe(_: object = None) -> tuple:
+            return get_correlation_id(), dict(get_context())
+
+        with correlation_context(operation="clone_all") as cid:
+            with ContextThreadPoolExecutor(max_workers=2) as ex:
+                self.assertEqual((cid, {"operation": "clone_all"}), ex.submit(probe).result())
+                self.assertEqual([(cid, {"operation": "clone_all"})] * 3, list(ex.map(probe, range(3))))
+
+    def test_task_changes_stay_in_the_task(self) -> None:
+        """A context entered inside a task does not leak to the submitter or other tasks."""
+
+        def task(i: int) -> str:
+            with correlation_context(repo=f"r{i}"):
+                return str(get_context()["repo"])
+
+        with correlation_context(operation="o"), ContextThreadPoolExecutor(2) as ex:
+            self.assertEqual(["r0", "r1", "r2"], list(ex.map(task, range(3))))
+            self.assertEqual({"operation": "o"}, dict(get_context()))
+
+    def test_submit_with_context_on_a_plain_executor(self) -> None:
+        """submit_with_context carries the context through any executor."""
+        with correlation_context(operation="x") as cid, ThreadPoolExecutor(1) as ex:
+            self.assertEqual(cid, submit_with_context(ex, get_correlation_id).result())
+
+    def test_context_thread_carries_the_context(self) -> None:
+        """ContextThread sees its creator's context; a plain Thread does not."""
+        results: dict = {}
+
+        def probe(key: str) -> None:
+            results[key] = get_correlation_id()
+
+        with correlation_context(operation="x") as cid:
+            threads = [
+                ContextThread(target=probe, args=("ctx",)),
+                threading.Thread(target=probe, args=("plain",)),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        self.assertEqual(cid, results["ctx"])
+        self.assertNotEqual(cid, results["plain"])
+
+
+class TestTraceparent(ContextTestCase):
+    def test_parse_valid(self) -> None:
+        """A valid version-00 traceparent parses into its four fields."""
+        self.assertEqual(
+            TraceParent("00", "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01"),
+            parse_traceparent(VALID_TP),
+        )
+
+    def test_parse_future_version_allows_extra_fields(self) -> None:
+        """A later version may carry extra fields after another dash (W3C §3.2.4)."""
+        parsed = parse_traceparent("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
+        self.assertIsNotNone(parsed)
+
+    def test_parse_rejects_invalid_values(self) -> None:
+        """Upper-case, all-zero ids, version ff, extra fields on 00 and garbage are ignored."""
+        for bad in (
+            VALID_TP.upper(),
+            "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            VALID_TP + "-extra",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "",
+            "garbage",
+            None,
+        ):
+            with self.subTest(bad=bad):
+                self.assertIsNone(parse_traceparent(bad))
+
+    def test_adopt_valid_traceparent(self) -> None:
+        """An adopted TRACEPARENT becomes the process id and top-level contexts join it."""
+        self.assertTrue(adopt_traceparent({"TRACEPARENT": VALID_TP}))
+        self.assertEqual("4bf92f3577b34da6a3ce929d0e0e4736", get_correlation_id())
+        self.assertNotEqual("00f067aa0ba902b7", get_span_id())
+        with correlation_context(operation="clone_all") as cid:
+            self.assertEqual("4bf92f3577b34da6a3ce929d0e0e4736", cid)
+
+    def test_adopt_ignores_invalid_or_missing_values(self) -> None:
+        """An invalid or absent TRACEPARENT is ignored without an error."""
+        before = get_correlation_id()
+        self.assertFalse(adopt_traceparent({"TRACEPARENT": "00-zz-zz-01"}))
+        self.assertFalse(adopt_traceparent({}))
+        self.assertEqual(before, get_correlation_id())
+
+    def test_traceparent_is_not_read_at_import(self) -> None:
+        """Importing the module does not adopt $TRACEPARENT; adopt_traceparent() does."""
+        code = (
+            "from mgit_monitoring.context import get_correlation_id, adopt_traceparent\n"
+            "a = get_correlation_id(); adopt_traceparent(); print(a, get_correlation_id())\n"
+        )
+        env = dict(os.environ, TRACEPARENT=VALID_TP, PYTHONPATH=REPO_ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        self.assertNotEqual("4bf92f3577b34da6a3ce929d0e0e4736", out[0])
+        self.assertEqual("4bf92f3577b34da6a3ce929d0e0e4736", out[1])
+
+
+class TestChildEnv(ContextTestCase):
+    def test_child_env_carries_trace_and_leaves_parent_alone(self) -> None:
+        """child_env adds TRACEPARENT and GIT_TRACE2_PARENT_SID to a copy of the environment."""
+        parent = {"PATH": "/usr/bin", "TRACEPARENT": "stale"}
+        with correlation_context(operation="clone") as cid:
+            env = child_env(parent, extra={"GIT_TERMINAL_PROMPT": "0"})
+            self.assertEqual(get_traceparent(), env["TRACEPARENT"])
+            span = get_span_id()
+        parsed = parse_traceparent(env["TRACEPARENT"])
+        self.assertEqual(TraceParent("00", cid, span, "01"), parsed)
+        self.assertEqual(cid, env["GIT_TRACE2_PARENT_SID"])
+        self.assertEqual("0", env["GIT_TERMINAL_PROMPT"])
+        self.assertEqual("/usr/bin", env["PATH"])
+        self.assertEqual({"PATH": "/usr/bin", "TRACEPARENT": "stale"}, parent)
+
+    def test_git_trace2_nests_under_the_correlation_id(self) -> None:
+        """Real git, given child_env(), writes trace2 events whose sid starts with our id."""
+        git = need_executable("git")
+        with tempfile.TemporaryDirectory() as tmp:
+            trace_file = os.path.join(tmp, "trace2.json")
+            with correlation_context(operation="clone") as cid:
+                env = child_env(extra={"GIT_TRACE2_EVENT": trace_file, "HOME": tmp})
+            subprocess.run([git, "version"], env=env, capture_output=True, check=True)
+            with open(trace_file, encoding="utf-8") as fh:
+                events = [json.loads(line) for line in fh if line.strip()]
+        self.assertTrue(events)
+        self.assertTrue(all(e["sid"].startswith(cid + "/") for e in events), events[0]["sid"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,383 @@
+"""Tests for mgit_monitoring.masking: the secrets catalogue, false positives, structures."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import string
+import unittest
+from typing import Callable, List, Tuple
+
+from mgit_monitoring.masking import (
+    MASK,
+    CredentialMasker,
+    is_sensitive_key,
+    mask_credentials,
+    mask_structure,
+)
+
+F4 = "FAKE"
+ALNUM = string.ascii_letters + string.digits
+
+
+def _b64u(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+# (kind, input, expected) - the catalogue's fake examples (shared/docs/secrets-catalogue.md)
+CATALOGUE = [
+    ("github classic", f"push failed, token ghp_{F4 * 9} rejected", "push failed, token ghp_*** rejected"),
+    ("github oauth", f"gho_{F4 * 9}", "gho_***"),
+    ("github server-to-server", f"x ghs_{F4 * 9}_x y", "x ghs_*** y"),
+    ("github fine-grained", "GH_TOKEN=github_pat_11" + F4 * 5 + "00_" + F4 * 15, "GH_TOKEN=github_pat_***"),
+    ("gitlab pat", f"using glpat-{F4 * 5}", "using glpat-***"),
+    ("gitlab runner", "token GR1348941" + F4 * 5, "token GR1348941***"),
+    ("azure devops 84", "pat " + F4 * 13 + "JQQJ99BE" + F4 * 4 + "AZDO" + F4 + " ok", "pat ***ADO_PAT*** ok"),
+    (
+        "bitbucket app password",
+        f"https://jdoe:ATBB{F4 * 6}FAKE0000@bitbucket.org/ws/repo.git",
+        "https://jdoe:ATBB***@bitbucket.org/ws/repo.git",
+    ),
+    (
+        "bitbucket access token",
+        f"https://x-token-auth:ATCTT3xFfGN0{F4 * 10}=DEADBEEF@bitbucket.org/ws/repo.git",
+        "https://x-token-auth:ATCTT3***@bitbucket.org/ws/repo.git",
+    ),
+    ("aws access key", "key AKIAIOSFODNN7EXAMPLE", "key AKIA***"),
+    (
+        "jwt",
+        "bearer eyJ" + _b64u('{"alg":"none","typ":"JWT"}')[3:] + "." + _b64u('{"sub":"x"}') + ". expired",
+        "bearer ***JWT*** expired",
+    ),
+    (
+        "private key block",
+        "key:\n-----BEGIN RSA PRIVATE KEY-----\n" + F4 * 16 + "\n-----END RSA PRIVATE KEY-----\ndone",
+        "key:\n***PRIVATE_KEY***\ndone",
+    ),
+    ("truncated private key", "cut -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNz", "cut ***PRIVATE_KEY***"),
+    (
+        "url user:password",
+        "git clone https://x-access-token:FAKEFAKEx1@github.com/org/repo.git",
+        "git clone https://x-access-token:***@github.com/org/repo.git",
+    ),
+    (
+        "url token only",
+        "remote https://" + "fake2345" * 6 + "fake@dev.azure.com/org/p/_git/r",
+        "remote https://***@dev.azure.com/org/p/_git/r",
+    ),
+    (
+        "authorization header",
+        'git -c http.extraHeader="AUTHORIZATION: basic ' + _b64u("fake:fake") + '" fetch',
+        'git -c http.extraHeader="AUTHORIZATION: basic ***" fetch',
+    ),
+    (
+        "key=value pairs",
+        'env GIT_PASSWORD=hunter2 aws_secret_access_key=' + F4 * 10 + ' {"client_secret": "s3cr3t"}',
+        'env GIT_PASSWORD=*** aws_secret_access_key=*** {"client_secret": "***"}',
+    ),
+    (
+        "token in a query string",
+        "GET https://api.example.com/x?access_token=abcdef123456&page=2",
+        "GET https://api.example.com/x?access_token=***&page=2",
+    ),
+]
+
+NEGATIVES = [
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b (HEAD -> main)",
+    "object 9e1f0b3c2d4a5b6c7d8e9f00112233445566778899aabbccddeeff0011223344",
+    "abbrev 3f78685 and tag v1.2.3",
+    "uuid 123e4567-e89b-12d3-a456-426614174000",
+    "traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "remote git@github.com:org/repo.git",
+    "remote ssh://git@github.com/org/repo.git",
+    "remote https://myorg@dev.azure.com/myorg/proj/_git/repo",
+    "remote https://github.com:443/org/repo.git",
+    "branch refs/heads/feature/ghp-migration",
+    "stats token_count=5 max_tokens=100 password_file=/etc/pw secret_name=deploy",
+    "Authorization failed for https://github.com/org/repo.git",
+    "Invalid token for org acme; the token expired",
+    "path /home/runner/work/repo/repo/.git/objects/pack",
+    "legacy-looking " + "abcdefghijklmnopqrstuvwxyz" * 2,
+]
+
+
+class TestCatalogue(unittest.TestCase):
+    def test_every_catalogue_kind_is_masked(self) -> None:
+        """Each secret format of the catalogue is masked exactly as documented."""
+        for kind, text, expected in CATALOGUE:
+            with self.subTest(kind=kind):
+                self.assertEqual(expected, mask_credentials(text))
+
+    def test_false_positives_are_left_alone(self) -> None:
+        """Git SHAs, UUIDs, traceparents, SSH remotes, prose and look-alike keys are unchanged."""
+        for text in NEGATIVES:
+            with self.subTest(text=text):
+                self.assertEqual(text, mask_credentials(text))
+
+    def test_masking_is_idempotent(self) -> None:
+        """Masking already-masked text changes nothing (no double masking swallows the URL)."""
+        for _kind, text, _expected in CATALOGUE:
+            once = mask_credentials(text)
+            with self.subTest(text=once):
+                self.assertEqual(once, mask_credentials(once))
+
+    def test_strict_mode_masks_legacy_azure_pats(self) -> None:
+        """A bare 52-char legacy Azure DevOps PAT is masked only in strict mode."""
+        pat = "fake2345" * 6 + "fake"
+        self.assertEqual(f"pat {pat}", mask_credentials(f"pat {pat}"))
+        self.assertEqual("pat ***", CredentialMasker(strict=True).mask_text(f"pat {pat}"))
+
+    def test_password_in_host_is_replaced_by_position(self) -> None:
+        """A password that also occurs in the host name does not corrupt the host."""
+        self.assertEqual(
+            "https://git:***@github.com/org/repo.git",
+            mask_credentials("https://git:github@github.com/org/repo.git"),
+        )
+
+    def test_oversized_line_fails_closed(self) -> None:
+        """A line longer than max_line is replaced, not printed; other lines are scanned."""
+        masker = CredentialMasker(max_line=100)
+        text = "ok password=hunter2\n" + "x" * 150 + "\nend"
+        self.assertEqual("ok password=***\n***[150 characters not scanned]***\nend", masker.mask_text(text))
+
+    def test_private_key_spanning_lines_in_long_text(self) -> None:
+        """A key block in text longer than max_line is still masked as a whole."""
+        masker = CredentialMasker(max_line=40)
+        text = "a\n-----BEGIN PRIVATE KEY-----\n" + "\n".join([F4 * 8] * 5) + "\n-----END PRIVATE KEY-----\nb"
+        self.assertEqual("a\n***PRIVATE_KEY***\nb", masker.mask_text(text))
+
+    def test_cache_never_holds_secrets(self) -> None:
+        """The clean-string cache remembers clean strings only, and can be switched off."""
+        masker = CredentialMasker()
+        masker.mask_text("clean text")
+        masker.mask_text("password=hunter2")
+        self.assertEqual({"clean text"}, set(masker._clean))
+        uncached = CredentialMasker(cache_size=0)
+        uncached.mask_text("clean text")
+        self.assertEqual({}, uncached._clean)
+
+
+class TestStructures(unittest.TestCase):
+    def test_sensitive_keys_are_masked_whole(self) -> None:
+        """Values of secret-named keys are replaced whole, whatever their shape."""
+        data = {
+            "password": "hunter2",
+            "Authorization": "Bearer abc",
+            "client_secret": {"nested": "x"},
+            "GITHUB_TOKEN": "gh-anything",
+            "azure-devops-pat": "x" * 52,
+            "git_password": 1234,
+            "repo": "org/repo",
+        }
+        self.assertEqual(
+            {
+                "password": MASK,
+                "Authorization": MASK,
+                "client_secret": MASK,
+                "GITHUB_TOKEN": MASK,
+                "azure-devops-pat": MASK,
+                "git_password": MASK,
+                "repo": "org/repo",
+            },
+            mask_structure(data),
+        )
+
+    def test_lookalike_keys_are_kept(self) -> None:
+        """Keys that merely contain a sensitive word keep their values."""
+        for key in ("token_count", "max_tokens", "password_file", "secret_name", "key_id", "url"):
+            with self.subTest(key=key):
+                self.assertFalse(is_sensitive_key(key))
+                self.assertEqual({key: 5}, mask_structure({key: 5}))
+
+    def test_none_and_booleans_under_sensitive_keys_are_kept(self) -> None:
+        """token=None or password=False say nothing secret and stay readable."""
+        self.assertEqual({"token": None, "password": False}, mask_structure({"token": None, "password": False}))
+
+    def test_nested_values_are_pattern_masked(self) -> None:
+        """Strings inside nested dicts, lists and tuples are scrubbed; other values kept."""
+        data = {"argv": ["git", "clone", "https://u:pw123@github.com/o/r.git"], "n": 3, "t": ("a", "password=x")}
+        self.assertEqual(
+            {"argv": ["git", "clone", "https://u:***@github.com/o/r.git"], "n": 3, "t": ("a", "password=***")},
+            mask_structure(data),
+        )
+
+    def test_caller_structures_are_not_mutated(self) -> None:
+        """Masking copies containers it changes and returns unchanged ones as they are."""
+        inner = {"password": "hunter2"}
+        data = {"a": inner, "b": ["ghp_" + F4 * 9]}
+        masked = mask_structure(data)
+        self.assertEqual({"password": "hunter2"}, inner)
+        self.assertEqual("ghp_" + F4 * 9, data["b"][0])
+        self.assertEqual({"a": {"password": MASK}, "b": ["ghp_***"]}, masked)
+        clean = {"a": [1, 2], "b": "x"}
+        self.assertIs(clean, mask_structure(clean))
+
+    def test_secret_in_a_key_is_masked(self) -> None:
+        """A dict key that is itself a URL with credentials is scrubbed."""
+        self.assertEqual({"https://u:***@h.com/": 1}, mask_structure({"https://u:pw@h.com/": 1}))
+
+    def test_deep_nesting_fails_closed(self) -> None:
+        """Structures nested deeper than the limit are masked rather than recursed forever."""
+        data: dict = {}
+        cur = data
+        for _ in range(100):
+            cur["x"] = {}
+            cur = cur["x"]
+        out = mask_structure(data)
+        depth = 0
+        while isinstance(out, dict):
+            out, depth = out["x"], depth + 1
+        self.assertEqual(MASK, out)
+        self.assertLess(depth, 100)
+
+
+# ---------------------------------------------------------------------------------------
+# Property-based test: random secrets at random positions in random surrounding text
+# ---------------------------------------------------------------------------------------
+
+
+def _rand(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, str]]]]:
+    """(kind, rng -> (text containing the secret, the secret part that must disappear))."""
+    upper_hex = "0123456789ABCDEF"
+    b64u = ALNUM + "-_"
+
+    def ghp(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM, 36)
+        return rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + body, body
+
+    def gpat(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM + "_", 82)
+        return "github_pat_" + body, body
+
+    def glpat(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM, 20 + rng.randrange(10))
+        return rng.choice(["glpat-", "gldt-", "glrt-", "glptt-", "glcbt-"]) + body, body
+
+    def gr(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM, 20)
+        return "GR1348941" + body, body
+
+    def ado84(rng: random.Random) -> Tuple[str, str]:
+        tok = _rand(rng, ALNUM, 52) + "JQQJ99" + _rand(rng, ALNUM, 18) + "AZDO" + _rand(rng, ALNUM, 4)
+        return tok, tok
+
+    def atbb(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM, 32)
+        return "ATBB" + body, body
+
+    def atctt(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, ALNUM, 40) + "=" + _rand(rng, upper_hex, 8)
+        return rng.choice(["ATCTT3", "ATATT3"]) + body, body
+
+    def aws(rng: random.Random) -> Tuple[str, str]:
+        body = _rand(rng, string.ascii_uppercase + string.digits, 16)
+        return "AKIA" + body, body
+
+    def jwt(rng: random.Random) -> Tuple[str, str]:
+        tok = "eyJ" + _rand(rng, b64u, 20) + ".eyJ" + _rand(rng, b64u, 30) + "." + _rand(rng, b64u, 20)
+        return tok, tok
+
+    def pem(rng: random.Random) -> Tuple[str, str]:
+        body = "\n".join(_rand(rng, ALNUM, 64) for _ in range(3))
+        kind = rng.choice(["RSA ", "EC ", "OPENSSH ", ""])
+        return f"-----BEGIN {kind}PRIVATE KEY-----\n{body}\n-----END {kind}PRIVATE KEY-----", body
+
+    def url_pw(rng: random.Random) -> Tuple[str, str]:
+        pw = _rand(rng, ALNUM, 16)
+        user = rng.choice(["x-access-token", "oauth2", "jdoe", "x-token-auth"])
+        host = rng.choice(["github.com", "gitlab.com", "dev.azure.com", "bitbucket.org"])
+        return f"https://{user}:{pw}@{host}/org/repo.git", pw
+
+    def url_token(rng: random.Random) -> Tuple[str, str]:
+        tok = _rand(rng, ALNUM, 30) + "7a"
+        return f"https://{tok}@github.com/org/repo.git", tok
+
+    def auth_header(rng: random.Random) -> Tuple[str, str]:
+        tok = _rand(rng, ALNUM, 24)
+        scheme = rng.choice(["Bearer ", "basic ", "token ", ""])
+        return rng.choice(["Authorization: ", "AUTHORIZATION=", "Proxy-Authorization: "]) + scheme + tok, tok
+
+    def key_value(rng: random.Random) -> Tuple[str, str]:
+        val = _rand(rng, ALNUM, 14)
+        key = rng.choice(["password", "GIT_PASSWORD", "access_token", "api_key", "aws_secret_access_key"])
+        return rng.choice([f"{key}={val}", f'"{key}": "{val}"', f"{key}: {val}"]), val
+
+    return [
+        ("github_classic", ghp),
+        ("github_fine_grained", gpat),
+        ("gitlab", glpat),
+        ("gitlab_runner", gr),
+        ("azure_devops_pat_84", ado84),
+        ("bitbucket_app_password", atbb),
+        ("atlassian_token", atctt),
+        ("aws_access_key_id", aws),
+        ("jwt", jwt),
+        ("private_key", pem),
+        ("url_userinfo_password", url_pw),
+        ("url_userinfo_token", url_token),
+        ("authorization_header", auth_header),
+        ("key_value", key_value),
+    ]
+
+
+# Surrounding text, including the false positives that must survive next to a secret.
+FILLER = [
+    "cloning",
+    "repository",
+    "synced",
+    "token",
+    "the token expired",
+    "Authorization failed",
+    "3f786850e387550fdab836ed7e6dc881de23001b",
+    "123e4567-e89b-12d3-a456-426614174000",
+    "git@github.com:org/repo.git",
+    "https://github.com/org/repo.git",
+    "max_tokens=100",
+    "password_file=/etc/pw",
+    "duration_ms=123.4",
+    "café",
+    "42",
+    "(HEAD -> main)",
+]
+
+
+def random_sentence(rng: random.Random, max_words: int = 6) -> str:
+    return " ".join(rng.choice(FILLER) for _ in range(rng.randrange(max_words + 1)))
+
+
+def embed(rng: random.Random, secret_text: str) -> Tuple[str, str, str]:
+    """Return (prefix, suffix, full text) with the secret at a random word position."""
+    prefix, suffix = random_sentence(rng), random_sentence(rng)
+    parts = [p for p in (prefix, secret_text, suffix) if p]
+    return prefix, suffix, " ".join(parts)
+
+
+class TestProperty(unittest.TestCase):
+    ITERATIONS = 400
+
+    def test_random_secrets_never_survive(self) -> None:
+        """Every secret kind, at random positions in random text, is masked; the rest is unchanged."""
+        seed = int(os.environ.get("MGIT_MONITORING_TEST_SEED", random.SystemRandom().randrange(2**32)))
+        rng = random.Random(seed)
+        gens = secret_generators()
+        for i in range(self.ITERATIONS):
+            kind, gen = gens[i % len(gens)]
+            secret_text, secret = gen(rng)
+            prefix, suffix, text = embed(rng, secret_text)
+            out = mask_credentials(text)
+            where = f"seed={seed} iteration={i} kind={kind} text={text!r} out={out!r}"
+            self.assertNotIn(secret, out, where)
+            if prefix:
+                self.assertTrue(out.startswith(prefix + " "), where)
+            if suffix:
+                self.assertTrue(out.endswith(" " + suffix), where)
+            self.assertIn("***", out, where)
+
+
+if __name__ == "__main__":
+    unittest.main()
