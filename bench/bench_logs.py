@@ -34,7 +34,7 @@ import random
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,7 +61,9 @@ class NullSink:
         pass
 
 
-def _fresh_logger(name: str, formatter: logging.Formatter, stream: Any, filters=()) -> logging.Logger:
+def _fresh_logger(
+    name: str, formatter: logging.Formatter, stream: Any, filters=()
+) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.handlers.clear()
     logger.filters.clear()
@@ -191,7 +193,7 @@ VARIANTS = [
 ]
 
 
-def _available(module: Optional[str]) -> bool:
+def _available(module: str | None) -> bool:
     if module is None:
         return True
     try:
@@ -222,7 +224,7 @@ def round_robin(fns: Dict[str, Callable[[], None]], n: int, rounds: int) -> Dict
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer calls and rounds (smoke run)")
     ap.add_argument("--n", type=int, default=20000, help="calls per loop")
@@ -254,7 +256,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     med_off = {k: statistics.median(v) for k, v in res_off.items()}
     base = med_on["stdlib_plain_extra"]
 
-    print(f"\n{'variant':22s} {'us/line':>9s} {'min':>7s} {'max':>7s} {'x stdlib':>9s} {'disabled ns':>12s}")
+    head = ("variant", "us/line", "min", "max", "x stdlib", "disabled ns")
+    print("\n{:22s} {:>9s} {:>7s} {:>7s} {:>9s} {:>12s}".format(*head))
     for name, _b, _n, desc in VARIANTS:
         if name not in med_on:
             continue
@@ -264,20 +267,27 @@ def main(argv: Optional[List[str]] = None) -> int:
             f"{med_on[name] / base:9.2f} {med_off[name]:12.0f}   {desc}"
         )
 
-    print("\ngoals (ours / anchor, lower is better):")
+    min_on = {k: min(v) for k, v in res_on.items()}
+    min_off = {k: min(v) for k, v in res_off.items()}
+    print("\ngoals (ours / anchor, lower is better; median of rounds, and best round):")
     goals = [
-        ("masked ours / python-json-logger (unmasked)", "ours_masked", "pjl_extra", med_on, 1.0),
-        ("masked, no cache / python-json-logger", "ours_masked_nocache", "pjl_extra", med_on, 1.0),
-        ("unmasked ours / structlog native JSON", "ours_unmasked", "structlog_native", med_on, 1.0),
-        ("disabled DEBUG ours / stdlib disabled", "ours_masked", "stdlib_plain_extra", med_off, 1.5),
+        ("masked ours / python-json-logger (unmasked)", "ours_masked", "pjl_extra", False, 1.0),
+        ("masked, no cache / python-json-logger", "ours_masked_nocache", "pjl_extra", False, 1.0),
+        ("unmasked ours / structlog native JSON", "ours_unmasked", "structlog_native", False, 1.0),
+        ("disabled DEBUG ours / stdlib disabled", "ours_masked", "stdlib_plain_extra", True, 1.5),
     ]
-    for label, ours, anchor, table, goal in goals:
-        if anchor not in table:
+    for label, ours, anchor, is_off, goal in goals:
+        med, best = (med_off, min_off) if is_off else (med_on, min_on)
+        if anchor not in med:
             print(f"  {label:46s} skipped ({anchor} not installed)")
             continue
-        ratio = table[ours] / table[anchor]
+        ratio = med[ours] / med[anchor]
+        best_ratio = best[ours] / best[anchor]
         verdict = "met" if ratio <= goal else "NOT met"
-        print(f"  {label:46s} {ratio:5.2f}x  (goal <= {goal:.1f}x: {verdict})")
+        print(
+            f"  {label:46s} {ratio:5.2f}x  (best {best_ratio:4.2f}x; "
+            f"goal <= {goal:.1f}x: {verdict})"
+        )
     return 0
 
 

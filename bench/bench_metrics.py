@@ -119,14 +119,6 @@ class Anchor:
 
 
 # ------------------------------------------------------------------------------ timing
-def median_ns(fn: Callable[[], int], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        gc.collect()
-        samples.append(fn())
-    return statistics.median(samples)
-
-
 def b_inc(obj: Any, n: int) -> int:
     t0 = perf()
     for _ in range(n):
@@ -176,7 +168,12 @@ def b_lookup_observe(obj: Any, vals: List[float]) -> int:
     return perf() - t0
 
 
-def recording(ad: Any, n1: int, n2: int, repeats: int) -> Dict[str, float]:
+# A case: name -> (run once -> (ns per op, extra), ...). Both implementations' runs of one case
+# alternate repeat by repeat, so load changes on a shared machine hit both sides alike.
+Case = Callable[[], Tuple[float, Any]]
+
+
+def recording_cases(ad: Any, n1: int, n2: int) -> Dict[str, Case]:
     reg = ad.new_registry()
     c = ad.counter(reg, "bench_c_total", "h")
     c2 = ad.counter(reg, "bench_cl_total", "h", ("method", "code"))
@@ -189,72 +186,69 @@ def recording(ad: Any, n1: int, n2: int, repeats: int) -> Dict[str, float]:
     hchild = h2.labels("GET", "/api")
     vals = [VALUES[i % 1000] for i in range(n2)]
     pairs = [PAIRS[i % 100] for i in range(n2)]
-    cases: List[Tuple[str, Callable[[], int], int]] = [
-        ("R1 counter inc()", lambda: b_inc(c, n1), n1),
-        ("R2 cached child inc()", lambda: b_inc(child, n1), n1),
-        ("R3 labels('GET','200').inc()", lambda: b_lookup(c2, n2), n2),
-        ("R4 labels() rotating 100", lambda: b_rotate(c2, pairs), n2),
-        ("R5 labels(kw=..).inc()", lambda: b_kwargs(c2, n2), n2),
-        ("R6 gauge set()", lambda: b_set(g, n1), n1),
-        ("R8 histogram observe()", lambda: b_observe(h, vals), n2),
-        ("R9 cached child observe()", lambda: b_observe(hchild, vals), n2),
-        ("R10 labels().observe()", lambda: b_lookup_observe(h2, vals), n2),
-    ]
-    return {name: median_ns(fn, repeats) / n for name, fn, n in cases}
+
+    def per_op(fn: Callable[[], int], n: int) -> Case:
+        return lambda: (fn() / n, None)
+
+    return {
+        "R1 counter inc()": per_op(lambda: b_inc(c, n1), n1),
+        "R2 cached child inc()": per_op(lambda: b_inc(child, n1), n1),
+        "R3 labels('GET','200').inc()": per_op(lambda: b_lookup(c2, n2), n2),
+        "R4 labels() rotating 100": per_op(lambda: b_rotate(c2, pairs), n2),
+        "R5 labels(kw=..).inc()": per_op(lambda: b_kwargs(c2, n2), n2),
+        "R6 gauge set()": per_op(lambda: b_set(g, n1), n1),
+        "R8 histogram observe()": per_op(lambda: b_observe(h, vals), n2),
+        "R9 cached child observe()": per_op(lambda: b_observe(hchild, vals), n2),
+        "R10 labels().observe()": per_op(lambda: b_lookup_observe(h2, vals), n2),
+    }
 
 
-def contended(
-    ad: Any, n1: int, n2: int, repeats: int, nthreads: int = 4
-) -> Dict[str, Tuple[float, bool]]:
-    def make(kind: str) -> Tuple[Callable[[int], int], int, Callable[[], float], int]:
+def contended_cases(ad: Any, n1: int, n2: int, nthreads: int = 4) -> Dict[str, Case]:
+    """4 threads on one fresh object per run; extra = whether the final total is exact."""
+
+    def make(kind: str) -> Tuple[Callable[[int], int], int, Callable[[], float]]:
         reg = ad.new_registry()
-        if kind == "T1 counter inc()":
+        if kind == "T1":
             m = ad.counter(reg, "t_total", "h")
-            return (lambda k: b_inc(m, k)), n1, (lambda: ad.value(m, "counter")), n1
-        if kind == "T2 cached child inc()":
+            return (lambda k: b_inc(m, k)), n1, (lambda: ad.value(m, "counter"))
+        if kind in ("T2", "T3"):
             m = ad.counter(reg, "t_total", "h", ("method", "code"))
             ch = m.labels("GET", "200")
-            return (lambda k: b_inc(ch, k)), n1, (lambda: ad.value(ch, "counter")), n1
-        if kind == "T3 labels().inc()":
-            m = ad.counter(reg, "t_total", "h", ("method", "code"))
-            ch = m.labels("GET", "200")
-            return (lambda k: b_lookup(m, k)), n2, (lambda: ad.value(ch, "counter")), n2
+            if kind == "T2":
+                return (lambda k: b_inc(ch, k)), n1, (lambda: ad.value(ch, "counter"))
+            return (lambda k: b_lookup(m, k)), n2, (lambda: ad.value(ch, "counter"))
         m = ad.histogram(reg, "t_seconds", "h")
         vals = [VALUES[i % 1000] for i in range(n2 // nthreads)]
-        return (lambda k: b_observe(m, vals)), n2, (lambda: ad.value(m, "histogram")), n2
+        return (lambda k: b_observe(m, vals)), n2, (lambda: ad.value(m, "histogram"))
 
-    out: Dict[str, Tuple[float, bool]] = {}
-    for kind in (
-        "T1 counter inc()",
-        "T2 cached child inc()",
-        "T3 labels().inc()",
-        "T8 histogram observe()",
-    ):
-        walls = []
-        exact = True
-        for _ in range(repeats):
-            body, total, getval, expected = make(kind)
+    def case(kind: str) -> Case:
+        def run() -> Tuple[float, Any]:
+            body, total, getval = make(kind)
             per = total // nthreads
             barrier = threading.Barrier(nthreads + 1)
 
-            def worker(
-                body: Callable[[int], int] = body, per: int = per, barrier: Any = barrier
-            ) -> None:
+            def worker() -> None:
                 barrier.wait()
                 body(per)
 
             threads = [threading.Thread(target=worker) for _ in range(nthreads)]
             for t in threads:
                 t.start()
-            gc.collect()
             barrier.wait()
             t0 = perf()
             for t in threads:
                 t.join()
-            walls.append(perf() - t0)
-            exact = exact and getval() == per * nthreads
-        out[kind] = (statistics.median(walls) / (per * nthreads), exact)
-    return out
+            wall = perf() - t0
+            return wall / (per * nthreads), getval() == per * nthreads
+
+        return run
+
+    return {
+        "T1 counter inc()": case("T1"),
+        "T2 cached child inc()": case("T2"),
+        "T3 labels().inc()": case("T3"),
+        "T8 histogram observe()": case("T8"),
+    }
 
 
 def build_exposition_registry(ad: Any, series: int) -> Any:
@@ -273,29 +267,52 @@ def build_exposition_registry(ad: Any, series: int) -> Any:
     return reg
 
 
-def exposition(ad: Any, sizes: List[int], repeats: int) -> Dict[Tuple[int, str], Tuple[float, int]]:
-    out: Dict[Tuple[int, str], Tuple[float, int]] = {}
-    for s in sizes:
-        reg = build_exposition_registry(ad, s)
-        reps = repeats if s <= 1000 else max(3, repeats // 2)
-        text = lambda r=reg: ad.expose_text(r)  # noqa: E731
-        variants: List[Tuple[str, Callable[[], bytes], bool | None]] = [("text", text, True)]
-        if hasattr(ad, "set_created"):
-            variants.append(("text, no _created", text, False))
-        variants.append(("openmetrics", lambda r=reg: ad.expose_openmetrics(r), True))
-        for label, fn, created in variants:
-            if created is not None and hasattr(ad, "set_created"):
-                ad.set_created(created)
+def exposition_cases(ad: Any, series: int) -> Dict[str, Case]:
+    """ms per render; extra = body size. The anchor also runs without its _created series."""
+    reg = build_exposition_registry(ad, series)
+    created = hasattr(ad, "set_created")
 
-            def timed(fn: Callable[[], bytes] = fn) -> int:
+    def case(render: Callable[[Any], bytes], with_created: bool) -> Case:
+        def run() -> Tuple[float, Any]:
+            if created:
+                ad.set_created(with_created)
+            try:
                 t0 = perf()
-                fn()
-                return perf() - t0
+                body = render(reg)
+                return (perf() - t0) / 1e6, len(body)
+            finally:
+                if created:
+                    ad.set_created(True)
 
-            ms = median_ns(timed, reps) / 1e6
-            out[(s, label)] = (ms, len(fn()))
-        if hasattr(ad, "set_created"):
-            ad.set_created(True)
+        return run
+
+    return {
+        "text": case(ad.expose_text, True),
+        "text, no _created": case(ad.expose_text, False),
+        "openmetrics": case(ad.expose_openmetrics, True),
+    }
+
+
+def interleaved(
+    ours: Dict[str, Case], anchor: Dict[str, Case], repeats: int
+) -> Dict[str, Tuple[float, Any, float | None, Any]]:
+    """Per case: (ours median, ours extra, anchor median or None, anchor extra)."""
+    out = {}
+    for name, mine in ours.items():
+        theirs = anchor.get(name)
+        a_vals: List[float] = []
+        o_vals: List[float] = []
+        o_extra = a_extra = None
+        for _ in range(repeats):
+            gc.collect()
+            v, o_extra = mine()
+            o_vals.append(v)
+            if theirs is not None:
+                gc.collect()
+                v, a_extra = theirs()
+                a_vals.append(v)
+        a_med = statistics.median(a_vals) if a_vals else None
+        out[name] = (statistics.median(o_vals), o_extra, a_med, a_extra)
     return out
 
 
@@ -373,30 +390,30 @@ def main(argv: List[str] | None = None) -> int:
         print(f"anchor: prometheus_client {version('prometheus-client')}")
 
     header("recording (single thread)", "ours ns", "anchor ns")
-    r_ours = recording(ours, n1, n2, repeats)
-    r_anchor = recording(anchor, n1, n2, repeats) if anchor else {}
-    for case, ns in r_ours.items():
-        a = r_anchor.get(case)
+    rec = interleaved(
+        recording_cases(ours, n1, n2), recording_cases(anchor, n1, n2) if anchor else {}, repeats
+    )
+    for case, (ns, _, a, _) in rec.items():
         row(case, ns, a)
 
     header("contended (4 threads, one object)", "ours ns", "anchor ns", "exact totals")
-    t_ours = contended(ours, n1, n2, max(3, repeats - 2))
-    t_anchor = contended(anchor, n1, n2, max(3, repeats - 2)) if anchor else {}
-    for case, (ns, exact) in t_ours.items():
-        a, a_exact = t_anchor.get(case, (None, None))
+    t_rep = max(3, repeats - 2)
+    con = interleaved(
+        contended_cases(ours, n1, n2), contended_cases(anchor, n1, n2) if anchor else {}, t_rep
+    )
+    for case, (ns, exact, a, a_exact) in con.items():
         row(case, ns, a, f"ours={exact} anchor={a_exact}")
 
     header("exposition", "ours ms", "anchor ms", "bytes ours / anchor")
-    e_ours = exposition(ours, sizes, repeats)
-    e_anchor = exposition(anchor, sizes, repeats) if anchor else {}
     for s in sizes:
-        for label in ("text", "text, no _created", "openmetrics"):
-            mine = e_ours.get((s, "text" if label.startswith("text") else label))
-            theirs = e_anchor.get((s, label))
-            if mine is None:
+        reps = repeats if s <= 1000 else max(3, repeats - 2)
+        exp = interleaved(
+            exposition_cases(ours, s), exposition_cases(anchor, s) if anchor else {}, reps
+        )
+        for label, (ms, size, a_ms, a_size) in exp.items():
+            if label == "text, no _created" and anchor is None:
                 continue
-            a_ms, a_bytes = theirs if theirs else (None, 0)
-            row(f"S={s:<6,} {label}", mine[0], a_ms, f"{mine[1]:,} / {a_bytes:,}")
+            row(f"S={s:<6,} {label}", ms, a_ms, f"{size:,} / {a_size or 0:,}")
 
     header("import (-X importtime, cumulative)", "ours us", "anchor us")
     runs = 3 if args.quick else 7

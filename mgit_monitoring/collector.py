@@ -26,7 +26,6 @@ type, bad labels or values).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
@@ -47,7 +46,12 @@ __all__ = [
     "setup_metrics",
 ]
 
-_log = logging.getLogger("mgit_monitoring.collector")
+
+def _logger() -> Any:
+    import logging  # on first warning only: keeps ``import`` of this module cheap for a CLI
+
+    return logging.getLogger("mgit_monitoring.collector")
+
 
 #: (kind, name, help, labelnames, options) of the health and performance metrics that health.py
 #: and performance.py also register; defined identically so they exist from the first scrape.
@@ -218,7 +222,7 @@ class MetricsCollector:
         if key in self._warned or len(self._warned) >= _MAX_WARNED:
             return
         self._warned.add(key)
-        _log.warning("MetricsCollector.%s dropped a measurement: %s", method, exc)
+        _logger().warning("MetricsCollector.%s dropped a measurement: %s", method, exc)
 
     def _seconds(self, method: str, duration: Any) -> float | None:
         """A valid duration in seconds, or None (a bad one is reported once and ignored)."""
@@ -488,7 +492,7 @@ def setup_metrics(registry: Registry | None = None, **options: Any) -> MetricsCo
         if _default is None:
             _default = MetricsCollector(registry, **options)
         elif registry is not None or options:
-            _log.warning("setup_metrics: a metrics collector already exists; options ignored")
+            _logger().warning("setup_metrics: a metrics collector already exists; options ignored")
         return _default
 
 

@@ -31,7 +31,6 @@ from typing import (
     Iterator,
     Mapping,
     NamedTuple,
-    Optional,
     TypeVar,
 )
 
@@ -95,7 +94,7 @@ def new_span_id() -> str:
             return value
 
 
-def parse_traceparent(value: Optional[str]) -> Optional[TraceParent]:
+def parse_traceparent(value: str | None) -> TraceParent | None:
     """Parse a ``traceparent`` header/env value; None for anything invalid (never raises)."""
     if not isinstance(value, str):
         return None
@@ -141,7 +140,7 @@ class _State:
         self.log_cache: Any = None
 
 
-_CURRENT: contextvars.ContextVar[Optional[_State]] = contextvars.ContextVar(
+_CURRENT: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
     "mgit_monitoring_correlation", default=None
 )
 
@@ -151,7 +150,7 @@ class _ProcessTrace:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.state: Optional[_State] = None
+        self.state: _State | None = None
         self.adopted = False
 
     def get(self) -> _State:
@@ -167,7 +166,7 @@ class _ProcessTrace:
 _PROCESS = _ProcessTrace()
 
 
-def adopt_traceparent(environ: Optional[Mapping[str, str]] = None) -> bool:
+def adopt_traceparent(environ: Mapping[str, str] | None = None) -> bool:
     """Adopt a valid ``TRACEPARENT`` from ``environ`` (default ``os.environ``) as the process trace.
 
     Afterwards, log lines outside any context and new top-level contexts carry its
@@ -222,7 +221,7 @@ def get_traceparent() -> str:
 
 @contextmanager
 def correlation_context(
-    operation: Optional[str] = None, correlation_id: Optional[str] = None, **attrs: Any
+    operation: str | None = None, correlation_id: str | None = None, **attrs: Any
 ) -> Iterator[str]:
     """Run a block under a correlation scope and yield its correlation id.
 
@@ -260,18 +259,18 @@ def operation_context(operation: str, **attrs: Any) -> Any:
     return correlation_context(operation=operation, **attrs)
 
 
-def provider_context(provider: str, organization: Optional[str] = None, **attrs: Any) -> Any:
+def provider_context(provider: str, organization: str | None = None, **attrs: Any) -> Any:
     """A nested scope with ``provider`` and (when given) ``organization`` attributes."""
     return correlation_context(provider=provider, organization=organization, **attrs)
 
 
-def git_operation_context(operation: str, repository: Optional[str] = None, **attrs: Any) -> Any:
+def git_operation_context(operation: str, repository: str | None = None, **attrs: Any) -> Any:
     """A nested scope with ``git_operation`` and (when given) ``repository`` attributes."""
     return correlation_context(git_operation=operation, repository=repository, **attrs)
 
 
 def child_env(
-    environ: Optional[Mapping[str, str]] = None, extra: Optional[Mapping[str, str]] = None
+    environ: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
 ) -> Dict[str, str]:
     """Return a copy of ``environ`` (default ``os.environ``) for a child process such as git.
 

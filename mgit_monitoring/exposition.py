@@ -27,7 +27,6 @@ and non-finite numbers are the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"`` (JSON h
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, NamedTuple, Tuple, Union
 
 from mgit_monitoring.registry import MetricFamily, Registry, Snapshot, _format_bound
@@ -204,6 +203,8 @@ def snapshot_to_dict(snapshot: Snapshot) -> Dict[str, Any]:
 
 def render_json(snapshot: Snapshot, indent: Union[int, None] = None) -> str:
     """The snapshot as a JSON string (strict JSON: no NaN/Infinity literals)."""
+    import json  # only for JSON output: keeps importing the text renderers cheap
+
     return json.dumps(
         snapshot_to_dict(snapshot), indent=indent, ensure_ascii=False, allow_nan=False
     )

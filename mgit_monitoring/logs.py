@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from mgit_monitoring import context as _context
 from mgit_monitoring.errors import ConfigError
@@ -133,7 +133,9 @@ _OWN_KEYS = {
 }
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_encode_str: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+_encode_str: Any = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+)
 _MAX_DEPTH = 32
 
 
@@ -228,22 +230,20 @@ class StructuredFormatter(logging.Formatter):
     ``dictConfig`` can construct it with its ``class`` key, and are ignored.
     """
 
-    converter = time.gmtime
-
     def __init__(
         self,
-        fmt: Optional[str] = None,
-        datefmt: Optional[str] = None,
+        fmt: str | None = None,
+        datefmt: str | None = None,
         style: str = "%",
         validate: bool = True,
         *,
-        defaults: Optional[Mapping[str, Any]] = None,
+        defaults: Mapping[str, Any] | None = None,
         profile: str = "default",
         include_correlation: bool = True,
         mask_credentials: bool = True,
-        masker: Optional[CredentialMasker] = None,
+        masker: CredentialMasker | None = None,
         timespec: str = "milliseconds",
-        gcp_project: Optional[str] = None,
+        gcp_project: str | None = None,
     ) -> None:
         super().__init__()
         self.profile = _check_profile(profile)
@@ -254,7 +254,7 @@ class StructuredFormatter(logging.Formatter):
         self.include_correlation = bool(include_correlation)
         self.mask_credentials = bool(mask_credentials)
         self.gcp_project = gcp_project
-        self._masker: Optional[CredentialMasker] = None
+        self._masker: CredentialMasker | None = None
         if self.mask_credentials:
             self._masker = masker if masker is not None else _default_masker()
         self._own = _OWN_KEYS[self.profile]
@@ -283,8 +283,8 @@ class StructuredFormatter(logging.Formatter):
             cached = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
             self._ts_cache = cached
         if self.timespec == "milliseconds":
-            return "%s.%03dZ" % (cached[1], record.msecs)
-        return "%s.%06dZ" % (cached[1], int((created - secs) * 1e6))
+            return f"{cached[1]}.{int(record.msecs):03d}Z"
+        return f"{cached[1]}.{int((created - secs) * 1e6):06d}Z"
 
     def _state(self, record: logging.LogRecord) -> Any:
         state = record.__dict__.get(_RECORD_CONTEXT, _UNSET)
@@ -305,9 +305,9 @@ class StructuredFormatter(logging.Formatter):
             if self._masker is not None:
                 attrs = self._masker.mask(attrs)
             cache[self._ctx_slot] = attrs
-        return attrs  # type: ignore[no-any-return]
+        return attrs
 
-    def _exception(self, record: logging.LogRecord) -> Optional[Tuple[str, str, str]]:
+    def _exception(self, record: logging.LogRecord) -> Tuple[str, str, str] | None:
         """(type, message, traceback) of the record's exception, masked; None without one."""
         ei = record.exc_info
         if ei and ei[0] is not None:
@@ -326,13 +326,13 @@ class StructuredFormatter(logging.Formatter):
             tb = self._masker.mask_text(tb)
         return etype, emsg, tb
 
-    def _stack(self, record: logging.LogRecord) -> Optional[str]:
+    def _stack(self, record: logging.LogRecord) -> str | None:
         if not record.stack_info:
             return None
         text = self.formatStack(record.stack_info)
         return self._masker.mask_text(text) if self._masker is not None else text
 
-    def _fields(self, record: logging.LogRecord) -> Optional[Dict[str, Any]]:
+    def _fields(self, record: logging.LogRecord) -> Dict[str, Any] | None:
         """The caller's fields: the structured logger's, then ``extra=``/filter attributes."""
         d = record.__dict__
         fields = d.get(_RECORD_FIELDS)
@@ -355,13 +355,13 @@ class StructuredFormatter(logging.Formatter):
             return None
         if self._masker is not None:
             fields = self._masker.mask(fields)
-        return fields  # type: ignore[no-any-return]
+        return fields
 
-    def _add_fields(self, out: Dict[str, Any], fields: Optional[Dict[str, Any]]) -> None:
+    def _add_fields(self, out: Dict[str, Any], fields: Dict[str, Any] | None) -> None:
         if not fields:
             return
         own = self._own
-        clashes: Optional[Dict[str, Any]] = None
+        clashes: Dict[str, Any] | None = None
         for key, value in fields.items():
             if key in own:
                 if clashes is None:
@@ -460,7 +460,7 @@ class StructuredFormatter(logging.Formatter):
                 f',"correlation":{self._encode(corr)}'
             )
             cache[slot] = fragment
-        return fragment  # type: ignore[no-any-return]
+        return fragment
 
     def _render_default(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -553,10 +553,10 @@ class StructuredFormatter(logging.Formatter):
 
     def _encode(self, out: Dict[str, Any]) -> str:
         try:
-            return self._encode_obj(out)  # type: ignore[no-any-return]
+            return self._encode_obj(out)
         except (ValueError, TypeError, RecursionError):
             # NaN/inf, a cycle, a key json rejects: rebuild a plain copy and try again.
-            return self._encode_obj(self._sanitise(out, 0, set()))  # type: ignore[no-any-return]
+            return self._encode_obj(self._sanitise(out, 0, set()))
 
     def _sanitise(self, obj: Any, depth: int, seen: set) -> Any:
         if obj is None or isinstance(obj, (str, bool, int)):
@@ -583,7 +583,7 @@ class StructuredFormatter(logging.Formatter):
         return self._sanitise(self._default(obj), depth + 1, seen)
 
 
-_MASKER: Optional[CredentialMasker] = None
+_MASKER: CredentialMasker | None = None
 
 
 def _default_masker() -> CredentialMasker:
@@ -602,15 +602,16 @@ _LogRecord = logging.LogRecord
 _STD_MAKE_RECORD = logging.Logger.makeRecord
 _NS_CLOCK = sys.version_info >= (3, 13)  # 3.13 derives created/msecs from time_ns()
 _TASK_NAME = sys.version_info >= (3, 12)  # 3.12 added LogRecord.taskName
+_START_TIME: Any = vars(logging)["_startTime"]  # what relativeCreated is measured from
 _PATH_NAMES: Dict[str, Tuple[str, str]] = {}
-_PID: List[Optional[int]] = [None]
+_PID: List[int | None] = [None]
 
 
 def _forget_pid() -> None:
     _PID[0] = None
 
 
-def _pid() -> Optional[int]:
+def _pid() -> int | None:
     # getpid() is a real system call (~200 ns in a VM); cache it and forget it on fork.
     pid = _PID[0]
     if pid is None:
@@ -629,8 +630,8 @@ def _new_record(
     msg: Any,
     args: Any,
     exc_info: Any,
-    func: Optional[str],
-    sinfo: Optional[str],
+    func: str | None,
+    sinfo: str | None,
 ) -> logging.LogRecord:
     """A standard LogRecord with the attributes LogRecord.__init__ sets, built faster.
 
@@ -655,11 +656,11 @@ def _new_record(
         msecs = (ct % 1_000_000_000) // 1_000_000 + 0.0
         if msecs == 999.0 and int(created) != ct // 1_000_000_000:
             msecs = 0.0
-        relative = (ct - logging._startTime) / 1e6
+        relative = (ct - _START_TIME) / 1e6
     else:
         created = time.time()
         msecs = int((created - int(created)) * 1000) + 0.0
-        relative = (created - logging._startTime) * 1000
+        relative = (created - _START_TIME) * 1000
     record = _LogRecord.__new__(_LogRecord)
     d = record.__dict__
     d["name"] = name
@@ -682,7 +683,7 @@ def _new_record(
         d["threadName"] = threading.current_thread().name
     else:
         d["thread"] = d["threadName"] = None
-    process_name: Optional[str] = None
+    process_name: str | None = None
     if logging.logMultiprocessing:
         process_name = "MainProcess"
         mp = sys.modules.get("multiprocessing")
@@ -700,7 +701,7 @@ def _new_record(
             # Ask for the running loop first: current_task() raises without one.
             if asyncio is not None and asyncio._get_running_loop() is not None:
                 try:
-                    task_name = asyncio.current_task().get_name()  # type: ignore[union-attr]
+                    task_name = asyncio.current_task().get_name()
                 except Exception:
                     pass
         d["taskName"] = task_name
@@ -723,6 +724,9 @@ class StructuredLogger:
     """
 
     __slots__ = ("logger", "name")
+
+    # The level methods read Logger._cache (what isEnabledFor() reads, since 3.7) inline:
+    # a disabled debug() call then costs about what the stdlib's own does.
 
     def __init__(self, logger: Union[str, logging.Logger]) -> None:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
@@ -776,7 +780,7 @@ class StructuredLogger:
         """Log at DEBUG with ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_DEBUG]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_DEBUG]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_DEBUG)
         if enabled and not lg.disabled:
@@ -786,7 +790,7 @@ class StructuredLogger:
         """Log at INFO with ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_INFO]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_INFO]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_INFO)
         if enabled and not lg.disabled:
@@ -796,7 +800,7 @@ class StructuredLogger:
         """Log at WARNING with ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_WARNING]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_WARNING]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_WARNING)
         if enabled and not lg.disabled:
@@ -806,7 +810,7 @@ class StructuredLogger:
         """Log at ERROR with ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_ERROR]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_ERROR]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_ERROR)
         if enabled and not lg.disabled:
@@ -816,7 +820,7 @@ class StructuredLogger:
         """Log at ERROR with the exception being handled (its traceback) and ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_ERROR]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_ERROR]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_ERROR)
         if enabled and not lg.disabled:
@@ -827,7 +831,7 @@ class StructuredLogger:
         """Log at CRITICAL with ``fields``."""
         lg = self.logger
         try:
-            enabled = lg._cache[_CRITICAL]  # what isEnabledFor() reads, minus a call
+            enabled = lg._cache[_CRITICAL]  # type: ignore[attr-defined]
         except (KeyError, AttributeError):
             enabled = lg.isEnabledFor(_CRITICAL)
         if enabled and not lg.disabled:
@@ -850,7 +854,7 @@ class StructuredLogger:
         operation: str,
         /,
         success: bool = True,
-        duration: Optional[float] = None,
+        duration: float | None = None,
         **fields: Any,
     ) -> None:
         """INFO (ERROR on failure) "Operation completed|failed: <op> (took N.NNs)"."""
@@ -864,7 +868,8 @@ class StructuredLogger:
             "success": bool(success),
             "end_time": time.time(),
         }
-        msg, args = "Operation %s: %s", (status, operation)
+        msg = "Operation %s: %s"
+        args: Tuple[Any, ...] = (status, operation)
         if duration is not None:
             own["duration_seconds"] = duration
             msg, args = "Operation %s: %s (took %.2fs)", (status, operation, duration)
@@ -927,19 +932,19 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def setup_structured_logging(
-    log_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+    log_file: Union[str, os.PathLike[str]] | None = None,
     log_level: Union[int, str, None] = None,
     console_level: Union[int, str] = "INFO",
     include_correlation: bool = True,
     mask_credentials: bool = True,
     *,
-    profile: Optional[str] = None,
+    profile: str | None = None,
     logger: Union[str, logging.Logger, None] = None,
     console: bool = True,
     stream: Any = None,
     max_bytes: int = 10 * 1024 * 1024,
     backup_count: int = 5,
-    environ: Optional[Mapping[str, str]] = None,
+    environ: Mapping[str, str] | None = None,
     adopt_traceparent: bool = True,
 ) -> List[logging.Handler]:
     """Send JSON log lines to stderr (and optionally a rotating file); return the handlers.
@@ -1017,4 +1022,3 @@ def setup_structured_logging(
     if adopt_traceparent:
         _context.adopt_traceparent(env)
     return handlers
-

@@ -17,7 +17,7 @@ occurs in the text, so a clean line costs a few substring tests, not a dozen reg
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Pattern, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Pattern, Set, Tuple
 
 __all__ = [
     "MASK",
@@ -272,6 +272,8 @@ _SENSITIVE_SUFFIXES = (
 )
 
 _MAX_DEPTH = 32
+_CIRCULAR = "<circular>"
+_SCALARS = frozenset({int, float, complex})
 _KEY_CACHE_MAX = 2048
 _CACHE_MAX_LEN = 512
 
@@ -336,7 +338,7 @@ class CredentialMasker:
     def _mask_line(self, text: str) -> str:
         if not self.strict and not _maybe_secret(text):
             return text
-        low: Optional[str] = None
+        low: str | None = None
         for name, rx, repl, kws, ci in self._rules:
             if name.startswith("url_") and "@" not in text:
                 continue
@@ -387,49 +389,73 @@ class CredentialMasker:
         self._key_cache[key] = result
         return result
 
-    def mask(self, obj: Any, _depth: int = 0) -> Any:
+    def mask(self, obj: Any, _depth: int = 0, _path: Set[int] | None = None) -> Any:
         """Return ``obj`` with secrets masked: strings by pattern, dict values by key too.
 
         Containers are copied only when something inside changes, so the caller's dicts
         and lists are never modified. Non-container, non-string values are returned as
         they are (a JSON encoder's fallback should pass its ``str()`` through
-        :meth:`mask_text`). Nesting deeper than 32 levels is masked whole (fail closed).
+        :meth:`mask_text`). A container that contains itself is replaced by
+        ``"<circular>"`` at the repeat; nesting deeper than 32 levels is masked whole.
         """
         if type(obj) is str:
             return self.mask_text(obj)
-        if isinstance(obj, dict):
+        if isinstance(obj, (dict, list, tuple)):
             if _depth >= _MAX_DEPTH:
                 return MASK
-            out: Optional[Dict[Any, Any]] = None
-            for key, value in obj.items():
-                if self.is_sensitive_key(key) and value is not None and value is not True and value is not False:
-                    new_value: Any = MASK
-                else:
-                    new_value = self.mask(value, _depth + 1)
-                new_key = self.mask_text(key) if type(key) is str else key
-                if new_value is not value or new_key is not key:
-                    if out is None:
-                        out = {}
-                        for k2, v2 in obj.items():
-                            if k2 is key:
-                                break
-                            out[k2] = v2
-                    out[new_key] = new_value
-                elif out is not None:
-                    out[key] = value
-            return obj if out is None else out
-        if isinstance(obj, (list, tuple)):
-            if _depth >= _MAX_DEPTH:
-                return MASK
-            items = [self.mask(v, _depth + 1) for v in obj]
+            if _path is None:
+                _path = set()
+            elif id(obj) in _path:
+                return _CIRCULAR
+            _path.add(id(obj))
+            try:
+                if isinstance(obj, dict):
+                    return self._mask_dict(obj, _depth, _path)
+                items = [self.mask(v, _depth + 1, _path) for v in obj]
+            finally:
+                _path.discard(id(obj))
             if all(a is b for a, b in zip(items, obj)):
                 return obj
             return items if isinstance(obj, list) else tuple(items)
         if isinstance(obj, (set, frozenset)):
-            return self.mask(list(obj), _depth)
+            try:
+                items = sorted(obj)  # a stable order for the reader
+            except TypeError:
+                items = list(obj)
+            return self.mask(items, _depth, _path)
         if isinstance(obj, str):  # a str subclass
             return self.mask_text(str(obj))
         return obj
+
+    def _mask_dict(self, obj: Dict[Any, Any], depth: int, path: Set[int]) -> Any:
+        out: Dict[Any, Any] | None = None
+        clean = self._clean
+        new_value: Any
+        for key, value in obj.items():
+            if value is None or value is True or value is False:
+                new_value = value  # cannot hold a secret, even under a secret-named key
+            elif self.is_sensitive_key(key):
+                new_value = MASK
+            elif type(value) is str:
+                new_value = value if value in clean else self.mask_text(value)
+            elif type(value) in _SCALARS:
+                new_value = value
+            else:
+                new_value = self.mask(value, depth + 1, path)
+            new_key = key
+            if type(key) is str and key not in clean:
+                new_key = self.mask_text(key)
+            if new_value is not value or new_key is not key:
+                if out is None:
+                    out = {}
+                    for k2, v2 in obj.items():
+                        if k2 is key:
+                            break
+                        out[k2] = v2
+                out[new_key] = new_value
+            elif out is not None:
+                out[key] = value
+        return obj if out is None else out
 
     __call__ = mask
 

@@ -691,6 +691,14 @@ class PerformanceMonitor:
         rows = self._rows(hours, operation_name)
         return OperationMetrics.from_rows(operation_name, rows, float(hours))
 
+    def get_operation_durations(self, operation_name: str, hours: float = 24) -> List[float]:
+        """The sorted durations (seconds) of ``operation_name`` over the last ``hours``.
+
+        The same traces :meth:`get_operation_metrics` summarises; the CLI draws its
+        distribution chart from them.
+        """
+        return sorted(row.duration for row in self._rows(hours, operation_name))
+
     def get_all_operation_metrics(self, hours: float = 24) -> Dict[str, OperationMetrics]:
         """Statistics of every operation seen in the last ``hours``, by operation name."""
         grouped: Dict[str, List[TraceRow]] = {}

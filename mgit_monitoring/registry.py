@@ -681,23 +681,22 @@ class _Metric:
 
     def _child_slow(self, raw: Tuple[Any, ...]) -> Any:
         values = _label_values(self.name, self.labelnames, raw)
-        dropped = False
+        dropped = 0
         with self._lock:
             child = self._children.get(values)
             if child is None:
                 if len(self._children) >= self.series_limit:
                     self.dropped += 1
-                    dropped = True
+                    dropped = self.dropped
                     child = _NOOP
                 else:
                     child = self._new_child(values)
                     self._children[values] = child
         if dropped:  # outside the metric lock: reporting takes the registry lock
-            self._report_drop(values)
+            self._report_drop(values, dropped == 1)
         return child
 
-    def _report_drop(self, values: Tuple[str, ...]) -> None:
-        first = self.dropped == 1
+    def _report_drop(self, values: Tuple[str, ...], first: bool) -> None:
         if self._registry is not None:
             self._registry._series_dropped(self.name)
         if first:

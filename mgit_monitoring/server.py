@@ -47,7 +47,9 @@ __all__ = [
     "MonitoringServer",
     "Response",
     "TLSConfig",
+    "add_server_arguments",
     "main",
+    "run_server",
     "serve",
     "start_monitoring_server",
 ]

@@ -27,13 +27,25 @@ def _b64u(text: str) -> str:
 
 # (kind, input, expected) - the catalogue's fake examples (shared/docs/secrets-catalogue.md)
 CATALOGUE = [
-    ("github classic", f"push failed, token ghp_{F4 * 9} rejected", "push failed, token ghp_*** rejected"),
+    (
+        "github classic",
+        f"push failed, token ghp_{F4 * 9} rejected",
+        "push failed, token ghp_*** rejected",
+    ),
     ("github oauth", f"gho_{F4 * 9}", "gho_***"),
     ("github server-to-server", f"x ghs_{F4 * 9}_x y", "x ghs_*** y"),
-    ("github fine-grained", "GH_TOKEN=github_pat_11" + F4 * 5 + "00_" + F4 * 15, "GH_TOKEN=github_pat_***"),
+    (
+        "github fine-grained",
+        "GH_TOKEN=github_pat_11" + F4 * 5 + "00_" + F4 * 15,
+        "GH_TOKEN=github_pat_***",
+    ),
     ("gitlab pat", f"using glpat-{F4 * 5}", "using glpat-***"),
     ("gitlab runner", "token GR1348941" + F4 * 5, "token GR1348941***"),
-    ("azure devops 84", "pat " + F4 * 13 + "JQQJ99BE" + F4 * 4 + "AZDO" + F4 + " ok", "pat ***ADO_PAT*** ok"),
+    (
+        "azure devops 84",
+        "pat " + F4 * 13 + "JQQJ99BE" + F4 * 4 + "AZDO" + F4 + " ok",
+        "pat ***ADO_PAT*** ok",
+    ),
     (
         "bitbucket app password",
         f"https://jdoe:ATBB{F4 * 6}FAKE0000@bitbucket.org/ws/repo.git",
@@ -47,15 +59,25 @@ CATALOGUE = [
     ("aws access key", "key AKIAIOSFODNN7EXAMPLE", "key AKIA***"),
     (
         "jwt",
-        "bearer eyJ" + _b64u('{"alg":"none","typ":"JWT"}')[3:] + "." + _b64u('{"sub":"x"}') + ". expired",
+        "bearer eyJ"
+        + _b64u('{"alg":"none","typ":"JWT"}')[3:]
+        + "."
+        + _b64u('{"sub":"x"}')
+        + ". expired",
         "bearer ***JWT*** expired",
     ),
     (
         "private key block",
-        "key:\n-----BEGIN RSA PRIVATE KEY-----\n" + F4 * 16 + "\n-----END RSA PRIVATE KEY-----\ndone",
+        "key:\n-----BEGIN RSA PRIVATE KEY-----\n"
+        + F4 * 16
+        + "\n-----END RSA PRIVATE KEY-----\ndone",
         "key:\n***PRIVATE_KEY***\ndone",
     ),
-    ("truncated private key", "cut -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNz", "cut ***PRIVATE_KEY***"),
+    (
+        "truncated private key",
+        "cut -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNz",
+        "cut ***PRIVATE_KEY***",
+    ),
     (
         "url user:password",
         "git clone https://x-access-token:FAKEFAKEx1@github.com/org/repo.git",
@@ -73,7 +95,9 @@ CATALOGUE = [
     ),
     (
         "key=value pairs",
-        'env GIT_PASSWORD=hunter2 aws_secret_access_key=' + F4 * 10 + ' {"client_secret": "s3cr3t"}',
+        "env GIT_PASSWORD=hunter2 aws_secret_access_key="
+        + F4 * 10
+        + ' {"client_secret": "s3cr3t"}',
         'env GIT_PASSWORD=*** aws_secret_access_key=*** {"client_secret": "***"}',
     ),
     (
@@ -139,12 +163,18 @@ class TestCatalogue(unittest.TestCase):
         """A line longer than max_line is replaced, not printed; other lines are scanned."""
         masker = CredentialMasker(max_line=100)
         text = "ok password=hunter2\n" + "x" * 150 + "\nend"
-        self.assertEqual("ok password=***\n***[150 characters not scanned]***\nend", masker.mask_text(text))
+        self.assertEqual(
+            "ok password=***\n***[150 characters not scanned]***\nend", masker.mask_text(text)
+        )
 
     def test_private_key_spanning_lines_in_long_text(self) -> None:
         """A key block in text longer than max_line is still masked as a whole."""
         masker = CredentialMasker(max_line=40)
-        text = "a\n-----BEGIN PRIVATE KEY-----\n" + "\n".join([F4 * 8] * 5) + "\n-----END PRIVATE KEY-----\nb"
+        text = (
+            "a\n-----BEGIN PRIVATE KEY-----\n"
+            + "\n".join([F4 * 8] * 5)
+            + "\n-----END PRIVATE KEY-----\nb"
+        )
         self.assertEqual("a\n***PRIVATE_KEY***\nb", masker.mask_text(text))
 
     def test_cache_never_holds_secrets(self) -> None:
@@ -192,13 +222,23 @@ class TestStructures(unittest.TestCase):
 
     def test_none_and_booleans_under_sensitive_keys_are_kept(self) -> None:
         """token=None or password=False say nothing secret and stay readable."""
-        self.assertEqual({"token": None, "password": False}, mask_structure({"token": None, "password": False}))
+        self.assertEqual(
+            {"token": None, "password": False}, mask_structure({"token": None, "password": False})
+        )
 
     def test_nested_values_are_pattern_masked(self) -> None:
         """Strings inside nested dicts, lists and tuples are scrubbed; other values kept."""
-        data = {"argv": ["git", "clone", "https://u:pw123@github.com/o/r.git"], "n": 3, "t": ("a", "password=x")}
+        data = {
+            "argv": ["git", "clone", "https://u:pw123@github.com/o/r.git"],
+            "n": 3,
+            "t": ("a", "password=x"),
+        }
         self.assertEqual(
-            {"argv": ["git", "clone", "https://u:***@github.com/o/r.git"], "n": 3, "t": ("a", "password=***")},
+            {
+                "argv": ["git", "clone", "https://u:***@github.com/o/r.git"],
+                "n": 3,
+                "t": ("a", "password=***"),
+            },
             mask_structure(data),
         )
 
@@ -263,7 +303,9 @@ def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, 
         return "GR1348941" + body, body
 
     def ado84(rng: random.Random) -> Tuple[str, str]:
-        tok = _rand(rng, ALNUM, 52) + "JQQJ99" + _rand(rng, ALNUM, 18) + "AZDO" + _rand(rng, ALNUM, 4)
+        tok = (
+            _rand(rng, ALNUM, 52) + "JQQJ99" + _rand(rng, ALNUM, 18) + "AZDO" + _rand(rng, ALNUM, 4)
+        )
         return tok, tok
 
     def atbb(rng: random.Random) -> Tuple[str, str]:
@@ -279,7 +321,14 @@ def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, 
         return "AKIA" + body, body
 
     def jwt(rng: random.Random) -> Tuple[str, str]:
-        tok = "eyJ" + _rand(rng, b64u, 20) + ".eyJ" + _rand(rng, b64u, 30) + "." + _rand(rng, b64u, 20)
+        tok = (
+            "eyJ"
+            + _rand(rng, b64u, 20)
+            + ".eyJ"
+            + _rand(rng, b64u, 30)
+            + "."
+            + _rand(rng, b64u, 20)
+        )
         return tok, tok
 
     def pem(rng: random.Random) -> Tuple[str, str]:
@@ -300,11 +349,15 @@ def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, 
     def auth_header(rng: random.Random) -> Tuple[str, str]:
         tok = _rand(rng, ALNUM, 24)
         scheme = rng.choice(["Bearer ", "basic ", "token ", ""])
-        return rng.choice(["Authorization: ", "AUTHORIZATION=", "Proxy-Authorization: "]) + scheme + tok, tok
+        return rng.choice(
+            ["Authorization: ", "AUTHORIZATION=", "Proxy-Authorization: "]
+        ) + scheme + tok, tok
 
     def key_value(rng: random.Random) -> Tuple[str, str]:
         val = _rand(rng, ALNUM, 14)
-        key = rng.choice(["password", "GIT_PASSWORD", "access_token", "api_key", "aws_secret_access_key"])
+        key = rng.choice(
+            ["password", "GIT_PASSWORD", "access_token", "api_key", "aws_secret_access_key"]
+        )
         return rng.choice([f"{key}={val}", f'"{key}": "{val}"', f"{key}: {val}"]), val
 
     return [
@@ -361,8 +414,10 @@ class TestProperty(unittest.TestCase):
     ITERATIONS = 400
 
     def test_random_secrets_never_survive(self) -> None:
-        """Every secret kind, at random positions in random text, is masked; the rest is unchanged."""
-        seed = int(os.environ.get("MGIT_MONITORING_TEST_SEED", random.SystemRandom().randrange(2**32)))
+        """Every secret kind at a random position in random text is masked; the rest is kept."""
+        seed = int(
+            os.environ.get("MGIT_MONITORING_TEST_SEED", random.SystemRandom().randrange(2**32))
+        )
         rng = random.Random(seed)
         gens = secret_generators()
         for i in range(self.ITERATIONS):

@@ -1,0 +1,406 @@
+"""The ``mgit-monitoring`` command line: server, health, metrics and performance.
+
+``mgit-monitoring``, ``python3 -m mgit_monitoring`` and ``python3 -m mgit_monitoring.cli``
+all run :func:`main`. A host CLI (mgit itself) mounts the same commands under its own
+argparse parser with :func:`register_monitoring_commands` and dispatches with
+:func:`run_command`, so ``mgit monitoring health --json`` behaves exactly like
+``mgit-monitoring health --json``.
+
+Output discipline: results go to stdout (``--json`` prints one JSON document and nothing
+else); logs and errors go to stderr. Errors are one line (``error: ...``) with exit code 2;
+``health`` exits 1 when the system is unhealthy so cron jobs and scripts can act on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Sequence, TextIO
+
+from mgit_monitoring.errors import MonitoringError
+
+__all__ = ["build_parser", "main", "register_monitoring_commands", "run_command"]
+
+_FORMATS = ("prometheus", "openmetrics", "json")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the examples' line breaks and show every option's default."""
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser(prog: str = "mgit-monitoring") -> argparse.ArgumentParser:
+    """The standalone parser: ``prog`` followed by one of the monitoring commands."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Production observability for mgit: metrics, health, performance.",
+        epilog="example:\n  %(prog)s server --simple --port 8080\n  %(prog)s health --json",
+        formatter_class=_Formatter,
+    )
+    from mgit_monitoring import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    register_monitoring_commands(parser)
+    return parser
+
+
+def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``server``/``health``/``metrics``/``performance`` subcommands to ``parser``.
+
+    A host CLI calls this on its own ``monitoring`` subparser and then
+    :func:`run_command` with the parsed namespace::
+
+        sub = mgit_parser.add_subparsers(dest="command")
+        register_monitoring_commands(sub.add_parser("monitoring", help="observability"))
+        args = mgit_parser.parse_args()
+        if args.command == "monitoring":
+            sys.exit(run_command(args))
+    """
+    prog = parser.prog
+    commands = parser.add_subparsers(dest="monitoring_command", metavar="COMMAND")
+    commands.required = True
+
+    from mgit_monitoring.server import add_server_arguments
+
+    server = commands.add_parser(
+        "server",
+        help="serve /metrics and the health endpoints over HTTP",
+        description="Serve /metrics, /metrics/json, /health, /health/ready, /health/live, "
+        "/health/detailed, /info and /status until SIGTERM or SIGINT.",
+        epilog=f"example:\n  {prog} server --simple --port 8080\n"
+        f"  {prog} server --port 0            # picks a free port and prints it",
+        formatter_class=_Formatter,
+    )
+    add_server_arguments(server)
+    server.set_defaults(monitoring_handler=_cmd_server)
+
+    health = commands.add_parser(
+        "health",
+        help="run the health checks once and report",
+        description="Run the health checks and print the result. Exit status: 0 healthy or "
+        "degraded, 1 unhealthy, 2 error.",
+        epilog=f"example:\n  {prog} health --detailed\n  {prog} health --json | jq .status",
+        formatter_class=_Formatter,
+    )
+    health.add_argument(
+        "--detailed", "-d", action="store_true", help="show every check's result and details"
+    )
+    health.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
+    health.set_defaults(monitoring_handler=_cmd_health)
+
+    metrics = commands.add_parser(
+        "metrics",
+        help="print or export the metrics every mgit process recorded",
+        description="Export the merged metrics of every mgit process that flushed to the "
+        "shared state store (MGIT_MONITORING_STATE_DIR).",
+        epilog=f"example:\n  {prog} metrics --format openmetrics\n"
+        f"  {prog} metrics --output /var/lib/node_exporter/textfile/mgit.prom\n"
+        f"  {prog} metrics --push-gateway http://pushgateway:9091 --job mgit-nightly",
+        formatter_class=_Formatter,
+    )
+    metrics.add_argument(
+        "--format", "-f", choices=_FORMATS, default="prometheus", help="output format"
+    )
+    metrics.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write atomically to FILE (temp file + rename; node_exporter textfile ready)",
+    )
+    metrics.add_argument("--push-gateway", metavar="URL", help="push to this Pushgateway")
+    metrics.add_argument("--job", default="mgit", help="Pushgateway job name")
+    metrics.add_argument(
+        "--grouping",
+        action="append",
+        default=[],
+        metavar="LABEL=VALUE",
+        help="Pushgateway grouping key label (repeatable)",
+    )
+    metrics.add_argument(
+        "--push-method",
+        choices=("PUT", "POST"),
+        default="PUT",
+        help="PUT replaces the whole group, POST only the pushed metric names",
+    )
+    metrics.set_defaults(monitoring_handler=_cmd_metrics)
+
+    perf = commands.add_parser(
+        "performance",
+        help="statistics of recorded operations (percentiles, success rate)",
+        description="Statistics of the operations every mgit process traced in the last "
+        "HOURS: count, success rate, average, min, max, p50, p95, p99 and a distribution.",
+        epilog=f"example:\n  {prog} performance --operation clone_repos --hours 24\n"
+        f"  {prog} performance --hours 1 --json",
+        formatter_class=_Formatter,
+    )
+    perf.add_argument("--operation", "-op", metavar="NAME", help="one operation only")
+    perf.add_argument("--hours", type=float, default=24.0, help="window, in hours")
+    perf.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
+    perf.set_defaults(monitoring_handler=_cmd_performance)
+    return parser
+
+
+def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Run the command parsed into ``args``; one-line errors on stderr, exit 2."""
+    handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.monitoring_handler
+    env = os.environ if environ is None else environ
+    try:
+        return handler(args, env)
+    except MonitoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``mgit-monitoring``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return run_command(args, environ)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _config(environ: Mapping[str, str], **overrides: Any) -> Any:
+    from mgit_monitoring.config import MonitoringConfig
+
+    return MonitoringConfig.from_env(environ, **overrides)
+
+
+def _quiet_logging(config: Any, console_level: str = "WARNING") -> None:
+    """Route the package's own log lines to stderr as JSON, never to stdout."""
+    from mgit_monitoring.logs import setup_structured_logging
+
+    setup_structured_logging(log_level=config.log_level, console_level=console_level)
+
+
+def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mgit_monitoring.server import run_server
+
+    return run_server(args, environ)
+
+
+def _cmd_health(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mgit_monitoring.health import create_default_health_checker, health_to_dict
+
+    config = _config(environ)
+    _quiet_logging(config, "ERROR")  # the report itself says what is unhealthy
+    checker = create_default_health_checker(config=config, environ=environ)
+    results = checker.run_checks_sync(use_cache=False)
+    report = health_to_dict(results)
+    status = report["status"]
+    code = 1 if status == "unhealthy" else 0
+    if args.json:
+        doc = report if args.detailed else _health_brief(report)
+        _print_json(doc)
+        return code
+    out = sys.stdout
+    mark = {"healthy": "OK", "degraded": "WARN", "unhealthy": "FAIL"}.get(status, "??")
+    summary = report.get("summary", {})
+    out.write(f"[{mark}] health: {status} ({summary.get('health_percentage', 0):.1f}%)\n")
+    if args.detailed:
+        for name, check in sorted(report.get("checks", {}).items()):
+            critical = " (critical)" if check.get("critical") else ""
+            out.write(
+                f"  {check.get('status', 'unknown'):<9} {name}{critical}: "
+                f"{check.get('message', '')} [{check.get('duration_ms', 0):.0f} ms]\n"
+            )
+            for key, value in sorted((check.get("details") or {}).items()):
+                out.write(f"      {key}: {value}\n")
+    else:
+        for issue in report.get("issues", []):
+            out.write(f"  - {issue}\n")
+    return code
+
+
+def _health_brief(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """The short JSON answer: status, percentage and each check's status."""
+    checks = report.get("checks", {})
+    return {
+        "status": report.get("status"),
+        "timestamp": report.get("timestamp"),
+        "health_percentage": report.get("summary", {}).get("health_percentage"),
+        "checks": {name: check.get("status") for name, check in sorted(checks.items())},
+        "issues": list(report.get("issues", [])),
+    }
+
+
+def _cmd_metrics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
+
+    config = _config(environ)
+    _quiet_logging(config)
+    snapshot = _metrics_snapshot(config)
+    if args.push_gateway:
+        from mgit_monitoring.push import push_to_gateway
+
+        grouping = _parse_grouping(args.grouping)
+        push_to_gateway(args.push_gateway, args.job, snapshot, grouping, method=args.push_method)
+        print(f"pushed metrics to {args.push_gateway} (job={args.job})", file=sys.stderr)
+        if not args.output:
+            return 0
+    if args.output:
+        from mgit_monitoring.push import write_textfile
+
+        size = write_textfile(args.output, snapshot, format=args.format)
+        print(f"wrote {size} bytes of metrics to {args.output}", file=sys.stderr)
+        return 0
+    if args.format == "json":
+        sys.stdout.write(render_json(snapshot, indent=2) + "\n")
+    else:
+        render = render_openmetrics if args.format == "openmetrics" else render_text
+        sys.stdout.write(render(snapshot).decode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
+def _metrics_snapshot(config: Any) -> Any:
+    """Every process's flushed metrics merged, or an empty registry's when persistence is off."""
+    from mgit_monitoring.collector import MetricsCollector
+
+    local = MetricsCollector().registry  # HELP/TYPE of every mgit metric, even before any run
+    store_dir = config.store_dir
+    if store_dir is None:
+        return local.snapshot()
+    from mgit_monitoring.shared_state import merged_snapshot
+    from mgit_monitoring.store import Store
+
+    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
+    try:
+        return merged_snapshot(store, local)
+    finally:
+        store.close()
+
+
+def _parse_grouping(pairs: Sequence[str]) -> Dict[str, str]:
+    from mgit_monitoring.errors import ConfigError
+
+    grouping: Dict[str, str] = {}
+    for pair in pairs:
+        label, sep, value = pair.partition("=")
+        if not sep or not label:
+            raise ConfigError(f"--grouping {pair!r}: expected LABEL=VALUE")
+        grouping[label] = value
+    return grouping
+
+
+def _cmd_performance(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mgit_monitoring.errors import ConfigError
+    from mgit_monitoring.performance import PerformanceMonitor
+
+    if not (args.hours > 0 and math.isfinite(args.hours)):
+        raise ConfigError(f"--hours {args.hours!r}: expected a number > 0")
+    config = _config(environ)
+    _quiet_logging(config)
+    monitor = PerformanceMonitor.from_config(config)
+    try:
+        if args.operation:
+            stats = {args.operation: monitor.get_operation_metrics(args.operation, args.hours)}
+        else:
+            stats = monitor.get_all_operation_metrics(args.hours)
+        durations = {name: monitor.get_operation_durations(name, args.hours) for name in stats}
+    finally:
+        monitor.close()
+    found = {name: m for name, m in stats.items() if m.count}
+    if args.json:
+        _print_json(
+            {
+                "window_hours": args.hours,
+                "operations": {name: m.as_dict() for name, m in sorted(found.items())},
+            }
+        )
+    elif not found:
+        what = f"operation {args.operation!r}" if args.operation else "any operation"
+        print(f"no performance data for {what} in the last {args.hours:g} hours")
+    else:
+        order = sorted(found.values(), key=lambda m: (-m.count, m.operation_name))
+        for metrics in order:
+            _print_operation(sys.stdout, metrics, durations[metrics.operation_name])
+    return 1 if args.operation and not found else 0
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def format_seconds(value: float) -> str:
+    """A duration for people: ``850µs``, ``12.3ms``, ``2.41s``, ``3m05s``, ``1h02m``."""
+    if value != value:  # NaN
+        return "-"
+    if value < 0.001:
+        return f"{value * 1e6:.0f}µs"
+    if value < 1:
+        return f"{value * 1e3:.1f}ms"
+    if value < 60:
+        return f"{value:.2f}s"
+    if value < 3600:
+        minutes, seconds = divmod(int(round(value)), 60)
+        return f"{minutes}m{seconds:02d}s"
+    hours, rest = divmod(int(round(value)), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def distribution_chart(durations: Sequence[float], width: int = 24) -> str:
+    """A one-line histogram of ``durations`` over log-spaced bins from min to max.
+
+    Operation durations span orders of magnitude (a 5 ms API call, a 10-minute clone), so
+    bins are spaced logarithmically; each bin is one block character scaled to the
+    fullest bin. Empty input gives an empty string; identical values fill one bar.
+    """
+    values = [d for d in durations if d == d and d >= 0]
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high <= low:
+        return _BARS[-1]
+    floor = max(low, 1e-6)
+    span = math.log(max(high, floor * 1.000001) / floor)
+    counts = [0] * width
+    for v in values:
+        position = math.log(max(v, floor) / floor) / span if span > 0 else 0.0
+        counts[min(width - 1, int(position * width))] += 1
+    peak = max(counts)
+    levels = len(_BARS) - 1
+    return "".join(_BARS[math.ceil(c * levels / peak)] if c else _BARS[0] for c in counts)
+
+
+def _print_operation(out: TextIO, m: Any, durations: List[float]) -> None:
+    rows = [
+        ("count", f"{m.count}  (ok {m.success_count}, failed {m.error_count})"),
+        ("success rate", f"{m.success_rate:.1f}%"),
+        ("average", format_seconds(m.avg_duration)),
+        ("min / max", f"{format_seconds(m.min_duration)} / {format_seconds(m.max_duration)}"),
+        ("p50", format_seconds(m.p50_duration)),
+        ("p95", format_seconds(m.p95_duration)),
+        ("p99", format_seconds(m.p99_duration)),
+    ]
+    if m.error_types:
+        errors = ", ".join(f"{k} x{v}" for k, v in sorted(m.error_types.items()))
+        rows.append(("errors", errors))
+    chart = distribution_chart(durations)
+    if chart:
+        low, high = format_seconds(min(durations)), format_seconds(max(durations))
+        rows.append(("distribution", f"{low} |{chart}| {high}  (log scale)"))
+    out.write(f"{m.operation_name}  (last {m.window_hours:g} h)\n")
+    for label, value in rows:
+        out.write(f"  {label:<13} {value}\n")
+    if m.count < 20:
+        out.write(f"  note: {m.count} samples; p95/p99 of so few are rough\n")
+    out.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
