@@ -14,14 +14,42 @@ import logging
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 from mgit_monitoring.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "MonitoringConfig", "default_state_dir", "parse_bool"]
+__all__ = [
+    "DEFAULT_NETWORK_HOSTS",
+    "DEFAULT_PROVIDER_URLS",
+    "ENV_PREFIX",
+    "MonitoringConfig",
+    "default_state_dir",
+    "parse_bool",
+]
 
 ENV_PREFIX = "MGIT_MONITORING_"
 """Prefix of every environment variable this package reads."""
+
+DEFAULT_NETWORK_HOSTS: Tuple[str, ...] = (
+    "github.com:443",
+    "dev.azure.com:443",
+    "bitbucket.org:443",
+)
+"""Hosts the network check connects to unless configured (air-gapped sites replace them)."""
+
+DEFAULT_PROVIDER_URLS: Tuple[Tuple[str, str], ...] = (
+    # /rate_limit does not count against GitHub's (anonymous) rate limit.
+    ("github", "https://api.github.com/rate_limit"),
+    # The public status API needs no organisation and no credentials.
+    (
+        "azure_devops",
+        "https://status.dev.azure.com/_apis/status/health?api-version=7.1-preview.1",
+    ),
+    # Anonymous: answers 401 with JSON, which proves the API is up without spending quota.
+    ("bitbucket", "https://api.bitbucket.org/2.0/user"),
+)
+"""(name, url) pairs the provider endpoint check probes unless configured."""
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
@@ -55,6 +83,9 @@ _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
 _APP_DIR = "mgit-monitoring"
+_DISABLED = frozenset(("", "none", "off"))
+_ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_VERSION_RE = re.compile(r"^\d+(?:\.\d+){0,2}$")
 
 
 def _bad(label: str, value: Any, why: str) -> ConfigError:
@@ -149,6 +180,114 @@ def _parse_path(value: Any, label: str) -> str | None:
     raise _bad(label, value, "expected a directory path")
 
 
+def _items(value: Any, label: str, what: str) -> Tuple[Any, ...]:
+    """A comma-separated string or a sequence as a tuple of items; () for none/off/""."""
+    if isinstance(value, str):
+        if value.strip().lower() in _DISABLED:
+            return ()
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise _bad(label, value, f"expected a comma-separated {what} list, or none")
+
+
+def _host_port(item: Any) -> str | None:
+    """``host[:port]``/``[ipv6][:port]``/(host, port) normalised to ``host:port``, else None."""
+    if isinstance(item, tuple) and len(item) == 2:
+        host, port = str(item[0]), str(item[1])
+        if ":" in host:
+            host = f"[{host}]"
+    elif isinstance(item, str):
+        match = re.match(r"^\[([^\]]+)\](?::(\d{1,5}))?$", item.strip()) or re.match(
+            r"^([^:\[\]]+)(?::(\d{1,5}))?$", item.strip()
+        )
+        if match is None:
+            return None
+        bracketed = item.strip().startswith("[")
+        host, port = match.group(1), match.group(2) or "443"
+        host = f"[{host}]" if bracketed else host
+    else:
+        return None
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        return None
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1])}]:{int(port)}"
+        except ValueError:
+            return None
+    try:
+        return f"{ipaddress.IPv4Address(host)}:{int(port)}"
+    except ValueError:
+        pass
+    return f"{host}:{int(port)}" if _HOSTNAME_RE.match(host) else None
+
+
+def _parse_hosts(value: Any, label: str) -> Tuple[str, ...]:
+    hosts = []
+    for item in _items(value, label, "host[:port]"):
+        host = _host_port(item)
+        if host is None:
+            raise _bad(
+                label,
+                value,
+                f"bad entry {item!r}: expected host, host:port or [IPv6]:port (port 1-65535)",
+            )
+        if host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+def _endpoint_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(ch.isspace() for ch in url)
+    )
+
+
+def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        value = tuple(value.items())
+    pairs: Dict[str, str] = {}
+    for item in _items(value, label, "name=url"):
+        if isinstance(item, str):
+            name, sep, url = (part.strip() for part in item.partition("="))
+        elif isinstance(item, tuple) and len(item) >= 2:  # (name, url) or an Endpoint
+            name, sep, url = str(item[0]), "=", str(item[1])
+        else:
+            name, sep, url = "", "", ""
+        if not sep or not _ENDPOINT_NAME_RE.match(name) or not _endpoint_url(url):
+            raise _bad(label, value, f"bad entry {item!r}: expected name=http(s)://host/path")
+        if urllib.parse.urlsplit(url).username is not None:
+            # A credential in a URL would end up in health output and logs.
+            raise _bad(label, value, f"endpoint {name!r}: no user:password@ in URLs")
+        if name in pairs:
+            raise _bad(label, value, f"endpoint name {name!r} given twice")
+        pairs[name] = url
+    return tuple(pairs.items())
+
+
+def _parse_version(value: Any, label: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(p, int) and not isinstance(p, bool) for p in value
+    ):
+        value = ".".join(str(p) for p in value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in _DISABLED:
+            return None
+        if _VERSION_RE.match(text):
+            return ".".join(str(int(p)) for p in text.split("."))
+    raise _bad(label, value, "expected a version such as 2.30 or 2.30.1, or none")
+
+
 #: field name -> (environment variable, parser). Order is the documentation order.
 _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "enabled": ("ENABLED", parse_bool),
@@ -172,6 +311,10 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "memory_fail_percent": ("MEMORY_FAIL_PERCENT", _ranged(float, 0.0, 100.0)),
     "health_interval_seconds": ("HEALTH_INTERVAL", _ranged(float, 0.0, None, low_open=True)),
     "health_timeout_seconds": ("HEALTH_TIMEOUT", _ranged(float, 0.0, None, low_open=True)),
+    "network_hosts": ("NETWORK_HOSTS", _parse_hosts),
+    "provider_endpoints": ("PROVIDER_ENDPOINTS", _parse_endpoints),
+    "min_git_version": ("MIN_GIT_VERSION", _parse_version),
+    "validate_credentials": ("VALIDATE_CREDENTIALS", parse_bool),
 }
 
 
@@ -253,6 +396,20 @@ class MonitoringConfig:
     - ``memory_fail_percent`` (MEMORY_FAIL_PERCENT): 95.0; fail above this % used.
     - ``health_interval_seconds`` (HEALTH_INTERVAL): 30.0; background re-check period.
     - ``health_timeout_seconds`` (HEALTH_TIMEOUT): 5.0; bound on one check.
+    - ``network_hosts`` (NETWORK_HOSTS): github.com:443,dev.azure.com:443,bitbucket.org:443
+      (:data:`DEFAULT_NETWORK_HOSTS`); comma-separated ``host[:port]`` (port 443 when
+      omitted), IPv6 literals in brackets (``[2001:db8::1]:443``). ``none`` or ``off``
+      disables the network check (as does an empty tuple or ``""`` passed as an argument).
+    - ``provider_endpoints`` (PROVIDER_ENDPOINTS): github=https://api.github.com/rate_limit,
+      azure_devops=<the Azure DevOps status API>, bitbucket=https://api.bitbucket.org/2.0/user
+      (:data:`DEFAULT_PROVIDER_URLS`); comma-separated ``name=url`` with http(s) URLs and
+      no ``user:password@``. Names github, azure_devops and bitbucket tell the checks which
+      API it is (GitHub Enterprise: ``github=https://ghe.example/api/v3/rate_limit``).
+      ``none`` or ``off`` disables the provider endpoint check.
+    - ``min_git_version`` (MIN_GIT_VERSION): None (no minimum); e.g. ``2.30`` or ``2.30.1``.
+    - ``validate_credentials`` (VALIDATE_CREDENTIALS): false; when true the authentication
+      check makes one authenticated request per provider with a credential configured
+      (GitHub ``/rate_limit``, Azure DevOps ``connectionData``, Bitbucket ``/2.0/user``).
 
     A bad value raises :class:`~mgit_monitoring.errors.ConfigError` with a one-line message
     naming the variable (or the field, for arguments) and the value, e.g.
@@ -280,6 +437,10 @@ class MonitoringConfig:
     memory_fail_percent: float = 95.0
     health_interval_seconds: float = 30.0
     health_timeout_seconds: float = 5.0
+    network_hosts: Tuple[str, ...] = DEFAULT_NETWORK_HOSTS
+    provider_endpoints: Tuple[Tuple[str, str], ...] = DEFAULT_PROVIDER_URLS
+    min_git_version: str | None = None
+    validate_credentials: bool = False
 
     def __post_init__(self) -> None:
         for name, (_var, parser) in _FIELDS.items():

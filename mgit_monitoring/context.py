@@ -18,6 +18,7 @@ is called (``setup_structured_logging`` calls it).
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import os
 import re
 import threading
@@ -31,10 +32,9 @@ from typing import (
     Iterator,
     Mapping,
     NamedTuple,
+    Tuple,
     TypeVar,
 )
-
-from mgit_monitoring.errors import ConfigError
 
 __all__ = [
     "ContextThread",
@@ -114,14 +114,26 @@ def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:
     return f"00-{trace_id}-{span_id}-{flags}"
 
 
-def _normalise_id(value: Any) -> str:
-    """Accept 32 hex digits (any case) or a UUID; return the lowercase trace-id form."""
-    if isinstance(value, str):
-        candidate = value.strip().lower().replace("-", "")
-        if _HEX32.match(candidate) and candidate != _ZERO32:
-            return candidate
-    msg = f"correlation_id must be 32 hex digits (a W3C trace-id) or a UUID, got {value!r}"
-    raise ConfigError(msg)
+def _normalise_id(value: Any) -> Tuple[str | None, str | None]:
+    """Map an explicit correlation id to ``(trace_id, original)``; never raises.
+
+    32 hex digits (any case) or a UUID is the trace-id itself. Any other non-empty value
+    (an upstream ``X-Correlation-ID`` such as ``job-42``) maps to a stable trace-id (the
+    first 128 bits of its SHA-256), so the same external id always joins the same trace,
+    and is returned as ``original`` to be logged next to it, where grep finds it.
+    """
+    text = str(value).strip()
+    candidate = text.lower().replace("-", "")
+    if candidate == _ZERO32 or not text:  # W3C: the all-zero trace-id is invalid
+        return None, None
+    if _HEX32.match(candidate):
+        return candidate, None
+    text = text[:_MAX_EXTERNAL_ID]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], text
+
+
+_MAX_EXTERNAL_ID = 128
+"""Longest external correlation id kept (longer ones are truncated before hashing)."""
 
 
 class _State:
@@ -226,14 +238,15 @@ def correlation_context(
     """Run a block under a correlation scope and yield its correlation id.
 
     Nested scopes inherit the outer id and merge attributes (inner values win); an
-    explicit ``correlation_id`` (32 hex or a UUID) wins; attributes given as None are
-    left as the outer scope has them. A top-level scope gets a fresh id, unless a
-    ``TRACEPARENT`` was adopted, whose trace it then joins.
+    explicit ``correlation_id`` wins: 32 hex or a UUID is used as it is, any other string
+    maps to a stable trace-id and is kept as the ``external_correlation_id`` attribute;
+    attributes given as None are left as the outer scope has them. A top-level scope gets
+    a fresh id, unless a ``TRACEPARENT`` was adopted, whose trace it then joins.
     """
     outer = _CURRENT.get()
-    if correlation_id is not None:
-        trace_id = _normalise_id(correlation_id)
-        flags = "01"
+    explicit, original = (None, None) if correlation_id is None else _normalise_id(correlation_id)
+    if explicit is not None:
+        trace_id, flags = explicit, "01"
     elif outer is not None:
         trace_id, flags = outer.trace_id, outer.flags
     elif _PROCESS.adopted:
@@ -247,6 +260,8 @@ def correlation_context(
     for key, value in attrs.items():
         if value is not None:
             merged[key] = value
+    if original is not None:
+        merged["external_correlation_id"] = original
     token = _CURRENT.set(_State(trace_id, new_span_id(), flags, merged))
     try:
         yield trace_id

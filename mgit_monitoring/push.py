@@ -161,10 +161,9 @@ def _target(
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{parts.port}"
-    default_port = 443 if parts.scheme == "https" else 80
-    return parts.scheme, host, parts.port or default_port, path, userinfo, (
-        f"{parts.scheme}://{netloc}{path}"
-    )  # fmt: skip
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    shown = f"{parts.scheme}://{netloc}{path}"
+    return parts.scheme, host, port, path, userinfo, shown
 
 
 def _request(

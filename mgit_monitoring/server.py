@@ -615,11 +615,8 @@ def _request_ids(headers: Any) -> Tuple[str | None, str | None]:
     parent = parse_traceparent(headers.get("traceparent"))
     if parent is not None:
         return parent.trace_id, echo
-    if echo is not None:
-        candidate = echo.lower().replace("-", "")
-        if len(candidate) == 32 and set(candidate) <= _HEX and candidate != "0" * 32:
-            return candidate, echo
-    return None, echo
+    # correlation_context maps a foreign id (not 32 hex) to a stable trace-id and logs it.
+    return echo, echo
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -885,12 +885,12 @@ class SharedMetrics:
             old = known.get(skey)
             if old is not None and (old == value or (old != old and value != value)):
                 continue
+            stored = None if value != value else value  # sqlite would store NaN as NULL anyway
             conn.execute(
                 "INSERT OR REPLACE INTO sm_gauges (family, labels, process, value, updated) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (fam.name, _key(s.labelvalues), self.process_id, None if value != value else value,
-                 now),
-            )  # fmt: skip
+                (fam.name, _key(s.labelvalues), self.process_id, stored, now),
+            )
 
     def _collect_garbage(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete dead processes and their gauges (few rows: only live or recently killed)."""

@@ -33,7 +33,6 @@ from mgit_monitoring.context import (
     reset_process_trace,
     submit_with_context,
 )
-from mgit_monitoring.errors import ConfigError
 from tests.support import need_executable
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -106,12 +105,24 @@ class TestCorrelationContext(ContextTestCase):
         with correlation_context(correlation_id="123e4567-e89b-12d3-a456-426614174000") as cid:
             self.assertEqual("123e4567e89b12d3a456426614174000", cid)
 
-    def test_invalid_explicit_id_is_a_clear_error(self) -> None:
-        """A correlation_id that is not a trace-id or UUID raises ConfigError naming it."""
-        for bad in ("abc123", "0" * 32, "g" * 32, 42):
-            with self.subTest(bad=bad), self.assertRaises(ConfigError) as cm:
-                correlation_context(correlation_id=bad).__enter__()  # type: ignore[arg-type]
-            self.assertIn(repr(bad), str(cm.exception))
+    def test_foreign_explicit_id_maps_to_a_stable_trace_id(self) -> None:
+        """A foreign correlation_id never raises: it maps to a stable trace-id and is kept."""
+        for foreign in ("abc123", "job-42", "g" * 32, 42):
+            with self.subTest(foreign=foreign):
+                with correlation_context(correlation_id=foreign) as first:  # type: ignore[arg-type]
+                    self.assertRegex(first, r"\A[0-9a-f]{32}\Z")
+                    self.assertEqual(str(foreign), get_context()["external_correlation_id"])
+                with correlation_context(correlation_id=foreign) as again:  # type: ignore[arg-type]
+                    self.assertEqual(first, again)
+
+    def test_empty_or_zero_explicit_id_is_ignored(self) -> None:
+        """An empty or all-zero correlation_id is ignored: the scope inherits or mints an id."""
+        with correlation_context(operation="outer") as outer:
+            for ignored in ("", "   ", "0" * 32):
+                with self.subTest(ignored=ignored), correlation_context(
+                    correlation_id=ignored
+                ) as cid:
+                    self.assertEqual(outer, cid)
 
     def test_none_attributes_are_not_set(self) -> None:
         """provider_context without an organization does not add an organization key."""
