@@ -2,27 +2,87 @@
 
 Prometheus metrics, JSON logs with correlation ids and credential masking, health checks
 and Kubernetes probes, a performance monitor, an HTTP server and a CLI. This module is the
-table of contents: it names the public API and imports each piece only when first used,
-so ``import mgit_monitoring`` starts no thread, opens no file or socket, reads no
-environment variable and stays cheap for a CLI that imports it on every run.
+table of contents: it names the public API and imports each piece only when first used
+(PEP 562), so ``import mgit_monitoring`` starts no thread, opens no file or socket, reads
+no environment variable and stays cheap for a CLI that imports it on every run.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, List
 
 __version__ = "0.1.0"
 
 #: Public name -> the module (under this package) that defines it.
 _EXPORTS: Dict[str, str] = {
-    # errors
     "ConfigError": "errors",
     "DuplicateMetricError": "errors",
     "MetricError": "errors",
     "MonitoringError": "errors",
     "PushError": "errors",
+    "ServerError": "errors",
     "StoreError": "errors",
+    "Counter": "registry",
+    "DEFAULT_BUCKETS": "registry",
+    "Gauge": "registry",
+    "Histogram": "registry",
+    "MetricFamily": "registry",
+    "Registry": "registry",
+    "Snapshot": "registry",
+    "exponential_buckets": "registry",
+    "linear_buckets": "registry",
+    "CONTENT_TYPE_OPENMETRICS": "exposition",
+    "CONTENT_TYPE_TEXT": "exposition",
+    "choose_format": "exposition",
+    "render_json": "exposition",
+    "render_openmetrics": "exposition",
+    "render_text": "exposition",
+    "ProcessCollector": "process_metrics",
+    "register_process_metrics": "process_metrics",
+    "MetricsCollector": "collector",
+    "get_metrics_collector": "collector",
+    "reset_metrics_collector": "collector",
+    "setup_metrics": "collector",
+    "ContextThread": "context",
+    "ContextThreadPoolExecutor": "context",
+    "child_env": "context",
+    "correlation_context": "context",
+    "get_context": "context",
+    "get_correlation_id": "context",
+    "git_operation_context": "context",
+    "operation_context": "context",
+    "provider_context": "context",
+    "submit_with_context": "context",
+    "CredentialMasker": "masking",
+    "mask_credentials": "masking",
+    "mask_structure": "masking",
+    "StructuredFormatter": "logs",
+    "StructuredLogger": "logs",
+    "get_structured_logger": "logs",
+    "setup_structured_logging": "logs",
+    "HealthCheckResult": "health",
+    "HealthChecker": "health",
+    "create_default_health_checker": "health",
+    "get_health_checker": "health",
+    "reset_health_checker": "health",
+    "set_health_checker": "health",
+    "MonitoringConfig": "config",
+    "Store": "store",
+    "OperationMetrics": "performance",
+    "PerformanceMetrics": "performance",
+    "PerformanceMonitor": "performance",
+    "PerformanceTrace": "performance",
+    "get_performance_monitor": "performance",
+    "monitor_async_performance": "performance",
+    "monitor_performance": "performance",
+    "reset_performance_monitor": "performance",
+    "set_performance_monitor": "performance",
+    "MonitoringServer": "server",
+    "TLSConfig": "server",
+    "serve": "server",
+    "start_monitoring_server": "server",
+    "HttpAuth": "http_auth",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -38,16 +98,103 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list[str]:
+def __dir__() -> List[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from mgit_monitoring.collector import (
+        MetricsCollector,
+        get_metrics_collector,
+        reset_metrics_collector,
+        setup_metrics,
+    )
+    from mgit_monitoring.config import (
+        MonitoringConfig,
+    )
+    from mgit_monitoring.context import (
+        ContextThread,
+        ContextThreadPoolExecutor,
+        child_env,
+        correlation_context,
+        get_context,
+        get_correlation_id,
+        git_operation_context,
+        operation_context,
+        provider_context,
+        submit_with_context,
+    )
     from mgit_monitoring.errors import (
         ConfigError,
         DuplicateMetricError,
         MetricError,
         MonitoringError,
         PushError,
+        ServerError,
         StoreError,
+    )
+    from mgit_monitoring.exposition import (
+        CONTENT_TYPE_OPENMETRICS,
+        CONTENT_TYPE_TEXT,
+        choose_format,
+        render_json,
+        render_openmetrics,
+        render_text,
+    )
+    from mgit_monitoring.health import (
+        HealthChecker,
+        HealthCheckResult,
+        create_default_health_checker,
+        get_health_checker,
+        reset_health_checker,
+        set_health_checker,
+    )
+    from mgit_monitoring.http_auth import (
+        HttpAuth,
+    )
+    from mgit_monitoring.logs import (
+        StructuredFormatter,
+        StructuredLogger,
+        get_structured_logger,
+        setup_structured_logging,
+    )
+    from mgit_monitoring.masking import (
+        CredentialMasker,
+        mask_credentials,
+        mask_structure,
+    )
+    from mgit_monitoring.performance import (
+        OperationMetrics,
+        PerformanceMetrics,
+        PerformanceMonitor,
+        PerformanceTrace,
+        get_performance_monitor,
+        monitor_async_performance,
+        monitor_performance,
+        reset_performance_monitor,
+        set_performance_monitor,
+    )
+    from mgit_monitoring.process_metrics import (
+        ProcessCollector,
+        register_process_metrics,
+    )
+    from mgit_monitoring.registry import (
+        DEFAULT_BUCKETS,
+        Counter,
+        Gauge,
+        Histogram,
+        MetricFamily,
+        Registry,
+        Snapshot,
+        exponential_buckets,
+        linear_buckets,
+    )
+    from mgit_monitoring.server import (
+        MonitoringServer,
+        TLSConfig,
+        serve,
+        start_monitoring_server,
+    )
+    from mgit_monitoring.store import (
+        Store,
     )

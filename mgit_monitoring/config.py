@@ -250,9 +250,35 @@ def _endpoint_url(url: str) -> bool:
     )
 
 
+def _redact_userinfo(value: Any) -> Any:
+    """``value`` with any ``user:password@`` in URLs replaced, so errors never echo it."""
+    if isinstance(value, str):
+        return re.sub(r"(?<=://)[^/@\s,]*@", "***@", value)
+    if isinstance(value, tuple):
+        return tuple(_redact_userinfo(v) for v in value)
+    return value
+
+
 def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
     if isinstance(value, Mapping):
         value = tuple(value.items())
+    if isinstance(value, list):
+        value = tuple(value)
+    try:
+        return _endpoint_pairs(value, label)
+    except ConfigError:
+        raise _endpoint_pairs_error(value, label) from None
+
+
+def _endpoint_pairs_error(value: Any, label: str) -> ConfigError:
+    try:
+        _endpoint_pairs(_redact_userinfo(value), label)
+    except ConfigError as exc:
+        return exc
+    return _bad(label, _redact_userinfo(value), "no user:password@ in URLs")
+
+
+def _endpoint_pairs(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
     pairs: Dict[str, str] = {}
     for item in _items(value, label, "name=url"):
         if isinstance(item, str):
@@ -263,7 +289,7 @@ def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
             name, sep, url = "", "", ""
         if not sep or not _ENDPOINT_NAME_RE.match(name) or not _endpoint_url(url):
             raise _bad(label, value, f"bad entry {item!r}: expected name=http(s)://host/path")
-        if urllib.parse.urlsplit(url).username is not None:
+        if "@" in urllib.parse.urlsplit(url).netloc:
             # A credential in a URL would end up in health output and logs.
             raise _bad(label, value, f"endpoint {name!r}: no user:password@ in URLs")
         if name in pairs:
@@ -399,7 +425,8 @@ class MonitoringConfig:
     - ``network_hosts`` (NETWORK_HOSTS): github.com:443,dev.azure.com:443,bitbucket.org:443
       (:data:`DEFAULT_NETWORK_HOSTS`); comma-separated ``host[:port]`` (port 443 when
       omitted), IPv6 literals in brackets (``[2001:db8::1]:443``). ``none`` or ``off``
-      disables the network check (as does an empty tuple or ``""`` passed as an argument).
+      disables the network check; so does ``()`` or ``""`` passed as an argument (an
+      empty *variable* counts as unset, like every other, so it keeps the default).
     - ``provider_endpoints`` (PROVIDER_ENDPOINTS): github=https://api.github.com/rate_limit,
       azure_devops=<the Azure DevOps status API>, bitbucket=https://api.bitbucket.org/2.0/user
       (:data:`DEFAULT_PROVIDER_URLS`); comma-separated ``name=url`` with http(s) URLs and
