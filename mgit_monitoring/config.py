@@ -267,15 +267,13 @@ def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
     try:
         return _endpoint_pairs(value, label)
     except ConfigError:
-        raise _endpoint_pairs_error(value, label) from None
-
-
-def _endpoint_pairs_error(value: Any, label: str) -> ConfigError:
-    try:
-        _endpoint_pairs(_redact_userinfo(value), label)
-    except ConfigError as exc:
-        return exc
-    return _bad(label, _redact_userinfo(value), "no user:password@ in URLs")
+        # Report the error found in the redacted value: the message quotes the value.
+        redacted = _redact_userinfo(value)
+        try:
+            _endpoint_pairs(redacted, label)
+        except ConfigError as exc:
+            raise exc from None
+        raise _bad(label, redacted, "no user:password@ in URLs") from None
 
 
 def _endpoint_pairs(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:

@@ -955,9 +955,11 @@ def create_default_health_checker(
     """A :class:`HealthChecker` with the seven standard checks registered.
 
     ``config`` is a :class:`mgit_monitoring.config.MonitoringConfig` (timeouts, intervals,
-    thresholds, state and disk paths); ``options`` go to
+    thresholds, state and disk paths, network hosts, provider endpoints, minimum git
+    version, credential validation); ``options`` go to
     :func:`mgit_monitoring.health_checks.register_default_checks` (hosts, proxies, git
-    path, paths for /proc and cgroup, which checks to enable, the environment to inspect).
+    path, paths for /proc and cgroup, which checks to enable, the environment to inspect)
+    and win over ``config``. An empty host or endpoint list leaves that check out.
     """
     from mgit_monitoring.health_checks import register_default_checks
 

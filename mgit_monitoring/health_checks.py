@@ -16,7 +16,8 @@ disk_space               yes       free bytes / free percent of the state (work)
 memory_usage             no        cgroup v2/v1 limit and working set, else /proc/meminfo
 network_connectivity     no        TCP connect (IPv6 and IPv4, or via the HTTPS proxy)
 provider_endpoints       no        HTTPS reachability of the provider APIs (long ttl)
-authentication_status    no        which providers have credentials configured (names only)
+authentication_status    no        which providers have credentials configured (names only);
+                                   optionally whether they work (one request each, off by default)
 =======================  ========  =====================================================
 
 Critical ones are the things that stop *this* process from working whatever the rest of the
@@ -28,6 +29,7 @@ degrade the overall status. Memory pressure degrades too: the kernel, not a prob
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -45,6 +47,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple, TypeVar, Union
 
+from mgit_monitoring.config import DEFAULT_NETWORK_HOSTS, DEFAULT_PROVIDER_URLS
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import (
     DEGRADED,
@@ -57,6 +60,7 @@ from mgit_monitoring.health import (
 from mgit_monitoring.masking import mask_credentials
 
 __all__ = [
+    "DEFAULT_CREDENTIAL_API_URLS",
     "DEFAULT_CREDENTIAL_ENV",
     "DEFAULT_NETWORK_HOSTS",
     "DEFAULT_PROVIDER_ENDPOINTS",
@@ -68,18 +72,12 @@ __all__ = [
     "NetworkCheck",
     "ProviderEndpointsCheck",
     "SystemBasicsCheck",
+    "credential_api_urls",
     "default_mgit_config_path",
     "register_default_checks",
 ]
 
 GIB = 1024**3
-
-DEFAULT_NETWORK_HOSTS: Tuple[str, ...] = (
-    "github.com:443",
-    "dev.azure.com:443",
-    "bitbucket.org:443",
-)
-"""Hosts the network check connects to unless configured (air-gapped sites replace them)."""
 
 
 class Endpoint(NamedTuple):
@@ -91,19 +89,22 @@ class Endpoint(NamedTuple):
     expect_json: bool = True
 
 
-DEFAULT_PROVIDER_ENDPOINTS: Tuple[Endpoint, ...] = (
-    # /rate_limit does not count against GitHub's (anonymous) rate limit.
-    Endpoint("github", "https://api.github.com/rate_limit", "github"),
-    # The public status API needs no organisation and no credentials.
-    Endpoint(
-        "azure_devops",
-        "https://status.dev.azure.com/_apis/status/health?api-version=7.1-preview.1",
-        "azure_devops",
-    ),
-    # Anonymous: answers 401 with JSON, which proves the API is up without spending quota.
-    Endpoint("bitbucket", "https://api.bitbucket.org/2.0/user", "bitbucket"),
+# The defaults live in mgit_monitoring.config (MGIT_MONITORING_PROVIDER_ENDPOINTS replaces
+# them); their names are the provider kinds.
+DEFAULT_PROVIDER_ENDPOINTS: Tuple[Endpoint, ...] = tuple(
+    Endpoint(name, url, name) for name, url in DEFAULT_PROVIDER_URLS
 )
 """Endpoints of the provider check (GitHub Enterprise / Azure DevOps Server: configure yours)."""
+
+DEFAULT_CREDENTIAL_API_URLS: Mapping[str, str] = {
+    "github": "https://api.github.com",
+    "bitbucket": "https://api.bitbucket.org",
+}
+"""API base URLs credential validation uses when nothing more specific is configured.
+
+Azure DevOps has none: its check needs the organisation URL (mgit's config, the provider
+endpoint configuration or ``AZURE_DEVOPS_ORG_URL``).
+"""
 
 DEFAULT_CREDENTIAL_ENV: Mapping[str, Tuple[str, ...]] = {
     "github": ("GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT", "github_token"),
@@ -118,6 +119,22 @@ DEFAULT_CREDENTIAL_ENV: Mapping[str, Tuple[str, ...]] = {
 """Environment variable *names* carrying each provider's credential (values never read out)."""
 
 _SECRET_KEYS = frozenset(("token", "pat", "app_password", "password", "api_token"))
+_USER_KEYS = frozenset(("user", "username", "default_username"))
+_AZURE_ORG_ENV = ("AZURE_DEVOPS_ORG_URL", "SYSTEM_COLLECTIONURI")  # mgit's; Azure Pipelines'
+_BITBUCKET_USER_ENV = ("BITBUCKET_USERNAME", "BITBUCKET_USER")
+# Provider names that say which API an endpoint is, whatever its URL (GitHub Enterprise...).
+_KIND_ALIASES = {
+    "github": "github",
+    "gh": "github",
+    "ghe": "github",
+    "github_enterprise": "github",
+    "azure_devops": "azure_devops",
+    "azuredevops": "azure_devops",
+    "azure": "azure_devops",
+    "ado": "azure_devops",
+    "bitbucket": "bitbucket",
+    "bb": "bitbucket",
+}
 _T = TypeVar("_T")
 
 
@@ -751,7 +768,8 @@ def _endpoint(value: Union[Endpoint, str, Tuple[str, str]]) -> Endpoint:
     if isinstance(value, str):
         host = urllib.parse.urlsplit(value).hostname or value
         return Endpoint(host, value, _kind_of(value))
-    return Endpoint(value[0], value[1], _kind_of(value[1]))
+    name, url = value[0], value[1]
+    return Endpoint(name, url, _KIND_ALIASES.get(name.lower()) or _kind_of(url))
 
 
 def _kind_of(url: str) -> str:
@@ -763,6 +781,35 @@ def _kind_of(url: str) -> str:
     if "bitbucket" in low:
         return "bitbucket"
     return "generic"
+
+
+def _opener(
+    url: str, proxy: str | None, no_proxy: str | None, follow_redirects: bool = True
+) -> urllib.request.OpenerDirector:
+    """An opener using exactly ``proxy`` (never the environment's), for ``url``'s host."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    proxies = {} if not proxy or _bypass(host, no_proxy) else {"http": proxy, "https": proxy}
+    handlers: List[Any] = [urllib.request.ProxyHandler(proxies)]
+    if not follow_redirects:
+        handlers.append(_NoRedirect())
+    return urllib.request.build_opener(*handlers)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand 3xx answers back as HTTPError: a redirect is a verdict (a sign-in page)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _is_json(content_type: str, body: bytes) -> bool:
+    if "json" not in content_type.lower():
+        return False
+    try:
+        json.loads(body.decode("utf-8") or "null")
+    except ValueError:
+        return False
+    return True
 
 
 def _safe_url(url: str) -> str:
@@ -802,13 +849,7 @@ class ProviderEndpointsCheck:
         self.user_agent = user_agent
 
     def _fetch(self, endpoint: Endpoint) -> Dict[str, Any]:
-        host = urllib.parse.urlsplit(endpoint.url).hostname or ""
-        proxies = (
-            {}
-            if not self.proxy or _bypass(host, self.no_proxy)
-            else {"http": self.proxy, "https": self.proxy}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+        opener = _opener(endpoint.url, self.proxy, self.no_proxy)
         request = urllib.request.Request(
             endpoint.url, headers={"User-Agent": self.user_agent, "Accept": "application/json"}
         )
@@ -908,19 +949,12 @@ def _classify(
             "note": f"HTTP {code}: authentication required (anonymous probe)",
         }
     if 200 <= code < 400:
-        if endpoint.expect_json:
-            is_json = "json" in content_type.lower()
-            if is_json:
-                try:
-                    json.loads(body.decode("utf-8") or "null")
-                except ValueError:
-                    is_json = False
-            if not is_json:
-                what = content_type.split(";")[0].strip() or "no content type"
-                return {
-                    "status": "unreachable",
-                    "error": f"HTTP {code} with {what}, expected JSON (a sign-in page?)",
-                }
+        if endpoint.expect_json and not _is_json(content_type, body):
+            what = content_type.split(";")[0].strip() or "no content type"
+            return {
+                "status": "unreachable",
+                "error": f"HTTP {code} with {what}, expected JSON (a sign-in page?)",
+            }
         return {"status": "reachable"}
     return {"status": "unreachable", "error": f"HTTP {code}"}
 
@@ -944,11 +978,28 @@ def _scalar(text: str) -> str:
     return "" if text in ("~", "null", "''", '""') else text
 
 
-def _read_mgit_providers(path: str) -> List[Dict[str, Any]]:
+class _Credential:
+    """One credential to validate. Its repr hides the secret, should it ever be logged."""
+
+    __slots__ = ("source", "secret", "user", "url")
+
+    def __init__(self, source: str, secret: str, user: str = "", url: str = "") -> None:
+        self.source = source  # "env:NAME" or "config:entry": safe to report
+        self.secret = secret
+        self.user = user
+        self.url = url  # the entry's own URL (config file), "" otherwise
+
+    def __repr__(self) -> str:
+        return f"_Credential(source={self.source!r}, secret=<hidden>)"
+
+
+def _read_mgit_providers(path: str, keep_secrets: bool = False) -> List[Dict[str, Any]]:
     """Provider entries of mgit's config.yaml: name, type hints and whether a secret is set.
 
     A minimal reader for the block-style mapping mgit writes (``providers: {name: {url,
-    user, token}}``); secret values are tested for emptiness and dropped on the spot.
+    user, token}}``). Secret values are tested for emptiness and dropped on the spot, unless
+    ``keep_secrets`` (credential validation), when the first one is kept in the entry's
+    ``_credential`` (a :class:`_Credential`, whose repr hides it).
     """
     with open(path, encoding="utf-8", errors="replace") as handle:
         lines = handle.read().splitlines()
@@ -971,15 +1022,27 @@ def _read_mgit_providers(path: str) -> List[Dict[str, Any]]:
         if child_indent is None:
             child_indent = indent
         if indent == child_indent:
-            current = {"name": key, "keys": set(), "hints": [], "credential": False}
+            current = {"name": key, "keys": set(), "hints": [], "credential": False, "user": ""}
             providers.append(current)
         elif current is not None and indent > child_indent:
             value = _scalar(value)
-            current["keys"].add(key.lower())
-            if key.lower() in _SECRET_KEYS:
+            low = key.lower()
+            current["keys"].add(low)
+            if low in _SECRET_KEYS:
                 current["credential"] = current["credential"] or bool(value)
-            elif key.lower() in ("url", "org_url", "default_org_url", "workspace"):
+                if keep_secrets and value and "_secret" not in current:
+                    current["_secret"] = value
+            elif low in ("url", "org_url", "default_org_url", "workspace"):
                 current["hints"].append(value)
+            elif low in _USER_KEYS and value and not current["user"]:
+                current["user"] = value
+    for entry in providers:
+        secret = entry.pop("_secret", "")
+        if secret:
+            urls = [h for h in entry["hints"] if h.lower().startswith(("http://", "https://"))]
+            entry["_credential"] = _Credential(
+                f"config:{entry['name']}", secret, entry["user"], urls[0] if urls else ""
+            )
     return providers
 
 
@@ -1001,14 +1064,144 @@ def _provider_type(entry: Mapping[str, Any]) -> str:
     return kind if kind != "generic" else "other"
 
 
-class AuthenticationCheck:
-    """Which providers have credentials configured: environment variables and mgit's config.
+def _base_url(url: str, suffixes: Sequence[str] = ()) -> str:
+    """``url`` without userinfo, query, trailing slash and the first matching ``suffixes``."""
+    parts = urllib.parse.urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    for suffix in suffixes:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
 
-    Only variable *names*, provider *names* and booleans are reported, never a value. The
-    config file's permissions are checked too (a token readable by other users degrades).
-    Healthy when at least one provider has a credential, degraded when none does.
-    Credentials are not validated against the providers (that would spend quota and turn
-    a probe into an authentication attempt); the provider check covers reachability.
+
+def credential_api_urls(
+    endpoints: Sequence[Union[Endpoint, str, Tuple[str, str]]],
+) -> Dict[str, str]:
+    """The credential-validation base URLs implied by provider endpoint configuration.
+
+    GitHub: the endpoint URL without a trailing ``/rate_limit`` (so
+    ``https://ghe.example/api/v3/rate_limit`` gives ``https://ghe.example/api/v3``).
+    Bitbucket: without a trailing ``/2.0/user`` or ``/2.0``. Azure DevOps: the URL up to
+    ``/_apis`` (an organisation or collection URL), except the public status API, which
+    names no organisation. The first endpoint of each kind wins; other kinds are ignored.
+    """
+    urls: Dict[str, str] = {}
+    for value in endpoints:
+        endpoint = _endpoint(value)
+        parts = urllib.parse.urlsplit(endpoint.url)
+        if endpoint.kind == "github":
+            urls.setdefault("github", _base_url(endpoint.url, ("/rate_limit",)))
+        elif endpoint.kind == "bitbucket":
+            urls.setdefault("bitbucket", _base_url(endpoint.url, ("/2.0/user", "/2.0")))
+        elif endpoint.kind == "azure_devops" and parts.hostname != "status.dev.azure.com":
+            urls.setdefault("azure_devops", _azure_org_url(endpoint.url))
+    return urls
+
+
+def _azure_org_url(url: str) -> str:
+    """The organisation (collection) URL in an Azure DevOps URL: up to ``/_apis``; on
+    dev.azure.com only the first path segment (``https://dev.azure.com/org/project``)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    path = parts.path.split("/_apis", 1)[0]
+    if parts.hostname == "dev.azure.com":
+        path = "/" + path.strip("/").split("/", 1)[0]
+    return _base_url(urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", "")))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _basic(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode("ascii")
+
+
+_VALIDATED = ("github", "azure_devops", "bitbucket")  # the providers validation knows
+VALID = "valid"
+INVALID = "invalid"
+UNREACHABLE = "unreachable"
+NOT_CONFIGURED = "not_configured"
+SKIPPED = "skipped"
+
+
+def _auth_verdict(
+    kind: str, code: int, content_type: str, body: bytes, headers: Any
+) -> Tuple[str, str]:
+    """(state, why) for one validation answer; see :class:`AuthenticationCheck`."""
+    is_json = _is_json(content_type, body)
+    what = content_type.split(";")[0].strip() or "no content type"
+    if kind == "azure_devops":
+        # Azure DevOps answers a bad or expired PAT with 203 (or a redirect) and a sign-in page.
+        if code == 203 or (200 <= code < 300 and not is_json):
+            return INVALID, f"HTTP {code} with {what}: a sign-in page, the PAT was not accepted"
+        if 300 <= code < 400:
+            return INVALID, f"HTTP {code}: redirected to sign in, the PAT was not accepted"
+    remaining = headers.get("X-RateLimit-Remaining") if headers is not None else None
+    if code == 429 or (code == 403 and remaining == "0"):
+        return UNREACHABLE, f"rate limited (HTTP {code}), no verdict"
+    if code == 401:
+        return INVALID, "HTTP 401: credential rejected"
+    if code == 403:
+        if kind == "bitbucket":  # authenticated, but without the account:read scope
+            return VALID, "HTTP 403: accepted, but lacks the account scope"
+        return INVALID, "HTTP 403: credential refused"
+    if 200 <= code < 300:
+        if is_json:
+            return VALID, ""
+        return UNREACHABLE, f"HTTP {code} with {what}, expected JSON (a proxy or portal?)"
+    if 300 <= code < 400:
+        return UNREACHABLE, f"HTTP {code}: redirect not followed (wrong base URL?)"
+    return UNREACHABLE, f"HTTP {code}"
+
+
+class AuthenticationCheck:
+    """Which providers have credentials configured and, optionally, whether they work.
+
+    Credentials come from environment variables (``env_vars``: provider -> variable names)
+    and mgit's config file (``config_path``). Only variable *names*, provider and entry
+    *names*, states and HTTP statuses are reported, never a value. The config file's
+    permissions are checked too (a token readable by other users degrades).
+
+    Without ``validate`` (the default) nothing is sent anywhere: healthy when at least one
+    provider has a credential, degraded when none does.
+
+    With ``validate=True`` each provider that has a credential gets one cheap authenticated
+    request, concurrently, each within ``timeout`` s, redirects not followed, through
+    ``proxy`` unless ``no_proxy`` matches:
+
+    - GitHub: ``GET {github}/rate_limit`` with ``Authorization: Bearer`` (costs no quota);
+    - Azure DevOps: ``GET {org}/_apis/connectionData`` with basic auth ``:PAT``; HTTP 203,
+      a redirect or HTML is a sign-in page, i.e. *invalid*; JSON 200 is valid;
+    - Bitbucket: ``GET {bitbucket}/2.0/user`` with basic auth ``user:app-password``
+      (user from mgit's config or BITBUCKET_USERNAME), or ``Bearer`` without a user;
+      403 means accepted but lacking the account scope, which counts as valid.
+
+    Base URLs: ``api_urls`` (provider -> base, by default :data:`DEFAULT_CREDENTIAL_API_URLS`;
+    :func:`register_default_checks` derives them from the provider endpoints); a GitHub
+    entry in mgit's config with a non-github.com URL uses ``https://host/api/v3``; the Azure
+    organisation is the entry's own URL, else ``api_urls["azure_devops"]``, else
+    AZURE_DEVOPS_ORG_URL / SYSTEM_COLLECTIONURI (none: *skipped*). One credential per
+    provider is checked: environment variables first (in ``env_vars`` order), then config
+    entries. A credential is never sent over plain http except to a loopback address.
+
+    Per provider ``details["validation"]`` says ``valid``, ``invalid``, ``unreachable`` (no
+    verdict: network error, timeout, rate limit, 5xx, unexpected answer), ``not_configured``
+    or ``skipped`` (cannot be validated: no Azure organisation URL, plain http, or a provider
+    kind validation does not know), with the reason. Status rule over the GitHub, Azure
+    DevOps and Bitbucket providers that have a credential: all valid -> healthy; none valid
+    and at least one invalid -> unhealthy (no provider is usable); anything else -> degraded
+    (an unreachable provider is the network's or the provider check's failure, not a
+    credential's; a skipped one is a configuration gap). No credential at all, or an
+    unreadable or too-open config file, degrades as without validation. The check is not
+    critical, so it never makes the pod unready; register it with a long ttl (the default
+    set uses 300 s).
     """
 
     name = "authentication_status"
@@ -1018,17 +1211,35 @@ class AuthenticationCheck:
         environ: Mapping[str, str],
         config_path: str | None = None,
         env_vars: Mapping[str, Sequence[str]] = DEFAULT_CREDENTIAL_ENV,
+        validate: bool = False,
+        api_urls: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+        proxy: str | None = None,
+        no_proxy: str | None = None,
+        user_agent: str = "mgit-monitoring-health",
     ) -> None:
         self.environ = environ
         self.config_path = config_path
         self.env_vars = env_vars
+        self.validate = validate
+        self.api_urls: Dict[str, str] = dict(DEFAULT_CREDENTIAL_API_URLS)
+        self.api_urls.update(api_urls or {})
+        self.timeout = timeout
+        self.proxy = proxy
+        self.no_proxy = no_proxy
+        self.user_agent = user_agent
 
     def __call__(self) -> HealthCheckResult:
         sources: Dict[str, List[str]] = {p: [] for p in self.env_vars}
+        candidates: Dict[str, List[_Credential]] = {p: [] for p in self.env_vars}
         for provider, names in self.env_vars.items():
             for var in names:
                 if self.environ.get(var, "").strip():
                     sources[provider].append(f"env:{var}")
+                    if self.validate:  # values are read only to validate them
+                        candidates[provider].append(
+                            _Credential(f"env:{var}", self.environ[var].strip())
+                        )
         details: Dict[str, Any] = {}
         problems = []
         path = self.config_path
@@ -1037,7 +1248,7 @@ class AuthenticationCheck:
             details["config_file_exists"] = os.path.isfile(path)
             if details["config_file_exists"]:
                 try:
-                    entries = _read_mgit_providers(path)
+                    entries = _read_mgit_providers(path, keep_secrets=self.validate)
                     mode = stat.S_IMODE(os.stat(path).st_mode)
                 except OSError as exc:
                     problems.append(f"cannot read {path}: {exc.strerror or exc}")
@@ -1047,6 +1258,8 @@ class AuthenticationCheck:
                     sources.setdefault(kind, [])
                     if entry["credential"]:
                         sources[kind].append(f"config:{entry['name']}")
+                    if "_credential" in entry:
+                        candidates.setdefault(kind, []).append(entry["_credential"])
                 if os.name == "posix" and mode & 0o077 and any(e["credential"] for e in entries):
                     problems.append(
                         f"{path} holds credentials and is readable by others "
@@ -1058,20 +1271,163 @@ class AuthenticationCheck:
             p: ("credentials_configured" if s else "none") for p, s in sources.items()
         }
         details["credential_sources"] = {p: s for p, s in sources.items() if s}
+        details["validation_enabled"] = self.validate
         extra: Dict[str, Any] = {"observed_value": len(configured), "measurement": "credentials"}
-        if problems:
-            return HealthCheckResult(self.name, DEGRADED, "; ".join(problems), details, **extra)
+        verdicts: Dict[str, Dict[str, Any]] = {}
+        if self.validate:
+            verdicts = self._validate_all(sources, candidates)
+            details["validation"] = verdicts
         if not configured:
-            return HealthCheckResult(
-                self.name, DEGRADED, "No provider credentials configured", details, **extra
+            status, message = DEGRADED, "No provider credentials configured"
+        elif not self.validate:
+            status, message = HEALTHY, f"Credentials configured for: {', '.join(configured)}"
+        else:
+            status, message = self._verdict(configured, verdicts)
+        if problems:
+            # A config file problem degrades; it does not hide a worse validation verdict.
+            status = UNHEALTHY if status == UNHEALTHY else DEGRADED
+            message = "; ".join(problems + [message])
+        return HealthCheckResult(self.name, status, message, details, **extra)
+
+    @staticmethod
+    def _verdict(
+        configured: Sequence[str], verdicts: Mapping[str, Mapping[str, Any]]
+    ) -> Tuple[str, str]:
+        checked = [p for p in configured if p in _VALIDATED]
+        states = [verdicts[p]["status"] for p in checked]
+        notes = []
+        for provider in checked:
+            report = verdicts[provider]
+            why = report.get("error") or report.get("note")
+            notes.append(f"{provider} {report['status']}" + (f" ({why})" if why else ""))
+        message = "Credentials: " + (", ".join(notes) or "none of a kind that can be validated")
+        if all(s == VALID for s in states):
+            return HEALTHY, message
+        if VALID not in states and INVALID in states:
+            return UNHEALTHY, message
+        return DEGRADED, message
+
+    def _validate_all(
+        self, sources: Mapping[str, List[str]], candidates: Mapping[str, List[_Credential]]
+    ) -> Dict[str, Dict[str, Any]]:
+        chosen = {p: self._choose(p, c) for p, c in candidates.items() if c and p in _VALIDATED}
+        order = list(chosen)
+        tasks = [lambda p=p: self._validate_one(p, chosen[p]) for p in order]
+        found = _parallel(tasks, self.timeout + 1.0)
+        verdicts: Dict[str, Dict[str, Any]] = {}
+        for provider in sources:
+            if provider not in chosen:
+                if sources[provider]:  # a kind validation does not know (mgit's "other")
+                    verdicts[provider] = {"status": SKIPPED, "note": "no validation method"}
+                else:
+                    verdicts[provider] = {"status": NOT_CONFIGURED}
+        for provider, report in zip(order, found):
+            verdicts[provider] = report or {
+                "status": UNREACHABLE,
+                "source": chosen[provider].source,
+                "error": f"no answer in {self.timeout + 1.0:g} s",
+            }
+        return verdicts
+
+    def _azure_org(self, credential: _Credential) -> str:
+        if credential.url:
+            return credential.url
+        if self.api_urls.get("azure_devops"):
+            return self.api_urls["azure_devops"]
+        return next((self.environ[v] for v in _AZURE_ORG_ENV if self.environ.get(v)), "")
+
+    def _choose(self, provider: str, found: List[_Credential]) -> _Credential:
+        if provider == "azure_devops":  # prefer one whose organisation is known
+            return next((c for c in found if self._azure_org(c)), found[0])
+        return found[0]
+
+    def _request(self, provider: str, credential: _Credential) -> Tuple[str, str] | str:
+        """(url, Authorization header value), or why this credential cannot be checked."""
+        secret = credential.secret
+        if provider == "github":
+            base = self.api_urls.get("github", "")
+            own = urllib.parse.urlsplit(credential.url)
+            host = (own.hostname or "").lower()
+            if host and host not in ("github.com", "www.github.com", "api.github.com"):
+                base = _base_url(f"{own.scheme}://{own.netloc}/api/v3")  # GitHub Enterprise
+            return base.rstrip("/") + "/rate_limit", "Bearer " + secret
+        if provider == "azure_devops":
+            org = self._azure_org(credential)
+            if not org:
+                return "no organization URL (set AZURE_DEVOPS_ORG_URL or url: in mgit's config)"
+            return _azure_org_url(org) + "/_apis/connectionData", _basic("", secret)
+        if provider == "bitbucket":
+            user = credential.user
+            if not user and credential.source.startswith("env:"):
+                user = next(
+                    (self.environ[v] for v in _BITBUCKET_USER_ENV if self.environ.get(v)), ""
+                )
+            header = _basic(user, secret) if user else "Bearer " + secret
+            return self.api_urls.get("bitbucket", "").rstrip("/") + "/2.0/user", header
+        return "no validation method for this provider"  # pragma: no cover - see _VALIDATED
+
+    def _validate_one(self, provider: str, credential: _Credential) -> Dict[str, Any]:
+        report: Dict[str, Any] = {"source": credential.source}
+        planned = self._request(provider, credential)
+        if isinstance(planned, str):
+            return dict(report, status=SKIPPED, note=planned)
+        url, authorization = planned
+        parts = urllib.parse.urlsplit(url)
+        report["url"] = _safe_url(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return dict(report, status=SKIPPED, note=f"bad base URL {_safe_url(url)!r}")
+        if parts.scheme != "https" and not _loopback(parts.hostname):
+            return dict(
+                report, status=SKIPPED, note="refusing to send a credential over plain http"
             )
-        return HealthCheckResult(
-            self.name,
-            HEALTHY,
-            f"Credentials configured for: {', '.join(configured)}",
-            details,
-            **extra,
+        request = urllib.request.Request(
+            url, headers={"User-Agent": self.user_agent, "Accept": "application/json"}
         )
+        # Unredirected: the header is never replayed to wherever a redirect points.
+        request.add_unredirected_header("Authorization", authorization)
+        opener = _opener(url, self.proxy, self.no_proxy, follow_redirects=False)
+        start = time.perf_counter()
+        try:
+            response = opener.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
+                reason = f"timed out after {self.timeout:g} s"
+            error = _scrub(str(reason), credential.secret, authorization)
+            return dict(report, status=UNREACHABLE, error=error, response_ms=_ms(start))
+        try:
+            code = response.getcode() or 0
+            headers = response.headers
+            body = response.read(65536) if code < 300 else b""
+        except OSError as exc:
+            error = _scrub(str(exc), credential.secret, authorization)
+            return dict(report, status=UNREACHABLE, error=error, response_ms=_ms(start))
+        finally:
+            response.close()
+        report.update(http_status=code, response_ms=_ms(start))
+        content_type = headers.get("Content-Type", "") if headers is not None else ""
+        state, why = _auth_verdict(provider, code, content_type, body, headers)
+        report["status"] = state
+        if why:
+            report["note" if state == VALID else "error"] = why
+        if provider == "github" and headers is not None and state == VALID:
+            remaining = headers.get("X-RateLimit-Remaining")
+            if remaining is not None and remaining.isdigit():
+                report["rate_limit_remaining"] = int(remaining)
+            expires = headers.get("GitHub-Authentication-Token-Expiration")
+            if expires:
+                report["expires"] = expires[:64]
+        return report
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    """An error text for the details: masked, the secrets removed, one short line."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return mask_credentials(" ".join(text.split()))[:200]
 
 
 # --------------------------------------------------------------------------- defaults
@@ -1088,26 +1444,31 @@ def register_default_checks(
     git_search_path: str | None = None,
     min_git_version: Union[str, Sequence[int], None] = None,
     network: bool = True,
-    network_hosts: Sequence[Union[str, Tuple[str, int]]] = DEFAULT_NETWORK_HOSTS,
+    network_hosts: Sequence[Union[str, Tuple[str, int]]] | None = None,
     providers: bool = True,
-    provider_endpoints: Sequence[
-        Union[Endpoint, str, Tuple[str, str]]
-    ] = DEFAULT_PROVIDER_ENDPOINTS,
+    provider_endpoints: Sequence[Union[Endpoint, str, Tuple[str, str]]] | None = None,
     proxy: str | None = None,
     no_proxy: str | None = None,
     auth: bool = True,
+    validate_credentials: bool | None = None,
+    credential_urls: Mapping[str, str] | None = None,
     mgit_config_path: str | None = None,
     proc_root: str = "/proc",
     cgroup_root: str = "/sys/fs/cgroup",
 ) -> None:
     """Register the standard checks on ``checker`` (see the table in the module docstring).
 
-    ``config`` (a MonitoringConfig) supplies state_dir, disk_path and the disk and memory
-    thresholds; explicit arguments win. ``environ`` is the environment to inspect for the
-    HTTPS proxy (HTTPS_PROXY/https_proxy/ALL_PROXY, NO_PROXY), mgit's config path and
-    credential variable names; None means an empty environment. ``network=False`` /
-    ``providers=False`` / ``auth=False`` leave those checks out (air-gapped sites can
-    instead point ``network_hosts`` and ``provider_endpoints`` at their own servers).
+    ``config`` (a MonitoringConfig) supplies state_dir, disk_path, the disk and memory
+    thresholds, ``network_hosts``, ``provider_endpoints``, ``min_git_version`` and
+    ``validate_credentials``; explicit arguments (not None) win. ``environ`` is the
+    environment to inspect for the HTTPS proxy (HTTPS_PROXY/https_proxy/ALL_PROXY,
+    NO_PROXY), mgit's config path and credentials; None means an empty environment.
+
+    Leaving checks out: ``network=False`` / ``providers=False`` / ``auth=False``, or an empty
+    host / endpoint list (``MGIT_MONITORING_NETWORK_HOSTS=none``). Air-gapped sites point
+    ``network_hosts`` and ``provider_endpoints`` at their own servers instead; the credential
+    validation base URLs follow the provider endpoints (:func:`credential_api_urls`) unless
+    ``credential_urls`` (provider -> base URL) is given.
     """
     env: Mapping[str, str] = environ if environ is not None else {}
     state = state_dir or getattr(config, "state_dir", None)
@@ -1124,6 +1485,15 @@ def register_default_checks(
         no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or None
     ttl = float(getattr(config, "health_interval_seconds", checker.default_ttl))
     timeout = float(getattr(config, "health_timeout_seconds", checker.default_timeout))
+    if min_git_version is None:
+        min_git_version = getattr(config, "min_git_version", None)
+    if network_hosts is None:
+        network_hosts = getattr(config, "network_hosts", DEFAULT_NETWORK_HOSTS)
+    if provider_endpoints is None:
+        provider_endpoints = getattr(config, "provider_endpoints", DEFAULT_PROVIDER_ENDPOINTS)
+    endpoints = [_endpoint(e) for e in provider_endpoints]
+    if validate_credentials is None:
+        validate_credentials = bool(getattr(config, "validate_credentials", False))
 
     checker.register_check(
         "system_basics", SystemBasicsCheck(state_dir=state), critical=True, ttl=ttl
@@ -1149,22 +1519,32 @@ def register_default_checks(
         fail_percent=getattr(config, "memory_fail_percent", 95.0),
     )
     checker.register_check("memory_usage", memory, ttl=ttl)
-    if network:
+    if network and network_hosts:
         net = NetworkCheck(
             network_hosts, connect_timeout=min(3.0, timeout), proxy=proxy, no_proxy=no_proxy
         )
         checker.register_check(
             "network_connectivity", net, timeout=net.worst_case_seconds + 1.0, ttl=ttl
         )
-    if providers:
-        prov = ProviderEndpointsCheck(
-            provider_endpoints, timeout=timeout, proxy=proxy, no_proxy=no_proxy
-        )
+    if providers and endpoints:
+        prov = ProviderEndpointsCheck(endpoints, timeout=timeout, proxy=proxy, no_proxy=no_proxy)
         checker.register_check(
             "provider_endpoints", prov, timeout=2 * timeout + 2.0, ttl=max(ttl, 300.0)
         )
     if auth:
         path = mgit_config_path or default_mgit_config_path(env)
+        check = AuthenticationCheck(
+            env,
+            path,
+            validate=validate_credentials,
+            api_urls=credential_api_urls(endpoints) if credential_urls is None else credential_urls,
+            timeout=timeout,
+            proxy=proxy,
+            no_proxy=no_proxy,
+        )
         checker.register_check(
-            "authentication_status", AuthenticationCheck(env, path), ttl=max(ttl, 300.0)
+            "authentication_status",
+            check,
+            timeout=timeout + 2.0 if validate_credentials else None,
+            ttl=max(ttl, 300.0),
         )

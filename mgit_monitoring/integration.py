@@ -63,7 +63,7 @@ from mgit_monitoring.collector import (
     setup_metrics,
 )
 from mgit_monitoring.config import MonitoringConfig
-from mgit_monitoring.context import correlation_context, get_correlation_id
+from mgit_monitoring.context import correlation_context
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import (
     HealthChecker,
@@ -117,7 +117,8 @@ REPOSITORY_PARAMETERS: Tuple[str, ...] = (
 )
 _ORG_PARAMETERS = ("organization", "org", "org_name", "organization_name")
 _RATE_REMAINING = ("x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit-remaining")
-_URL_USERINFO = re.compile(r"\A([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/@?#]*@")
+# scheme://userinfo@ anywhere in the text (a repository, or an error message quoting one).
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/@?#\s]*@")
 _MAX_WARNED = 64
 _MAX_ERROR_TEXT = 500
 _clock = time.perf_counter
@@ -250,8 +251,10 @@ def setup_monitoring_integration(
     with _lock:
         current = _integration
         if current is not None and not force:
-            if config is not None or configure_logging or any(
-                v is not None for v in overrides.values()
+            if (
+                config is not None
+                or configure_logging
+                or any(v is not None for v in overrides.values())
             ):
                 _warn_once("setup", "already set up; arguments ignored (force=True rebuilds)")
             return current
@@ -539,3 +542,547 @@ def _provider_of(args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) and name else "unknown"
 
 
+# -- one monitored call ---------------------------------------------------------------------
+
+# Frames between a log call made in begin()/finish() and the code that called the decorated
+# function (or entered the context): _log <- logger method <- begin/finish <- wrapper or
+# __enter__/__exit__ <- caller. The line's module/function/line then name the call site.
+_STACKLEVEL = 3
+
+
+class _Spec:
+    """What a decorator knows at decoration time (names, options); nothing looked up yet."""
+
+    __slots__ = (
+        "endpoint",
+        "fields",
+        "func",
+        "git",
+        "kind",
+        "log",
+        "logger_name",
+        "method",
+        "name",
+        "op_name",
+        "picker",
+        "provider",
+        "slogger",
+        "tags",
+        "track",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        provider: Optional[str],
+        logger_name: str,
+        func: Optional[Callable[..., Any]] = None,
+        track: bool = True,
+        log: bool = True,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.provider = provider
+        self.logger_name = logger_name
+        self.func = func
+        self.track = track
+        self.log = log
+        self.endpoint: Optional[str] = None
+        self.method: Optional[str] = None
+        self.picker: Optional[_ArgPicker] = None
+        self.slogger: Optional[StructuredLogger] = None
+        # Computed once: the per-call path only copies these when a repository is added.
+        self.git = kind == "git"
+        self.op_name = "git_" + name if self.git else name
+        fields: Dict[str, Any] = {}
+        if provider is not None:
+            fields["provider"] = provider
+        if self.git:
+            fields["git_operation"] = name
+        self.fields: Mapping[str, Any] = fields
+        self.tags: Optional[Dict[str, str]] = {"provider": provider} if provider else None
+
+    def logger(self) -> StructuredLogger:
+        # Loggers belong to logging and are never replaced: keeping one is not a stale
+        # singleton, and the level/handler configuration still applies at call time.
+        slogger = self.slogger
+        if slogger is None:
+            slogger = self.slogger = get_structured_logger(self.logger_name)
+        return slogger
+
+    def pick(self, names: Tuple[str, ...], args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        picker = self.picker
+        if picker is None:  # first call: read the signature once per function
+            if self.func is None:
+                return None
+            picker = self.picker = _ArgPicker(self.func, names)
+        return picker.pick(args, kwargs) if picker.found else None
+
+
+def _logger_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__module__", None)
+    return name if isinstance(name, str) and name else _log.name
+
+
+class _Run:
+    """One monitored mgit or Git operation: :meth:`begin`, the call, then :meth:`finish`.
+
+    Every step is guarded: a failing step is reported once and skipped; what began is
+    always undone (the concurrency gauge, the correlation scope).
+    """
+
+    __slots__ = (
+        "cm",
+        "collector",
+        "correlation_id",
+        "fields",
+        "gauge",
+        "monitor",
+        "op_name",
+        "repository",
+        "spec",
+        "t0",
+        "trace_id",
+    )
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.op_name = spec.op_name
+        self.collector: Any = None
+        self.monitor: Any = None
+        self.cm: Any = None
+        self.gauge: Any = None
+        self.trace_id: Optional[str] = None
+        self.correlation_id: Optional[str] = None
+        self.repository: Optional[str] = None
+        self.fields: Mapping[str, Any] = spec.fields
+        self.t0 = 0.0
+
+    def begin(
+        self,
+        args: Tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] = {},  # noqa: B006 - never mutated
+        repository: Any = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        spec = self.spec
+        git = spec.git
+        try:
+            self.collector = collector = get_metrics_collector()
+            fields = spec.fields  # shared and never mutated; a per-call copy when it grows
+            tags = spec.tags
+            if git:
+                try:
+                    value = spec.pick(REPOSITORY_PARAMETERS, args, kwargs)
+                    repository = value if value is not None else _guess_repository(args)
+                except Exception as exc:  # noqa: BLE001
+                    _warn_once("repository argument", exc)
+                    repository = None
+            if git or repository is not None:
+                self.repository = repo = mask_repository(repository)
+                fields = {**fields, "repository": repo}
+                tags = {**(tags or {}), "repository": repo}
+                if git:
+                    cm = correlation_context(git_operation=spec.name, repository=repo)
+                else:
+                    cm = correlation_context(spec.name, provider=spec.provider, repository=repo)
+            else:
+                cm = correlation_context(spec.name, provider=spec.provider)
+            self.fields = fields
+            self.correlation_id = cm.__enter__()
+            self.cm = cm
+            if not git:
+                gauge = collector.registry.get("mgit_concurrent_operations")
+                if gauge is not None:
+                    gauge.inc()
+                    self.gauge = gauge
+            if spec.log:
+                if metadata:
+                    fields = {**metadata, **fields}
+                spec.logger().operation_start(self.op_name, stacklevel=_STACKLEVEL, **fields)
+            if spec.track:
+                monitor = get_performance_monitor()
+                self.trace_id = monitor.start_trace(self.op_name, tags=tags, metadata=metadata)
+                self.monitor = monitor
+        except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
+            _warn_once(f"{spec.kind} start", exc)
+        self.t0 = _clock()
+
+    def finish(self, exc: BaseException | None, result: Any = None) -> None:
+        duration = _clock() - self.t0
+        spec = self.spec
+        try:
+            success = _is_success(exc)
+            error_type = None if success else type(exc).__name__
+            collector = self.collector
+            if collector is not None:
+                if spec.git:
+                    collector.record_git_operation(
+                        spec.name, self.repository or "unknown", success, duration
+                    )
+                else:
+                    collector.record_operation(spec.name, success, duration, spec.provider)
+                if error_type is not None:
+                    collector.record_error(error_type, self.op_name, spec.provider)
+            if self.trace_id is not None:
+                # The type name, not the exception: its message may hold a credential.
+                self.monitor.end_trace(self.trace_id, success, error_type)
+            if spec.log:
+                fields = self.fields
+                if error_type is not None:
+                    fields = {
+                        **fields,
+                        "error_type": error_type,
+                        "error": _error_text(cast(BaseException, exc)),
+                    }
+                spec.logger().operation_end(
+                    self.op_name, success, duration, stacklevel=_STACKLEVEL, **fields
+                )
+        except Exception as err:  # noqa: BLE001
+            _warn_once(f"{spec.kind} end", err)
+        finally:
+            # Always undone, whatever failed above: a stuck gauge or scope would lie forever.
+            gauge, cm = self.gauge, self.cm
+            self.gauge = self.cm = None
+            if gauge is not None:
+                try:
+                    gauge.dec()
+                except Exception as err:  # noqa: BLE001
+                    _warn_once("concurrency gauge", err)
+            if cm is not None:
+                try:
+                    cm.__exit__(None, None, None)
+                except Exception as err:  # noqa: BLE001
+                    _warn_once("correlation context", err)
+
+
+class _ApiCall:
+    """One monitored provider API call: timing, status, errors, rate limiting, one log line."""
+
+    __slots__ = ("provider", "spec", "t0")
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.provider = "unknown"
+        self.t0 = 0.0
+
+    def begin(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        provider = self.spec.provider
+        if provider is None:
+            try:
+                provider = _provider_of(args, kwargs)
+            except Exception as exc:  # noqa: BLE001
+                _warn_once("api provider", exc)
+                provider = "unknown"
+        self.provider = provider
+        self.t0 = _clock()
+
+    def finish(self, exc: BaseException | None, result: Any = None) -> None:
+        duration = _clock() - self.t0
+        spec, provider = self.spec, self.provider
+        try:
+            response = _response_of(result if exc is None else exc)
+            status = _status_of(response) if response is not None else None
+            method = spec.method or (_method_of(response) if response is not None else None)
+            method = (method or "UNKNOWN").upper()
+            if status is not None:
+                code = str(status)
+            else:  # no HTTP status seen: say so instead of inventing 200 or 500
+                code = "unknown" if exc is None else "error"
+            error_type = None if _is_success(exc) else type(exc).__name__
+            limited = status == 429 or (status == 403 and is_rate_limited(response, status))
+            endpoint = cast(str, spec.endpoint)
+            collector = get_metrics_collector()
+            collector.record_api_call(method, provider, code, duration, endpoint)
+            if limited and status != 429:  # record_api_call already counts 429
+                collector.record_rate_limit_hit(provider)
+            if error_type is not None:
+                collector.record_error(error_type, spec.name, provider)
+            if spec.log:
+                fields: Dict[str, Any] = {
+                    "provider": provider,
+                    "endpoint": endpoint,
+                    "api_method": method,
+                    "api_status_code": status,
+                    "duration_seconds": duration,
+                    "stacklevel": _STACKLEVEL,
+                }
+                if limited:
+                    fields["rate_limited"] = True
+                if error_type is not None:
+                    fields["error_type"] = error_type
+                    fields["error"] = _error_text(cast(BaseException, exc))
+                logger = spec.logger()
+                if error_type is not None or (status is not None and status >= 500):
+                    log = logger.error
+                elif status is not None and status >= 400:
+                    log = logger.warning
+                else:
+                    log = logger.info
+                log("API %s %s -> %s (%.3fs)", method, endpoint, code, duration, **fields)
+        except Exception as err:  # noqa: BLE001
+            _warn_once("api end", err)
+
+
+class _AuthCall:
+    """One monitored authentication: outcome counted per provider and organization."""
+
+    __slots__ = ("organization", "provider", "spec")
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.provider = "unknown"
+        self.organization = "unknown"
+
+    def begin(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        try:
+            self.provider = self.spec.provider or _provider_of(args, kwargs)
+            org = self.spec.pick(_ORG_PARAMETERS, args, kwargs)
+            if isinstance(org, str) and org:
+                self.organization = org
+        except Exception as exc:  # noqa: BLE001
+            _warn_once("auth arguments", exc)
+
+    def finish(self, exc: BaseException | None, result: Any = None) -> None:
+        spec, provider, org = self.spec, self.provider, self.organization
+        try:
+            # A function that reports failure by returning False failed too.
+            success = _is_success(exc) and result is not False
+            error_type = None if _is_success(exc) else type(exc).__name__
+            collector = get_metrics_collector()
+            collector.record_authentication(provider, org, success)
+            if error_type is not None:
+                collector.record_error(error_type, spec.name, provider)
+            if spec.log:
+                fields: Dict[str, Any] = {
+                    "auth_provider": provider,
+                    "auth_organization": org,
+                    "auth_success": success,
+                    "stacklevel": _STACKLEVEL,
+                }
+                if error_type is not None:
+                    fields["error_type"] = error_type
+                    fields["error"] = _error_text(cast(BaseException, exc))
+                logger = spec.logger()
+                if success:
+                    logger.info("Authentication succeeded: %s:%s", provider, org, **fields)
+                else:
+                    logger.warning("Authentication failed: %s:%s", provider, org, **fields)
+        except Exception as err:  # noqa: BLE001
+            _warn_once("auth end", err)
+
+
+def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
+    """The sync or async wrapper: one flag test, then ``call(spec)`` begins and finishes."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _enabled is not True and not is_monitoring_enabled():
+                return await func(*args, **kwargs)
+            run = call(spec)
+            run.begin(args, kwargs)
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                run.finish(exc, None)
+                raise
+            run.finish(None, result)
+            return result
+
+        return cast(_F, async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _enabled is not True and not is_monitoring_enabled():
+            return func(*args, **kwargs)
+        run = call(spec)
+        run.begin(args, kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            run.finish(exc, None)
+            raise
+        run.finish(None, result)
+        return result
+
+    return cast(_F, wrapper)
+
+
+# -- the decorators -------------------------------------------------------------------------
+
+
+def monitor_mgit_operation(
+    operation_name: str | Callable[..., Any] | None = None,
+    provider: str | None = None,
+    track_performance: bool = True,
+    log_result: bool = True,
+) -> Any:
+    """Decorator: monitor every call of an mgit operation (sync or async function).
+
+    ``@monitor_mgit_operation(operation_name="clone_all", provider="github")``,
+    ``@monitor_mgit_operation("clone_all")`` or bare ``@monitor_mgit_operation`` (the name is
+    then the function's). Per call: a correlation scope (``operation``, ``provider``), the
+    ``mgit_concurrent_operations`` gauge up and back down, "Operation started" and
+    "Operation completed|failed" log lines (``log_result``), a performance trace
+    (``track_performance``), ``mgit_operations_total``, ``..._success_total`` or
+    ``..._failure_total``, ``mgit_operation_duration_seconds`` and, on failure,
+    ``mgit_errors_total{error_type}``.
+    """
+    if callable(operation_name):
+        return monitor_mgit_operation(None, provider, track_performance, log_result)(operation_name)
+
+    def decorate(func: _F) -> _F:
+        name = operation_name or func.__name__
+        spec = _Spec("op", name, provider, _logger_name(func), func, track_performance, log_result)
+        return _wrap(func, spec, _Run)
+
+    return decorate
+
+
+monitor_async_mgit_operation = monitor_mgit_operation
+"""The original's async decorator name; :func:`monitor_mgit_operation` handles both."""
+
+
+def monitor_git_operation(
+    operation_type: str | Callable[..., Any] | None = None,
+    track_performance: bool = True,
+    log_result: bool = True,
+) -> Any:
+    """Decorator: monitor a Git operation; the repository comes from the call's arguments.
+
+    ``operation_type`` defaults to the function name without a ``git_`` prefix. The
+    repository is the argument named like one of :data:`REPOSITORY_PARAMETERS` (the first
+    of them the function has; passed by position or keyword, else its default), otherwise
+    the first positional string containing "/" or ".git". It is masked
+    (:func:`mask_repository`) before it reaches the log lines, the correlation scope
+    (``git_operation``, ``repository``), the trace (``git_<type>``, tag ``repository``) and
+    ``mgit_git_operations_total{operation,status}``/``mgit_git_operation_duration_seconds``.
+    """
+    if callable(operation_type):
+        return monitor_git_operation(None, track_performance, log_result)(operation_type)
+
+    def decorate(func: _F) -> _F:
+        name = operation_type or func.__name__
+        if operation_type is None and name.startswith("git_"):
+            name = name[4:]
+        spec = _Spec("git", name, None, _logger_name(func), func, track_performance, log_result)
+        return _wrap(func, spec, _Run)
+
+    return decorate
+
+
+def monitor_provider_api_call(
+    provider_name: str | Callable[..., Any] | None = None,
+    endpoint: str | None = None,
+    method: str | None = None,
+    log_result: bool = True,
+) -> Any:
+    """Decorator: time a provider API call and record its real outcome.
+
+    ``provider_name`` defaults to ``self.provider_name`` (the first argument's), then a
+    ``provider`` keyword argument; ``endpoint`` to the function name; ``method`` to the
+    response's ``request.method``, else ``UNKNOWN``. The status code is the one the result
+    or the raised error carries (:func:`extract_status_code`); without one it is recorded
+    as ``unknown`` (returned) or ``error`` (raised), never invented. Records
+    ``mgit_api_requests_total``, ``mgit_api_request_duration_seconds``,
+    ``mgit_api_errors_total`` (status >= 400), ``mgit_api_rate_limit_hits_total``
+    (:func:`is_rate_limited`), ``mgit_errors_total`` for a raised error, and one log line
+    (INFO; WARNING for 4xx; ERROR for 5xx or an exception).
+    """
+    if callable(provider_name):
+        return monitor_provider_api_call(None, endpoint, method, log_result)(provider_name)
+
+    def decorate(func: _F) -> _F:
+        spec = _Spec(
+            "api", func.__name__, provider_name, _logger_name(func), func, False, log_result
+        )
+        spec.endpoint = endpoint or func.__name__
+        spec.method = method.upper() if method else None
+        return _wrap(func, spec, _ApiCall)
+
+    return decorate
+
+
+def monitor_authentication(
+    provider_name: str | Callable[..., Any] | None = None, log_result: bool = True
+) -> Any:
+    """Decorator: count authentication attempts by provider and organization.
+
+    ``provider_name`` defaults to ``self.provider_name``; the organization is the argument
+    named ``organization``/``org``/``org_name`` (positional or keyword), else "unknown". A
+    raised exception or a returned ``False`` is a failure. Records
+    ``mgit_auth_attempts_total`` and ``mgit_auth_success_total``/``mgit_auth_failures_total``
+    and logs one line (INFO, or WARNING on failure).
+    """
+    if callable(provider_name):
+        return monitor_authentication(None, log_result)(provider_name)
+
+    def decorate(func: _F) -> _F:
+        spec = _Spec(
+            "auth", "authentication", provider_name, _logger_name(func), func, False, log_result
+        )
+        return _wrap(func, spec, _AuthCall)
+
+    return decorate
+
+
+class MonitoringContext:
+    """``with MonitoringContext("bulk_clone", provider="github"):`` (also ``async with``).
+
+    The block is monitored like a :func:`monitor_mgit_operation` call: correlation scope,
+    concurrency gauge, start/end log lines (on the logger of the module that created the
+    context), a trace carrying ``metadata``, and operation metrics. ``repository`` is masked.
+    Metadata keys may be any names (``name``, ``module`` ... are fine). Exceptions are
+    recorded and never suppressed. Entering returns the context; ``correlation_id`` and
+    ``trace_id`` are then set (None when monitoring is disabled).
+    """
+
+    def __init__(
+        self,
+        operation_name: str,
+        provider: str | None = None,
+        repository: Any = None,
+        **metadata: Any,
+    ) -> None:
+        try:
+            module = sys._getframe(1).f_globals.get("__name__") or _log.name
+        except ValueError:  # pragma: no cover - no caller frame
+            module = _log.name
+        self._spec = _Spec("op", operation_name, provider, module)
+        self._repository = repository
+        self._metadata = metadata or None
+        self._run: Optional[_Run] = None
+
+    @property
+    def correlation_id(self) -> Optional[str]:
+        """The correlation id of the block (None outside it or when disabled)."""
+        return self._run.correlation_id if self._run is not None else None
+
+    @property
+    def trace_id(self) -> Optional[str]:
+        """The performance trace id of the block (None outside it or when disabled)."""
+        return self._run.trace_id if self._run is not None else None
+
+    def __enter__(self) -> MonitoringContext:
+        if self._run is not None:
+            raise RuntimeError("MonitoringContext is already active (it is not reentrant)")
+        if _enabled is True or is_monitoring_enabled():
+            run = _Run(self._spec)
+            run.begin((), {}, self._repository, self._metadata)
+            self._run = run
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        run, self._run = self._run, None
+        if run is not None:
+            if exc is None and exc_type is not None:  # pragma: no cover - old-style raise
+                exc = exc_type()
+            run.finish(exc)
+
+    async def __aenter__(self) -> MonitoringContext:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -348,10 +348,12 @@ class _Local:
         families: Iterable[MetricFamily],
         baseline: Mapping[Tuple[str, Tuple[str, ...]], Any] | None,
         process: str | None,
+        values: bool = True,
     ) -> None:
         self.families = list(families)
         self.baseline = baseline
         self.process = process
+        self.values = values  # False: the families only define metrics (HELP/TYPE)
 
 
 def _delta(ftype: str, current: Any, base: Any) -> Any:
@@ -396,7 +398,8 @@ def _build(
         for fam in local.families:
             stored = defs.get(fam.name)
             if fam.type not in _SHARED_TYPES:
-                extra.append(fam)
+                if local.values:
+                    extra.append(fam)
                 continue
             mine = _Def.of(fam)
             if stored is None:
@@ -404,7 +407,8 @@ def _build(
             elif not stored.compatible(mine):
                 warn("shown", stored, mine)
                 continue
-            _add_local(fam, local, totals, gauges, timestamp)
+            if local.values:
+                _add_local(fam, local, totals, gauges, timestamp)
     families: List[MetricFamily] = []
     taken: Set[str] = set()
     for name in sorted(defs):
@@ -478,6 +482,7 @@ def merged_snapshot(
     store: Store,
     local_registry: Registry | None = None,
     *,
+    local_values: bool = True,
     clock: Callable[[], float] = time.time,
     proc_root: str = "/proc",
     hostname: str | None = None,
@@ -488,13 +493,21 @@ def merged_snapshot(
     :class:`SharedMetrics` in this process; use :meth:`SharedMetrics.snapshot` for that),
     its counters and histograms are added, its gauges take part as one more live process,
     and its collectors' families (``process_*``...) are appended when their names are free.
+    With ``local_values=False`` the local registry only defines metrics: families nobody
+    flushed yet still get HELP and TYPE, but its values, gauges and collectors are left out
+    (what a ``metrics`` command or a textfile export wants: a fresh CLI process's gauges,
+    such as a health of -1, must not take part in the merge).
     Never raises for store problems: an unreadable store contributes nothing.
     """
     now = clock()
     state = _read_state(store)
     local = None
     if local_registry is not None:
-        local = _Local(local_registry.snapshot().families, None, None)
+        if local_values:
+            families = list(local_registry.snapshot().families)
+        else:  # registered metrics only: collectors' families are values, not definitions
+            families = [m.collect() for m in local_registry.metrics()]
+        local = _Local(families, None, None, local_values)
     liveness = _Liveness(_host_id(proc_root, hostname), proc_root, now)
     return _build(state, local, liveness, now, _warn_once_global)
 
@@ -596,7 +609,6 @@ class SharedMetrics:
         self._stop_event = threading.Event()
         self._stopped = False
         self._hooks_registered = False
-        self._last_flush = 0.0
         self._last_gc = -math.inf
         self.flushes = 0
         """Flushes committed so far."""
@@ -681,13 +693,10 @@ class SharedMetrics:
             return self._flush(final=True)
 
     def _flush_from_store(self) -> None:
-        # Called by Store.flush() (on demand, its thread, and when it closes). Skip when our
-        # own thread flushed recently, so two periodic flushers do not double the writes.
-        interval = self._interval
-        running = self._thread is not None and self._thread.is_alive()
-        if running and interval and time.monotonic() - self._last_flush < interval / 2:
-            return
-        self.flush()
+        # Called by Store.flush() (on demand, its periodic thread, and when it closes). After
+        # stop() there is nothing left to write: our exit hook runs before the store closes.
+        if not self._stopped:
+            self.flush()
 
     # -- flushing ------------------------------------------------------------------------
 
@@ -720,7 +729,6 @@ class SharedMetrics:
 
         _ensure_schema(self.store)
         ok = self.store.write(run, "shared metrics flush")
-        self._last_flush = time.monotonic()
         if not ok or not pending_box:
             self.failed_flushes += 1
             return False

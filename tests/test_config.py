@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import unittest
 
-from mgit_monitoring.config import MonitoringConfig, default_state_dir, parse_bool
+from mgit_monitoring.config import (
+    DEFAULT_NETWORK_HOSTS,
+    DEFAULT_PROVIDER_URLS,
+    MonitoringConfig,
+    default_state_dir,
+    parse_bool,
+)
 from mgit_monitoring.errors import ConfigError
 
 BASE = {"HOME": "/home/someone"}
@@ -132,6 +139,17 @@ class TestErrors(unittest.TestCase):
         ("FLUSH_INTERVAL", "0", "MGIT_MONITORING_FLUSH_INTERVAL='0'"),
         ("FLUSH_INTERVAL", "nan", "MGIT_MONITORING_FLUSH_INTERVAL='nan'"),
         ("PERF_MAX_TRACES", "1.5", "MGIT_MONITORING_PERF_MAX_TRACES='1.5'"),
+        ("NETWORK_HOSTS", "a b", "MGIT_MONITORING_NETWORK_HOSTS='a b': bad entry 'a b'"),
+        ("NETWORK_HOSTS", "ok.example,::1", "bad entry '::1': expected host, host:port or [IPv6]"),
+        ("NETWORK_HOSTS", "h:0", "MGIT_MONITORING_NETWORK_HOSTS='h:0'"),
+        ("NETWORK_HOSTS", "h:65536", "MGIT_MONITORING_NETWORK_HOSTS='h:65536'"),
+        ("NETWORK_HOSTS", "[nope]:443", "MGIT_MONITORING_NETWORK_HOSTS='[nope]:443'"),
+        ("PROVIDER_ENDPOINTS", "github", "MGIT_MONITORING_PROVIDER_ENDPOINTS='github': bad entry"),
+        ("PROVIDER_ENDPOINTS", "x=ftp://h/", "expected name=http(s)://host/path"),
+        ("PROVIDER_ENDPOINTS", "x=https://h:99999/", "MGIT_MONITORING_PROVIDER_ENDPOINTS="),
+        ("PROVIDER_ENDPOINTS", "a=https://h,a=https://i", "endpoint name 'a' given twice"),
+        ("MIN_GIT_VERSION", "2.x", "MGIT_MONITORING_MIN_GIT_VERSION='2.x': expected a version"),
+        ("VALIDATE_CREDENTIALS", "maybe", "MGIT_MONITORING_VALIDATE_CREDENTIALS='maybe'"),
     )
 
     def test_bad_environment_values(self):
@@ -163,6 +181,108 @@ class TestErrors(unittest.TestCase):
         """True is refused where an integer is expected."""
         with self.assertRaises(ConfigError):
             MonitoringConfig(port=True)
+
+
+class TestHealthCheckFields(unittest.TestCase):
+    def test_defaults(self):
+        """The health check fields default to the documented hosts, endpoints and switches."""
+        config = MonitoringConfig.from_env(BASE)
+        self.assertEqual(
+            ("github.com:443", "dev.azure.com:443", "bitbucket.org:443"), config.network_hosts
+        )
+        self.assertEqual(DEFAULT_NETWORK_HOSTS, config.network_hosts)
+        self.assertEqual(DEFAULT_PROVIDER_URLS, config.provider_endpoints)
+        self.assertEqual(
+            ["github", "azure_devops", "bitbucket"], [n for n, _ in config.provider_endpoints]
+        )
+        self.assertIsNone(config.min_git_version)
+        self.assertFalse(config.validate_credentials)
+
+    def test_network_hosts(self):
+        """Hosts get port 443 when omitted; IPv6 literals are bracketed; duplicates collapse."""
+        config = MonitoringConfig.from_env(
+            env(NETWORK_HOSTS=" ghe.example , 10.0.0.5:8443,[2001:DB8::1]:22, ghe.example:443,")
+        )
+        self.assertEqual(
+            ("ghe.example:443", "10.0.0.5:8443", "[2001:db8::1]:22"), config.network_hosts
+        )
+        self.assertEqual(
+            ("[::1]:443", "h:80"),
+            MonitoringConfig(network_hosts=[("::1", 443), "h:80"]).network_hosts,
+        )
+
+    def test_none_and_off_disable(self):
+        """none/off (any case) disable a list; so does an empty argument, not an empty variable."""
+        for raw in ("none", "OFF", " None "):
+            config = MonitoringConfig.from_env(env(NETWORK_HOSTS=raw, PROVIDER_ENDPOINTS=raw))
+            self.assertEqual((), config.network_hosts, raw)
+            self.assertEqual((), config.provider_endpoints, raw)
+        self.assertEqual(
+            (), MonitoringConfig(network_hosts="", provider_endpoints=()).network_hosts
+        )
+        unset = MonitoringConfig.from_env(env(NETWORK_HOSTS="", PROVIDER_ENDPOINTS=" "))
+        self.assertEqual(DEFAULT_NETWORK_HOSTS, unset.network_hosts)
+        self.assertEqual(DEFAULT_PROVIDER_URLS, unset.provider_endpoints)
+
+    def test_provider_endpoints(self):
+        """name=url pairs, from the environment or a mapping, keep their order."""
+        raw = "github=https://ghe.example/api/v3/rate_limit, ado=http://ado.example:8080/tfs/C"
+        self.assertEqual(
+            (
+                ("github", "https://ghe.example/api/v3/rate_limit"),
+                ("ado", "http://ado.example:8080/tfs/C"),
+            ),
+            MonitoringConfig.from_env(env(PROVIDER_ENDPOINTS=raw)).provider_endpoints,
+        )
+        self.assertEqual(
+            (("mirror", "https://m.example/health"),),
+            MonitoringConfig(
+                provider_endpoints={"mirror": "https://m.example/health"}
+            ).provider_endpoints,
+        )
+
+    def test_credentials_in_endpoint_urls_are_refused_and_not_echoed(self):
+        """A user:password@ URL is refused, and the error does not repeat the password."""
+        with self.assertRaises(ConfigError) as caught:
+            MonitoringConfig.from_env(env(PROVIDER_ENDPOINTS="gh=https://me:s3cr3tpw@ghe.example/"))
+        message = str(caught.exception)
+        self.assertIn("MGIT_MONITORING_PROVIDER_ENDPOINTS=", message)
+        self.assertIn("no user:password@", message)
+        self.assertNotIn("s3cr3tpw", message)
+
+    def test_min_git_version_and_validation(self):
+        """A git version is normalised; VALIDATE_CREDENTIALS is a boolean."""
+        config = MonitoringConfig.from_env(
+            env(MIN_GIT_VERSION=" 2.30 ", VALIDATE_CREDENTIALS="yes")
+        )
+        self.assertEqual("2.30", config.min_git_version)
+        self.assertTrue(config.validate_credentials)
+        self.assertEqual("2.30.1", MonitoringConfig(min_git_version=(2, 30, 1)).min_git_version)
+        self.assertIsNone(MonitoringConfig.from_env(env(MIN_GIT_VERSION="none")).min_git_version)
+
+    def test_env_var_names_and_json(self):
+        """The new fields have their MGIT_MONITORING_* names and serialise to JSON."""
+        for field, var in (
+            ("network_hosts", "NETWORK_HOSTS"),
+            ("provider_endpoints", "PROVIDER_ENDPOINTS"),
+            ("min_git_version", "MIN_GIT_VERSION"),
+            ("validate_credentials", "VALIDATE_CREDENTIALS"),
+        ):
+            self.assertEqual("MGIT_MONITORING_" + var, MonitoringConfig.env_var(field))
+        data = json.loads(json.dumps(MonitoringConfig.from_env(BASE).as_dict()))
+        self.assertEqual(
+            ["github", "https://api.github.com/rate_limit"], data["provider_endpoints"][0]
+        )
+
+    def test_override_wins(self):
+        """Keyword overrides beat the environment for the new fields too."""
+        config = MonitoringConfig.from_env(
+            env(NETWORK_HOSTS="a.example", VALIDATE_CREDENTIALS="1"),
+            network_hosts="b.example:1",
+            validate_credentials=False,
+        )
+        self.assertEqual(("b.example:1",), config.network_hosts)
+        self.assertFalse(config.validate_credentials)
 
 
 class TestPrecedence(unittest.TestCase):

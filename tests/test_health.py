@@ -588,6 +588,24 @@ class TestDefault(unittest.TestCase):
         critical = {e.name for e in checker._entries.values() if e.critical}
         self.assertEqual(critical, {"system_basics", "git_availability", "disk_space"})
 
+    def test_environment_configures_the_default(self):
+        """MGIT_MONITORING_* health variables shape the default; a bad one names itself."""
+        os.environ.update(
+            MGIT_MONITORING_NETWORK_HOSTS="none",
+            MGIT_MONITORING_PROVIDER_ENDPOINTS="off",
+            MGIT_MONITORING_MIN_GIT_VERSION="2.30",
+            MGIT_MONITORING_VALIDATE_CREDENTIALS="true",
+        )
+        checker = get_health_checker()
+        self.assertNotIn("network_connectivity", checker.check_names)
+        self.assertNotIn("provider_endpoints", checker.check_names)
+        self.assertEqual(checker._entries["git_availability"].fn.min_version, (2, 30))
+        self.assertTrue(checker._entries["authentication_status"].fn.validate)
+        reset_health_checker()
+        os.environ["MGIT_MONITORING_NETWORK_HOSTS"] = "bad host"
+        with self.assertRaisesRegex(ConfigError, "^MGIT_MONITORING_NETWORK_HOSTS='bad host'"):
+            get_health_checker()
+
     def test_set_health_checker(self):
         """An installed checker becomes the default and the previous one is returned."""
         mine = HealthChecker()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
+import io
 import json
+import logging
 import os
 import socket
 import sys
@@ -13,9 +16,20 @@ import time
 import unittest
 from collections import namedtuple
 
+from mgit_monitoring.config import MonitoringConfig
 from mgit_monitoring.errors import ConfigError
-from mgit_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, HealthChecker
+from mgit_monitoring.health import (
+    DEGRADED,
+    HEALTHY,
+    UNHEALTHY,
+    UNKNOWN,
+    HealthChecker,
+    create_default_health_checker,
+    health_to_dict,
+    to_health_json,
+)
 from mgit_monitoring.health_checks import (
+    DEFAULT_PROVIDER_ENDPOINTS,
     AuthenticationCheck,
     DiskSpaceCheck,
     Endpoint,
@@ -24,6 +38,7 @@ from mgit_monitoring.health_checks import (
     NetworkCheck,
     ProviderEndpointsCheck,
     SystemBasicsCheck,
+    credential_api_urls,
     default_mgit_config_path,
     register_default_checks,
 )
@@ -555,6 +570,327 @@ class TestAuthentication(TempDirCase):
         )
 
 
+def _basic(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+GH_TOKEN = "ghp_" + "V4L1DT0K3N" * 3 + "abcdef"
+ADO_PAT = "adopat" + "Q" * 46
+BB_PASSWORD = "ATBB" + "p4ssw0rd" * 4
+JSON_OK = (200, "application/json", b'{"ok": true}')
+SIGN_IN = (203, "text/html; charset=utf-8", b"<html><title>Sign In</title></html>")
+
+
+class _AuthHandler(http.server.BaseHTTPRequestHandler):
+    """Answers per route; an "ok" route answers 401 unless the Authorization header matches."""
+
+    # path -> (status, content type, body, required Authorization or None, extra headers)
+    routes = {
+        "/gh-ok/rate_limit": JSON_OK + ("Bearer " + GH_TOKEN, {"X-RateLimit-Remaining": "4999"}),
+        "/gh-expiring/rate_limit": JSON_OK
+        + ("Bearer " + GH_TOKEN, {"GitHub-Authentication-Token-Expiration": "2031-01-01 UTC"}),
+        "/gh-bad/rate_limit": (401, "application/json", b'{"message": "Bad credentials"}'),
+        "/gh-html/rate_limit": (200, "text/html", b"<html>portal</html>"),
+        "/gh-limited/rate_limit": (429, "application/json", b"{}"),
+        "/gh-down/rate_limit": (503, "text/plain", b"maintenance"),
+        "/org-ok/_apis/connectionData": JSON_OK + (_basic("", ADO_PAT), {}),
+        "/org-203/_apis/connectionData": SIGN_IN,
+        "/org-html/_apis/connectionData": (200, "text/html", b"<html>Sign in</html>"),
+        "/org-redirect/_apis/connectionData": (302, "text/html", b"", None, {"Location": "/in"}),
+        "/bb/2.0/user": JSON_OK + (_basic("me", BB_PASSWORD), {}),
+        "/bb-scope/2.0/user": (403, "application/json", b'{"error": {}}'),
+    }
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        route = self.routes.get(self.path, (404, "text/plain", b"no such route"))
+        code, ctype, body = route[:3]
+        required = route[3] if len(route) > 3 else None
+        extra = route[4] if len(route) > 4 else {}
+        if required is not None and self.headers.get("Authorization") != required:
+            code, ctype, body, extra = 401, "application/json", b'{"message": "no"}', {}
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LoopbackCase(TempDirCase):
+    """A loopback HTTP server (port 0) recording every request it sees."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AuthHandler)
+        cls.server.seen = []
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.base = f"http://127.0.0.1:{cls.server.server_address[1]}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.thread.join(5)
+
+    def setUp(self):
+        super().setUp()
+        self.server.seen.clear()
+
+    def urls(self, github="gh-ok", azure="org-ok", bitbucket="bb"):
+        return {
+            "github": f"{self.base}/{github}",
+            "azure_devops": f"{self.base}/{azure}",
+            "bitbucket": f"{self.base}/{bitbucket}",
+        }
+
+    def check(self, environ, validate=True, config_path=None, **urls):
+        return AuthenticationCheck(
+            environ, config_path, validate=validate, api_urls=self.urls(**urls), timeout=5
+        )
+
+    def paths(self):
+        return sorted(path for path, _auth in self.server.seen)
+
+
+ALL_ENV = {
+    "GITHUB_TOKEN": GH_TOKEN,
+    "AZURE_DEVOPS_EXT_PAT": ADO_PAT,
+    "BITBUCKET_APP_PASSWORD": BB_PASSWORD,
+    "BITBUCKET_USERNAME": "me",
+}
+
+
+class TestCredentialValidation(LoopbackCase):
+    def test_off_by_default_sends_nothing(self):
+        """Without validation the check only names credentials: the server sees no request."""
+        result = self.check(ALL_ENV, validate=False)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertFalse(result.details["validation_enabled"])
+        self.assertNotIn("validation", result.details)
+        checker = HealthChecker()
+        register_default_checks(
+            checker,
+            environ=ALL_ENV,
+            state_dir=self.tmp,
+            network=False,
+            providers=False,
+            credential_urls=self.urls(),
+            mgit_config_path=os.path.join(self.tmp, "none.yaml"),
+        )
+        self.assertEqual(checker.run_check_sync("authentication_status").status, HEALTHY)
+        self.assertEqual(self.server.seen, [])
+
+    def test_valid_credentials_are_healthy(self):
+        """Each provider gets one request with its own auth scheme; all valid is healthy."""
+        result = self.check(ALL_ENV)()
+        self.assertEqual(result.status, HEALTHY, result.message)
+        validation = result.details["validation"]
+        self.assertEqual(
+            {p: v["status"] for p, v in validation.items()},
+            {"github": "valid", "azure_devops": "valid", "bitbucket": "valid"},
+        )
+        self.assertEqual(validation["github"]["rate_limit_remaining"], 4999)
+        self.assertEqual(validation["github"]["source"], "env:GITHUB_TOKEN")
+        self.assertEqual(
+            sorted(self.server.seen),
+            [
+                ("/bb/2.0/user", _basic("me", BB_PASSWORD)),
+                ("/gh-ok/rate_limit", "Bearer " + GH_TOKEN),
+                ("/org-ok/_apis/connectionData", _basic("", ADO_PAT)),
+            ],
+        )
+        self.assertIn("github valid", result.message)
+
+    def test_github_401_alone_is_unhealthy(self):
+        """A rejected token with no other usable provider is unhealthy and says HTTP 401."""
+        result = self.check({"GITHUB_TOKEN": GH_TOKEN}, github="gh-bad")()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertEqual(result.details["validation"]["github"]["status"], "invalid")
+        self.assertEqual(result.details["validation"]["github"]["http_status"], 401)
+        self.assertIn("401", result.message)
+        self.assertEqual(result.details["validation"]["bitbucket"], {"status": "not_configured"})
+
+    def test_one_invalid_next_to_a_valid_one_degrades(self):
+        """One rejected credential while another provider works is degraded."""
+        env = {"GITHUB_TOKEN": GH_TOKEN, "BITBUCKET_APP_PASSWORD": "wrong", "BITBUCKET_USER": "me"}
+        result = self.check(env)()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertEqual(result.details["validation"]["bitbucket"]["status"], "invalid")
+        self.assertEqual(result.details["validation"]["github"]["status"], "valid")
+
+    def test_azure_sign_in_answers_are_invalid(self):
+        """Azure DevOps' HTTP 203 sign-in page, HTML 200 and a redirect all mean invalid."""
+        env = {"AZURE_DEVOPS_EXT_PAT": ADO_PAT}
+        for route in ("org-203", "org-html", "org-redirect"):
+            with self.subTest(route=route):
+                result = self.check(env, azure=route)()
+                report = result.details["validation"]["azure_devops"]
+                self.assertEqual(report["status"], "invalid")
+                self.assertEqual(result.status, UNHEALTHY)
+                self.assertIn("sign", report["error"])
+        self.assertEqual(
+            self.check(env, azure="org-203")().details["validation"]["azure_devops"]["http_status"],
+            203,
+        )
+        self.assertNotIn("/in", self.paths())  # the redirect was not followed
+
+    def test_unreachable_degrades_with_a_message(self):
+        """A provider that cannot be reached gives no verdict: degraded, with the reason."""
+        check = AuthenticationCheck(
+            {"GITHUB_TOKEN": GH_TOKEN},
+            validate=True,
+            api_urls={"github": f"http://127.0.0.1:{closed_port()}"},
+            timeout=2,
+        )
+        result = check()
+        self.assertEqual(result.status, DEGRADED)
+        report = result.details["validation"]["github"]
+        self.assertEqual(report["status"], "unreachable")
+        self.assertTrue(report["error"])
+        self.assertIn("github unreachable (", result.message)
+
+    def test_no_verdict_answers_are_unreachable(self):
+        """Rate limiting, a 5xx and HTML from GitHub give no verdict on the token."""
+        env = {"GITHUB_TOKEN": GH_TOKEN}
+        for route, words in (
+            ("gh-limited", "rate limited"),
+            ("gh-down", "503"),
+            ("gh-html", "expected JSON"),
+        ):
+            with self.subTest(route=route):
+                result = self.check(env, github=route)()
+                self.assertEqual(result.status, DEGRADED)
+                self.assertEqual(result.details["validation"]["github"]["status"], "unreachable")
+                self.assertIn(words, result.details["validation"]["github"]["error"])
+
+    def test_bitbucket_403_is_valid_without_scope(self):
+        """Bitbucket's 403 means the credential works but lacks the account scope."""
+        env = {"BITBUCKET_APP_PASSWORD": BB_PASSWORD, "BITBUCKET_USERNAME": "me"}
+        result = self.check(env, bitbucket="bb-scope")()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertIn("scope", result.details["validation"]["bitbucket"]["note"])
+
+    def test_github_token_expiry_is_reported(self):
+        """GitHub's token expiration header is passed on (it is not a secret)."""
+        result = self.check({"GH_TOKEN": GH_TOKEN}, github="gh-expiring")()
+        self.assertEqual(result.details["validation"]["github"]["expires"], "2031-01-01 UTC")
+        self.assertEqual(result.details["validation"]["github"]["source"], "env:GH_TOKEN")
+
+    def test_secrets_never_in_results_or_logs(self):
+        """Valid, invalid and unreachable outcomes leak no secret into JSON or log output."""
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        # The root logger catches everything that propagates; the runner's own logger is
+        # tapped directly because other test modules stop it from propagating.
+        for logger in (logging.getLogger(), logging.getLogger("mgit_monitoring.health")):
+            self.addCleanup(logger.setLevel, logger.level)
+            self.addCleanup(logger.removeHandler, handler)
+            logger.setLevel(logging.DEBUG)
+            logger.addHandler(handler)
+        env = dict(ALL_ENV, AZURE_DEVOPS_ORG_URL=f"{self.base}/org-203")
+        checker = HealthChecker()
+        urls = {"github": self.base + "/gh-ok", "bitbucket": f"http://127.0.0.1:{closed_port()}"}
+        checker.register_check(
+            "authentication_status",
+            AuthenticationCheck(env, None, validate=True, api_urls=urls, timeout=2),
+        )
+        results = checker.run_checks_sync()
+        states = {p: v["status"] for p, v in results[0].details["validation"].items()}
+        self.assertEqual(
+            states, {"github": "valid", "azure_devops": "invalid", "bitbucket": "unreachable"}
+        )
+        text = json.dumps(health_to_dict(results)) + json.dumps(to_health_json(results))
+        text += repr(results) + stream.getvalue()
+        self.assertIn("authentication_status", stream.getvalue())  # the log did get the result
+        for secret in (GH_TOKEN, ADO_PAT, BB_PASSWORD):
+            self.assertNotIn(secret, text)
+        for header in (_basic("", ADO_PAT), _basic("me", BB_PASSWORD)):
+            self.assertNotIn(header.split()[1], text)
+
+    def test_mgit_config_file_credentials(self):
+        """Credentials in mgit's config.yaml are validated: Azure at the entry's own org URL."""
+        path = self.write(
+            "config.yaml",
+            "providers:\n"
+            f"  work:\n    org_url: {self.base}/org-ok/\n    user: x\n"
+            f"    pat: '{ADO_PAT}'\n"
+            f"  bb:\n    username: me\n    app_password: {BB_PASSWORD}  # comment\n",
+            mode=0o600,
+        )
+        check = AuthenticationCheck(
+            {}, path, validate=True, api_urls={"bitbucket": self.base + "/bb"}, timeout=5
+        )
+        result = check()
+        self.assertEqual(result.status, HEALTHY, result.message)
+        self.assertEqual(result.details["validation"]["azure_devops"]["source"], "config:work")
+        self.assertEqual(self.paths(), ["/bb/2.0/user", "/org-ok/_apis/connectionData"])
+        self.assertNotIn(ADO_PAT, json.dumps(result.to_dict()))
+
+    def test_azure_without_organisation_is_skipped(self):
+        """An Azure PAT with no organisation URL anywhere is skipped (degraded), not sent."""
+        check = AuthenticationCheck({"AZURE_DEVOPS_EXT_PAT": ADO_PAT}, validate=True)
+        result = check()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertEqual(result.details["validation"]["azure_devops"]["status"], "skipped")
+        self.assertIn("AZURE_DEVOPS_ORG_URL", result.message)
+        self.assertEqual(self.server.seen, [])
+
+    def test_plain_http_to_a_remote_host_is_refused(self):
+        """A credential is never sent over plain http except to loopback."""
+        check = AuthenticationCheck(
+            {"GITHUB_TOKEN": GH_TOKEN},
+            validate=True,
+            api_urls={"github": "http://mirror.example.invalid/api/v3"},
+        )
+        report = check().details["validation"]["github"]
+        self.assertEqual(report["status"], "skipped")
+        self.assertIn("plain http", report["note"])
+
+    def test_world_readable_config_does_not_hide_invalid(self):
+        """A too-open config file degrades, but an all-invalid verdict stays unhealthy."""
+        path = self.write("config.yaml", "providers:\n  gh:\n    token: abc\n", mode=0o644)
+        result = self.check({}, config_path=path, github="gh-bad")()
+        if POSIX:
+            self.assertIn("chmod 600", result.message)
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("github invalid", result.message)
+
+
+class TestCredentialUrls(unittest.TestCase):
+    def test_derived_from_provider_endpoints(self):
+        """Validation base URLs follow the provider endpoints; the Azure status API is skipped."""
+        self.assertEqual(
+            credential_api_urls(DEFAULT_PROVIDER_ENDPOINTS),
+            {"github": "https://api.github.com", "bitbucket": "https://api.bitbucket.org"},
+        )
+        urls = credential_api_urls(
+            [
+                ("github", "https://ghe.example/api/v3/rate_limit?x=1"),
+                ("ado", "https://ado.example/tfs/Coll/_apis/connectionData"),
+                ("bitbucket", "https://bb.example/2.0/"),
+                ("mirror", "https://mirror.example/health"),
+            ]
+        )
+        self.assertEqual(
+            urls,
+            {
+                "github": "https://ghe.example/api/v3",
+                "azure_devops": "https://ado.example/tfs/Coll",
+                "bitbucket": "https://bb.example",
+            },
+        )
+        self.assertEqual(
+            credential_api_urls([("azure_devops", "https://dev.azure.com/org/proj/_apis/x")]),
+            {"azure_devops": "https://dev.azure.com/org"},
+        )
+
+
 class TestRegisterDefaults(TempDirCase):
     def test_flags_and_switches(self):
         """Defaults register with the documented critical flags; switches leave checks out."""
@@ -596,6 +932,112 @@ class TestRegisterDefaults(TempDirCase):
         self.assertIn(
             doc["checks"]["memory_usage"]["status"], (HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN)
         )
+
+
+class TestChecksFollowConfig(LoopbackCase):
+    def test_config_fields_reach_the_checks(self):
+        """Hosts, endpoints, git minimum and validation come from MonitoringConfig."""
+        config = MonitoringConfig(
+            state_dir=self.tmp,
+            network_hosts="127.0.0.1:1234, [::1]",
+            provider_endpoints=f"ghe={self.base}/gh-ok/rate_limit",
+            min_git_version="2.30",
+            validate_credentials=True,
+            health_timeout_seconds=2.0,
+        )
+        checker = create_default_health_checker(config=config, environ={})
+        entries = checker._entries
+        self.assertEqual(
+            entries["network_connectivity"].fn.hosts, [("127.0.0.1", 1234), ("::1", 443)]
+        )
+        self.assertEqual(
+            entries["provider_endpoints"].fn.endpoints,
+            [Endpoint("ghe", f"{self.base}/gh-ok/rate_limit", "github")],
+        )
+        self.assertEqual(entries["git_availability"].fn.min_version, (2, 30))
+        auth = entries["authentication_status"]
+        self.assertTrue(auth.fn.validate)
+        self.assertEqual(auth.fn.api_urls["github"], f"{self.base}/gh-ok")
+        self.assertGreater(auth.timeout, auth.fn.timeout)  # the runner outlasts the request
+
+    def test_defaults_match_the_module_constants(self):
+        """Without configuration the checks use the documented defaults, validation off."""
+        checker = create_default_health_checker(config=MonitoringConfig(state_dir=self.tmp))
+        entries = checker._entries
+        self.assertEqual(
+            entries["network_connectivity"].fn.hosts,
+            [("github.com", 443), ("dev.azure.com", 443), ("bitbucket.org", 443)],
+        )
+        self.assertEqual(
+            entries["provider_endpoints"].fn.endpoints, list(DEFAULT_PROVIDER_ENDPOINTS)
+        )
+        self.assertIsNone(entries["git_availability"].fn.min_version)
+        self.assertFalse(entries["authentication_status"].fn.validate)
+
+    def test_none_disables_network_and_provider_checks(self):
+        """MGIT_MONITORING_NETWORK_HOSTS=none and PROVIDER_ENDPOINTS=off leave those checks out."""
+        env = {
+            "HOME": self.tmp,
+            "MGIT_MONITORING_NETWORK_HOSTS": "none",
+            "MGIT_MONITORING_PROVIDER_ENDPOINTS": "off",
+        }
+        config = MonitoringConfig.from_env(env, state_dir=self.tmp)
+        checker = create_default_health_checker(config=config, environ=env)
+        self.assertNotIn("network_connectivity", checker.check_names)
+        self.assertNotIn("provider_endpoints", checker.check_names)
+        self.assertIn("authentication_status", checker.check_names)
+
+    def test_explicit_arguments_win(self):
+        """Arguments to register_default_checks override the configuration."""
+        config = MonitoringConfig(
+            network_hosts="none", min_git_version="2.30", validate_credentials=True
+        )
+        checker = HealthChecker()
+        register_default_checks(
+            checker,
+            config=config,
+            state_dir=self.tmp,
+            network_hosts=["127.0.0.1:9"],
+            min_git_version="2.1",
+            validate_credentials=False,
+            credential_urls={"github": "https://ghe.example/api/v3"},
+        )
+        self.assertEqual(checker._entries["network_connectivity"].fn.hosts, [("127.0.0.1", 9)])
+        self.assertEqual(checker._entries["git_availability"].fn.min_version, (2, 1))
+        auth = checker._entries["authentication_status"].fn
+        self.assertFalse(auth.validate)
+        self.assertEqual(auth.api_urls["github"], "https://ghe.example/api/v3")
+
+    def test_environment_end_to_end(self):
+        """Env-configured endpoints and validation make the check validate at the loopback."""
+        env = {
+            "HOME": self.tmp,
+            "GITHUB_TOKEN": GH_TOKEN,
+            "MGIT_MONITORING_PROVIDER_ENDPOINTS": f"github={self.base}/gh-ok/rate_limit",
+            "MGIT_MONITORING_VALIDATE_CREDENTIALS": "true",
+            "MGIT_MONITORING_NETWORK_HOSTS": "off",
+        }
+        config = MonitoringConfig.from_env(env, state_dir=self.tmp)
+        checker = create_default_health_checker(config=config, environ=env)
+        result = checker.run_check_sync("authentication_status")
+        self.assertEqual(result.status, HEALTHY, result.message)
+        self.assertEqual(self.server.seen, [("/gh-ok/rate_limit", "Bearer " + GH_TOKEN)])
+
+    @unittest.skipIf(not POSIX, "fake git scripts are shell scripts")
+    def test_min_git_version_from_config(self):
+        """A git older than MGIT_MONITORING_MIN_GIT_VERSION makes the git check unhealthy."""
+        bindir = os.path.dirname(
+            self.write("bin/git", "#!/bin/sh\necho 'git version 2.20.1'\n", 0o755)
+        )
+        config = MonitoringConfig.from_env(
+            {"HOME": self.tmp, "MGIT_MONITORING_MIN_GIT_VERSION": "2.30"}
+        )
+        checker = HealthChecker()
+        register_default_checks(checker, config=config, state_dir=self.tmp, git_search_path=bindir)
+        with self.assertLogs("mgit_monitoring.health", "WARNING"):
+            result = checker.run_check_sync("git_availability")
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("older than the required 2.30", result.message)
 
 
 if __name__ == "__main__":

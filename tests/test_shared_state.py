@@ -179,6 +179,22 @@ class TestDeltas(SharedCase):
         self.assertEqual(snap.get_sample_value("jobs_total"), 7)
         self.assertIsNotNone(snap.family("python_info"))
 
+    def test_local_registry_as_definitions_only(self):
+        """local_values=False adds HELP/TYPE of unflushed families but none of their values."""
+        reg = Registry()
+        reg.counter("jobs_total", "Jobs.").inc(2)
+        reg.gauge("health", "Health.", merge="last").set(1)
+        self.shared(reg, "a").flush()
+        local = MetricsCollector()  # process_* collectors, mgit_health_overall = -1
+        local.registry.counter("jobs_total", "Jobs.").inc(5)
+        local.registry.gauge("health", "Health.", merge="last").set(-1)
+        local.registry.counter("never_flushed_total", "Nobody flushed this.", ("op",))
+        snap = merged_snapshot(self.store(), local.registry, local_values=False)
+        self.assertEqual(snap.get_sample_value("jobs_total"), 2)
+        self.assertEqual(snap.get_sample_value("health"), 1)
+        self.assertIsNone(snap.family("python_info"))
+        self.assertIn("# TYPE never_flushed_total counter\n", render_text(snap).decode())
+
     def test_reader_renders_definitions_it_never_registered(self):
         """A reader that registered nothing renders HELP, TYPE and buckets from the store."""
         metrics = MetricsCollector(process_metrics=False)
@@ -489,18 +505,12 @@ class TestRealProcesses(SharedCase):
             snap.get_sample_value("mgit_operation_duration_seconds_count", CLONE), 8000
         )
         self.assertIsNone(snap.get_sample_value("mgit_concurrent_operations"))  # all exited
+        # A later reader process: the `mgit-monitoring metrics` command.
+        env = dict(_child_env(), MGIT_MONITORING_STATE_DIR=self.dir)
         reader = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import sys\n"
-                "from mgit_monitoring.exposition import render_text\n"
-                "from mgit_monitoring.shared_state import merged_snapshot\n"
-                "from mgit_monitoring.store import Store\n"
-                "sys.stdout.write(render_text(merged_snapshot(Store.open(sys.argv[1]))).decode())",
-                self.dir,
-            ],
-            env=_child_env(),
+            [sys.executable, "-m", "mgit_monitoring", "metrics"],
+            env=env,
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
@@ -512,6 +522,13 @@ class TestRealProcesses(SharedCase):
             'mgit_operation_duration_seconds_count{operation="clone",provider="github"} 8000\n',
             reader.stdout,
         )
+        # A server started after the work, over a real socket.
+        from mgit_monitoring.server import MonitoringServer
+
+        view = SharedMetrics(self.store(), Registry())
+        server = MonitoringServer("127.0.0.1", 0, registry=view, simple=True).start()
+        self.addCleanup(server.close)
+        self.assertIn(line, _get(server.port, "/metrics"))
 
     def test_reader_started_before_sees_live_writer(self):
         """A reader running before the writer sees its data while the writer still runs."""
@@ -564,6 +581,17 @@ class TestApi(SharedCase):
         self.assertIs(reg.get("c_total"), c)
         with self.assertRaises(AttributeError):
             shared.no_such_attribute  # noqa: B018
+
+    def test_store_flush_flushes_on_demand(self):
+        """After start(), Store.flush() (on demand) also writes this process's deltas."""
+        reg = Registry()
+        reg.counter("c_total", "C.").inc(3)
+        store = self.store()
+        shared = SharedMetrics(store, reg).start(3600)
+        self.addCleanup(shared.stop)
+        self.assertIsNone(merged_snapshot(store).get_sample_value("c_total"))
+        store.flush()
+        self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 3)
 
     def test_start_rejects_a_bad_interval(self):
         """start() names a non-positive interval."""
