@@ -264,7 +264,9 @@ def _metrics_snapshot(config: Any) -> Any:
     """Every process's flushed metrics merged, or an empty registry's when persistence is off."""
     from mgit_monitoring.collector import MetricsCollector
 
-    local = MetricsCollector().registry  # HELP/TYPE of every mgit metric, even before any run
+    # HELP/TYPE of every mgit metric, even before any run; this process's own values (its
+    # process_* series, a health gauge at -1) are not part of what mgit recorded.
+    local = MetricsCollector(process_metrics=False).registry
     store_dir = config.store_dir
     if store_dir is None:
         return local.snapshot()
@@ -273,7 +275,7 @@ def _metrics_snapshot(config: Any) -> Any:
 
     store = Store.open(store_dir, timeout=config.store_timeout_seconds)
     try:
-        return merged_snapshot(store, local)
+        return merged_snapshot(store, local, local_values=False)
     finally:
         store.close()
 
