@@ -523,7 +523,13 @@ class Store:
         deleted = [0]
 
         def run(conn: sqlite3.Connection) -> None:
+            # A table is created on its component's first write; until then it has no rows.
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
             for (table, column), age in list(self._retention.items()):
+                if table not in tables:
+                    continue
                 cursor = conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (now - age,))
                 deleted[0] += max(cursor.rowcount, 0)
             conn.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -202,6 +203,20 @@ class TestRetention(StoreCase):
         self.assertEqual(0, store.maybe_cleanup())
         clock.now += 25 * 3600
         self.assertEqual(1, store.maybe_cleanup())
+
+    def test_cleanup_before_the_table_exists_is_quiet(self):
+        """Cleanup of a component that never wrote succeeds without a warning."""
+        store = self.open()
+        store.register_retention("perf_traces", "start_time", 3600)
+        logger = logging.getLogger("mgit_monitoring.store")
+        records: list = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        self.assertEqual(0, store.cleanup())
+        self.assertEqual([], [r.getMessage() for r in records])
+        self.assertEqual(0, store.dropped_writes)
 
     def test_bad_identifier(self):
         """Retention refuses table names that are not plain identifiers."""

@@ -1,0 +1,972 @@
+"""The integration layer: one wired set of objects, and the decorators mgit's code uses."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import inspect
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+import unittest
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional
+from unittest import mock
+
+from mgit_monitoring import integration
+from mgit_monitoring.collector import get_metrics_collector, setup_metrics
+from mgit_monitoring.config import MonitoringConfig
+from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.health import get_health_checker
+from mgit_monitoring.integration import (
+    MonitoringContext,
+    extract_status_code,
+    get_monitoring_integration,
+    is_rate_limited,
+    mask_repository,
+    monitor_async_mgit_operation,
+    monitor_authentication,
+    monitor_git_operation,
+    monitor_mgit_operation,
+    monitor_provider_api_call,
+    reset_monitoring_integration,
+    setup_monitoring_integration,
+)
+from mgit_monitoring.logs import StructuredFormatter
+from mgit_monitoring.performance import PerformanceMonitor, get_performance_monitor
+from mgit_monitoring.store import Store
+
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+SECRET_URL = f"https://x-access-token:{TOKEN}@github.com/acme/widgets.git"
+BARE_TOKEN_URL = "https://s3cr3tpat0000000000000000000000000000000000000@dev.azure.com/o/p/_git/r"
+
+
+def value(name: str, labels: Optional[Dict[str, str]] = None) -> Optional[float]:
+    """A sample of the default collector's registry (None when absent)."""
+    return get_metrics_collector().registry.snapshot().get_sample_value(name, labels)
+
+
+class IntegrationCase(unittest.TestCase):
+    """Fresh defaults, a temporary state dir and a JSON log capture per test."""
+
+    def setUp(self) -> None:
+        reset_monitoring_integration()
+        self.addCleanup(reset_monitoring_integration)
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.state_dir = tmp.name
+        self.module = f"tests.integration.{self._testMethodName}"
+        self.stream = io.StringIO()
+        self.capture(self.module)
+        self.capture(integration._log.name)
+
+    def capture(self, name: str) -> None:
+        logger = logging.getLogger(name)
+        handler = logging.StreamHandler(self.stream)
+        handler.setFormatter(StructuredFormatter())
+        old = (logger.level, logger.propagate)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        self.addCleanup(logger.removeHandler, handler)
+        self.addCleanup(setattr, logger, "propagate", old[1])
+        self.addCleanup(logger.setLevel, old[0])
+
+    def setup(self, **overrides: Any) -> integration.MonitoringIntegration:
+        overrides.setdefault("state_dir", self.state_dir)
+        overrides.setdefault("persist", False)
+        return setup_monitoring_integration(environ={}, **overrides)
+
+    def own(self, func: Any) -> Any:
+        """Give ``func`` this test's module name, hence its own logger."""
+        func.__module__ = self.module
+        return func
+
+    def lines(self) -> List[Dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
+
+    def op_lines(self) -> List[Dict[str, Any]]:
+        return [line for line in self.lines() if line["logger"] == self.module]
+
+
+class SetupTest(IntegrationCase):
+    def test_one_registry_shared_and_installed_as_defaults(self) -> None:
+        """Collector, monitor and checker share one registry and become the package defaults."""
+        wired = self.setup()
+        self.assertIs(wired.metrics.registry, wired.registry)
+        self.assertIs(get_metrics_collector(), wired.metrics)
+        self.assertIs(get_performance_monitor(), wired.performance)
+        self.assertIs(get_health_checker(), wired.health)
+        self.assertIs(get_monitoring_integration(), wired)
+        for name in (
+            "mgit_performance_anomalies_total",
+            "mgit_health_overall",
+            "mgit_operations_total",
+        ):
+            self.assertIsNotNone(wired.registry.get(name), name)
+        wired.performance.set_performance_baseline("slow", {"avg_duration": 0.001})
+        wired.performance.end_trace(wired.performance.start_trace("slow"), True)
+        trace = wired.performance.start_trace("slow")
+        wired.performance._clock = lambda: 1e12  # a trace that took "forever"
+        wired.performance.end_trace(trace, True)
+        self.assertEqual(
+            value(
+                "mgit_performance_anomalies_total",
+                {"operation": "slow", "type": "slow_operation"},
+            ),
+            1,
+        )
+
+    def test_second_call_returns_the_same_objects(self) -> None:
+        """setup is idempotent; a second call with arguments warns once and ignores them."""
+        first = self.setup()
+        second = setup_monitoring_integration(port=9999)
+        self.assertIs(second, first)
+        self.assertEqual(second.config.port, 8080)
+        self.assertIn("already set up", self.stream.getvalue())
+
+    def test_force_rebuilds(self) -> None:
+        """force=True builds new objects and installs them."""
+        first = self.setup()
+        second = self.setup(force=True)
+        self.assertIsNot(second.metrics, first.metrics)
+        self.assertIsNot(second.performance, first.performance)
+        self.assertIs(get_metrics_collector(), second.metrics)
+
+    def test_concurrent_setup_gives_one_set_of_objects(self) -> None:
+        """Threads racing into setup all get the same objects."""
+        barrier = threading.Barrier(8)
+        results: List[Any] = []
+
+        def run() -> None:
+            barrier.wait()
+            results.append(self.setup())
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 8)
+        self.assertEqual(len({id(r) for r in results}), 1)
+        self.assertEqual(len({id(r.metrics) for r in results}), 1)
+
+    def test_existing_default_collector_is_adopted(self) -> None:
+        """A collector created before setup is kept (its holders are not orphaned)."""
+        early = setup_metrics(repository_labels=True)
+        wired = self.setup()
+        self.assertIs(wired.metrics, early)
+        self.assertIs(wired.registry, early.registry)
+
+    def test_configuration_precedence(self) -> None:
+        """Overrides beat the environment, which beats the defaults; env is read via config."""
+        env = {"MGIT_MONITORING_PORT": "9100", "MGIT_MONITORING_LOG_LEVEL": "debug"}
+        wired = setup_monitoring_integration(
+            environ=env, state_dir=self.state_dir, persist=False, port=9200
+        )
+        self.assertEqual(wired.config.port, 9200)
+        self.assertEqual(wired.config.log_level, "DEBUG")
+
+    def test_config_object_with_overrides(self) -> None:
+        """A given MonitoringConfig is used, overrides replacing its fields."""
+        cfg = MonitoringConfig(state_dir=self.state_dir, persist=False, port=1234)
+        wired = setup_monitoring_integration(cfg, port=4321)
+        self.assertEqual((wired.config.port, wired.config.state_dir), (4321, self.state_dir))
+
+    def test_bad_environment_names_the_variable(self) -> None:
+        """A bad value fails setup with a one-line error naming the variable."""
+        with self.assertRaises(ConfigError) as caught:
+            setup_monitoring_integration(environ={"MGIT_MONITORING_ENABLED": "maybe"})
+        self.assertIn("MGIT_MONITORING_ENABLED", str(caught.exception))
+        self.assertIsNone(get_monitoring_integration())
+
+    def test_logging_left_alone_unless_asked(self) -> None:
+        """No handler is added by default; configure_logging=True installs the JSON handler."""
+        root = logging.getLogger()
+        before = list(root.handlers)
+        self.addCleanup(root.setLevel, root.level)
+        self.setup()
+        self.assertEqual(root.handlers, before)
+        self.setup(force=True, configure_logging=True)
+        added = [h for h in root.handlers if h not in before]
+        for handler in added:
+            self.addCleanup(root.removeHandler, handler)
+        self.assertEqual(len(added), 1)
+        self.assertIsInstance(added[0].formatter, StructuredFormatter)
+
+    def test_persistence_shares_one_store(self) -> None:
+        """With persistence the traces reach the sqlite store another process would read."""
+        wired = self.setup(persist=True)
+        self.assertIsNotNone(wired.store)
+        self.assertIs(wired.performance.store, wired.store)
+        if wired.shared is not None:
+            self.assertIs(wired.shared.store, wired.store)
+
+        @monitor_mgit_operation("persisted")
+        def work() -> int:
+            return 1
+
+        work()
+        reset_monitoring_integration()  # flushes and closes
+        store = Store.open(self.state_dir)
+        self.addCleanup(store.close)
+        reader = PerformanceMonitor(store=store)
+        self.assertEqual(reader.get_operation_metrics("persisted").count, 1)
+
+    def test_disabled_opens_no_store(self) -> None:
+        """enabled=False wires memory-only objects and starts no flusher."""
+        wired = self.setup(enabled=False, persist=True)
+        self.assertIsNone(wired.store)
+        self.assertIsNone(wired.shared)
+        self.assertEqual(os.listdir(self.state_dir), [])
+
+
+class OperationDecoratorTest(IntegrationCase):
+    def test_sync_success_records_everything(self) -> None:
+        """Metrics, a trace and two log lines sharing the correlation id and operation."""
+        self.setup()
+
+        seen: List[Optional[float]] = []
+
+        def clone_all(org: str, dest: str = ".") -> str:
+            seen.append(value("mgit_concurrent_operations"))
+            return f"{org}->{dest}"
+
+        clone_all = monitor_mgit_operation(operation_name="clone_all", provider="github")(
+            self.own(clone_all)
+        )
+        self.assertEqual(clone_all("acme", dest="/tmp/x"), "acme->/tmp/x")
+        labels = {"operation": "clone_all", "provider": "github"}
+        self.assertEqual(value("mgit_operations_total", labels), 1)
+        self.assertEqual(value("mgit_operations_success_total", labels), 1)
+        self.assertIsNone(value("mgit_operations_failure_total", labels))
+        self.assertEqual(value("mgit_operation_duration_seconds_count", labels), 1)
+        self.assertEqual(seen, [1])
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        self.assertEqual(get_performance_monitor().get_operation_metrics("clone_all").count, 1)
+        start, end = self.op_lines()
+        self.assertEqual(start["message"], "Operation started: clone_all")
+        self.assertTrue(end["message"].startswith("Operation completed: clone_all"))
+        self.assertEqual(start["correlation_id"], end["correlation_id"])
+        self.assertRegex(start["correlation_id"], r"^[0-9a-f]{32}$")
+        for line in (start, end):
+            self.assertEqual(line["correlation"]["operation"], "clone_all")
+            self.assertEqual(line["correlation"]["provider"], "github")
+            self.assertEqual(line["operation"], "clone_all")
+            # The line names the call site, not the decorator's internals.
+            self.assertEqual(line["function"], "test_sync_success_records_everything")
+
+    def test_metadata_preserved(self) -> None:
+        """Name, docstring, signature and coroutine-ness survive decoration."""
+
+        async def fetch(org: str, *, page: int = 1) -> List[str]:
+            """Fetch a page."""
+            return []
+
+        def plain(a: int, b: int = 2) -> int:
+            """Add."""
+            return a + b
+
+        for decorate in (
+            monitor_mgit_operation("x"),
+            monitor_git_operation("clone"),
+            monitor_provider_api_call("github"),
+            monitor_authentication("github"),
+        ):
+            for func in (fetch, plain):
+                wrapped = decorate(func)
+                self.assertEqual(wrapped.__name__, func.__name__)
+                self.assertEqual(wrapped.__doc__, func.__doc__)
+                self.assertEqual(inspect.signature(wrapped), inspect.signature(func))
+                self.assertEqual(
+                    inspect.iscoroutinefunction(wrapped), inspect.iscoroutinefunction(func)
+                )
+
+    def test_positional_and_bare_forms(self) -> None:
+        """@monitor_mgit_operation("name") and bare @monitor_mgit_operation both work."""
+        self.setup()
+
+        @monitor_mgit_operation("risky_operation")
+        def risky() -> int:
+            return 1
+
+        @monitor_mgit_operation
+        def sync_all() -> int:
+            return 2
+
+        self.assertEqual(risky() + sync_all(), 3)
+        self.assertEqual(
+            value("mgit_operations_total", {"operation": "risky_operation", "provider": ""}), 1
+        )
+        self.assertEqual(
+            value("mgit_operations_total", {"operation": "sync_all", "provider": ""}), 1
+        )
+
+    def test_exception_propagates_unchanged_and_counts_by_type(self) -> None:
+        """The very same exception object propagates; failure and error type are recorded."""
+        self.setup()
+        error = KeyError("missing")
+
+        def broken() -> None:
+            raise error
+
+        broken = monitor_mgit_operation("broken", provider="gitlab")(self.own(broken))
+        with self.assertRaises(KeyError) as caught:
+            broken()
+        self.assertIs(caught.exception, error)
+        labels = {"operation": "broken", "provider": "gitlab"}
+        self.assertEqual(value("mgit_operations_failure_total", labels), 1)
+        self.assertIsNone(value("mgit_operations_success_total", labels))
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "KeyError", "operation": "broken", "provider": "gitlab"},
+            ),
+            1,
+        )
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        stats = get_performance_monitor().get_operation_metrics("broken")
+        self.assertEqual((stats.error_count, dict(stats.error_types)), (1, {"KeyError": 1}))
+        end = self.op_lines()[-1]
+        self.assertEqual((end["level"], end["error_type"]), ("ERROR", "KeyError"))
+
+    def test_base_exceptions_are_failures(self) -> None:
+        """KeyboardInterrupt is a failure and re-raised; SystemExit(0) is a success."""
+        self.setup()
+
+        @monitor_mgit_operation("interrupted")
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        @monitor_mgit_operation("exits")
+        def exits() -> None:
+            raise SystemExit(0)
+
+        with self.assertRaises(KeyboardInterrupt):
+            interrupted()
+        with self.assertRaises(SystemExit):
+            exits()
+        self.assertEqual(
+            value("mgit_operations_failure_total", {"operation": "interrupted", "provider": ""}), 1
+        )
+        self.assertEqual(
+            value("mgit_operations_success_total", {"operation": "exits", "provider": ""}), 1
+        )
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+
+    def test_async_success_failure_and_cancellation(self) -> None:
+        """Coroutines: awaited result, exception type, and CancelledError as a failure."""
+        self.setup()
+
+        @monitor_async_mgit_operation("fetch", provider="github")
+        async def fetch(n: int) -> int:
+            await asyncio.sleep(0)
+            return n * 2
+
+        @monitor_mgit_operation("fail")
+        async def fail() -> None:
+            await asyncio.sleep(0)
+            raise ValueError("nope")
+
+        async def main() -> None:
+            gate = asyncio.Event()
+
+            @monitor_mgit_operation("hang")
+            async def hang() -> None:
+                gate.set()
+                await asyncio.Event().wait()
+
+            self.assertEqual(await fetch(21), 42)
+            with self.assertRaises(ValueError):
+                await fail()
+            task = asyncio.ensure_future(hang())
+            await gate.wait()
+            self.assertEqual(value("mgit_concurrent_operations"), 1)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        self.assertEqual(
+            value("mgit_operations_success_total", {"operation": "fetch", "provider": "github"}), 1
+        )
+        self.assertEqual(
+            value("mgit_operations_failure_total", {"operation": "fail", "provider": ""}), 1
+        )
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "CancelledError", "operation": "hang", "provider": ""},
+            ),
+            1,
+        )
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+
+    def test_async_tasks_keep_their_own_correlation(self) -> None:
+        """Concurrent tasks log under their own ids (contextvars, not thread-locals)."""
+        self.setup()
+
+        async def step(i: int) -> None:
+            await asyncio.sleep(0)
+
+        step = monitor_mgit_operation("step")(self.own(step))
+
+        async def main() -> None:
+            await asyncio.gather(*(step(i) for i in range(3)))
+
+        asyncio.run(main())
+        by_id: Dict[str, List[str]] = {}
+        for line in self.op_lines():
+            by_id.setdefault(line["correlation_id"], []).append(line["operation_status"])
+        self.assertEqual(len(by_id), 3)
+        for statuses in by_id.values():
+            self.assertEqual(statuses, ["started", "completed"])
+
+    def test_nested_operations_share_the_outer_id(self) -> None:
+        """An operation inside another logs the outer correlation id; gauge counts both."""
+        self.setup()
+        inside: List[Optional[float]] = []
+
+        def inner() -> None:
+            inside.append(value("mgit_concurrent_operations"))
+
+        inner = monitor_git_operation("fetch")(self.own(inner))
+
+        def outer() -> None:
+            inner()
+
+        outer = monitor_mgit_operation("sync")(self.own(outer))
+        outer()
+        ids = {line["correlation_id"] for line in self.op_lines()}
+        self.assertEqual(len(ids), 1)
+        self.assertEqual(inside, [1])  # git operations are not mgit operations
+
+    def test_threads_count_exactly_and_gauge_returns_to_zero(self) -> None:
+        """Eight threads x 50 calls: exact totals, half failures, gauge back at 0."""
+        self.setup()
+
+        @monitor_mgit_operation("parallel", log_result=False)
+        def work(i: int) -> None:
+            if i % 2:
+                raise RuntimeError(str(i))
+
+        def run() -> None:
+            for i in range(50):
+                try:
+                    work(i)
+                except RuntimeError:
+                    pass
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        labels = {"operation": "parallel", "provider": ""}
+        self.assertEqual(value("mgit_operations_total", labels), 400)
+        self.assertEqual(value("mgit_operations_failure_total", labels), 200)
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+
+    def test_lookup_happens_at_call_time(self) -> None:
+        """Decorated before setup, called after: records into the objects setup installed."""
+
+        @monitor_mgit_operation("early")
+        def early() -> int:
+            return 7
+
+        early()  # before setup: in-memory defaults
+        before = get_metrics_collector()
+        reset_monitoring_integration()
+        wired = self.setup()
+        self.assertIsNot(wired.metrics, before)
+        early()
+        snap = wired.registry.snapshot()
+        self.assertEqual(
+            snap.get_sample_value("mgit_operations_total", {"operation": "early", "provider": ""}),
+            1,
+        )
+        self.assertEqual(wired.performance.get_operation_metrics("early").count, 1)
+
+    def test_broken_logging_never_breaks_the_call(self) -> None:
+        """A filter that raises: the call succeeds, metrics still count, one warning total."""
+        self.setup()
+
+        class Boom(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                raise RuntimeError("filter exploded")
+
+        logger = logging.getLogger(self.module)
+        boom = Boom()
+        logger.addFilter(boom)
+        self.addCleanup(logger.removeFilter, boom)
+
+        def work() -> str:
+            return "ok"
+
+        work = monitor_mgit_operation("fragile")(self.own(work))
+        self.assertEqual([work(), work(), work()], ["ok"] * 3)
+        self.assertEqual(
+            value("mgit_operations_total", {"operation": "fragile", "provider": ""}), 3
+        )
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        warnings = [line for line in self.lines() if line["logger"] == integration._log.name]
+        warnings = [w for w in warnings if w["level"] == "WARNING"]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("filter exploded", warnings[0]["message"])
+
+    def test_broken_metric_never_breaks_the_call(self) -> None:
+        """A gauge that raises is skipped with a warning; the function still runs."""
+        wired = self.setup()
+        gauge = wired.registry.get("mgit_concurrent_operations")
+        with mock.patch.object(gauge, "inc", side_effect=RuntimeError("gauge broken")):
+
+            @monitor_mgit_operation("gauge_broken")
+            def work() -> int:
+                return 5
+
+            self.assertEqual(work(), 5)
+            self.assertEqual(work(), 5)
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        self.assertEqual(self.stream.getvalue().count("gauge broken"), 1)
+
+
+class DisabledTest(IntegrationCase):
+    def _decorated(self) -> List[Any]:
+        @monitor_mgit_operation("off_op")
+        def op(x: int) -> int:
+            return x + 1
+
+        @monitor_git_operation("clone")
+        def clone(repo_url: str) -> str:
+            return repo_url
+
+        @monitor_provider_api_call("github", "/repos")
+        def api() -> int:
+            return 3
+
+        @monitor_authentication("github")
+        def auth(organization: str) -> bool:
+            return True
+
+        @monitor_mgit_operation("off_async")
+        async def aop() -> int:
+            return 4
+
+        return [op, clone, api, auth, aop]
+
+    def assert_nothing_recorded(self) -> None:
+        snap = get_metrics_collector().registry.snapshot()
+        for name in (
+            "mgit_operations_total",
+            "mgit_git_operations_total",
+            "mgit_api_requests_total",
+            "mgit_auth_attempts_total",
+        ):
+            family = snap.family(name)
+            self.assertEqual(family.series if family else (), (), name)
+        self.assertEqual(get_performance_monitor().get_all_operation_metrics(), {})
+        self.assertEqual(self.op_lines(), [])
+
+    def test_disabled_by_setup_is_a_pass_through(self) -> None:
+        """enabled=False: every decorator returns the result and records nothing."""
+        self.setup(enabled=False)
+        op, clone, api, auth, aop = self._decorated()
+        self.assertEqual(op(1), 2)
+        self.assertEqual(clone(SECRET_URL), SECRET_URL)
+        self.assertEqual(api(), 3)
+        self.assertTrue(auth("acme"))
+        self.assertEqual(asyncio.run(aop()), 4)
+        with MonitoringContext("ctx") as ctx:
+            self.assertIsNone(ctx.correlation_id)
+        self.assert_nothing_recorded()
+
+    def test_disabled_by_environment_before_setup(self) -> None:
+        """MGIT_MONITORING_ENABLED=false is honoured even when setup was never called."""
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "false"}):
+            op, clone, api, auth, aop = self._decorated()
+            self.assertEqual(op(1), 2)
+            self.assertEqual(asyncio.run(aop()), 4)
+            self.assertFalse(integration.is_monitoring_enabled())
+        self.assert_nothing_recorded()
+
+    def test_exceptions_still_propagate_when_disabled(self) -> None:
+        """The pass-through does not swallow errors."""
+        self.setup(enabled=False)
+
+        @monitor_mgit_operation("off")
+        def broken() -> None:
+            raise ValueError("x")
+
+        with self.assertRaises(ValueError):
+            broken()
+
+
+class GitDecoratorTest(IntegrationCase):
+    def test_repository_found_by_parameter_name(self) -> None:
+        """Positional, keyword, default and method-bound arguments are all found."""
+        self.setup()
+        seen: List[str] = []
+
+        class Git:
+            @monitor_git_operation(operation_type="clone")
+            def clone(self, destination: str, repo_url: str = "https://example.com/d.git") -> None:
+                seen.append(mask_repository(repo_url))
+
+        @monitor_git_operation()
+        def git_pull(path: str) -> None:
+            pass
+
+        @monitor_git_operation("fetch")
+        def fetch(*args: Any) -> None:
+            pass
+
+        Git().clone("/tmp/a", "https://example.com/a.git")
+        Git().clone("/tmp/b", repo_url="https://example.com/b.git")
+        Git().clone("/tmp/c")
+        git_pull("/srv/repos/widgets")
+        fetch(42, "https://example.com/e.git")
+        tags = [
+            row.metadata["tags"]["repository"]
+            for row in get_performance_monitor()._completed  # noqa: SLF001 - trace tags
+        ]
+        self.assertEqual(
+            tags,
+            [
+                "https://example.com/a.git",
+                "https://example.com/b.git",
+                "https://example.com/d.git",
+                "/srv/repos/widgets",
+                "https://example.com/e.git",
+            ],
+        )
+        self.assertEqual(
+            value("mgit_git_operations_total", {"operation": "pull", "status": "success"}), 1
+        )
+        self.assertEqual(
+            value("mgit_git_operations_total", {"operation": "clone", "status": "success"}), 3
+        )
+
+    def test_credentials_never_reach_logs_labels_or_traces(self) -> None:
+        """Tokens in URLs (and in error messages quoting them) are masked everywhere."""
+        setup_metrics(repository_labels=True)  # adopted by setup: the label is on
+        self.setup()
+
+        def clone(repo_url: str, destination: str) -> None:
+            raise RuntimeError(f"fatal: could not read from {repo_url}")
+
+        def push(repo_url: str) -> None:
+            pass
+
+        clone = monitor_git_operation("clone")(self.own(clone))
+        push = monitor_git_operation("push")(self.own(push))
+        with self.assertRaises(RuntimeError) as caught:
+            clone(SECRET_URL, "/tmp/w")
+        self.assertIn(TOKEN, str(caught.exception))  # the caller's exception is untouched
+        push(BARE_TOKEN_URL)
+        exposition = get_metrics_collector().export_prometheus()
+        logs = self.stream.getvalue()
+        traces = repr(list(get_performance_monitor()._completed))  # noqa: SLF001
+        for where, text in (("metrics", exposition), ("logs", logs), ("traces", traces)):
+            self.assertNotIn(TOKEN, text, where)
+            self.assertNotIn("s3cr3tpat", text, where)
+        self.assertIn('repository="https://***@github.com/acme/widgets.git"', exposition)
+        self.assertIn("https://***@dev.azure.com/o/p/_git/r", logs)
+        failed = [line for line in self.op_lines() if line["operation_status"] == "failed"]
+        self.assertEqual(failed[0]["error_type"], "RuntimeError")
+        self.assertIn("https://***@github.com/acme/widgets.git", failed[0]["error"])
+        self.assertEqual(
+            failed[0]["correlation"]["repository"], "https://***@github.com/acme/widgets.git"
+        )
+
+    def test_async_git_operation(self) -> None:
+        """Async git functions are monitored and failures counted."""
+        self.setup()
+
+        @monitor_git_operation("fetch")
+        async def fetch(repository: str) -> None:
+            raise OSError("network")
+
+        with self.assertRaises(OSError):
+            asyncio.run(fetch("https://example.com/x.git"))
+        self.assertEqual(
+            value("mgit_git_operations_total", {"operation": "fetch", "status": "failure"}), 1
+        )
+
+    def test_mask_repository(self) -> None:
+        """Userinfo is replaced whole; paths and clean URLs are kept."""
+        self.assertEqual(mask_repository(SECRET_URL), "https://***@github.com/acme/widgets.git")
+        self.assertEqual(mask_repository("git@github.com:acme/w.git"), "git@github.com:acme/w.git")
+        self.assertEqual(mask_repository(None), "unknown")
+        from pathlib import Path
+
+        self.assertEqual(mask_repository(Path("/srv/r")), "/srv/r")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes = {
+        "/ok": (200, {}),
+        "/missing": (404, {}),
+        "/limited": (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "60"}),
+        "/forbidden": (403, {"X-RateLimit-Remaining": "59"}),
+        "/slow-down": (429, {"Retry-After": "1"}),
+        "/broken": (502, {}),
+    }
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        status, headers = self.routes.get(self.path, (404, {}))
+        body = b'{"ok": true}'
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class ApiDecoratorTest(IntegrationCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.base = f"http://127.0.0.1:{cls.server.server_address[1]}"
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.thread.join()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=10) as response:
+            response.read()
+            return response
+
+    def api(self, path: str, labels_endpoint: str = "/repos") -> Any:
+        def call() -> Any:
+            return self.get(path)
+
+        return monitor_provider_api_call("github", labels_endpoint, method="get")(self.own(call))
+
+    def test_urllib_success_and_http_error(self) -> None:
+        """A real urllib response gives 200; a real HTTPError gives 404, re-raised as is."""
+        self.setup()
+        self.api("/ok")()
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            self.api("/missing")()
+        self.assertEqual(caught.exception.code, 404)
+        caught.exception.close()
+        ok = {"method": "GET", "provider": "github", "status_code": "200", "endpoint": "/repos"}
+        self.assertEqual(value("mgit_api_requests_total", ok), 1)
+        self.assertEqual(value("mgit_api_requests_total", dict(ok, status_code="404")), 1)
+        self.assertEqual(
+            value("mgit_api_errors_total", {"provider": "github", "status_code": "404"}), 1
+        )
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "HTTPError", "operation": "call", "provider": "github"},
+            ),
+            1,
+        )
+        levels = [(line["level"], line["api_status_code"]) for line in self.op_lines()]
+        self.assertEqual(levels, [("INFO", 200), ("ERROR", 404)])
+
+    def test_rate_limits_from_a_real_server(self) -> None:
+        """429 and 403 with X-RateLimit-Remaining: 0 are rate limits; a plain 403 is not."""
+        self.setup()
+        for path in ("/slow-down", "/limited", "/forbidden"):
+            with self.assertRaises(urllib.error.HTTPError) as caught:
+                self.api(path)()
+            caught.exception.close()
+        self.assertEqual(value("mgit_api_rate_limit_hits_total", {"provider": "github"}), 2)
+        self.assertEqual(
+            value("mgit_api_errors_total", {"provider": "github", "status_code": "403"}), 2
+        )
+        limited = [line.get("rate_limited", False) for line in self.op_lines()]
+        self.assertEqual(limited, [True, True, False])
+
+    def test_requests_like_objects(self) -> None:
+        """status_code and request.method of a returned response; error.response of a raise."""
+        self.setup()
+
+        class Request:
+            method = "post"
+
+        class Response:
+            def __init__(self, status: int, headers: Optional[Dict[str, str]] = None) -> None:
+                self.status_code = status
+                self.headers = headers or {}
+                self.request = Request()
+
+        class HTTPStatusError(Exception):
+            def __init__(self, response: Response) -> None:
+                super().__init__(f"HTTP {response.status_code}")
+                self.response = response
+
+        @monitor_provider_api_call(provider_name="gitlab", endpoint="/projects")
+        def create() -> Response:
+            return Response(201)
+
+        @monitor_provider_api_call(provider_name="gitlab", endpoint="/projects")
+        def fails() -> None:
+            raise HTTPStatusError(Response(502))
+
+        @monitor_provider_api_call(provider_name="gitlab", endpoint="/projects")
+        def throttled() -> Response:
+            return Response(403, {"x-ratelimit-remaining": "0"})
+
+        self.assertEqual(create().status_code, 201)
+        with self.assertRaises(HTTPStatusError):
+            fails()
+        throttled()
+        base = {"provider": "gitlab", "endpoint": "/projects", "method": "POST"}
+        self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="201")), 1)
+        self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="502")), 1)
+        self.assertEqual(value("mgit_api_rate_limit_hits_total", {"provider": "gitlab"}), 1)
+
+    def test_no_status_is_not_invented(self) -> None:
+        """Plain data returns as "unknown", transport errors as "error"; provider from self."""
+        self.setup()
+
+        class Client:
+            provider_name = "bitbucket"
+
+            @monitor_provider_api_call(endpoint="/workspaces")
+            def list(self) -> List[str]:
+                return ["a"]
+
+            @monitor_provider_api_call(endpoint="/workspaces")
+            async def down(self) -> None:
+                raise ConnectionError("refused")
+
+        self.assertEqual(Client().list(), ["a"])
+        with self.assertRaises(ConnectionError):
+            asyncio.run(Client().down())
+        base = {"provider": "bitbucket", "endpoint": "/workspaces", "method": "UNKNOWN"}
+        self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="unknown")), 1)
+        self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="error")), 1)
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "ConnectionError", "operation": "down", "provider": "bitbucket"},
+            ),
+            1,
+        )
+
+    def test_extract_status_code(self) -> None:
+        """Duck-typed extraction accepts 100..599 integers only."""
+
+        class Coded:
+            def __init__(self, **attrs: Any) -> None:
+                self.__dict__.update(attrs)
+
+        class Getcode:
+            def getcode(self) -> int:
+                return 204
+
+        self.assertEqual(extract_status_code(Coded(status_code=201)), 201)
+        self.assertEqual(extract_status_code(Coded(status=503)), 503)
+        self.assertEqual(extract_status_code(Coded(code=404)), 404)
+        self.assertEqual(extract_status_code(Getcode()), 204)
+        self.assertEqual(extract_status_code(Coded(response=Coded(status_code=418))), 418)
+        self.assertIsNone(extract_status_code(Coded(status="active", code=True)))
+        self.assertIsNone(extract_status_code(SystemExit(2)))
+        self.assertIsNone(extract_status_code(Coded(response=None)))
+        self.assertIsNone(extract_status_code(["a", "b"]))
+
+    def test_is_rate_limited(self) -> None:
+        """429 always; 403 only with a zero remaining quota or Retry-After."""
+
+        class R:
+            def __init__(self, status: int, headers: Dict[str, str]) -> None:
+                self.status = status
+                self.headers = headers
+
+        self.assertTrue(is_rate_limited(R(429, {})))
+        self.assertTrue(is_rate_limited(R(403, {"RateLimit-Remaining": "0"})))
+        self.assertTrue(is_rate_limited(R(403, {"Retry-After": "60"})))
+        self.assertFalse(is_rate_limited(R(403, {"X-RateLimit-Remaining": "12"})))
+        self.assertFalse(is_rate_limited(R(403, {"X-RateLimit-Remaining": "soon"})))
+        self.assertFalse(is_rate_limited(R(500, {})))
+        self.assertFalse(is_rate_limited(object()))
+
+
+class AuthAndContextTest(IntegrationCase):
+    def test_authentication_outcomes(self) -> None:
+        """Success, a False return and an exception are counted per provider and org."""
+        self.setup()
+
+        class Provider:
+            provider_name = "azuredevops"
+
+            @monitor_authentication()
+            def authenticate(self, organization: str, ok: bool = True) -> bool:
+                if ok is None:
+                    raise PermissionError("bad token")
+                return ok
+
+        p = Provider()
+        self.assertTrue(p.authenticate("contoso"))
+        self.assertFalse(p.authenticate("contoso", ok=False))
+        with self.assertRaises(PermissionError):
+            p.authenticate(organization="fabrikam", ok=None)  # type: ignore[arg-type]
+        key = {"provider": "azuredevops", "organization": "contoso"}
+        self.assertEqual(value("mgit_auth_attempts_total", key), 2)
+        self.assertEqual(value("mgit_auth_success_total", key), 1)
+        self.assertEqual(value("mgit_auth_failures_total", key), 1)
+        self.assertEqual(
+            value(
+                "mgit_auth_failures_total", {"provider": "azuredevops", "organization": "fabrikam"}
+            ),
+            1,
+        )
+
+    def test_monitoring_context_sync(self) -> None:
+        """The block is an operation; metadata may use LogRecord names; errors not suppressed."""
+        self.setup()
+        self.capture(__name__)
+        with MonitoringContext(
+            "bulk_clone", provider="github", repository=SECRET_URL, name="x", module="m"
+        ) as ctx:
+            self.assertRegex(ctx.correlation_id or "", r"^[0-9a-f]{32}$")
+            self.assertIsNotNone(ctx.trace_id)
+            self.assertEqual(value("mgit_concurrent_operations"), 1)
+        with self.assertRaises(ValueError):
+            with MonitoringContext("bulk_clone", provider="github"):
+                raise ValueError("inside")
+        labels = {"operation": "bulk_clone", "provider": "github"}
+        self.assertEqual(value("mgit_operations_success_total", labels), 1)
+        self.assertEqual(value("mgit_operations_failure_total", labels), 1)
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        # Logged on the logger of the module that created the context.
+        lines = [line for line in self.lines() if line["logger"] == __name__]
+        self.assertEqual([line["operation_status"] for line in lines], ["started", "completed"] * 2)
+        self.assertEqual(
+            lines[0]["correlation"]["repository"], "https://***@github.com/acme/widgets.git"
+        )
+        self.assertEqual(lines[0]["name"], "x")
+        self.assertEqual(lines[1]["correlation_id"], lines[0]["correlation_id"])
+        self.assertNotIn(TOKEN, self.stream.getvalue())
+
+    def test_monitoring_context_async(self) -> None:
+        """async with works the same way."""
+        self.setup()
+
+        async def main() -> None:
+            async with MonitoringContext("async_block") as ctx:
+                self.assertIsNotNone(ctx.trace_id)
+
+        asyncio.run(main())
+        self.assertEqual(get_performance_monitor().get_operation_metrics("async_block").count, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
