@@ -83,6 +83,22 @@ _EXPORTS: Dict[str, str] = {
     "serve": "server",
     "start_monitoring_server": "server",
     "HttpAuth": "http_auth",
+    "MonitoringContext": "integration",
+    "MonitoringIntegration": "integration",
+    "get_monitoring_integration": "integration",
+    "monitor_async_mgit_operation": "integration",
+    "monitor_authentication": "integration",
+    "monitor_git_operation": "integration",
+    "monitor_mgit_operation": "integration",
+    "monitor_provider_api_call": "integration",
+    "reset_monitoring_integration": "integration",
+    "setup_monitoring_integration": "integration",
+    "SharedMetrics": "shared_state",
+    "merged_snapshot": "shared_state",
+    "delete_from_gateway": "push",
+    "push_to_gateway": "push",
+    "try_push_to_gateway": "push",
+    "write_textfile": "push",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -152,6 +168,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mgit_monitoring.http_auth import (
         HttpAuth,
     )
+    from mgit_monitoring.integration import (
+        MonitoringContext,
+        MonitoringIntegration,
+        get_monitoring_integration,
+        monitor_async_mgit_operation,
+        monitor_authentication,
+        monitor_git_operation,
+        monitor_mgit_operation,
+        monitor_provider_api_call,
+        reset_monitoring_integration,
+        setup_monitoring_integration,
+    )
     from mgit_monitoring.logs import (
         StructuredFormatter,
         StructuredLogger,
@@ -178,6 +206,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ProcessCollector,
         register_process_metrics,
     )
+    from mgit_monitoring.push import (
+        delete_from_gateway,
+        push_to_gateway,
+        try_push_to_gateway,
+        write_textfile,
+    )
     from mgit_monitoring.registry import (
         DEFAULT_BUCKETS,
         Counter,
@@ -194,6 +228,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TLSConfig,
         serve,
         start_monitoring_server,
+    )
+    from mgit_monitoring.shared_state import (
+        SharedMetrics,
+        merged_snapshot,
     )
     from mgit_monitoring.store import (
         Store,

@@ -40,7 +40,9 @@ inside monitoring (a broken handler, filter or metric) never breaks the decorate
 it is swallowed with one warning per kind on the ``mgit_monitoring.integration`` logger.
 
 Decorator log lines go to the logger named after the decorated function's module (as
-``logging.getLogger(__name__)`` would), so the host's logging configuration applies.
+``logging.getLogger(__name__)`` would), so the host's logging configuration applies; their
+module/function/line name the call site. A decorated generator function is timed while it
+creates its generator, not while the generator runs.
 """
 
 from __future__ import annotations
@@ -54,7 +56,19 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Set, Tuple, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Set,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 from mgit_monitoring.collector import (
     MetricsCollector,
@@ -65,12 +79,6 @@ from mgit_monitoring.collector import (
 from mgit_monitoring.config import MonitoringConfig
 from mgit_monitoring.context import correlation_context
 from mgit_monitoring.errors import ConfigError
-from mgit_monitoring.health import (
-    HealthChecker,
-    create_default_health_checker,
-    reset_health_checker,
-    set_health_checker,
-)
 from mgit_monitoring.logs import StructuredLogger, get_structured_logger, setup_structured_logging
 from mgit_monitoring.masking import mask_credentials
 from mgit_monitoring.performance import (
@@ -80,6 +88,9 @@ from mgit_monitoring.performance import (
     set_performance_monitor,
 )
 from mgit_monitoring.registry import Registry
+
+if TYPE_CHECKING:  # imported when setup runs: the decorators alone do not need asyncio
+    from mgit_monitoring.health import HealthChecker
 
 __all__ = [
     "MonitoringContext",
@@ -157,7 +168,10 @@ def _warn_once(where: str, exc: BaseException | str) -> None:
         return
     _warned.add(key)
     try:
-        _log.warning("monitoring disabled for this step (%s): %s: %s", where, kind, exc)
+        if isinstance(exc, BaseException):
+            _log.warning("monitoring step skipped (%s): %s: %s", where, kind, exc)
+        else:
+            _log.warning("%s: %s", where, exc)
     except Exception:  # noqa: BLE001 - logging itself may be what is broken
         pass
 
@@ -256,10 +270,15 @@ def setup_monitoring_integration(
                 or configure_logging
                 or any(v is not None for v in overrides.values())
             ):
-                _warn_once("setup", "already set up; arguments ignored (force=True rebuilds)")
+                _warn_once(
+                    "setup_monitoring_integration",
+                    "already set up; arguments ignored (force=True rebuilds)",
+                )
             return current
         cfg = _build_config(config, environ, overrides)
         env = os.environ if environ is None else environ
+        from mgit_monitoring.health import create_default_health_checker, set_health_checker
+
         if current is not None:
             _teardown(current)
             reset_metrics_collector()
@@ -280,8 +299,13 @@ def setup_monitoring_integration(
                 timeout=cfg.store_timeout_seconds,
                 flush_interval=cfg.flush_interval_seconds,
             )
-        performance = PerformanceMonitor.from_config(cfg, registry, store=store, state_dir=None)
-        health = create_default_health_checker(registry=registry, config=cfg, environ=env)
+        try:
+            performance = PerformanceMonitor.from_config(cfg, registry, store=store, state_dir=None)
+            health = create_default_health_checker(registry=registry, config=cfg, environ=env)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         shared = _start_shared_metrics(cfg, store, registry) if cfg.enabled else None
         logger = get_structured_logger(_log.name)
         integration = MonitoringIntegration(
@@ -332,6 +356,8 @@ def reset_monitoring_integration() -> None:
             _teardown(current)
         reset_metrics_collector()
         reset_performance_monitor()
+        from mgit_monitoring.health import reset_health_checker
+
         reset_health_checker()
         _warned.clear()
 
@@ -480,12 +506,13 @@ def _method_of(obj: Any) -> Optional[str]:
 class _ArgPicker:
     """Takes one argument out of a call by parameter name (the signature is read once)."""
 
-    __slots__ = ("default", "index", "keyword")
+    __slots__ = ("default", "found", "index", "keyword")
 
     def __init__(self, func: Callable[..., Any], names: Tuple[str, ...]) -> None:
         self.keyword: Optional[str] = None
         self.index: Optional[int] = None
         self.default: Any = None
+        self.found = False
         try:
             params = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):
@@ -503,11 +530,8 @@ class _ArgPicker:
                 self.keyword = name
             if p.default is not p.empty:
                 self.default = p.default
+            self.found = True
             return
-
-    @property
-    def found(self) -> bool:
-        return self.keyword is not None or self.index is not None
 
     def pick(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         keyword = self.keyword
@@ -620,6 +644,11 @@ class _Spec:
         return picker.pick(args, kwargs) if picker.found else None
 
 
+def _func_name(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) else type(func).__name__
+
+
 def _logger_name(func: Callable[..., Any]) -> str:
     name = getattr(func, "__module__", None)
     return name if isinstance(name, str) and name else _log.name
@@ -666,12 +695,15 @@ class _Run:
         repository: Any = None,
         metadata: Optional[Mapping[str, Any]] = None,
     ) -> None:
+        # Three independent parts (context + metrics, log line, trace), each guarded on its
+        # own: a broken logger must not cost the metrics or the trace. Warnings are keyed by
+        # part, so one broken part warns once for start and end together.
         spec = self.spec
         git = spec.git
+        fields = spec.fields  # shared and never mutated; a per-call copy when it grows
+        tags = spec.tags
         try:
             self.collector = collector = get_metrics_collector()
-            fields = spec.fields  # shared and never mutated; a per-call copy when it grows
-            tags = spec.tags
             if git:
                 try:
                     value = spec.pick(REPOSITORY_PARAMETERS, args, kwargs)
@@ -697,24 +729,30 @@ class _Run:
                 if gauge is not None:
                     gauge.inc()
                     self.gauge = gauge
-            if spec.log:
+        except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
+            _warn_once("metrics", exc)
+        if spec.log:
+            try:
                 if metadata:
                     fields = {**metadata, **fields}
                 spec.logger().operation_start(self.op_name, stacklevel=_STACKLEVEL, **fields)
-            if spec.track:
+            except Exception as exc:  # noqa: BLE001
+                _warn_once("logging", exc)
+        if spec.track:
+            try:
                 monitor = get_performance_monitor()
                 self.trace_id = monitor.start_trace(self.op_name, tags=tags, metadata=metadata)
                 self.monitor = monitor
-        except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
-            _warn_once(f"{spec.kind} start", exc)
+            except Exception as exc:  # noqa: BLE001
+                _warn_once("trace", exc)
         self.t0 = _clock()
 
     def finish(self, exc: BaseException | None, result: Any = None) -> None:
         duration = _clock() - self.t0
         spec = self.spec
+        success = _is_success(exc)
+        error_type = None if success else type(exc).__name__
         try:
-            success = _is_success(exc)
-            error_type = None if success else type(exc).__name__
             collector = self.collector
             if collector is not None:
                 if spec.git:
@@ -725,10 +763,16 @@ class _Run:
                     collector.record_operation(spec.name, success, duration, spec.provider)
                 if error_type is not None:
                     collector.record_error(error_type, self.op_name, spec.provider)
-            if self.trace_id is not None:
+        except Exception as err:  # noqa: BLE001
+            _warn_once("metrics", err)
+        if self.trace_id is not None:
+            try:
                 # The type name, not the exception: its message may hold a credential.
                 self.monitor.end_trace(self.trace_id, success, error_type)
-            if spec.log:
+            except Exception as err:  # noqa: BLE001
+                _warn_once("trace", err)
+        if spec.log:
+            try:
                 fields = self.fields
                 if error_type is not None:
                     fields = {
@@ -739,22 +783,22 @@ class _Run:
                 spec.logger().operation_end(
                     self.op_name, success, duration, stacklevel=_STACKLEVEL, **fields
                 )
-        except Exception as err:  # noqa: BLE001
-            _warn_once(f"{spec.kind} end", err)
-        finally:
-            # Always undone, whatever failed above: a stuck gauge or scope would lie forever.
-            gauge, cm = self.gauge, self.cm
-            self.gauge = self.cm = None
-            if gauge is not None:
-                try:
-                    gauge.dec()
-                except Exception as err:  # noqa: BLE001
-                    _warn_once("concurrency gauge", err)
-            if cm is not None:
-                try:
-                    cm.__exit__(None, None, None)
-                except Exception as err:  # noqa: BLE001
-                    _warn_once("correlation context", err)
+            except Exception as err:  # noqa: BLE001
+                _warn_once("logging", err)
+        # Always undone, whatever failed above: a stuck gauge or scope would lie forever.
+        gauge, cm = self.gauge, self.cm
+        if gauge is not None:
+            self.gauge = None
+            try:
+                gauge.dec()
+            except Exception as err:  # noqa: BLE001
+                _warn_once("metrics", err)
+        if cm is not None:
+            self.cm = None
+            try:
+                cm.__exit__(None, None, None)
+            except Exception as err:  # noqa: BLE001
+                _warn_once("correlation context", err)
 
 
 class _ApiCall:
@@ -786,43 +830,51 @@ class _ApiCall:
             status = _status_of(response) if response is not None else None
             method = spec.method or (_method_of(response) if response is not None else None)
             method = (method or "UNKNOWN").upper()
-            if status is not None:
-                code = str(status)
-            else:  # no HTTP status seen: say so instead of inventing 200 or 500
-                code = "unknown" if exc is None else "error"
-            error_type = None if _is_success(exc) else type(exc).__name__
             limited = status == 429 or (status == 403 and is_rate_limited(response, status))
-            endpoint = cast(str, spec.endpoint)
+        except Exception as err:  # noqa: BLE001 - a strange response object
+            _warn_once("api response", err)
+            status, method, limited = None, "UNKNOWN", False
+        if status is not None:
+            code = str(status)
+        else:  # no HTTP status seen: say so instead of inventing 200 or 500
+            code = "unknown" if exc is None else "error"
+        error_type = None if _is_success(exc) else type(exc).__name__
+        endpoint = cast(str, spec.endpoint)
+        try:
             collector = get_metrics_collector()
             collector.record_api_call(method, provider, code, duration, endpoint)
             if limited and status != 429:  # record_api_call already counts 429
                 collector.record_rate_limit_hit(provider)
             if error_type is not None:
                 collector.record_error(error_type, spec.name, provider)
-            if spec.log:
-                fields: Dict[str, Any] = {
-                    "provider": provider,
-                    "endpoint": endpoint,
-                    "api_method": method,
-                    "api_status_code": status,
-                    "duration_seconds": duration,
-                    "stacklevel": _STACKLEVEL,
-                }
-                if limited:
-                    fields["rate_limited"] = True
-                if error_type is not None:
-                    fields["error_type"] = error_type
-                    fields["error"] = _error_text(cast(BaseException, exc))
-                logger = spec.logger()
-                if error_type is not None or (status is not None and status >= 500):
-                    log = logger.error
-                elif status is not None and status >= 400:
-                    log = logger.warning
-                else:
-                    log = logger.info
-                log("API %s %s -> %s (%.3fs)", method, endpoint, code, duration, **fields)
         except Exception as err:  # noqa: BLE001
-            _warn_once("api end", err)
+            _warn_once("metrics", err)
+        if not spec.log:
+            return
+        try:
+            fields: Dict[str, Any] = {
+                "provider": provider,
+                "endpoint": endpoint,
+                "api_method": method,
+                "api_status_code": status,
+                "duration_seconds": duration,
+                "stacklevel": _STACKLEVEL,
+            }
+            if limited:
+                fields["rate_limited"] = True
+            if error_type is not None:
+                fields["error_type"] = error_type
+                fields["error"] = _error_text(cast(BaseException, exc))
+            logger = spec.logger()
+            if error_type is not None or (status is not None and status >= 500):
+                log = logger.error
+            elif status is not None and status >= 400:
+                log = logger.warning
+            else:
+                log = logger.info
+            log("API %s %s -> %s (%.3fs)", method, endpoint, code, duration, **fields)
+        except Exception as err:  # noqa: BLE001
+            _warn_once("logging", err)
 
 
 class _AuthCall:
@@ -846,31 +898,35 @@ class _AuthCall:
 
     def finish(self, exc: BaseException | None, result: Any = None) -> None:
         spec, provider, org = self.spec, self.provider, self.organization
+        # A function that reports failure by returning False failed too.
+        success = _is_success(exc) and result is not False
+        error_type = None if _is_success(exc) else type(exc).__name__
         try:
-            # A function that reports failure by returning False failed too.
-            success = _is_success(exc) and result is not False
-            error_type = None if _is_success(exc) else type(exc).__name__
             collector = get_metrics_collector()
             collector.record_authentication(provider, org, success)
             if error_type is not None:
                 collector.record_error(error_type, spec.name, provider)
-            if spec.log:
-                fields: Dict[str, Any] = {
-                    "auth_provider": provider,
-                    "auth_organization": org,
-                    "auth_success": success,
-                    "stacklevel": _STACKLEVEL,
-                }
-                if error_type is not None:
-                    fields["error_type"] = error_type
-                    fields["error"] = _error_text(cast(BaseException, exc))
-                logger = spec.logger()
-                if success:
-                    logger.info("Authentication succeeded: %s:%s", provider, org, **fields)
-                else:
-                    logger.warning("Authentication failed: %s:%s", provider, org, **fields)
         except Exception as err:  # noqa: BLE001
-            _warn_once("auth end", err)
+            _warn_once("metrics", err)
+        if not spec.log:
+            return
+        try:
+            fields: Dict[str, Any] = {
+                "auth_provider": provider,
+                "auth_organization": org,
+                "auth_success": success,
+                "stacklevel": _STACKLEVEL,
+            }
+            if error_type is not None:
+                fields["error_type"] = error_type
+                fields["error"] = _error_text(cast(BaseException, exc))
+            logger = spec.logger()
+            if success:
+                logger.info("Authentication succeeded: %s:%s", provider, org, **fields)
+            else:
+                logger.warning("Authentication failed: %s:%s", provider, org, **fields)
+        except Exception as err:  # noqa: BLE001
+            _warn_once("logging", err)
 
 
 def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
@@ -879,7 +935,7 @@ def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if _enabled is not True and not is_monitoring_enabled():
+            if _enabled is not True and (_enabled is False or not is_monitoring_enabled()):
                 return await func(*args, **kwargs)
             run = call(spec)
             run.begin(args, kwargs)
@@ -895,7 +951,7 @@ def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if _enabled is not True and not is_monitoring_enabled():
+        if _enabled is not True and (_enabled is False or not is_monitoring_enabled()):
             return func(*args, **kwargs)
         run = call(spec)
         run.begin(args, kwargs)
@@ -934,7 +990,7 @@ def monitor_mgit_operation(
         return monitor_mgit_operation(None, provider, track_performance, log_result)(operation_name)
 
     def decorate(func: _F) -> _F:
-        name = operation_name or func.__name__
+        name = operation_name or _func_name(func)
         spec = _Spec("op", name, provider, _logger_name(func), func, track_performance, log_result)
         return _wrap(func, spec, _Run)
 
@@ -964,7 +1020,7 @@ def monitor_git_operation(
         return monitor_git_operation(None, track_performance, log_result)(operation_type)
 
     def decorate(func: _F) -> _F:
-        name = operation_type or func.__name__
+        name = operation_type or _func_name(func)
         if operation_type is None and name.startswith("git_"):
             name = name[4:]
         spec = _Spec("git", name, None, _logger_name(func), func, track_performance, log_result)
@@ -996,9 +1052,9 @@ def monitor_provider_api_call(
 
     def decorate(func: _F) -> _F:
         spec = _Spec(
-            "api", func.__name__, provider_name, _logger_name(func), func, False, log_result
+            "api", _func_name(func), provider_name, _logger_name(func), func, False, log_result
         )
-        spec.endpoint = endpoint or func.__name__
+        spec.endpoint = endpoint or spec.name
         spec.method = method.upper() if method else None
         return _wrap(func, spec, _ApiCall)
 

@@ -1156,15 +1156,19 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 def run_server(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Serve with parsed ``args``; print ``serving on URL`` as stdout's first line. Returns 0.
 
-    Configuration errors and unusable addresses raise MonitoringError subclasses with
-    one-line messages; :func:`main` prints them.
+    What it serves is what mgit processes recorded: with persistence on (the default), the
+    merged view of every process that flushed to the shared store, next to this server's
+    own metrics; the health checks are configured from the same environment and update the
+    ``mgit_health_*`` metrics. Configuration errors and unusable addresses raise
+    MonitoringError subclasses with one-line messages; :func:`main` prints them.
     """
     from mgit_monitoring.config import MonitoringConfig
 
+    env = os.environ if environ is None else environ
     config = MonitoringConfig.from_env(
-        environ, host=args.host, port=args.port, log_level=args.log_level
+        env, host=args.host, port=args.port, log_level=args.log_level
     )
-    _setup_logging(config.log_level, environ)
+    _setup_logging(config.log_level, env)
     auth = None
     if args.auth_token_file or args.htpasswd:
         auth = HttpAuth(
@@ -1181,15 +1185,45 @@ def run_server(args: argparse.Namespace, environ: Mapping[str, str] | None = Non
     def ready(server: MonitoringServer) -> None:
         print(f"serving on {server.url}", flush=True)
 
-    return serve(
-        config.host,
-        config.port,
-        ready=ready,
-        simple=args.simple,
-        auth=auth,
-        tls=tls,
-        max_connections=args.max_connections,
-    )
+    source, health, store = build_sources(config, env)
+    try:
+        return serve(
+            config.host,
+            config.port,
+            ready=ready,
+            registry=source,
+            health_checker=health,
+            simple=args.simple,
+            auth=auth,
+            tls=tls,
+            max_connections=args.max_connections,
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def build_sources(config: Any, environ: Mapping[str, str]) -> Tuple[Any, Any, Any]:
+    """``(metrics source, health checker, store or None)`` for a standalone server.
+
+    The metrics source has ``snapshot()``: with persistence on it is a
+    :class:`~mgit_monitoring.shared_state.SharedMetrics` that merges the shared store with
+    this process's registry without ever flushing (no background thread, so ``--simple``
+    stays minimal, and the server's own series stay its own); otherwise the registry.
+    """
+    from mgit_monitoring.collector import MetricsCollector
+    from mgit_monitoring.health import create_default_health_checker
+
+    registry = MetricsCollector().registry
+    health = create_default_health_checker(registry=registry, config=config, environ=environ)
+    store_dir = config.store_dir
+    if store_dir is None:
+        return registry, health, None
+    from mgit_monitoring.shared_state import SharedMetrics
+    from mgit_monitoring.store import Store
+
+    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
+    return SharedMetrics(store, registry), health, store
 
 
 def _setup_logging(level: str, environ: Mapping[str, str] | None) -> None:

@@ -38,6 +38,7 @@ from mgit_monitoring.integration import (
 )
 from mgit_monitoring.logs import StructuredFormatter
 from mgit_monitoring.performance import PerformanceMonitor, get_performance_monitor
+from mgit_monitoring.shared_state import merged_snapshot
 from mgit_monitoring.store import Store
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -62,7 +63,9 @@ class IntegrationCase(unittest.TestCase):
         self.module = f"tests.integration.{self._testMethodName}"
         self.stream = io.StringIO()
         self.capture(self.module)
+        self.capture(__name__)  # functions not given this test's module name log here
         self.capture(integration._log.name)
+        self.capture("mgit_monitoring.performance")
 
     def capture(self, name: str) -> None:
         logger = logging.getLogger(name)
@@ -199,12 +202,12 @@ class SetupTest(IntegrationCase):
         self.assertIsInstance(added[0].formatter, StructuredFormatter)
 
     def test_persistence_shares_one_store(self) -> None:
-        """With persistence the traces reach the sqlite store another process would read."""
+        """With persistence, traces and metrics reach the sqlite store other processes read."""
         wired = self.setup(persist=True)
         self.assertIsNotNone(wired.store)
         self.assertIs(wired.performance.store, wired.store)
-        if wired.shared is not None:
-            self.assertIs(wired.shared.store, wired.store)
+        self.assertIs(wired.shared.store, wired.store)
+        self.assertIs(wired.shared.registry, wired.registry)
 
         @monitor_mgit_operation("persisted")
         def work() -> int:
@@ -216,6 +219,22 @@ class SetupTest(IntegrationCase):
         self.addCleanup(store.close)
         reader = PerformanceMonitor(store=store)
         self.assertEqual(reader.get_operation_metrics("persisted").count, 1)
+        merged = merged_snapshot(store)
+        labels = {"operation": "persisted", "provider": ""}
+        self.assertEqual(merged.get_sample_value("mgit_operations_total", labels), 1)
+
+    def test_default_state_dir_comes_from_the_environment(self) -> None:
+        """Without state_dir the XDG state directory of the given environment is used."""
+        wired = setup_monitoring_integration(environ={"XDG_STATE_HOME": self.state_dir})
+        expected = os.path.join(self.state_dir, "mgit-monitoring")
+        self.assertEqual(wired.config.state_dir, expected)
+        self.assertTrue(wired.store.path.startswith(expected + os.sep))
+
+    def test_unknown_override_is_rejected(self) -> None:
+        """An unknown field name is a ConfigError naming it."""
+        with self.assertRaises(ConfigError) as caught:
+            setup_monitoring_integration(MonitoringConfig(), colour="blue")
+        self.assertIn("colour", str(caught.exception))
 
     def test_disabled_opens_no_store(self) -> None:
         """enabled=False wires memory-only objects and starts no flusher."""
@@ -478,7 +497,8 @@ class OperationDecoratorTest(IntegrationCase):
         def early() -> int:
             return 7
 
-        early()  # before setup: in-memory defaults
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "true"}):
+            early()  # before setup: in-memory defaults, enabled read from the environment
         before = get_metrics_collector()
         reset_monitoring_integration()
         wired = self.setup()
@@ -776,8 +796,15 @@ class ApiDecoratorTest(IntegrationCase):
             ),
             1,
         )
-        levels = [(line["level"], line["api_status_code"]) for line in self.op_lines()]
-        self.assertEqual(levels, [("INFO", 200), ("ERROR", 404)])
+        lines = self.op_lines()
+        self.assertEqual(
+            [(line["level"], line["api_status_code"]) for line in lines],
+            [("INFO", 200), ("ERROR", 404)],
+        )
+        self.assertEqual(lines[1]["error_type"], "HTTPError")
+        self.assertEqual(
+            {line["function"] for line in lines}, {"test_urllib_success_and_http_error"}
+        )
 
     def test_rate_limits_from_a_real_server(self) -> None:
         """429 and 403 with X-RateLimit-Remaining: 0 are rate limits; a plain 403 is not."""
@@ -932,23 +959,24 @@ class AuthAndContextTest(IntegrationCase):
     def test_monitoring_context_sync(self) -> None:
         """The block is an operation; metadata may use LogRecord names; errors not suppressed."""
         self.setup()
-        self.capture(__name__)
         with MonitoringContext(
             "bulk_clone", provider="github", repository=SECRET_URL, name="x", module="m"
         ) as ctx:
             self.assertRegex(ctx.correlation_id or "", r"^[0-9a-f]{32}$")
             self.assertIsNotNone(ctx.trace_id)
             self.assertEqual(value("mgit_concurrent_operations"), 1)
-        with self.assertRaises(ValueError):
-            with MonitoringContext("bulk_clone", provider="github"):
-                raise ValueError("inside")
+        with self.assertRaises(ValueError), MonitoringContext("bulk_clone", provider="github"):
+            raise ValueError("inside")
         labels = {"operation": "bulk_clone", "provider": "github"}
         self.assertEqual(value("mgit_operations_success_total", labels), 1)
         self.assertEqual(value("mgit_operations_failure_total", labels), 1)
         self.assertEqual(value("mgit_concurrent_operations"), 0)
         # Logged on the logger of the module that created the context.
         lines = [line for line in self.lines() if line["logger"] == __name__]
-        self.assertEqual([line["operation_status"] for line in lines], ["started", "completed"] * 2)
+        self.assertEqual(
+            [line["operation_status"] for line in lines],
+            ["started", "completed", "started", "failed"],
+        )
         self.assertEqual(
             lines[0]["correlation"]["repository"], "https://***@github.com/acme/widgets.git"
         )
