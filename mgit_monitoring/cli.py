@@ -27,8 +27,8 @@ __all__ = ["build_parser", "main", "register_monitoring_commands", "run_command"
 _FORMATS = ("prometheus", "openmetrics", "json")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples' line breaks and show every option's default."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the examples' line breaks (help strings state their defaults themselves)."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -104,7 +104,11 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         formatter_class=_Formatter,
     )
     metrics.add_argument(
-        "--format", "-f", choices=_FORMATS, default="prometheus", help="output format"
+        "--format",
+        "-f",
+        choices=_FORMATS,
+        default="prometheus",
+        help="output format (default: %(default)s)",
     )
     metrics.add_argument(
         "--output",
@@ -113,7 +117,9 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         help="write atomically to FILE (temp file + rename; node_exporter textfile ready)",
     )
     metrics.add_argument("--push-gateway", metavar="URL", help="push to this Pushgateway")
-    metrics.add_argument("--job", default="mgit", help="Pushgateway job name")
+    metrics.add_argument(
+        "--job", default="mgit", help="Pushgateway job name (default: %(default)s)"
+    )
     metrics.add_argument(
         "--grouping",
         action="append",
@@ -125,7 +131,8 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         "--push-method",
         choices=("PUT", "POST"),
         default="PUT",
-        help="PUT replaces the whole group, POST only the pushed metric names",
+        help="PUT replaces the whole group, POST only the pushed metric names "
+        "(default: %(default)s)",
     )
     metrics.set_defaults(monitoring_handler=_cmd_metrics)
 
@@ -139,7 +146,9 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         formatter_class=_Formatter,
     )
     perf.add_argument("--operation", "-op", metavar="NAME", help="one operation only")
-    perf.add_argument("--hours", type=float, default=24.0, help="window, in hours")
+    perf.add_argument(
+        "--hours", type=float, default=24.0, help="window, in hours (default: %(default)s)"
+    )
     perf.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
     perf.set_defaults(monitoring_handler=_cmd_performance)
     return parser
