@@ -1,4 +1,4 @@
-"""The package as a whole: standard-library only, a side-effect-free import, a complete table of contents."""
+"""The package as a whole: stdlib only, a side-effect-free import, a complete table of contents."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class TestTableOfContents(unittest.TestCase):
             mgit_monitoring.no_such_thing  # noqa: B018
 
     def test_import_has_no_side_effects(self):
-        """Importing the package and resolving every export starts no thread, adds no handler, reads no env."""
+        """Importing and resolving every export starts no thread, adds no handler, reads no env."""
         code = textwrap.dedent(
             """
             import logging, os, sys, threading
