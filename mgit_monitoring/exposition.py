@@ -96,6 +96,7 @@ def _simple(out: List[str], sname: str, fam: MetricFamily) -> None:
 
 
 def _histogram(out: List[str], fam: MetricFamily, with_sum: bool) -> None:
+    """Bucket lines, then ``_sum`` and ``_count`` unless ``with_sum`` is False."""
     name = fam.name
     le_parts = [f'le="{_format_bound(b)}"}} ' for b in fam.bounds]
     bucket = name + "_bucket{"
@@ -104,10 +105,10 @@ def _histogram(out: List[str], fam: MetricFamily, with_sum: bool) -> None:
         hv = s.value
         pre = f"{bucket}{lt}," if lt else bucket
         out.extend([pre + le + str(c) for le, c in zip(le_parts, hv.buckets)])
-        tail = f"{{{lt}}} " if lt else " "
         if with_sum:
+            tail = f"{{{lt}}} " if lt else " "
             out.append(f"{name}_sum{tail}{_fmt(hv.sum)}")
-        out.append(f"{name}_count{tail}{hv.count}")
+            out.append(f"{name}_count{tail}{hv.count}")
 
 
 def render_text(snapshot: Snapshot) -> bytes:
@@ -148,7 +149,8 @@ def render_openmetrics(snapshot: Snapshot) -> bytes:
         out.append(f"# TYPE {fam.name} {otype}")
         out.append(f"# HELP {fam.name} {_help_om(fam.help)}")
         if ftype == "histogram":
-            # With a negative bucket bound _sum is not a counter: OpenMetrics forbids it.
+            # With a negative bucket bound _sum is not a counter: OpenMetrics forbids it, and
+            # _count goes with it (present iff _sum is; the +Inf bucket still carries the count).
             _histogram(out, fam, not fam.bounds or fam.bounds[0] >= 0)
         else:
             _simple(out, sname, fam)

@@ -57,6 +57,20 @@ class ProcessCollector:
         self._page_size = page_size
         self._python_info = python_info
 
+    def _key(self) -> Tuple[object, ...]:
+        return (self.proc_path, self._pid, self._ticks, self._page_size, self._python_info)
+
+    # Equal collectors expose the same families, so registering a second one (say, two
+    # MetricsCollectors sharing a registry) is a no-op instead of failing every scrape
+    # with a duplicate-name error.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProcessCollector):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def _pid_dir(self) -> str:
         pid = self._pid() if callable(self._pid) else self._pid
         return os.path.join(self.proc_path, str(pid))

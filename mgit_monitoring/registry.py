@@ -283,12 +283,14 @@ def _format_bound(b: float) -> str:
     if b == -_INF:
         return "-Inf"
     s = repr(float(b))
+    sign = "-" if s[0] == "-" else ""
+    s = s[len(sign) :]
     dot = s.find(".")
-    if b > 0 and "e" not in s and dot > 6:  # Go switches to an exponent from 1e6 on
+    if "e" not in s and dot > 6:  # Go switches to an exponent from 1e6 on
         digits = (s[:dot] + s[dot + 1 :]).rstrip("0")
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return s
+        return f"{sign}{mantissa}e+{dot - 1:02d}"
+    return sign + s
 
 
 class Snapshot(NamedTuple):
@@ -346,7 +348,8 @@ def metric_family(
 
     ``samples`` is ``[(labelvalues, value), ...]``; a histogram value is a
     :class:`HistogramValue` whose ``buckets`` align with ``buckets`` plus ``+Inf``.
-    A counter's ``name`` may end in ``_total`` (it is stripped for the family name).
+    A counter's ``name`` may end in ``_total`` and an info's in ``_info`` (stripped for the
+    family name).
     Raises MetricError for invalid names, label counts or types.
     """
     if type not in _TYPES:
@@ -354,6 +357,9 @@ def metric_family(
     validate_metric_name(name)
     if type == "counter" and name.endswith("_total"):
         name = name[:-6]
+        validate_metric_name(name)
+    elif type == "info" and name.endswith("_info"):
+        name = name[:-5]
         validate_metric_name(name)
     names = _validate_labelnames(labelnames, type)
     help = _validate_help(name, help)
@@ -363,6 +369,14 @@ def metric_family(
     series = []
     for values, value in samples:
         lv = _label_values(name, names, tuple(values))
+        if type == "histogram" and (
+            not isinstance(value, HistogramValue) or len(value.buckets) != len(bounds)
+        ):
+            # A short bucket tuple would silently lose the +Inf line (rule 49).
+            raise MetricError(
+                f"histogram {name!r}{lv!r}: value must be a HistogramValue with "
+                f"{len(bounds)} cumulative buckets (+Inf last), got {value!r}"
+            )
         series.append(Series(lv, value, _label_text(names, lv)))
     return MetricFamily(name, type, help, names, tuple(series), bounds, merge)
 
@@ -370,8 +384,19 @@ def metric_family(
 # --------------------------------------------------------------------------- children
 
 
-def _bad_amount(what: str, amount: Any) -> MetricError:
-    return MetricError(f"{what}: invalid amount {amount!r}")
+def _as_float(x: Any) -> float | None:
+    """A number that plain arithmetic refused (Decimal meeting a float, ...) as a float, else None.
+
+    Only reached after a TypeError, so the hot paths never pay for it; strings stay refused.
+    """
+    import numbers
+
+    if not isinstance(x, numbers.Number):
+        return None
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class _CounterChild:
@@ -397,8 +422,12 @@ class _CounterChild:
                 finally:
                     lock.release()
                 return
-        except TypeError:
-            pass
+        except TypeError:  # e.g. a Decimal after a float: redo it in floats
+            f = _as_float(amount)
+            if f is not None and f >= 0:
+                with self._lock:
+                    self._value = float(self._value) + f
+                return
         raise MetricError(f"counters only go up: invalid increment {amount!r}")
 
     def get(self) -> float:
@@ -425,6 +454,19 @@ class _Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self._observe(max(time.perf_counter() - self._start, 0.0))
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``@h.time()``: observe every call of ``func`` (each call gets its own timer)."""
+        import functools
+
+        observe = self._observe
+
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with _Timer(observe):
+                return func(*args, **kwargs)
+
+        return timed
 
 
 class _InProgress:
@@ -482,7 +524,11 @@ class _GaugeChild:
                     lock.release()
                 return
         except TypeError:
-            pass
+            f = _as_float(amount)
+            if f is not None and f == f:
+                with self._lock:
+                    self._value = float(self._value) + f
+                return
         raise MetricError(f"gauge increment must be a number, got {amount!r}")
 
     def dec(self, amount: float = 1) -> None:
@@ -497,7 +543,11 @@ class _GaugeChild:
                     lock.release()
                 return
         except TypeError:
-            pass
+            f = _as_float(amount)
+            if f is not None and f == f:
+                with self._lock:
+                    self._value = float(self._value) - f
+                return
         raise MetricError(f"gauge decrement must be a number, got {amount!r}")
 
     def set_to_current_time(self) -> None:
@@ -547,7 +597,10 @@ class _HistogramChild:
                     lock.release()
                 return
         except TypeError:
-            pass
+            f = _as_float(value)
+            if f is not None and f == f:
+                self.observe(f)
+                return
         raise MetricError(f"histogram observation must be a number, got {value!r}")
 
     def time(self) -> _Timer:
@@ -663,7 +716,7 @@ class _Metric:
             values = self._from_keywords(values, kwvalues)
         try:
             return self._children[values]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable value, str() it below
             return self._child_slow(values)
 
     def _from_keywords(self, values: Tuple[Any, ...], kw: Dict[str, Any]) -> Tuple[Any, ...]:
@@ -698,7 +751,10 @@ class _Metric:
 
     def _report_drop(self, values: Tuple[str, ...], first: bool) -> None:
         if self._registry is not None:
-            self._registry._series_dropped(self.name)
+            try:
+                self._registry._series_dropped(self.name)
+            except MetricError:  # e.g. the self-metric's name taken by the caller: still drop
+                pass
         if first:
             import logging  # only when it happens: keeps the import of this module cheap
 
@@ -1014,8 +1070,9 @@ class Registry:
             for n in MetricFamily(family, metric._type, "", (), ()).sample_names():
                 self._owners[n] = family
             self._metrics[family] = metric
-            if name != family:
-                self._metrics[name] = metric
+            self._metrics[name] = metric
+            if cls is Counter:  # get("x_total") works however the counter was named
+                self._metrics[metric.sample_name] = metric
         return metric
 
     def _clash(self, names: Iterable[str]) -> str | None:
@@ -1025,7 +1082,7 @@ class Registry:
         return None
 
     def get(self, name: str) -> Any | None:
-        """The metric registered under ``name`` (a counter also under its family name), or None."""
+        """The metric called ``name`` (a counter under both ``x`` and ``x_total``), or None."""
         return self._metrics.get(name)
 
     def unregister(self, name: str) -> None:
@@ -1069,12 +1126,14 @@ class Registry:
     def _series_dropped(self, metric_name: str) -> None:
         if metric_name == DROPPED_SERIES_METRIC:
             return
-        c = self.counter(
-            DROPPED_SERIES_METRIC,
-            "Label sets discarded because a metric reached its series limit.",
-            ("metric",),
-            series_limit=1_000_000,
-        )
+        c = self._metrics.get(DROPPED_SERIES_METRIC)  # one dict lookup per drop, not a register
+        if c is None:
+            c = self.counter(
+                DROPPED_SERIES_METRIC,
+                "Label sets discarded because a metric reached its series limit.",
+                ("metric",),
+                series_limit=1_000_000,
+            )
         c.labels(metric_name).inc()
 
     # -- reading

@@ -208,17 +208,19 @@ class TestMetadata(unittest.TestCase):
 
     def test_help_and_type_once_before_samples(self):
         """Rules 23/27/39: one HELP and TYPE per family, before its samples; families contiguous."""
-        body = render_text(golden_registry().snapshot()).decode()
-        seen = []
-        current = None
-        for ln in body.splitlines():
-            if ln.startswith("# TYPE "):
-                current = ln.split()[2]
-                self.assertNotIn(current, seen)
-                seen.append(current)
-            elif not ln.startswith("#"):
-                self.assertTrue(ln.startswith(current), (ln, current))
-        self.assertEqual(len(seen), body.count("# HELP "))
+        snap = golden_registry().snapshot()
+        for body in (render_text(snap).decode(), render_openmetrics(snap).decode()):
+            seen = []
+            current = None
+            for ln in body.splitlines():
+                if ln.startswith("# TYPE "):
+                    current = ln.split()[2]
+                    self.assertNotIn(current, seen)
+                    seen.append(current)
+                elif not ln.startswith("#"):
+                    self.assertTrue(ln.startswith(current), (ln, current))
+            self.assertEqual(4, len(seen))
+            self.assertEqual(len(seen), body.count("# HELP "))
 
     def test_counter_type_names_per_format(self):
         """Rules 28/44: TYPE names the sample in 0.0.4 and the family in OpenMetrics."""
@@ -302,8 +304,9 @@ class TestValues(unittest.TestCase):
         )
 
     def test_no_timestamps(self):
-        """Rule 36: sample lines are exactly 'name{labels} value' (no timestamp)."""
-        for ln in sample_lines(render_text(golden_registry().snapshot())):
+        """Rule 36: sample lines are exactly 'name{labels} value' (no timestamp), both formats."""
+        snap = golden_registry().snapshot()
+        for ln in sample_lines(render_text(snap)) + sample_lines(render_openmetrics(snap)):
             rest = ln.rsplit("} ", 1)[1] if "}" in ln else ln.split(" ", 1)[1]
             self.assertNotIn(" ", rest, ln)
 
@@ -374,12 +377,18 @@ class TestHistogramExposition(unittest.TestCase):
         self.assertEqual(sorted(counts), counts)
         self.assertEqual(["h_seconds_sum 10.35", "h_seconds_count 5"], lines[-2:])
 
-    def test_negative_bounds_drop_sum_in_openmetrics(self):
-        """Rule 52: with a negative bucket bound, OpenMetrics omits _sum; 0.0.4 keeps it."""
+    def test_negative_bounds_drop_sum_and_count_in_openmetrics(self):
+        """Rules 49/52: negative bounds: OpenMetrics drops _sum and _count; 0.0.4 keeps both."""
         reg = Registry()
-        reg.histogram("t_celsius", "h", buckets=(-10, 0, 10)).observe(-3)
-        self.assertNotIn(b"t_celsius_sum", render_openmetrics(reg.snapshot()))
-        self.assertIn(b"t_celsius_sum -3.0\n", render_text(reg.snapshot()))
+        reg.histogram("t_celsius", "h", buckets=(-1e6, -10, 0, 10)).observe(-3)
+        self.assertEqual(
+            b"# TYPE t_celsius histogram\n# HELP t_celsius h\n"
+            b't_celsius_bucket{le="-1e+06"} 0\nt_celsius_bucket{le="-10.0"} 0\n'
+            b't_celsius_bucket{le="0.0"} 1\nt_celsius_bucket{le="10.0"} 1\n'
+            b't_celsius_bucket{le="+Inf"} 1\n# EOF\n',
+            render_openmetrics(reg.snapshot()),
+        )
+        self.assertIn(b"t_celsius_sum -3.0\nt_celsius_count 1\n", render_text(reg.snapshot()))
 
 
 class TestOtherTypes(unittest.TestCase):

@@ -14,10 +14,14 @@ from mgit_monitoring.registry import Registry
 # Fields after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
 # cmajflt utime(14) stime(15) cutime cstime priority nice threads itreal starttime(22)
 # vsize(23) rss(24) ...
+# Children's times (cutime 77, cstime 33) must not be counted; the values are chosen so that
+# a collector using the system's clock ticks (100) or page size (4096) would be caught.
 STAT = (
-    "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 3 0 5000 "
+    "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 77 33 20 0 3 0 5000 "
     "104857600 2560 18446744073709551615 0\n"
 )
+TICKS = 250
+PAGE = 16384
 LIMITS = """\
 Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -63,7 +67,7 @@ class TestFakeProc(unittest.TestCase):
         self.proc.fds(7)
         self.reg = Registry()
         register_process_metrics(
-            self.reg, proc_path=self.proc.root, pid=4242, clock_ticks=100, page_size=4096
+            self.reg, proc_path=self.proc.root, pid=4242, clock_ticks=TICKS, page_size=PAGE
         )
 
     def value(self, name, labels=None):
@@ -71,10 +75,10 @@ class TestFakeProc(unittest.TestCase):
 
     def test_values_from_the_fake_tree(self):
         """Every process metric is computed from the fake files (ticks, pages, btime)."""
-        self.assertEqual(4.0, self.value("process_cpu_seconds_total"))
+        self.assertEqual(1.6, self.value("process_cpu_seconds_total"))  # (250 + 150) / 250
         self.assertEqual(104857600, self.value("process_virtual_memory_bytes"))
-        self.assertEqual(2560 * 4096, self.value("process_resident_memory_bytes"))
-        self.assertEqual(1700000050.0, self.value("process_start_time_seconds"))
+        self.assertEqual(2560 * 16384, self.value("process_resident_memory_bytes"))
+        self.assertEqual(1700000020.0, self.value("process_start_time_seconds"))  # btime + 5000/250
         self.assertEqual(7, self.value("process_open_fds"))
         self.assertEqual(1024, self.value("process_max_fds"))
 
@@ -82,7 +86,7 @@ class TestFakeProc(unittest.TestCase):
         """The families carry the conventional types and HELP texts."""
         body = render_text(self.reg.snapshot()).decode()
         self.assertIn(
-            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 4.0\n", body
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.6\n", body
         )
         self.assertIn("# HELP process_open_fds Number of open file descriptors.\n", body)
         self.assertIn("# TYPE process_resident_memory_bytes gauge\n", body)
@@ -91,6 +95,18 @@ class TestFakeProc(unittest.TestCase):
         """A later scrape sees changed /proc contents."""
         self.proc.fds(9)
         self.assertEqual(9, self.value("process_open_fds"))
+
+    def test_registering_an_equal_collector_twice_is_a_no_op(self):
+        """A second identical ProcessCollector on one registry is ignored (no duplicate names)."""
+        register_process_metrics(
+            self.reg, proc_path=self.proc.root, pid=4242, clock_ticks=TICKS, page_size=PAGE
+        )
+        names = [f.name for f in self.reg.snapshot().families]
+        self.assertEqual(7, len(names))
+        self.assertEqual(len(names), len(set(names)))
+        self.assertNotEqual(
+            ProcessCollector(self.proc.root, pid=4242), ProcessCollector(self.proc.root, pid=1)
+        )
 
     def test_pid_may_be_a_callable(self):
         """A callable pid is resolved at every collection."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
 import unittest
+from unittest import mock
 
+from mgit_monitoring import registry as registry_module
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
 from mgit_monitoring.registry import (
     DEFAULT_BUCKETS,
@@ -33,7 +37,7 @@ class TestNames(unittest.TestCase):
         """Rule 1: names outside [a-zA-Z_][a-zA-Z0-9_]* raise MetricError naming the value."""
         for name in ("2xx_total", "http-requests", "a b", "", "ü_total", "x{y}"):
             with self.subTest(name=name), self.assertRaisesRegex(
-                MetricError, "invalid metric name"
+                MetricError, "invalid metric name " + re.escape(repr(name))
             ):
                 self.reg.counter(name, "h")
 
@@ -50,7 +54,9 @@ class TestNames(unittest.TestCase):
     def test_label_name_grammar(self):
         """Rule 4: label names with ':' or '-' or a leading digit are rejected."""
         for bad in ("http:method", "0abc", "a-b", ""):
-            with self.subTest(label=bad), self.assertRaisesRegex(MetricError, "invalid label name"):
+            with self.subTest(label=bad), self.assertRaisesRegex(
+                MetricError, "invalid label name " + re.escape(repr(bad))
+            ):
                 self.reg.counter("x_total", "h", (bad,))
 
     def test_double_underscore_label_names_are_reserved(self):
@@ -93,6 +99,16 @@ class TestNames(unittest.TestCase):
             self.reg.gauge("foo", "h")
         with self.assertRaisesRegex(MetricError, "reserved"):
             self.reg.gauge("bar_seconds_count", "h")
+
+    def test_sample_name_clash_with_another_family(self):
+        """Rule 9: a family whose own name is another family's sample name is refused."""
+        self.reg.histogram("h_seconds", "h")
+        with self.assertRaisesRegex(DuplicateMetricError, "'h_seconds_count'"):
+            self.reg.counter("h_seconds_count_total", "h")
+        self.reg.counter("x_bucket_total", "h")
+        with self.assertRaisesRegex(DuplicateMetricError, "'x_bucket'"):
+            self.reg.histogram("x", "h")
+        self.assertIsNone(self.reg.get("x"))
 
     def test_unique_family_names(self):
         """Rule 10: re-registering with other type or labels raises; identical returns the same."""
@@ -137,6 +153,13 @@ class TestLabels(unittest.TestCase):
         self.c.labels("GET", "200").inc()
         self.assertEqual(
             2, self.reg.get_sample_value("req_total", {"method": "GET", "code": "200"})
+        )
+
+    def test_unhashable_values_are_converted_too(self):
+        """An unhashable label value goes through str() like any other non-str value."""
+        self.c.labels(["GET"], "200").inc()
+        self.assertEqual(
+            1, self.reg.get_sample_value("req_total", {"method": "['GET']", "code": "200"})
         )
 
     def test_label_text_is_pre_escaped(self):
@@ -187,6 +210,28 @@ class TestCounter(unittest.TestCase):
             with self.subTest(amount=bad), self.assertRaisesRegex(MetricError, "invalid increment"):
                 c.inc(bad)
         self.assertEqual(0, c.get())
+
+    def test_decimal_and_float_mix(self):
+        """Decimal and Fraction amounts mix with floats in any order instead of jamming a metric."""
+        from decimal import Decimal
+        from fractions import Fraction
+
+        c = self.reg.counter("c_total", "h")
+        g = self.reg.gauge("g", "h")
+        h = self.reg.histogram("h_seconds", "h", buckets=(1,))
+        c.inc(Decimal("1.5"))
+        c.inc(0.5)
+        c.inc(Decimal("1"))
+        g.inc(Fraction(1, 2))
+        g.dec(Decimal("0.25"))
+        g.inc(0.25)
+        h.observe(0.5)
+        h.observe(Decimal("2"))
+        self.assertEqual(3.0, self.reg.get_sample_value("c_total"))
+        self.assertEqual(0.5, self.reg.get_sample_value("g"))
+        self.assertEqual(HistogramValue((1, 2), 2.5, 2), h.get())
+        with self.assertRaisesRegex(MetricError, "Decimal\\('-1'\\)"):
+            c.inc(Decimal("-1"))
 
     def test_integer_increments_stay_integers(self):
         """Integer increments keep an exact int; a float increment makes it a float."""
@@ -293,13 +338,30 @@ class TestHistogram(unittest.TestCase):
         self.assertEqual(0, h.get().count)
 
     def test_timer_observes_seconds(self):
-        """Rule 56: time() observes elapsed seconds (small, non-negative)."""
-        h = self.reg.histogram("h_seconds", "h")
-        with h.time():
+        """Rule 56: time() observes the elapsed perf_counter seconds (not milliseconds)."""
+        h = self.reg.histogram("h_seconds", "h", buckets=(0.1, 1))
+        clock = mock.Mock(perf_counter=mock.Mock(side_effect=[100.0, 100.25]))
+        with mock.patch.object(registry_module, "time", clock), h.time():
             pass
-        hv = h.get()
-        self.assertEqual(1, hv.count)
-        self.assertTrue(0 <= hv.sum < 5)
+        self.assertEqual(HistogramValue((0, 1, 1), 0.25, 1), h.get())
+
+    def test_timer_as_decorator(self):
+        """time() also decorates a function: each call is observed, its result returned."""
+        h = self.reg.histogram("h_seconds", "h", ("op",))
+        clock = mock.Mock(perf_counter=mock.Mock(side_effect=[1.0, 1.5, 2.0, 4.0]))
+
+        child = h.labels("clone")
+
+        @child.time()
+        def work(x):
+            """Return x doubled."""
+            return 2 * x
+
+        with mock.patch.object(registry_module, "time", clock):
+            self.assertEqual((6, 8), (work(3), work(4)))
+        hv = child.get()
+        self.assertEqual((2, 2.5), (hv.count, hv.sum))
+        self.assertEqual("Return x doubled.", work.__doc__)
 
     def test_bucket_helpers(self):
         """Rule 54: linear and exponential bucket helpers."""
@@ -331,6 +393,32 @@ class TestCardinalityGuard(unittest.TestCase):
         )
         c.labels("r0").inc()  # existing children still work
         self.assertEqual(2, self.reg.get_sample_value("repo_total", {"repository": "r0"}))
+
+    def test_a_flood_of_distinct_values_stays_bounded(self):
+        """20,000 distinct label sets past the limit: 3 children, 1 warning, 1 drop series."""
+        c = self.reg.counter("repo_total", "h", ("repository",))
+        g = self.reg.gauge("other", "h", ("k",))
+        with self.assertLogs("mgit_monitoring.registry", logging.WARNING) as logs:
+            for i in range(20_000):
+                c.labels(f"r{i}").inc()
+            g.labels(["unhashable"]).set(1)
+        self.assertEqual(3, len(c._children))
+        self.assertEqual(1, len(logs.records))
+        self.assertEqual(19_997, c.dropped)
+        dropped = self.reg.get(DROPPED_SERIES_METRIC)
+        self.assertEqual(1, len(dropped._children))
+        self.assertEqual(19_997, dropped.labels("repo_total").get())
+        kept = [s.labels for s in self.reg.snapshot().samples() if s.name == "repo_total"]
+        self.assertEqual([{"repository": f"r{i}"} for i in range(3)], kept)
+
+    def test_drop_still_silent_when_self_metric_name_is_taken(self):
+        """A caller's own metric under the self-metric's name does not make labels() raise."""
+        self.reg.counter(DROPPED_SERIES_METRIC, "Mine.", ("a", "b"))
+        c = self.reg.counter("repo_total", "h", ("repository",))
+        with self.assertLogs("mgit_monitoring.registry", logging.WARNING):
+            for i in range(5):
+                c.labels(f"r{i}").inc()
+        self.assertEqual(2, c.dropped)
 
     def test_per_metric_limit_overrides_registry_default(self):
         """A metric's own series_limit wins over the registry default."""
@@ -403,6 +491,53 @@ class TestThreadSafety(unittest.TestCase):
         self.assertEqual([], bad)
         self.assertEqual(40_000, h.get().count)
 
+    def test_exact_totals_when_additions_can_be_interrupted(self):
+        """Rules 55/80: per-child locks keep totals exact even if a thread switch splits an add."""
+
+        class One(float):
+            """1.0 whose addition runs Python code, so the GIL may switch mid-update."""
+
+            def __radd__(self, other):
+                return float(other) + 1.0
+
+        self.addCleanup(sys.setswitchinterval, sys.getswitchinterval())
+        sys.setswitchinterval(1e-6)
+        c = self.reg.counter("c_total", "h")
+        h = self.reg.histogram("h_seconds", "h")
+        one = One(1.0)
+
+        def work():
+            for _ in range(20_000):
+                c.inc(one)
+                h.observe(one)
+
+        self._run(work)
+        self.assertEqual(80_000, c.get())
+        self.assertEqual((80_000, 80_000.0), (h.get().count, h.get().sum))
+
+    def test_snapshot_waits_for_an_open_batch(self):
+        """A snapshot started in the middle of a batch returns only after the batch completes."""
+        total = self.reg.counter("ops_total", "h")
+        ok = self.reg.counter("ops_success_total", "h")
+        seen = []
+
+        def scrape():
+            snap = self.reg.snapshot()
+            seen.append(
+                (snap.get_sample_value("ops_total"), snap.get_sample_value("ops_success_total"))
+            )
+
+        scraper = threading.Thread(target=scrape)
+        with self.reg.batch():
+            total.inc()
+            scraper.start()
+            # Not a timing assertion: a correct snapshot blocks here however long we wait;
+            # a broken one finishes (almost surely within this bound) and records (1, 0).
+            scraper.join(0.3)
+            ok.inc()
+        scraper.join()
+        self.assertEqual([(1, 1)], seen)
+
     def test_batch_is_atomic_for_snapshots(self):
         """A composite update inside batch() is never seen half-applied by a snapshot."""
         total = self.reg.counter("ops_total", "h")
@@ -435,17 +570,36 @@ class TestThreadSafety(unittest.TestCase):
         self.assertEqual(20_000, total.get())
 
     def test_failed_update_releases_the_lock(self):
-        """An update that fails mid-way (Decimal + float) raises MetricError and changes nothing."""
-        from decimal import Decimal
+        """An update failing inside the locked add raises MetricError and changes nothing."""
+
+        class Poison:
+            """Passes the range check, then fails the addition; not a number, so not rescued."""
+
+            def __ge__(self, other):
+                return True
+
+            def __eq__(self, other):
+                return True
+
+            __hash__ = object.__hash__
+
+            def __gt__(self, other):  # lets bisect place it, so the failure is inside the lock
+                return False
+
+            def __radd__(self, other):
+                raise TypeError("poison")
+
+            def __repr__(self):
+                return "Poison()"
 
         c = self.reg.counter("c_total", "h")
         h = self.reg.histogram("h_seconds", "h")
         c.inc(0.5)
         h.observe(1.0)
-        with self.assertRaisesRegex(MetricError, "Decimal"):
-            c.inc(Decimal(1))
-        with self.assertRaisesRegex(MetricError, "Decimal"):
-            h.observe(Decimal(1))
+        with self.assertRaisesRegex(MetricError, "Poison"):
+            c.inc(Poison())
+        with self.assertRaisesRegex(MetricError, "Poison"):
+            h.observe(Poison())
         c.inc()  # would deadlock if the lock had stayed held
         h.observe(1.0)
         self.assertEqual(1.5, c.get())
@@ -472,10 +626,14 @@ class TestRegistryAndSnapshot(unittest.TestCase):
         self.reg = Registry()
 
     def test_get_and_unregister(self):
-        """get() finds by registered or family name; unregister frees the name."""
+        """get() finds a counter by registered, family or sample name; unregister frees the name."""
         c = self.reg.counter("x_total", "h")
         self.assertIs(c, self.reg.get("x_total"))
         self.assertIs(c, self.reg.get("x"))
+        b = self.reg.counter("b", "registered without _total")
+        self.assertIs(b, self.reg.get("b_total"))
+        self.assertIs(b, self.reg.counter("b_total", "h"))
+        self.assertEqual(2, len(self.reg.metrics()))
         self.assertIsNone(self.reg.get("nope"))
         self.reg.unregister("x")
         self.assertIsNone(self.reg.get("x_total"))
@@ -515,6 +673,10 @@ class TestRegistryAndSnapshot(unittest.TestCase):
             "h_seconds", "histogram", "h", (), [((), HistogramValue((1, 2), 0.5, 2))], buckets=(1,)
         )
         self.assertEqual((1.0, float("inf")), f.bounds)
+        for bad in (HistogramValue((2,), 0.5, 2), 2):
+            with self.subTest(value=bad), self.assertRaisesRegex(MetricError, "h_seconds"):
+                metric_family("h_seconds", "histogram", "h", (), [((), bad)], buckets=(1,))
+        self.assertEqual("build", metric_family("build_info", "info", "h").name)
 
     def test_snapshot_is_immutable_copy(self):
         """A snapshot does not change when the metric changes later."""
