@@ -45,7 +45,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from mgit_monitoring.config import DEFAULT_NETWORK_HOSTS, DEFAULT_PROVIDER_URLS
 from mgit_monitoring.errors import ConfigError
@@ -142,12 +154,22 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 1)
 
 
-def _parallel(tasks: Sequence[Callable[[], _T]], timeout: float) -> List[Union[_T, None]]:
+_BUSY_LOCK = threading.Lock()
+
+
+def _parallel(
+    tasks: Sequence[Callable[[], _T]],
+    timeout: float,
+    keys: Sequence[Any] = (),
+    busy: Set[Any] | None = None,
+) -> List[Union[_T, None]]:
     """Run ``tasks`` on daemon threads; results in order, None for any not done in ``timeout``.
 
     Daemon threads rather than a pool: a task stuck in DNS cannot be cancelled, and an
-    executor's worker would block interpreter exit. The runner's single-flight bounds how
-    many can exist.
+    executor's worker would block interpreter exit. With ``busy`` (a set owned by the
+    check) a task whose key (from ``keys``) is still running from an earlier call is not
+    started again and reads None: a hung task keeps its one thread, however often the
+    check runs.
     """
     results: List[Union[_T, None]] = [None] * len(tasks)
     done = threading.Semaphore(0)
@@ -156,12 +178,22 @@ def _parallel(tasks: Sequence[Callable[[], _T]], timeout: float) -> List[Union[_
         try:
             results[index] = task()
         finally:
+            if busy is not None:
+                with _BUSY_LOCK:
+                    busy.discard(keys[index])
             done.release()
 
+    started = 0
     for index, task in enumerate(tasks):
+        if busy is not None:
+            with _BUSY_LOCK:
+                if keys[index] in busy:
+                    continue
+                busy.add(keys[index])
         threading.Thread(target=run, args=(index, task), daemon=True).start()
+        started += 1
     end = time.monotonic() + timeout
-    for _ in tasks:
+    for _ in range(started):
         if not done.acquire(timeout=max(0.0, end - time.monotonic())):
             break
     return list(results)
@@ -249,6 +281,12 @@ def _version_tuple(value: Union[str, Sequence[int]], label: str) -> Tuple[int, .
     return tuple(int(p) for p in value)
 
 
+def _older(have: Tuple[int, ...], need: Tuple[int, ...]) -> bool:
+    """``have < need`` with missing parts read as 0 (``2.45`` from ``2.45.windows.1`` is 2.45.0)."""
+    width = max(len(have), len(need))
+    return have + (0,) * (width - len(have)) < need + (0,) * (width - len(need))
+
+
 def _run_command(argv: Sequence[str], timeout: float) -> Tuple[int, str, str]:
     """Run ``argv`` and return (returncode, stdout, stderr); on timeout kill its whole group."""
     posix = os.name == "posix"
@@ -329,11 +367,14 @@ class GitCheck:
             )
         details["response_ms"] = _ms(start)
         if code != 0:
-            details.update(returncode=code, stderr=mask_credentials(err.strip()[:300]))
+            # Mask before shortening: a cut through a token would hide it from the masker.
+            details.update(returncode=code, stderr=mask_credentials(err.strip())[:300])
             return HealthCheckResult(
                 self.name, UNHEALTHY, f"Git command failed (exit code {code})", details
             )
-        first = out.strip().splitlines()[0] if out.strip() else ""
+        lines = out.strip().splitlines()
+        # The version line, even when a wrapper printed something before it.
+        first = next((x for x in lines if _GIT_VERSION.search(x)), lines[0] if lines else "")
         details["git_version"] = first[:200]
         match = _GIT_VERSION.search(first)
         if not match:
@@ -343,7 +384,7 @@ class GitCheck:
         parsed = tuple(int(p) for p in match.groups() if p is not None)
         version = ".".join(map(str, parsed))
         extra: Dict[str, Any] = {"observed_value": version, "measurement": "version"}
-        if self.min_version and parsed < self.min_version:
+        if self.min_version and _older(parsed, self.min_version):
             need = details["min_version"]
             return HealthCheckResult(
                 self.name,
@@ -428,6 +469,10 @@ class NetworkCheck:
         self.proxy = _parse_proxy(proxy)
         self.no_proxy = no_proxy
         self.resolver = resolver
+        # (host, port) -> (done, box) of the lookup in flight: a resolver that hangs keeps
+        # one thread per host, not one more per run.
+        self._lookups: Dict[Tuple[str, int], Tuple[threading.Event, List[Any]]] = {}
+        self._lookups_lock = threading.Lock()
 
     @property
     def worst_case_seconds(self) -> float:
@@ -435,18 +480,26 @@ class NetworkCheck:
         return self.dns_timeout + 3 * self.connect_timeout
 
     def _resolve(self, host: str, port: int) -> Tuple[str, Any]:
-        box: List[Any] = []
-        done = threading.Event()
+        key = (host, port)
+        with self._lookups_lock:
+            pending = self._lookups.get(key)
+            start = pending is None
+            if pending is None:
+                pending = self._lookups[key] = (threading.Event(), [])
+        done, box = pending
 
         def lookup() -> None:
             try:
                 box.append(("ok", self.resolver(host, port, 0, socket.SOCK_STREAM)))
-            except (OSError, UnicodeError) as exc:
+            except Exception as exc:  # gaierror, UnicodeError (bad IDNA), a broken resolver
                 box.append(("error", exc))
             finally:
+                with self._lookups_lock:
+                    self._lookups.pop(key, None)
                 done.set()
 
-        threading.Thread(target=lookup, daemon=True).start()
+        if start:
+            threading.Thread(target=lookup, name="mgit-health-dns", daemon=True).start()
         if not done.wait(self.dns_timeout):
             return "timeout", None
         return box[0]
@@ -477,7 +530,7 @@ class NetworkCheck:
                     sock.settimeout(self.connect_timeout)
                     sock.connect(sockaddr)
                     if via:
-                        verdict = _proxy_connect(sock, host, port, via.auth)
+                        verdict = _proxy_connect(sock, host, port, via.auth, self.connect_timeout)
                         if verdict:
                             return dict(
                                 report, status="unreachable", error=verdict, connect_ms=_ms(start)
@@ -512,15 +565,24 @@ class NetworkCheck:
         )
 
 
-def _proxy_connect(sock: socket.socket, host: str, port: int, auth: str | None) -> str | None:
-    """Ask an HTTP proxy to tunnel to ``host:port``; None on success, else why not."""
+def _proxy_connect(
+    sock: socket.socket, host: str, port: int, auth: str | None, timeout: float
+) -> str | None:
+    """Ask an HTTP proxy to tunnel to ``host:port`` within ``timeout`` s; None on success."""
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
     if auth:
         lines.append("Proxy-Authorization: Basic " + base64.b64encode(auth.encode()).decode())
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     reply = b""
+    # One budget for the whole status line: a proxy dribbling a byte at a time must not
+    # hold the probe thread for 4096 socket timeouts.
+    end = time.monotonic() + timeout
     while b"\r\n" not in reply and len(reply) < 4096:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("proxy reply timed out")
+        sock.settimeout(left)
         chunk = sock.recv(1024)
         if not chunk:
             break
@@ -847,6 +909,7 @@ class ProviderEndpointsCheck:
         self.proxy = proxy
         self.no_proxy = no_proxy
         self.user_agent = user_agent
+        self._busy: Set[str] = set()  # endpoint URLs whose fetch is still running
 
     def _fetch(self, endpoint: Endpoint) -> Dict[str, Any]:
         opener = _opener(endpoint.url, self.proxy, self.no_proxy)
@@ -893,7 +956,9 @@ class ProviderEndpointsCheck:
         if not self.endpoints:
             return HealthCheckResult(self.name, UNKNOWN, "no provider endpoints configured", {})
         tasks = [lambda e=e: self._fetch(e) for e in self.endpoints]
-        found = _parallel(tasks, self.timeout * 2 + 1.0)
+        # urlopen's DNS lookup has no timeout: keep at most one fetch per endpoint alive.
+        keys = [e.url for e in self.endpoints]
+        found = _parallel(tasks, self.timeout * 2 + 1.0, keys, self._busy)
         providers: Dict[str, Any] = {}
         for endpoint, report in zip(self.endpoints, found):
             providers[endpoint.name] = report or {
@@ -1228,6 +1293,7 @@ class AuthenticationCheck:
         self.proxy = proxy
         self.no_proxy = no_proxy
         self.user_agent = user_agent
+        self._busy: Set[str] = set()  # providers whose validation request is still running
 
     def __call__(self) -> HealthCheckResult:
         sources: Dict[str, List[str]] = {p: [] for p in self.env_vars}
@@ -1313,7 +1379,7 @@ class AuthenticationCheck:
         chosen = {p: self._choose(p, c) for p, c in candidates.items() if c and p in _VALIDATED}
         order = list(chosen)
         tasks = [lambda p=p: self._validate_one(p, chosen[p]) for p in order]
-        found = _parallel(tasks, self.timeout + 1.0)
+        found = _parallel(tasks, self.timeout + 1.0, order, self._busy)
         verdicts: Dict[str, Dict[str, Any]] = {}
         for provider in sources:
             if provider not in chosen:

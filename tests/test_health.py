@@ -1,10 +1,9 @@
-"""The health runner: results, aggregation, output shapes, timeouts, caching, probes, metrics."""
+"""The health runner: coercion, timeouts, deadline, caching, single-flight, probes, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import datetime
 import json
 import logging
 import os
@@ -23,10 +22,7 @@ from mgit_monitoring.health import (
     HealthChecker,
     HealthCheckResult,
     get_health_checker,
-    health_percentage,
     health_to_dict,
-    http_status_for,
-    overall_status,
     reset_health_checker,
     set_health_checker,
     to_health_json,
@@ -34,10 +30,6 @@ from mgit_monitoring.health import (
 from mgit_monitoring.registry import Registry
 
 FAKE_TOKEN = "ghp_" + "FAKE" * 9  # 36 characters after the prefix, the GitHub PAT shape
-
-
-def r(name: str, status: str, critical: bool = False, **kw) -> HealthCheckResult:
-    return HealthCheckResult(name, status, f"{name} is {status}", critical=critical, **kw)
 
 
 def setUpModule():
@@ -83,138 +75,6 @@ def join_check_threads(name: str) -> None:
             thread.join(10)
 
 
-class TestResult(unittest.TestCase):
-    def test_aliases_are_normalised(self):
-        """IETF and Spring words become the four statuses."""
-        self.assertEqual(HealthCheckResult("a", "pass", "").status, HEALTHY)
-        self.assertEqual(HealthCheckResult("a", "WARN", "").status, DEGRADED)
-        self.assertEqual(HealthCheckResult("a", "down", "").status, UNHEALTHY)
-
-    def test_bad_status_names_the_value(self):
-        """An unknown status raises ConfigError naming it."""
-        with self.assertRaisesRegex(ConfigError, "'sideways'"):
-            HealthCheckResult("a", "sideways", "")
-
-    def test_timestamp_is_utc(self):
-        """Results carry a timezone-aware UTC timestamp rendered with a Z."""
-        result = HealthCheckResult("a", HEALTHY, "")
-        self.assertEqual(result.timestamp.utcoffset(), datetime.timedelta(0))
-        self.assertTrue(result.to_dict()["timestamp"].endswith("Z"))
-
-
-class TestAggregation(unittest.TestCase):
-    def test_all_healthy(self):
-        """All healthy is healthy at 100 %."""
-        results = [r("a", HEALTHY), r("b", HEALTHY, True)]
-        self.assertEqual(overall_status(results), HEALTHY)
-        self.assertEqual(health_percentage(results), 100.0)
-
-    def test_unknown_does_not_make_healthy_look_broken(self):
-        """Unknown results are left out of the status and the percentage."""
-        results = [r("a", HEALTHY), r("b", UNKNOWN), r("c", HEALTHY, True)]
-        self.assertEqual(overall_status(results), HEALTHY)
-        self.assertEqual(health_percentage(results), 100.0)
-
-    def test_non_critical_failure_degrades(self):
-        """A non-critical unhealthy check makes the whole degraded, not unhealthy."""
-        results = [r("sys", HEALTHY, True), r("net", UNHEALTHY)]
-        self.assertEqual(overall_status(results), DEGRADED)
-        self.assertEqual(health_percentage(results), 50.0)
-
-    def test_critical_failure_fails(self):
-        """A critical unhealthy check makes the whole unhealthy."""
-        results = [r("sys", UNHEALTHY, True), r("net", HEALTHY)]
-        self.assertEqual(overall_status(results), UNHEALTHY)
-
-    def test_everything_failing_fails(self):
-        """Every known result unhealthy makes the whole unhealthy, critical or not."""
-        self.assertEqual(overall_status([r("a", UNHEALTHY), r("b", UNKNOWN)]), UNHEALTHY)
-
-    def test_degraded_counts_half(self):
-        """Degraded scores half a healthy check."""
-        self.assertEqual(health_percentage([r("a", HEALTHY), r("b", DEGRADED)]), 75.0)
-
-    def test_nothing_known(self):
-        """No known result is unknown with 0 %."""
-        self.assertEqual(overall_status([]), UNKNOWN)
-        self.assertEqual(overall_status([r("a", UNKNOWN)]), UNKNOWN)
-        self.assertEqual(health_percentage([r("a", UNKNOWN)]), 0.0)
-
-    def test_http_status(self):
-        """Only unhealthy/fail maps to 503; degraded is still served with 200."""
-        self.assertEqual(http_status_for(UNHEALTHY), 503)
-        self.assertEqual(http_status_for("fail"), 503)
-        self.assertEqual(http_status_for(DEGRADED), 200)
-        self.assertEqual(http_status_for(UNKNOWN), 200)
-
-
-class TestOutput(unittest.TestCase):
-    def test_original_shape(self):
-        """health_to_dict keeps the original keys and adds exact counts."""
-        results = [r("a", HEALTHY), r("b", DEGRADED), r("c", UNKNOWN), r("d", UNHEALTHY)]
-        doc = health_to_dict(results)
-        self.assertEqual(set(doc), {"status", "timestamp", "summary", "checks", "issues"})
-        self.assertEqual(doc["status"], DEGRADED)
-        self.assertTrue(doc["timestamp"].endswith("Z"))
-        summary = doc["summary"]
-        self.assertEqual(
-            (summary["total"], summary["healthy"], summary["degraded"], summary["unhealthy"]),
-            (4, 1, 1, 1),
-        )
-        self.assertEqual(summary["unknown"], 1)
-        self.assertEqual(summary["total_checks"], 4)
-        self.assertEqual(summary["healthy_checks"], 1)
-        self.assertEqual(summary["unhealthy_checks"], 3)
-        self.assertEqual(doc["issues"], ["b", "c", "d"])
-        check = doc["checks"]["b"]
-        self.assertEqual(
-            set(check), {"status", "message", "duration_ms", "timestamp", "critical", "details"}
-        )
-        json.dumps(doc)  # JSON-ready
-
-    def test_each_call_is_a_fresh_dict(self):
-        """Mutating one answer does not change the next (the original shared one cached dict)."""
-        results = [r("a", HEALTHY, details={"x": 1})]
-        health_to_dict(results)["checks"]["a"]["details"]["x"] = 99
-        self.assertEqual(health_to_dict(results)["checks"]["a"]["details"]["x"], 1)
-
-    def test_secrets_are_masked(self):
-        """Tokens in messages and details, and secret-named keys, never reach the output."""
-        result = HealthCheckResult(
-            "a",
-            UNHEALTHY,
-            f"clone failed with {FAKE_TOKEN}",
-            {"remote": f"https://x:{FAKE_TOKEN}@github.com/o/r.git", "token": "hunter2"},
-        )
-        text = json.dumps(health_to_dict([result])) + json.dumps(to_health_json([result]))
-        self.assertNotIn(FAKE_TOKEN, text)
-        self.assertNotIn("hunter2", text)
-        self.assertIn("github.com/o/r.git", text)
-
-    def test_health_json(self):
-        """to_health_json speaks pass/warn/fail with component:measurement keys."""
-        disk = r("disk_space", DEGRADED, True, observed_value=87.5, observed_unit="%")
-        disk.measurement = "utilization"
-        doc = to_health_json([disk, r("git", HEALTHY)], service_id="mgit", version="1.0")
-        self.assertEqual(doc["status"], "warn")
-        self.assertEqual(doc["serviceId"], "mgit")
-        entry = doc["checks"]["disk_space:utilization"][0]
-        self.assertEqual(entry["observedValue"], 87.5)
-        self.assertEqual(entry["observedUnit"], "%")
-        self.assertEqual(entry["status"], "warn")
-        self.assertEqual(entry["output"], "disk_space is degraded")
-        self.assertTrue(entry["time"].endswith("Z"))
-        self.assertNotIn("output", doc["checks"]["git:status"][0])
-        self.assertIn("disk_space:utilization warn", doc["output"])
-
-    def test_health_json_fail_and_pass(self):
-        """Root status is fail for a critical failure and pass (without output) when healthy."""
-        self.assertEqual(to_health_json([r("a", UNHEALTHY, True)])["status"], "fail")
-        ok = to_health_json([r("a", HEALTHY)])
-        self.assertEqual(ok["status"], "pass")
-        self.assertNotIn("output", ok)
-
-
 class TestRunner(unittest.TestCase):
     def setUp(self):
         self.checker = HealthChecker(default_timeout=5.0, deadline=10.0)
@@ -227,6 +87,9 @@ class TestRunner(unittest.TestCase):
         c.register_check("word", lambda: "warn")
         c.register_check("dict", lambda: {"status": "fail", "message": "m", "details": {"k": 1}})
         c.register_check("garbage", lambda: 42)
+        c.register_check("text", lambda: "all good, probably")
+        c.register_check("baddict", lambda: {"status": "sideways", "message": "m"})
+        c.register_check("list", lambda: ["healthy"])
         mutated = HealthCheckResult("m", HEALTHY, "")
         mutated.status = "sideways"
         c.register_check("bad", lambda: mutated)
@@ -238,6 +101,9 @@ class TestRunner(unittest.TestCase):
         self.assertEqual(got["garbage"].status, UNKNOWN)
         self.assertIn("int", got["garbage"].message)
         self.assertEqual(got["bad"].status, UNKNOWN)
+        for name, kind in (("text", "str"), ("baddict", "dict"), ("list", "list")):
+            self.assertEqual(got[name].status, UNKNOWN, name)
+            self.assertIn(f"a value of type {kind}", got[name].message)
 
     def test_raising_check_is_unhealthy(self):
         """An exception becomes an unhealthy result naming it; the caller sees no exception."""
@@ -253,6 +119,20 @@ class TestRunner(unittest.TestCase):
         self.assertIn("RuntimeError: disk on fire", result.message)
         self.assertEqual(result.details["error_type"], "RuntimeError")
         self.assertTrue(result.critical)
+
+    def test_long_exception_text_is_masked_before_it_is_shortened(self):
+        """A token straddling the 500-character cut of the error text does not leak in part."""
+
+        def boom():
+            raise RuntimeError("x" * 470 + f" https://user:{FAKE_TOKEN}@github.com/o/r.git")
+
+        self.checker.register_check("boom", boom)
+        with self.assertLogs("mgit_monitoring.health", "WARNING") as logs:
+            result = self.checker.run_check_sync("boom")
+        self.assertEqual(len(result.details["error"]), 500)
+        text = json.dumps(health_to_dict([result])) + json.dumps(to_health_json([result]))
+        self.assertIn("https://user:", text)
+        self.assertNotIn("FAKEFAKE", text + repr(result) + "".join(logs.output))
 
     def test_result_is_renamed_and_timed(self):
         """The runner sets the registered name and a duration."""
@@ -459,6 +339,30 @@ class TestProbes(unittest.TestCase):
         self.assertFalse(asyncio.run(self.checker.is_ready()))
         self.assertEqual(blocker.calls, 1)
 
+    def test_hung_check_keeps_one_thread_over_many_probes(self):
+        """Hundreds of probes and evaluations against a hung check start exactly one thread."""
+        checker = HealthChecker(probe_wait=0.01, deadline=0.05)
+        blocker = Blocker()
+        self.addCleanup(join_check_threads, "hung")
+        self.addCleanup(blocker.release.set)
+        checker.register_check("hung", blocker, critical=True, timeout=0.05, ttl=0.001)
+
+        async def async_probes():
+            for _ in range(50):
+                await checker.is_ready()
+                await checker.get_overall_health(use_cache=False)
+
+        for _ in range(100):
+            checker.is_ready_sync()
+            checker.latest_results(refresh=True)
+        checker.run_checks_sync(use_cache=False)
+        asyncio.run(async_probes())
+        threads = [t for t in threading.enumerate() if t.name == "mgit-health-hung"]
+        self.assertEqual(len(threads), 1)
+        self.assertEqual(blocker.calls, 1)
+        self.assertFalse(checker.is_ready_sync())  # timed out: a critical check is unhealthy
+        self.assertIn("timed out", checker.readiness_sync().message)
+
     def test_probe_answers_from_cache_and_refreshes_stale_results_in_background(self):
         """Within ttl a probe runs nothing; past it, it answers the last result and kicks a run."""
         blocker = Blocker("healthy")
@@ -474,6 +378,20 @@ class TestProbes(unittest.TestCase):
         self.assertTrue(self.checker.is_ready_sync())  # last known, not waiting for the run
         self.assertTrue(blocker.entered.wait(10))
         self.assertEqual(blocker.calls, 2)
+
+    def test_probe_message_is_masked(self):
+        """A readiness answer quoting a failing check's message never carries its token."""
+        checker = HealthChecker(probe_wait=5)
+        checker.register_check(
+            "git",
+            lambda: HealthCheckResult("git", UNHEALTHY, f"fetch with {FAKE_TOKEN} failed"),
+            critical=True,
+        )
+        probe = checker.readiness_sync()
+        self.assertFalse(probe.ok)
+        text = json.dumps(probe.to_dict())
+        self.assertIn("fetch with", text)
+        self.assertNotIn(FAKE_TOKEN[4:], text)
 
     def test_liveness_without_heartbeat(self):
         """Liveness needs nothing external: it is true with no checks run at all."""
@@ -545,6 +463,32 @@ class TestMetrics(unittest.TestCase):
         self.assertEqual(self.value("mgit_health_overall"), 0.5)
         self.assertEqual(self.value("mgit_health_percentage"), doc["summary"]["health_percentage"])
         self.assertEqual(self.value("mgit_health_percentage"), 75.0)
+
+    def test_unregister_drops_the_series(self):
+        """An unregistered check's series disappears and the overall value is recomputed."""
+        self.checker.register_check("a", lambda: None, critical=True)
+        self.checker.register_check("b", lambda: "fail")
+        self.checker.check_health_sync()
+        self.assertEqual(self.value("mgit_health_overall"), 0.5)
+        self.checker.unregister_check("b")
+        self.assertIsNone(self.value("mgit_health_check_status", check="b"))
+        self.assertIsNone(self.value("mgit_health_check_duration_seconds_count", check="b"))
+        self.assertEqual(self.value("mgit_health_overall"), 1.0)
+        self.assertEqual(self.value("mgit_health_percentage"), 100.0)
+
+    def test_late_run_of_a_replaced_check_does_not_overwrite_its_series(self):
+        """A hung run that returns after its check was replaced does not touch the metrics."""
+        blocker = Blocker("fail")
+        self.addCleanup(join_check_threads, "c")
+        self.addCleanup(blocker.release.set)
+        self.checker.register_check("c", blocker, timeout=0.05)
+        self.assertIn("timed out", self.checker.run_check_sync("c").message)
+        self.checker.register_check("c", lambda: "pass")
+        self.assertEqual(self.checker.run_check_sync("c").status, HEALTHY)
+        blocker.release.set()
+        join_check_threads("c")
+        self.assertEqual(self.value("mgit_health_check_status", check="c"), 1.0)
+        self.assertEqual(self.checker.latest_results()[0].status, HEALTHY)
 
     def test_same_definitions_can_be_registered_twice(self):
         """A second checker on the same registry (or the collector) reuses the metrics."""

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import select
 import socket
 import sys
 import tempfile
@@ -171,6 +172,40 @@ class TestGit(TempDirCase):
         self.assertEqual(result.status, UNHEALTHY)
         self.assertIn("1.8.3 is older than the required 2.20", result.message)
 
+    def test_vendor_version_strings(self):
+        """Apple's and Git for Windows' version strings parse and compare like plain ones."""
+        cases = (
+            ("git version 2.39.5 (Apple Git-154)", "2.39.5", "2.39"),
+            ("git version 2.45.windows.1", "2.45", "2.45.0"),
+            ("git version 2.45.1.windows.1", "2.45.1", "2.45.1"),
+        )
+        for line, parsed, minimum in cases:
+            with self.subTest(line=line):
+                bindir = self.fake_git(f'echo "{line}"')
+                result = GitCheck(search_path=bindir, min_version=minimum)()
+                self.assertEqual((result.status, result.observed_value), (HEALTHY, parsed))
+                self.assertEqual(result.details["git_version"], line)
+        bindir = self.fake_git('echo "git version 2.45.windows.1"')
+        old = GitCheck(search_path=bindir, min_version="2.45.1")()
+        self.assertEqual(old.status, UNHEALTHY)
+        self.assertIn("git 2.45 is older than the required 2.45.1", old.message)
+
+    def test_version_line_after_a_wrapper_banner(self):
+        """A wrapper printing a line before git's own still yields the version."""
+        bindir = self.fake_git('echo "using /opt/git"; echo "git version 2.43.0"')
+        result = GitCheck(search_path=bindir)()
+        self.assertEqual((result.status, result.observed_value), (HEALTHY, "2.43.0"))
+
+    def test_stderr_is_masked_before_it_is_shortened(self):
+        """A token straddling the 300-character cut of git's stderr does not leak in part."""
+        secret = "ghp_" + "L3AKL3AK" * 4 + "abcd"
+        url = f"https://user:{secret}@github.com/o/r.git"
+        bindir = self.fake_git(f'printf "%0270d {url}" 0 >&2; exit 128')
+        result = GitCheck(search_path=bindir)()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertIn("https://user:", result.details["stderr"])
+        self.assertNotIn("L3AK", json.dumps(result.to_dict()))
+
     def test_unparseable_version(self):
         """Output without a version degrades instead of failing."""
         bindir = self.fake_git('echo "hello"')
@@ -295,6 +330,80 @@ class TestNetwork(unittest.TestCase):
         self.assertEqual(result.status, UNHEALTHY)
         self.assertEqual(result.details["hosts"]["bad.invalid:443"]["status"], "dns_failed")
         self.assertEqual(result.details["hosts"]["hang.invalid:443"]["status"], "dns_timeout")
+
+    def test_ipv6_first_then_ipv4(self):
+        """A name with an unreachable IPv6 address and a good IPv4 one is reachable over IPv4."""
+        closed = closed_port()
+
+        def resolver(host, port, *args):
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", closed, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", self.listener.port)),
+            ]
+
+        result = NetworkCheck(["dual.example:443"], resolver=resolver)()
+        report = result.details["hosts"]["dual.example:443"]
+        self.assertEqual((result.status, report["address_family"]), (HEALTHY, "IPv4"))
+
+    def test_hanging_resolver_keeps_one_lookup_per_host(self):
+        """Runs against a resolver that never answers reuse the lookup already in flight."""
+        release = threading.Event()
+        self.addCleanup(release.set)
+        calls = []
+
+        def resolver(host, port, *args):
+            calls.append(host)
+            release.wait(10)
+            raise socket.gaierror(-2, "Name or service not known")
+
+        checker = HealthChecker()
+        check = NetworkCheck(
+            ["a.invalid:443", "b.invalid:443"], dns_timeout=0.01, resolver=resolver
+        )
+        checker.register_check("net", check, ttl=0.001)
+        with self.assertLogs("mgit_monitoring.health", "WARNING"):  # the status change
+            for _ in range(20):
+                result = checker.run_check_sync("net", use_cache=False)
+                hosts = result.details["hosts"]
+                self.assertEqual(hosts["a.invalid:443"]["status"], "dns_timeout")
+        self.assertEqual(sorted(calls), ["a.invalid", "b.invalid"])
+        release.set()
+        for thread in threading.enumerate():
+            if thread.name == "mgit-health-dns":
+                thread.join(10)
+        second = check()  # the lookup finished: the next run asks the resolver again
+        self.assertEqual(second.details["hosts"]["a.invalid:443"]["status"], "dns_failed")
+        self.assertEqual(len(calls), 4)
+
+    def test_dribbling_proxy_is_bounded(self):
+        """A proxy that sends its reply one byte at a time is given up on at the timeout."""
+        listener = Listener()
+        self.addCleanup(listener.close)
+        hung_up = threading.Event()
+
+        def dribble():
+            conn, _ = listener.sock.accept()
+            with conn:
+                conn.recv(1024)
+                for _ in range(2000):  # a status line that never reaches its end
+                    try:
+                        conn.sendall(b"H")
+                        # Paces the dribble and notices the client hanging up.
+                        if select.select([conn], [], [], 0.02)[0] and conn.recv(1) == b"":
+                            break
+                    except OSError:
+                        break
+                else:
+                    return
+                hung_up.set()
+
+        threading.Thread(target=dribble, daemon=True).start()
+        check = NetworkCheck(
+            ["github.example:443"], connect_timeout=0.3, proxy=f"127.0.0.1:{listener.port}"
+        )
+        result = check()
+        self.assertEqual(result.status, UNHEALTHY)
+        self.assertTrue(hung_up.wait(10), "the probe kept reading from the proxy")
 
     def test_proxy_connect(self):
         """With an HTTPS proxy the check tunnels through it and never reveals its credentials."""
@@ -508,6 +617,25 @@ class TestProviderEndpoints(unittest.TestCase):
         down = ProviderEndpointsCheck([f"http://127.0.0.1:{closed_port()}/x"], timeout=2)()
         self.assertEqual(down.status, UNHEALTHY)
         self.assertIn("unreachable", json.dumps(down.details))
+
+    def test_stuck_fetch_is_not_started_again(self):
+        """A fetch stuck where urllib has no timeout (its DNS lookup) keeps one thread."""
+        release = threading.Event()
+        self.addCleanup(release.set)
+        calls = []
+
+        def stuck(endpoint):
+            calls.append(endpoint.name)
+            release.wait(10)
+            return {"url": endpoint.url, "status": "reachable"}
+
+        check = ProviderEndpointsCheck([Endpoint("gh", "https://gh.invalid/")], timeout=0.01)
+        check._fetch = stuck  # stands in for getaddrinfo hanging inside urlopen
+        for _ in range(5):
+            result = check()
+            self.assertEqual(result.status, UNHEALTHY)
+            self.assertIn("gh: no answer in time", result.message)
+        self.assertEqual(calls, ["gh"])
 
     def test_no_endpoints(self):
         """No endpoints configured is unknown."""
