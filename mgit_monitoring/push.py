@@ -4,7 +4,10 @@ the Prometheus Pushgateway.
 * :func:`write_textfile` writes an exposition atomically (a temporary file in the same
   directory, fsync, ``os.replace``, mode 0644) so node_exporter's
   ``--collector.textfile.directory`` never reads a half-written file. The temporary name
-  starts with a dot and does not end in ``.prom``, so the collector ignores it.
+  starts with a dot and does not end in ``.prom``, so the collector ignores it. The
+  writing process's own ``process_*`` series are left out: node_exporter serves its own
+  under the same names, and a duplicate makes it log a gathering error on every scrape
+  and serve the exited writer's values instead of its own.
 * :func:`push_to_gateway` sends text format 0.0.4 to
   ``<gateway>/metrics/job/<job>{/<label>/<value>}``.
   ``method="PUT"`` replaces every metric of that group (the right choice for a batch job
@@ -30,7 +33,7 @@ import os
 import socket
 import ssl
 import tempfile
-from typing import Any, Mapping, Tuple, Union
+from typing import Any, List, Mapping, Tuple, Union
 from urllib.parse import quote, urlsplit
 
 from mgit_monitoring.errors import ConfigError, PushError
@@ -56,6 +59,7 @@ TEXTFILE_FORMATS: Tuple[str, ...] = ("prometheus", "text", "openmetrics", "json"
 """Formats :func:`write_textfile` accepts ("prometheus" and "text" are text 0.0.4)."""
 
 _METHODS = ("PUT", "POST")
+_PROCESS_PREFIX = "process_"  # the standard process collector's names, node_exporter's too
 
 
 def _snapshot_of(source: Any) -> Snapshot:
@@ -88,9 +92,12 @@ def write_textfile(path: Union[str, os.PathLike], source: Any, format: str = "pr
 
     Returns the number of bytes written. Raises ConfigError for a bad ``format`` or source
     and PushError (one line, naming the path) when the file cannot be written; the
-    previous file, if any, is then left untouched.
+    previous file, if any, is then left untouched. ``process_*`` families are not written
+    (see the module docstring).
     """
-    body = _render(_snapshot_of(source), format)
+    snapshot = _snapshot_of(source)
+    families = tuple(f for f in snapshot.families if not f.name.startswith(_PROCESS_PREFIX))
+    body = _render(snapshot._replace(families=families), format)
     target = os.path.abspath(os.fspath(path))
     directory, name = os.path.split(target)
     tmp = None
@@ -117,10 +124,14 @@ def write_textfile(path: Union[str, os.PathLike], source: Any, format: str = "pr
 
 
 def _escape(name: str, value: str) -> str:
-    """One ``/<name>/<value>`` path segment pair (base64 for empty values or ones with '/')."""
+    """One ``/<name>/<value>`` path segment pair.
+
+    Base64 for an empty value, one with '/', and the dot segments '.' and '..' (sent as
+    they are, the gateway's router cleans them out of the path and answers 301).
+    """
     if value == "":
         return f"/{name}@base64/="
-    if "/" in value:
+    if "/" in value or value in (".", ".."):
         encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
         return f"/{name}@base64/{encoded}"
     return f"/{name}/{quote(value, safe='')}"
@@ -166,6 +177,24 @@ def _target(
     return parts.scheme, host, port, path, userinfo, shown
 
 
+def _check_header_safe(
+    auth: Tuple[str, str] | None, token: str | None, headers: Mapping[str, str] | None
+) -> None:
+    """ConfigError for a line break or NUL in a credential or header, never showing it.
+
+    http.client would refuse it with a ValueError quoting the whole header, secret
+    included (a token read from a file often ends with a newline).
+    """
+    fields: List[Tuple[str, Any]] = [("token", token)]
+    if auth is not None:
+        fields += [("auth user", auth[0]), ("auth password", auth[1])]
+    for key, header in (headers or {}).items():
+        fields += [("header name", key), (f"header {str(key)[:40]!r}", header)]
+    for what, value in fields:
+        if value is not None and any(c in str(value) for c in "\r\n\0"):
+            raise ConfigError(f"{what} contains a line break or NUL character (value not shown)")
+
+
 def _request(
     method: str,
     gateway: str,
@@ -184,6 +213,7 @@ def _request(
         raise ConfigError("give either auth=(user, password) or token=..., not both")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ConfigError(f"timeout={timeout!r}: expected a number of seconds > 0")
+    _check_header_safe(auth, token, headers)
     hdrs = {"User-Agent": "mgit-monitoring"}
     if body is not None:
         hdrs["Content-Type"] = CONTENT_TYPE_PUSH

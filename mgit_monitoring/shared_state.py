@@ -30,7 +30,9 @@ The merged view (:func:`merged_snapshot`, :meth:`SharedMetrics.snapshot`):
 
 Failure policy (the store's, plus): a flush that cannot commit (lock held past the busy
 timeout, full disk) keeps its deltas in memory and the next flush retries them; nothing
-here raises into the application. Warnings go to the logger ``mgit_monitoring.shared_state``.
+here raises into the application. At exit, the last flush and the store's own share one
+wait of at most the store's ``timeout`` for a store another process holds locked.
+Warnings go to the logger ``mgit_monitoring.shared_state``.
 
 After ``os.fork()`` the child starts a new identity and re-bases on the values it inherited,
 so only its own increments are flushed; it must call :meth:`~SharedMetrics.start` again for
@@ -122,6 +124,15 @@ _GC_EVERY_S = 60.0  # how often a flushing process deletes dead processes' gauge
 _IDLE_TTL_S = 3600.0  # heartbeat validity of a process that has no periodic flusher
 _MIN_TTL_S = 2.0
 _NAN = float("nan")
+
+# Every SharedMetrics, so a forked child re-bases each of them (see _after_fork); one
+# os.register_at_fork hook for all, registered by the first instance (never at import).
+_instances: weakref.WeakSet[SharedMetrics] = weakref.WeakSet()
+_fork_hook: List[bool] = []
+# Started instances stay alive until stop(), even when the caller keeps no reference
+# (``SharedMetrics(store, registry).start()``): their thread and exit hook hold weak ones.
+_running: Set[SharedMetrics] = set()
+_LOCK_WAIT_S = 1.0  # longest wait of a flush for the registry's batch lock
 
 # Stores whose schema this module registered (a scrape must not take the write lock to
 # re-register it each time). Weak: a discarded store is not kept alive.
@@ -543,11 +554,15 @@ def clear_shared_metrics(store: Store, families: Sequence[str] | None = None) ->
         if names is None:
             for table in ("sm_totals", "sm_gauges", "sm_families"):
                 conn.execute(f"DELETE FROM {table}")
-            return
-        for name in names:
-            conn.execute("DELETE FROM sm_totals WHERE family = ?", (name,))
-            conn.execute("DELETE FROM sm_gauges WHERE family = ?", (name,))
-            conn.execute("DELETE FROM sm_families WHERE name = ?", (name,))
+        else:
+            for name in names:
+                conn.execute("DELETE FROM sm_totals WHERE family = ?", (name,))
+                conn.execute("DELETE FROM sm_gauges WHERE family = ?", (name,))
+                conn.execute("DELETE FROM sm_families WHERE name = ?", (name,))
+        # Live writers believe their definitions and gauges are stored: without their
+        # process row they rewrite both on their next flush (else what they count from now
+        # on would have no definition and stay invisible).
+        conn.execute("DELETE FROM sm_processes")
 
     return store.write(run, "shared metrics clear")
 
@@ -610,11 +625,18 @@ class SharedMetrics:
         self._stopped = False
         self._hooks_registered = False
         self._last_gc = -math.inf
+        self._forked_locked = False  # forked while another thread held the registry lock
         self.flushes = 0
         """Flushes committed so far."""
         self.failed_flushes = 0
         """Flushes that could not commit (their deltas were kept for the next one)."""
         self._new_identity()
+        # Every instance, started or not: a child forked after recording must re-base at
+        # once, or it would flush what the parent recorded (or lose its own increments).
+        _instances.add(self)
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            _fork_hook.append(True)
+            os.register_at_fork(after_in_child=_after_fork)
 
     def _new_identity(self) -> None:
         self.pid = os.getpid()
@@ -657,15 +679,13 @@ class SharedMetrics:
         with self._lock:
             self._interval = seconds
             self._stopped = False
+            _running.add(self)
             if not self._hooks_registered:
                 self._hooks_registered = True
                 # The store's exit hook (registered by its first callback) closes it; ours is
                 # registered after it, so it runs first (atexit is LIFO) and still can write.
                 self.store.add_flush_callback(self._flush_from_store)
                 atexit.register(_final_flush, weakref.ref(self))
-                if hasattr(os, "register_at_fork"):
-                    ref = weakref.ref(self)
-                    os.register_at_fork(after_in_child=lambda: _after_fork(ref))
             if self._thread is None or not self._thread.is_alive():
                 self._stop_event = threading.Event()
                 self._thread = threading.Thread(
@@ -690,6 +710,7 @@ class SharedMetrics:
         with self._lock:
             self._thread = None
             self._stopped = True
+            _running.discard(self)
             return self._flush(final=True)
 
     def _flush_from_store(self) -> None:
@@ -712,15 +733,35 @@ class SharedMetrics:
             _log.debug("shared metrics flush failed", exc_info=True)
             return False
 
-    def _collect(self) -> List[MetricFamily]:
+    def _collect(self, wait: float = _LOCK_WAIT_S) -> List[MetricFamily] | None:
+        """Every metric's family under the registry's batch lock (composite updates such as
+        record_operation are all in or all out); None when the lock is not free in ``wait``.
+
+        The lock is held for microseconds, except in a forked child when a thread of the
+        parent held it at fork time: that thread does not exist there, so the lock is never
+        released; a flush then fails instead of hanging the child.
+        """
         reg = self.registry
-        with reg.batch():  # composite updates (record_operation) are all in or all out
+        lock = reg.batch()
+        if not hasattr(lock, "acquire"):
+            with lock:
+                return [m.collect() for m in reg.metrics()]
+        if not (lock.acquire(True, wait) if wait > 0 else lock.acquire(False)):
+            return None
+        try:
             return [m.collect() for m in reg.metrics()]
+        finally:
+            lock.release()
 
     def _flush(self, final: bool) -> bool:
         if self.pid != os.getpid():  # forked without the hook (e.g. no register_at_fork)
             self._rebase()
-        families = [f for f in self._collect() if f.type in _SHARED_TYPES]
+        collected = None if self._forked_locked else self._collect()
+        if collected is None:
+            _log.debug("shared metrics flush skipped: the registry's batch lock is not free")
+            self.failed_flushes += 1
+            return False
+        families = [f for f in collected if f.type in _SHARED_TYPES]
         now = self._clock()
         pending_box: List[_Pending] = []
 
@@ -940,7 +981,13 @@ class SharedMetrics:
         self._thread = None
         self._gauges = {}
         self._checked = set()
-        for fam in self._collect():
+        families = self._collect(wait=0)  # never block inside os.fork()
+        if families is None:
+            # Held by a thread of the parent: the registry is unusable in this child, and
+            # flushing without a base would count the parent's values twice.
+            self._forked_locked = True
+            return
+        for fam in families:
             for s in fam.series:
                 if fam.type == "histogram":
                     self._baseline[(fam.name, s.labelvalues)] = (
@@ -984,14 +1031,16 @@ def _final_flush(ref: Callable[[], SharedMetrics | None]) -> None:
     shared = ref()
     if shared is not None and shared._interval is not None and not shared._stopped:
         try:
+            # Exit waits at most the store's timeout in total for a locked store (this
+            # flush, then the store's own at-exit flush), not that much per write.
+            shared.store.begin_shutdown()
             shared.stop()
         except Exception:  # noqa: BLE001 - never a traceback at interpreter exit
             _log.debug("shared metrics flush at exit failed", exc_info=True)
 
 
-def _after_fork(ref: Callable[[], SharedMetrics | None]) -> None:
-    shared = ref()
-    if shared is not None:
+def _after_fork() -> None:
+    for shared in list(_instances):
         try:
             shared._rebase()
         except Exception:  # noqa: BLE001 - never break os.fork()

@@ -16,11 +16,15 @@ Two layers live here:
   :meth:`Store.insert_traces`, :meth:`Store.query_traces`).
 
 Failure policy: monitoring never fails the application. A corrupt file (not a database,
-malformed) is renamed aside with a timestamp suffix and a fresh one is started, with one
-warning; a directory that cannot be written falls back to an in-memory database with one
-warning; a write that cannot get the lock within the busy timeout, or meets a full disk,
-is dropped with a warning (the first of each kind; later ones at DEBUG) and counted in
-:attr:`Store.dropped_writes`. All warnings go to the logger ``mgit_monitoring.store``.
+malformed, truncated, or another program's database) is renamed aside with a timestamp
+suffix and a fresh one is started, with one warning; a file whose schema is newer than
+this code, or a directory that cannot be written, is left alone and this process falls
+back to an in-memory database, with one warning; a write that cannot get the lock within
+the busy timeout, or meets a full disk, is dropped with a warning (the first of each kind;
+later ones at DEBUG) and counted in :attr:`Store.dropped_writes`. Opening a store whose
+schema is current only reads, so it never waits for another process's write lock; at exit
+(:meth:`Store.begin_shutdown`) all writes together wait at most ``timeout``. All warnings
+go to the logger ``mgit_monitoring.store``.
 
 Why these settings (measured in shared/bench/log_metrics_sqlite.py): with WAL, a 5 s busy
 timeout and ``BEGIN IMMEDIATE``, 16 processes writing at once lost nothing, and without a
@@ -85,6 +89,37 @@ _CORRUPT_TEXT = ("not a database", "malformed", "file is encrypted")
 #: them there, and closing them could disturb the parent's WAL state.
 _ABANDONED: List[sqlite3.Connection] = []
 
+#: Every Store, for the fork hooks below (registered once, by the first Store).
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_fork_hook: List[bool] = []
+_fork_held: Dict[int, List[threading.Lock]] = {}
+
+
+def _before_fork() -> None:
+    # SQLite keeps each file's lock state in process memory, which a child inherits: forked
+    # while a write transaction is open, the child would see the write lock as taken forever
+    # and never write. Wait for open transactions to end (milliseconds: the guard is not
+    # held while waiting for another process's lock).
+    held = []
+    for store in list(_STORES):
+        if store._txn_guard.acquire(True, store.timeout):
+            held.append(store._txn_guard)
+    _fork_held[threading.get_ident()] = held
+
+
+def _after_fork_in_parent() -> None:
+    for guard in _fork_held.pop(threading.get_ident(), []):
+        guard.release()
+
+
+def _after_fork_in_child() -> None:
+    # Threads of the parent do not exist here: locks they held would never be released.
+    _fork_held.clear()
+    for store in list(_STORES):
+        store._lock = threading.RLock()
+        store._txn_guard = threading.Lock()
+
+
 _MAINTENANCE_EVERY_S = 24 * 3600.0
 """Retention cleanup runs at most this often per store file (tracked in the meta table)."""
 
@@ -94,7 +129,13 @@ def _code(exc: BaseException) -> int:
     return code & 0xFF if isinstance(code, int) else -1
 
 
+class _ForeignFile(Exception):
+    """The file is a database, but not one this package wrote (no usable schema_versions)."""
+
+
 def _is_corrupt(exc: BaseException) -> bool:
+    if isinstance(exc, _ForeignFile):
+        return True
     if _code(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return True
     text = str(exc).lower()
@@ -203,6 +244,7 @@ class Store:
         """Writes lost to a lock held past the timeout, a full disk or another error."""
         self._clock = clock
         self._lock = threading.RLock()
+        self._txn_guard = threading.Lock()  # held while a write transaction is open
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._memory = self.path is None
@@ -216,6 +258,15 @@ class Store:
         self._flusher_pid = 0
         self._stop = threading.Event()
         self._atexit_registered = False
+        self._deadline: float | None = None  # clock() value after which writes do not wait
+        _STORES.add(self)
+        if not _fork_hook and hasattr(os, "register_at_fork"):
+            _fork_hook.append(True)
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_after_fork_in_parent,
+                after_in_child=_after_fork_in_child,
+            )
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike, **kwargs: Any) -> Store:
@@ -274,14 +325,16 @@ class Store:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         # isolation_level=None: no implicit DEFERRED BEGIN; writes issue BEGIN IMMEDIATE.
         conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            self.path, timeout=self._wait_budget(), isolation_level=None, check_same_thread=False
         )
         try:
+            # Read first: a corrupt or foreign file is found before anything is changed in it.
+            versions = self._stored_versions(conn, foreign_check=True)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if mode and str(mode[0]).lower() != "wal":
                 logger.debug("store %s: journal_mode is %s, not wal", self.path, mode[0])
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._apply_schemas(conn)
+            self._apply_schemas(conn, versions)
             st = os.stat(self.path)
             self._file_id = (st.st_dev, st.st_ino)
         except BaseException:
@@ -293,6 +346,15 @@ class Store:
         conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self._apply_schemas(conn)
         return conn
+
+    def _switch_to_memory(self, exc: BaseException) -> None:
+        """Leave the file as it is and keep this process's data in memory from now on."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        if not self._memory:
+            self._fall_back_to_memory(exc)
 
     def _fall_back_to_memory(self, exc: BaseException) -> None:
         self._memory = True
@@ -351,14 +413,19 @@ class Store:
 
         Pending steps are applied in one ``BEGIN IMMEDIATE`` transaction (so concurrent
         processes do not apply them twice) now if the store is open, and again whenever it
-        is reopened (after a move-aside or a fallback to memory). Never raises for I/O
-        problems: those follow the store's failure policy.
+        is reopened (after a move-aside or a fallback to memory); a store that is already up
+        to date is only read, so opening never waits for another process's write lock.
+        A file whose schema is newer than these migrations (written by a newer version) is
+        left untouched and this process falls back to memory, with one warning. Never
+        raises for I/O problems: those follow the store's failure policy.
         """
         with self._lock:
             self._schemas[component] = tuple(migrations)
             if self._conn is not None and self._pid == os.getpid():
                 try:
-                    self._apply_one(self._conn, component, self._schemas[component])
+                    self._apply_one(self._conn, component, self._schemas[component], None)
+                except StoreError as exc:  # a newer schema: do not write into it
+                    self._switch_to_memory(exc)
                 except sqlite3.Error as exc:
                     self._handle_error(exc, f"schema {component}")
 
@@ -367,39 +434,74 @@ class Store:
         rows = self.read("SELECT version FROM schema_versions WHERE component = ?", (component,))
         return int(rows[0][0]) if rows else 0
 
-    def _apply_schemas(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _stored_versions(
+        self, conn: sqlite3.Connection, foreign_check: bool = False
+    ) -> Dict[str, int] | None:
+        """``{component: version}`` read without a write lock; None when the base tables
+        are missing. With ``foreign_check``, a database holding other tables but no readable
+        ``schema_versions`` raises _ForeignFile (it is moved aside like a corrupt one)."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "schema_versions" not in tables:
+            if foreign_check and tables:
+                names = ", ".join(sorted(tables)[:5])
+                raise _ForeignFile(f"not a monitoring store: it holds the tables {names}")
+            return None
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_versions "
-                "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-            )
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            rows = conn.execute("SELECT component, version FROM schema_versions").fetchall()
+            versions = {str(c): int(v) for c, v in rows}
+        except (sqlite3.OperationalError, TypeError, ValueError) as exc:
+            if foreign_check and (
+                "no such column" in str(exc) or not isinstance(exc, sqlite3.Error)
+            ):
+                raise _ForeignFile(f"not a monitoring store: schema_versions: {exc}") from exc
             raise
+        return versions if "meta" in tables else None
+
+    def _apply_schemas(
+        self, conn: sqlite3.Connection, versions: Dict[str, int] | None = None
+    ) -> None:
+        if versions is None:
+            self._limit_wait(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_versions "
+                    "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+                )
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         for component, migrations in self._schemas.items():
-            self._apply_one(conn, component, migrations)
+            known = None if versions is None else versions.get(component, 0)
+            self._apply_one(conn, component, migrations, known)
 
     def _apply_one(
-        self, conn: sqlite3.Connection, component: str, migrations: Sequence[Migration]
+        self,
+        conn: sqlite3.Connection,
+        component: str,
+        migrations: Sequence[Migration],
+        known: int | None,
     ) -> None:
+        if known is None:
+            row = conn.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (component,)
+            ).fetchone()
+            known = int(row[0]) if row else 0
+        self._check_not_newer(component, known, len(migrations))
+        if known == len(migrations):
+            return  # up to date: no write lock needed
+        self._limit_wait(conn)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Read again under the lock: another process may have migrated meanwhile.
             row = conn.execute(
                 "SELECT version FROM schema_versions WHERE component = ?", (component,)
             ).fetchone()
             current = int(row[0]) if row else 0
-            if current > len(migrations):
-                logger.debug(
-                    "store %s: %s schema v%d is newer than this code (v%d)",
-                    self.path,
-                    component,
-                    current,
-                    len(migrations),
-                )
+            self._check_not_newer(component, current, len(migrations))
             for step in migrations[current:]:
                 if callable(step):
                     step(conn)
@@ -419,6 +521,41 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
 
+    def _check_not_newer(self, component: str, stored: int, ours: int) -> None:
+        if stored > ours:
+            # Written by a newer version: its tables may have changed in ways this code
+            # does not know, so this process must not write into them.
+            msg = (
+                f"its {component} schema is v{stored}, newer than this version of "
+                f"mgit_monitoring knows (v{ours}); the file is left untouched"
+            )
+            raise StoreError(msg)
+
+    # -- bounded waits at shutdown ---------------------------------------------------------
+
+    def begin_shutdown(self, budget: float | None = None) -> None:
+        """From now on, all waits for another process's lock share one budget.
+
+        ``budget`` seconds (default: ``timeout``) in total, counted from the first call,
+        instead of up to ``timeout`` for each write: the last flushes at interpreter exit
+        (shared metrics, traces, retention) delay exit by at most that much when another
+        process holds the store locked. Called by :meth:`close` and by the exit hooks;
+        later calls keep the first deadline.
+        """
+        if self._deadline is None:
+            seconds = self.timeout if budget is None else max(0.0, float(budget))
+            self._deadline = self._clock() + min(seconds, self.timeout)
+
+    def _wait_budget(self) -> float:
+        if self._deadline is None:
+            return self.timeout
+        return min(self.timeout, max(0.0, self._deadline - self._clock()))
+
+    def _limit_wait(self, conn: sqlite3.Connection) -> None:
+        """Shrink the connection's busy timeout to what is left of the shutdown budget."""
+        if self._deadline is not None:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._wait_budget() * 1000)}")
+
     # -- transactions, reads, writes -----------------------------------------------------
 
     @contextlib.contextmanager
@@ -431,21 +568,23 @@ class Store:
         with self._lock:
             conn = self._connection()
             try:
+                self._limit_wait(conn)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 msg = f"store {self.path or ':memory:'}: {exc}"
                 raise StoreError(msg) from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    msg = f"store {self.path or ':memory:'}: {exc}"
-                    raise StoreError(msg) from exc
-                raise
+            with self._txn_guard:
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.Error):
+                        msg = f"store {self.path or ':memory:'}: {exc}"
+                        raise StoreError(msg) from exc
+                    raise
 
     def write(self, fn: Callable[[sqlite3.Connection], Any], what: str = "write") -> bool:
         """Run ``fn(connection)`` in a write transaction; True on commit, never raises.
@@ -539,7 +678,9 @@ class Store:
         if self.write(run, "cleanup") and deleted[0]:
             with self._lock, contextlib.suppress(sqlite3.Error, StoreError):
                 # Give the space back and keep the WAL small (measured 9-17 ms).
-                self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn = self._connection()
+                self._limit_wait(conn)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted[0]
 
     def maybe_cleanup(self) -> int:
@@ -612,11 +753,13 @@ class Store:
         """Flush, stop the flush thread and close the connection. Safe to call twice."""
         if self._closed:
             return
+        self.begin_shutdown()
         self.flush()
         self._stop.set()
         thread = self._flusher
         if thread is not None and thread is not threading.current_thread() and thread.is_alive():
-            thread.join(self.timeout + 1.0)  # it may be finishing a write; bounded wait
+            # It may be finishing a write, itself bounded by the busy timeout.
+            thread.join(self._wait_budget() + 1.0)
         with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None

@@ -109,6 +109,22 @@ class TestNodeExporterTextfile(unittest.TestCase):
         self.assertIn("node_textfile_scrape_error 0\n", body)
         self.assertIn(f'node_textfile_mtime_seconds{{file="{target}"}}', body)
 
+    def test_library_export_of_a_full_registry_gathers_cleanly(self) -> None:
+        """A registry with process collectors, exported as is, does not clash with
+        node_exporter's own process_* series (no gathering error, its own values served)."""
+        metrics = MetricsCollector()  # process_* and python_info collectors included
+        metrics.record_operation("clone", True, 0.3, provider="github")
+        write_textfile(os.path.join(self.textdir, "mgit.prom"), metrics.registry)
+        url = self._start()
+        body = self._scrape_until(url, 'mgit_operations_total{operation="clone"')
+        self.assertIn("node_textfile_scrape_error 0\n", body)
+        self.assertIn("python_info{", body)
+        self.assertIn("process_start_time_seconds ", body)  # node_exporter's own
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            log = fh.read()  # written before the response: the scrape above is logged
+        self.assertNotIn("error gathering metrics", log)
+        self.assertNotIn("collected before", log)
+
     def test_rewrite_is_picked_up(self) -> None:
         """Rewriting the file while node_exporter runs replaces the values it serves."""
         registry = Registry()

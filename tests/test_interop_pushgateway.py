@@ -90,6 +90,21 @@ class TestPushgateway(unittest.TestCase):
         self.assertIn(f'mgit_operation_duration_seconds_bucket{{{labels},le="0.5"}} 3\n', body)
         self.assertIn('push_failure_time_seconds{instance="ci/runner-1",job="mgit"} 0\n', body)
 
+    def test_grouping_values_that_need_escaping(self) -> None:
+        """Job and grouping values with '/', dot segments, spaces, '%' and non-ASCII reach
+        the gateway as they were, each in its own group."""
+        registry = Registry()
+        registry.counter("mgit_e_total", "E.").inc(2)
+        values = ["org/repo", ".", "..", "a b", "50%", "ünï€", ""]
+        for value in values:
+            with self.subTest(value=value):
+                push_to_gateway(self.url, "esc", registry, {"instance": value}, timeout=5)
+        push_to_gateway(self.url, "..", registry, timeout=5)
+        body = self.metrics()
+        for value in values:
+            self.assertIn(f'mgit_e_total{{instance="{value}",job="esc"}} 2\n', body)
+        self.assertIn('mgit_e_total{instance="",job=".."} 2\n', body)
+
     def test_post_keeps_other_metrics_put_replaces_the_group(self) -> None:
         """POST replaces only the pushed names; PUT replaces the whole group; DELETE drops it."""
         first = Registry()

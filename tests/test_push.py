@@ -103,6 +103,30 @@ class TestPush(GatewayCase):
             f"/metrics/job@base64/{job}/repo@base64/{repo}/empty@base64/=/sp/a%20b",
         )
 
+    def test_dot_segments_are_base64_encoded(self):
+        """'.' and '..' as job or label values are sent base64-encoded, never as dot segments."""
+        push_to_gateway(self.url, ".", self.registry, {"instance": ".."})
+        self.assertEqual(self.last[1], "/metrics/job@base64/Lg==/instance@base64/Li4=")
+
+    def test_line_break_in_a_credential_is_refused_without_showing_it(self):
+        """A token with a trailing newline (read from a file) gives ConfigError, secret unshown."""
+        cases = [
+            {"token": "s3cret-token\n"},
+            {"auth": ("user", "s3cret-token\r\n")},
+            {"headers": {"X-Api-Key": "s3cret-token\n"}},
+        ]
+        for options in cases:
+            with self.subTest(options=list(options)):
+                with self.assertRaisesRegex(ConfigError, "line break") as ctx:
+                    push_to_gateway(self.url, "mgit", self.registry, **options)
+                self.assertNotIn("s3cret", str(ctx.exception))
+                with self.assertLogs(LOGGER, "WARNING") as logs:
+                    self.assertFalse(
+                        try_push_to_gateway(self.url, "mgit", self.registry, **options)
+                    )
+                self.assertNotIn("s3cret", logs.output[0])
+        self.assertEqual(self.httpd.requests, [])
+
     def test_basic_auth_and_bearer(self):
         """auth=(user, password) sends Basic, token= sends Bearer."""
         push_to_gateway(self.url, "mgit", self.registry, auth=("u", "p:w"))
@@ -187,6 +211,20 @@ class TestTextfile(unittest.TestCase):
         self.assertIn(b"mgit_ops_total 2\n", data)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
         self.assertEqual(os.listdir(self.dir), ["mgit.prom"])
+
+    def test_process_families_are_left_out(self):
+        """The writer's own process_* series are not written (node_exporter serves its own)."""
+        from mgit_monitoring.collector import MetricsCollector
+
+        metrics = MetricsCollector()  # with the process_* and python_info collectors
+        metrics.record_operation("clone", True, 0.1, provider="github")
+        self.assertIsNotNone(metrics.registry.snapshot().family("process_cpu_seconds"))
+        path = os.path.join(self.dir, "mgit.prom")
+        write_textfile(path, metrics.registry)
+        text = pathlib.Path(path).read_text()
+        self.assertNotIn("process_", text)
+        self.assertIn('mgit_operations_total{operation="clone",provider="github"} 1\n', text)
+        self.assertIn("python_info{", text)
 
     def test_formats(self):
         """openmetrics ends in # EOF, json is a JSON document; an unknown format is refused."""

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 
@@ -59,6 +60,21 @@ WORKER = textwrap.dedent(
 
 def _child_env() -> dict:
     return dict(os.environ, PYTHONPATH=ROOT)
+
+
+def wait_child(pid: int, timeout: float = 30.0) -> int:
+    """The exit code of forked child ``pid``; kills it and returns -1 if it still runs."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        time.sleep(delay)  # another process: no event to wait on
+        delay = min(delay * 2, 0.2)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
@@ -235,6 +251,27 @@ class TestDeltas(SharedCase):
         self.assertEqual(snap.get_sample_value("b_total"), 1)
         self.assertTrue(clear_shared_metrics(store))
         self.assertEqual(merged_snapshot(store).families, ())
+
+    def test_live_writer_is_visible_again_after_a_clear(self):
+        """What a running writer counts after a clear is shown, with its gauges."""
+        reg = Registry()
+        c = reg.counter("c_total", "C.")
+        g = reg.gauge("g", "G.", merge="sum")
+        shared = self.shared(reg, "w")
+        c.inc()
+        g.set(2)
+        shared.flush()
+        store = self.store()
+        self.assertTrue(clear_shared_metrics(store, ["c"]))
+        c.inc(5)
+        shared.flush()
+        self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 5)
+        self.assertTrue(clear_shared_metrics(store))
+        c.inc()
+        shared.flush()
+        snap = merged_snapshot(store)
+        self.assertEqual(snap.get_sample_value("c_total"), 1)
+        self.assertEqual(snap.get_sample_value("g"), 2)
 
 
 class TestCompaction(SharedCase):
@@ -462,6 +499,114 @@ class TestFaults(SharedCase):
         self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status)
         shared.flush()
         self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 15)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_fork_without_start_counts_each_increment_once(self):
+        """A child forked from a writer that never called start() flushes exactly its own
+        increments, the parent the rest."""
+        reg = Registry()
+        c = reg.counter("c_total", "C.")
+        store = self.store()
+        shared = SharedMetrics(store, reg)
+        self.addCleanup(shared.stop)
+        c.inc(10)  # unflushed when the process forks
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 2
+            try:
+                c.inc(5)
+                code = 0 if shared.flush() else 1
+            finally:
+                os._exit(code)
+        self.assertEqual(wait_child(pid), 0)
+        shared.flush()
+        self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 15)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_fork_while_another_thread_holds_the_registry(self):
+        """Forking while another thread is inside registry.batch() does not hang the child."""
+        reg = Registry()
+        reg.counter("c_total", "C.").inc()
+        store = self.store()
+        shared = SharedMetrics(store, reg)
+        self.addCleanup(shared.stop)
+        inside, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with reg.batch():
+                inside.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        self.addCleanup(holder.join)
+        self.addCleanup(release.set)
+        self.assertTrue(inside.wait(30))
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            # The parent's thread holding the batch lock does not exist here: the flush
+            # must give up instead of waiting for it forever.
+            os._exit(3 if shared.flush() else 0)
+        release.set()
+        self.assertEqual(wait_child(pid), 0, "the child hung or flushed without a base")
+        self.assertTrue(shared.flush())
+        self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 1)
+
+
+class TestExit(SharedCase):
+    def test_exit_with_a_locked_store_waits_one_budget(self):
+        """At exit, a store locked by another process costs one bounded wait in total: the
+        shared flush, the trace flush and the store's close share the store's timeout."""
+        seed = SharedMetrics(self.store(), Registry(), process_id="seed")
+        seed.store.insert_traces([])  # a current schema: opening needs no lock
+        seed.flush()
+        blocker = sqlite3.connect(os.path.join(self.dir, STORE_FILENAME), isolation_level=None)
+        self.addCleanup(blocker.close)
+        blocker.execute("BEGIN IMMEDIATE")
+        # The child's clock jumps 1,000 s per reading once exit begins, so the budget is
+        # spent at once: a write at exit that still waits its own timeout shows a busy
+        # timeout other than 0.
+        code = textwrap.dedent(
+            """
+            import atexit, itertools, sys, time
+            from mgit_monitoring.registry import Registry
+            from mgit_monitoring.shared_state import SharedMetrics
+            from mgit_monitoring.store import Store, TraceRow
+
+            exiting, ticks = [], itertools.count()
+
+            def clock():
+                return time.time() + (next(ticks) * 1000.0 if exiting else 0.0)
+
+            store = Store.open(sys.argv[1], timeout=2, clock=clock)
+            store.register_retention("perf_traces", "start_time", 3600)
+            reg = Registry()
+            reg.counter("c_total", "C.").inc()
+            SharedMetrics(store, reg).start(3600)
+
+            def flush_traces():
+                store.insert_traces([TraceRow("op", time.time(), 0.1, True)])
+                print("busy timeout", store.read("PRAGMA busy_timeout"), file=sys.stderr)
+
+            store.add_flush_callback(flush_traces)
+            atexit.register(exiting.append, True)  # registered last: runs first
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, self.dir],
+            env=_child_env(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        blocker.execute("ROLLBACK")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertIn("shared metrics flush lost", proc.stderr)
+        self.assertIn("trace batch lost", proc.stderr)
+        self.assertIn("busy timeout [(0,)]", proc.stderr)
+        self.assertIsNone(merged_snapshot(self.store()).get_sample_value("c_total"))
 
 
 class TestServer(SharedCase):

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import unittest
 
 from mgit_monitoring.errors import StoreError
@@ -336,6 +337,124 @@ class TestFailures(StoreCase):
         self.assertEqual(2, store.dropped_writes)
 
 
+class TestOpening(StoreCase):
+    def make_store(self) -> None:
+        setup = Store(self.path)
+        setup.insert_traces([TraceRow("op", float(i), 0.5, True) for i in range(300)])
+        setup.read("PRAGMA wal_checkpoint(TRUNCATE)")
+        setup.close()
+
+    def aside(self) -> list:
+        return [n for n in os.listdir(self.dir) if ".corrupt-" in n and not n.endswith("-shm")]
+
+    def test_up_to_date_store_opens_while_another_process_writes(self):
+        """Opening a current store only reads, so a held write lock does not stop readers."""
+        self.make_store()
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        store = self.open(timeout=0.05)
+        self.assertEqual(300, len(store.query_traces(0, strict=True)))
+        self.assertTrue(store.persistent)
+        self.assertEqual(0, store.dropped_writes)
+        other.execute("ROLLBACK")
+
+    def test_truncated_file_is_moved_aside(self):
+        """A store cut short (a crash while copying it) is moved aside with one warning."""
+        self.make_store()
+        with open(self.path, "r+b") as f:
+            f.truncate(os.path.getsize(self.path) // 3)
+        store = self.open()
+        with self.assertLogs(LOGGER, "WARNING") as logs:
+            self.assertEqual([], store.query_traces(0))
+            self.assertTrue(store.insert_traces([TraceRow("new", 1.0, 0.5, True)]))
+        self.assertEqual(1, len(logs.output), logs.output)
+        self.assertIn("corrupt", logs.output[0])
+        self.assertEqual(1, len(self.aside()))
+        self.assertEqual(["new"], [r.operation for r in store.query_traces(0)])
+
+    def test_foreign_database_is_moved_aside_untouched(self):
+        """Another program's sqlite file is moved aside as it was, with one warning."""
+        conn = sqlite3.connect(self.path)
+        conn.execute("CREATE TABLE users (name TEXT)")
+        conn.execute("INSERT INTO users VALUES ('alice')")
+        conn.commit()
+        conn.close()
+        with open(self.path, "rb") as f:
+            original = f.read()
+        store = self.open()
+        with self.assertLogs(LOGGER, "WARNING") as logs:
+            self.assertTrue(store.insert_traces([TraceRow("op", 1.0, 0.5, True)]))
+        self.assertEqual(1, len(logs.output), logs.output)
+        self.assertIn("not a monitoring store", logs.output[0])
+        with open(os.path.join(self.dir, self.aside()[0]), "rb") as f:
+            self.assertEqual(original, f.read())
+        self.assertEqual(1, len(store.query_traces(0)))
+
+    def test_newer_schema_is_left_untouched(self):
+        """A file written by a newer version is not modified: memory instead, one warning."""
+        self.make_store()
+        conn = sqlite3.connect(self.path)
+        conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'performance'")
+        conn.commit()
+        conn.close()
+        with open(self.path, "rb") as f:
+            before = f.read()
+        store = self.open()
+        with self.assertLogs(LOGGER, "WARNING") as logs:
+            self.assertTrue(store.insert_traces([TraceRow("op", 1.0, 0.5, True)]))
+            self.assertTrue(store.insert_traces([TraceRow("op", 2.0, 0.5, True)]))
+        self.assertEqual(1, len(logs.output), logs.output)
+        self.assertIn("v99", logs.output[0])
+        self.assertFalse(store.persistent)
+        self.assertEqual(2, len(store.query_traces(0)))
+        store.close()
+        with open(self.path, "rb") as f:
+            self.assertEqual(before, f.read())
+        self.assertEqual([], self.aside())
+
+
+class TestShutdown(StoreCase):
+    def test_waits_share_one_budget_after_shutdown_begins(self):
+        """After begin_shutdown() the busy timeout shrinks to what is left of one budget."""
+        clock = Clock()
+        store = self.open(timeout=2, clock=clock)
+        store.insert_traces([])
+        self.assertEqual([(2000,)], store.read("PRAGMA busy_timeout"))
+        store.begin_shutdown()
+        clock.now += 1000  # the budget is spent
+        self.assertTrue(store.insert_traces([TraceRow("op", 1.0, 0.5, True)]))
+        self.assertEqual([(0,)], store.read("PRAGMA busy_timeout"))
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        with self.assertLogs(LOGGER, "WARNING"):  # dropped at once
+            self.assertFalse(store.insert_traces([TraceRow("op", 2.0, 0.5, True)]))
+        other.execute("ROLLBACK")
+
+    def test_close_starts_the_budget(self):
+        """close() bounds its own flush: callbacks meeting a locked store do not each wait."""
+        clock = Clock()
+        store = self.open(timeout=2, clock=clock, flush_interval=3600)
+        self.assertTrue(store.insert_traces([TraceRow("seed", 1.0, 0.5, True)]))
+        results = []
+
+        def flush():
+            clock.now += 1000  # each writer finds the budget spent
+            ok = store.insert_traces([TraceRow("op", 1.0, 0.5, True)])
+            results.append((ok, store.read("PRAGMA busy_timeout")[0][0]))
+
+        store.add_flush_callback(flush)
+        store.add_flush_callback(flush)
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        with self.assertLogs(LOGGER, "WARNING"):
+            store.close()
+        other.execute("ROLLBACK")
+        self.assertEqual([(False, 0), (False, 0)], results)  # neither waited
+
+
 class TestFlushing(StoreCase):
     def test_flush_runs_callbacks(self):
         """flush() calls every registered callback; a failing one does not stop the rest."""
@@ -440,6 +559,52 @@ class TestProcesses(StoreCase):
         _, status = os.waitpid(pid, 0)
         self.assertEqual(0, status)
         self.assertEqual(["child", "parent"], sorted(r.operation for r in store.query_traces(0)))
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs fork()")
+    def test_fork_during_a_write_in_another_thread(self):
+        """A child forked while a thread of the parent is inside a write transaction neither
+        hangs on the store's lock nor finds the file locked forever: it writes."""
+        store = self.open()
+        store.insert_traces([])
+        inside, release = threading.Event(), threading.Event()
+
+        def slow_write(conn):
+            conn.execute("INSERT INTO meta (key, value) VALUES ('parent', '1')")
+            inside.set()
+            release.wait(30)
+
+        writer = threading.Thread(target=store.write, args=(slow_write,))
+        writer.start()
+        self.addCleanup(writer.join)
+        self.addCleanup(release.set)
+        self.assertTrue(inside.wait(30))
+        # Ends the transaction while os.fork() waits for it (the fork is not blocked on it
+        # for longer than the transaction lasts).
+        timer = threading.Timer(0.05, release.set)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 0 if store.insert_traces([TraceRow("child", 2.0, 0.1, True)]) else 1
+            os._exit(code)
+        self.assertEqual(0, wait_child(pid), "the child hung or could not write")
+        self.assertEqual(["child"], [r.operation for r in store.query_traces(0)])
+        self.assertEqual([("1",)], store.read("SELECT value FROM meta WHERE key = 'parent'"))
+
+
+def wait_child(pid: int, timeout: float = 30.0) -> int:
+    """The exit status of child ``pid``; kills it and returns -1 if it is still running."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(delay)  # another process: no event to wait on
+        delay = min(delay * 2, 0.2)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return -1
 
 
 if __name__ == "__main__":
