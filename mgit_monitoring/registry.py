@@ -31,8 +31,10 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from itertools import accumulate
 from operator import itemgetter
@@ -981,6 +983,30 @@ class Collector:
         raise NotImplementedError
 
 
+# Every live registry, so a forked child can replace locks held by threads that do not
+# exist in it (a child forked while another thread was inside inc() or batch() would
+# otherwise deadlock on its first update). The hook is registered by the first Registry.
+_registries: weakref.WeakSet = weakref.WeakSet()
+_fork_hook = [False]
+
+
+def _renew_locks_after_fork() -> None:
+    for registry in list(_registries):
+        registry._lock = threading.RLock()
+        for metric in set(registry._metrics.values()):
+            metric._lock = threading.Lock()
+            for child in list(metric._children.values()):
+                if getattr(child, "_lock", None) is not None:
+                    child._lock = threading.Lock()
+
+
+def _track(registry: Registry) -> None:
+    _registries.add(registry)
+    if not _fork_hook[0] and hasattr(os, "register_at_fork"):
+        _fork_hook[0] = True
+        os.register_at_fork(after_in_child=_renew_locks_after_fork)
+
+
 class Registry:
     """Holds metrics and collectors; snapshots them for exposition.
 
@@ -997,6 +1023,7 @@ class Registry:
         # The batch lock: held by composite updates and by the snapshot copy. Re-entrant so a
         # batch may create metrics or nest another batch.
         self._lock = threading.RLock()
+        _track(self)
 
     # -- creation
     def counter(

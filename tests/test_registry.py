@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import sys
 import threading
+import time
 import unittest
 from unittest import mock
 
@@ -611,6 +614,53 @@ class TestThreadSafety(unittest.TestCase):
         self._run(lambda: [c.labels(str(i % 50)).inc() for i in range(5_000)])
         self.assertEqual(20_000, sum(s.value for s in self.reg.snapshot().samples()))
         self.assertEqual(50, len(self.reg.snapshot().family("c").series))
+
+
+@unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+class TestFork(unittest.TestCase):
+    def test_child_forked_while_a_thread_holds_the_locks_can_record(self):
+        """A child forked while another thread is inside batch() and inc() records without hanging."""
+        reg = Registry()
+        counter = reg.counter("forked_total", "h", ("k",))
+        child = counter.labels("a")
+        inside, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with reg.batch(), child._lock:
+                inside.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        self.addCleanup(holder.join)
+        self.addCleanup(release.set)
+        self.assertTrue(inside.wait(10))
+        pid = os.fork()
+        if pid == 0:  # the child: both locks were held by a thread that is not here
+            ok = False
+            try:
+                with reg.batch():
+                    child.inc()
+                    counter.labels("b").inc()
+                ok = reg.get_sample_value("forked_total", {"k": "a"}) == 1
+            finally:
+                os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)  # another process: no event to wait on
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.fail("the forked child hung on a lock held by a thread of its parent")
+        self.assertEqual(
+            0,
+            os.waitstatus_to_exitcode(status)
+            if hasattr(os, "waitstatus_to_exitcode")
+            else status >> 8,
+        )
 
 
 class _StaticCollector:
