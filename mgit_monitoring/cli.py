@@ -165,6 +165,20 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = No
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `... | head` closed stdout: stop quietly, as a killed-by-SIGPIPE tool would, with
+        # no traceback and no "Exception ignored" from the final flush at exit.
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests, hosts)
+        pass
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

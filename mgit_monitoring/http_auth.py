@@ -182,8 +182,10 @@ class HttpAuth:
         if token is None and not merged:
             msg = "HttpAuth needs a token, token_file, users or htpasswd_file"
             raise ConfigError(msg)
-        if '"' in realm or "\\" in realm:
-            msg = f"invalid realm {realm!r}: no quotes or backslashes"
+        if not realm.isascii() or not realm.isprintable() or '"' in realm or "\\" in realm:
+            # It goes into a header verbatim: CR/LF would split the response, and a
+            # non-ASCII character would fail every 401 on the wire.
+            msg = f"invalid realm {realm!r}: printable ASCII without quotes or backslashes"
             raise ConfigError(msg)
         # Keep only a digest of the token: equal-length inputs for compare_digest.
         self._token_digest = (

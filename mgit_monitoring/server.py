@@ -280,6 +280,7 @@ class MonitoringApp:
         return self._metrics_body("json", hdrs)
 
     def _metrics_body(self, fmt: str, hdrs: Dict[str, str]) -> Response:
+        self.health.refresh_stale()
         gz = self.metrics.accepts_gzip(hdrs.get("accept-encoding", ""))
         try:
             body = self._renders.get((fmt, gz))
@@ -412,6 +413,18 @@ class _HealthView:
         if self._started_refresher:
             self._started_refresher = False
             self.checker.stop_background()
+
+    def refresh_stale(self) -> None:
+        """Without a background refresher (``--simple``), a scrape re-runs stale checks behind
+        its answer: the ``mgit_health_*`` gauges it exposes would otherwise stay at -1
+        (unknown) forever on a server nobody probes. Never waits, never raises, and never
+        creates the default checker just for a scrape."""
+        try:
+            checker = self._given
+            if checker is not None and getattr(checker, "_background", None) is None:
+                checker.latest_results(refresh=True)
+        except Exception:
+            _log.debug("health refresh on scrape failed", exc_info=True)
 
     def _results(self) -> Any:
         checker = self.checker
@@ -734,12 +747,15 @@ class _Handler(BaseHTTPRequestHandler):
 
         app = self.server.app
         headers = self.headers
-        trace_id, echo = _request_ids(headers)
-        length = headers.get("Content-Length")
-        if "Transfer-Encoding" in headers or (
-            length is not None and length.strip() not in ("0", "")
-        ):
+        lengths = [v.strip() for v in headers.get_all("Content-Length") or ()]
+        if len(set(lengths)) > 1:
+            # Conflicting lengths make the framing unknowable (RFC 9112 6.3): 400 and close,
+            # or the unread body would be taken as the next request on this connection.
+            self.send_error(400)
+            return
+        if "Transfer-Encoding" in headers or any(v not in ("0", "") for v in lengths):
             self.close_connection = True  # a body we will not read makes the stream unusable
+        trace_id, echo = _request_ids(headers)
         with correlation_context(operation="http_request", correlation_id=trace_id) as cid:
             response = app.route(self.command, self.path, headers)
             extra = [("X-Correlation-ID", echo or cid)]

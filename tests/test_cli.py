@@ -58,6 +58,12 @@ class TestEntryPoints(CliTestCase):
                 self.assertEqual(0, out.returncode, out.stderr)
                 self.assertIn("example:", out.stdout)
 
+    def test_server_module_help_has_an_example(self):
+        """`python3 -m mgit_monitoring.server --help` shows an example too."""
+        out = self.run_cli("--help", module="mgit_monitoring.server")
+        self.assertEqual(0, out.returncode, out.stderr)
+        self.assertIn("example:", out.stdout)
+
     def test_cli_module_runs_too(self):
         """`python3 -m mgit_monitoring.cli` is the same program."""
         out = self.run_cli("--version", module="mgit_monitoring.cli")
@@ -122,16 +128,44 @@ class TestMetricsCommand(CliTestCase):
         self.assertEqual(0, out.returncode, out.stderr)
         self.assertTrue(out.stdout.endswith("# EOF\n"))
 
-    def test_output_file_is_written(self):
-        """`metrics --output FILE` writes the exposition there and nothing to stdout."""
-        self.record(processes=1, operations=7)
-        target = os.path.join(self.state, "textfile", "mgit.prom")
-        os.makedirs(os.path.dirname(target))
+    def test_output_replaces_the_file_atomically(self):
+        """`--output FILE` renames a finished temp file over the old one; stdout stays empty."""
+        self.record(processes=1, operations=2)
+        directory = os.path.join(self.state, "textfile")
+        os.makedirs(directory)
+        target = os.path.join(directory, "mgit.prom")
+        with open(target, "w", encoding="utf-8") as fh:
+            fh.write("# old\n")
+        reader = open(target, encoding="utf-8")  # noqa: SIM115 - a scraper mid-read
+        self.addCleanup(reader.close)
         out = self.run_cli("metrics", "--output", target)
         self.assertEqual(0, out.returncode, out.stderr)
         self.assertEqual("", out.stdout)
+        self.assertEqual("# old\n", reader.read())  # the open file was never rewritten
+        self.assertNotEqual(os.fstat(reader.fileno()).st_ino, os.stat(target).st_ino)
+        self.assertEqual(["mgit.prom"], os.listdir(directory))
+        self.assertEqual(0o644, os.stat(target).st_mode & 0o777)
         with open(target, encoding="utf-8") as fh:
             self.assertIn('operation="clone-all"', fh.read())
+
+    def test_closed_stdout_is_quiet(self):
+        """`metrics | head -0`: a closed pipe ends the command without a traceback."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            out = subprocess.run(
+                [sys.executable, "-m", "mgit_monitoring", "metrics"],
+                cwd=self.state,
+                env=self.env,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            os.close(write_end)
+        self.assertEqual("", out.stderr)
+        self.assertEqual(141, out.returncode)
 
     def test_unwritable_output_is_one_line_error(self):
         """An output path in a missing directory is a one-line error, exit 2."""
@@ -214,6 +248,22 @@ class TestHealthCommand(CliTestCase):
         self.assertEqual(1, out.returncode, out.stdout + out.stderr)
         self.assertIn("unhealthy", out.stdout)
         self.assertIn("git_availability", out.stdout)
+
+    def test_json_stays_pure_when_warnings_are_logged(self):
+        """With an unusable state dir (logged warnings), `--json` stdout is still only JSON."""
+        not_a_dir = os.path.join(self.state, "file")
+        with open(not_a_dir, "w", encoding="utf-8") as fh:
+            fh.write("x")
+        for args in (
+            ("health", "--json"),
+            ("metrics", "--format", "json"),
+            ("performance", "--json"),
+        ):
+            with self.subTest(args=args):
+                out = self.run_cli(*args, MGIT_MONITORING_STATE_DIR=not_a_dir)
+                self.assertIsInstance(json.loads(out.stdout), dict)
+                self.assertNotIn(out.returncode, (2,), out.stderr)
+        self.assertIn("WARNING", out.stderr)  # the warning went to stderr, not stdout
 
     def test_detailed_json_has_original_shape(self):
         """`health --detailed --json` keeps the original's summary and checks fields."""

@@ -7,6 +7,7 @@ the server is ``python3 -m mgit_monitoring server`` on port 0, the CLI is
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -126,6 +127,18 @@ class EndToEnd(unittest.TestCase):
             r"mgit_operation_duration_seconds_count"
             r'\{operation="clone-all",provider="github"\} 8000',
         )
+
+    def test_server_health_checks_feed_its_metrics(self):
+        """The server's health checker updates the mgit_health_* gauges its /metrics shows."""
+        url = self.start_server()
+        with urllib.request.urlopen(url + "/health/detailed", timeout=30) as response:
+            report = json.loads(response.read())  # every check has run once now
+        values = {"healthy": 1, "degraded": 0.5, "unhealthy": 0}
+        text = self.scrape(url)
+        for name, check in report["checks"].items():
+            line = f'mgit_health_check_status{{check="{name}"}} {float(values[check["status"]])}'
+            self.assertIn(line, text)
+        self.assertIn(f"\nmgit_health_overall {float(values[report['status']])}\n", text)
 
     def test_server_started_first_sees_a_running_process_within_a_flush(self):
         """A server already running shows a live process's work after its periodic flush."""

@@ -7,7 +7,9 @@ import hashlib
 import os
 import tempfile
 import unittest
+from unittest import mock
 
+from mgit_monitoring import http_auth
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.http_auth import (
     HttpAuth,
@@ -133,6 +135,29 @@ class TestHttpAuth(unittest.TestCase):
         self.assertFalse(auth.allows("/metrics", _basic("eve", "pw")))
         self.assertFalse(auth.allows("/metrics", "Basic !!notbase64"))
 
+    def test_secrets_are_compared_in_constant_time(self) -> None:
+        """Tokens and password hashes go through hmac.compare_digest, never ``==``."""
+        real = http_auth.hmac.compare_digest
+        calls = []
+
+        def spy(a: bytes, b: bytes) -> bool:
+            calls.append((len(a), len(b)))
+            return real(a, b)
+
+        with mock.patch.object(http_auth.hmac, "compare_digest", spy):
+            self.assertFalse(HttpAuth(token="t0ken").allows("/", "Bearer wrong-and-longer"))
+            self.assertEqual([(32, 32)], calls)  # digests: equal lengths, no length leak
+            calls.clear()
+            self.assertFalse(HttpAuth(users=self.users).allows("/", _basic("prom", "nope")))
+            self.assertEqual(1, len(calls))
+
+    def test_unknown_user_costs_a_hash_too(self) -> None:
+        """An unknown user is checked against a real hash, so timing does not reveal users."""
+        auth = HttpAuth(users=self.users)
+        with mock.patch.object(http_auth, "verify_password", return_value=False) as verify:
+            self.assertFalse(auth.allows("/", _basic("eve", "pw")))
+        verify.assert_called_once_with("pw", self.users["prom"])
+
     def test_both_schemes_and_challenges(self) -> None:
         """With token and users either scheme works; 401 advertises both."""
         auth = HttpAuth(token="t", users=self.users, realm="mon")
@@ -162,6 +187,15 @@ class TestHttpAuth(unittest.TestCase):
                 handle.write("\n")
             with self.assertRaisesRegex(ConfigError, "empty"):
                 HttpAuth(token_file=path)
+
+    def test_realm_must_be_safe_in_a_header(self) -> None:
+        """A realm that would break the WWW-Authenticate header is refused, naming it."""
+        for realm in ('a"b', "a\\b", "mon\r\nSet-Cookie: x=1", "監視"):
+            with self.assertRaisesRegex(ConfigError, "invalid realm"):
+                HttpAuth(token="t", realm=realm)
+        self.assertEqual(
+            ['Bearer realm="mgit prod"'], list(HttpAuth(token="t", realm="mgit prod").challenges())
+        )
 
     def test_needs_something(self) -> None:
         """HttpAuth without any credential source is a configuration error."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import io
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -15,13 +17,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import unittest
 import warnings
 from typing import Any, Dict, List, Tuple
 
+from mgit_monitoring.collector import MetricsCollector
 from mgit_monitoring.errors import ServerError
 from mgit_monitoring.health import HealthChecker, HealthCheckResult
 from mgit_monitoring.http_auth import HttpAuth, htpasswd_line
+from mgit_monitoring.logs import StructuredFormatter
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.server import (
     ENDPOINTS,
@@ -46,6 +51,17 @@ def _checker(registry: Registry, status: str = "healthy") -> HealthChecker:
         "disk", lambda: HealthCheckResult("disk", status, "state"), critical=True
     )
     return checker
+
+
+def _random_request(rnd: random.Random) -> Tuple[str, str]:
+    """(method, path): a scanner's or fuzzer's traffic, query strings and escapes included."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789/%?.=&-_~"
+    path = "/" + "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 40)))
+    return rnd.choice(("GET", "HEAD", "POST", "PUT", "DELETE", "BREW")), path
+
+
+def _own_series(text: str) -> List[str]:
+    return [line for line in text.splitlines() if line.startswith("mgit_monitoring_http_")]
 
 
 class _FailingRegistry(Registry):
@@ -132,6 +148,16 @@ class TestRoute(_Base):
         om = self.app.route("GET", "/metrics", {"Accept": PROMETHEUS_ACCEPT})
         self.assertTrue(om.header("Content-Type").startswith("application/openmetrics-text"))
         self.assertTrue(om.body.endswith(b"# EOF\n"))
+        prometheus3 = (
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf8;q=0.5,"
+            "application/openmetrics-text;version=0.0.1;q=0.4,"
+            "text/plain;version=1.0.0;escaping=allow-utf8;q=0.3,"
+            "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+        )
+        om3 = self.app.route("GET", "/metrics", {"Accept": prometheus3})
+        self.assertEqual(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8", om3.header("Content-Type")
+        )
         text = self.app.route("GET", "/metrics", {"Accept": "application/json"})
         self.assertEqual("text/plain; version=0.0.4; charset=utf-8", text.header("Content-Type"))
         self.assertIn(b'mgit_operations_total{operation="clone"} 3', text.body)
@@ -205,6 +231,26 @@ class TestRoute(_Base):
         self.assertIn('mgit_monitoring_http_requests_total{handler="other",code="404"} 1', text)
         self.assertNotIn("/secret/token", text)
         self.assertNotIn("mgit_api_", text)
+
+    def test_ten_thousand_random_paths_keep_series_bounded(self) -> None:
+        """10,000 random paths and methods add no series: labels are route templates only."""
+        collector = MetricsCollector(process_metrics=False)
+        app = MonitoringApp(collector=collector, health_checker=self.checker, simple=True)
+        rnd = random.Random(7)
+        for _ in range(10000):
+            app.route(*_random_request(rnd), {})
+        text = app.route("GET", "/metrics", {}).body.decode()
+        series = _own_series(text)
+        counted = [x for x in series if x.startswith("mgit_monitoring_http_requests_total{")]
+        # /metrics 200 plus what random paths reach: other 404, / 200 and / 405.
+        self.assertLessEqual(len(counted), 4, counted)
+        self.assertLess(len(series), 100, "one series per path would be thousands")
+        handlers = {line.split('handler="', 1)[1].split('"', 1)[0] for line in series}
+        self.assertLessEqual(handlers, {*ENDPOINTS, "/", "other"})
+        # Never mixed into the provider API metrics of the same registry.
+        api = [x for x in text.splitlines() if x.startswith("mgit_api_")]
+        self.assertEqual([], api)
+        self.assertIn("# TYPE mgit_api_requests_total counter", text)
 
     def test_scrape_sees_updates_made_before_it(self) -> None:
         """Concurrent scrapes share renders but each sees every increment made before it."""
@@ -288,6 +334,58 @@ class TestServerEndpoints(_Base):
             sockets.add(id(conn.sock))
         self.assertEqual(1, len(sockets), "the connection was not kept alive")
 
+    def test_random_paths_over_one_connection(self) -> None:
+        """Random paths and methods get typed, sized answers; no series per path appears."""
+        server = self.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        self.addCleanup(conn.close)
+        rnd = random.Random(11)
+        for _ in range(300):
+            method, path = _random_request(rnd)
+            conn.request(method, path)
+            response = conn.getresponse()
+            body = response.read()
+            self.assertIn(response.status, (200, 404, 405), path)
+            self.assertTrue(response.getheader("Content-Type"), path)
+            if method != "HEAD":
+                self.assertEqual(str(len(body)), response.getheader("Content-Length"), path)
+            if response.status != 200 and method != "HEAD":
+                self.assertEqual(response.status, json.loads(body)["status"])
+            if response.status == 405:
+                self.assertEqual("GET, HEAD, OPTIONS", response.getheader("Allow"))
+        conn.request("GET", "/metrics")
+        series = _own_series(conn.getresponse().read().decode())
+        handlers = {line.split('handler="', 1)[1].split('"', 1)[0] for line in series}
+        self.assertLessEqual(handlers, {"/metrics", "/", "other"})
+
+    def test_head_then_get_on_one_connection(self) -> None:
+        """HEAD sends GET's headers and no body: the next response on the connection is intact."""
+        server = self.start()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        self.addCleanup(conn.close)
+        varying = {"date", "x-correlation-id"}
+        for path in ("/health/live", "/", "/nope"):
+            conn.request("HEAD", path)
+            head = conn.getresponse()
+            self.assertEqual(b"", head.read())
+            conn.request("GET", path)
+            get = conn.getresponse()
+            body = get.read()
+            self.assertEqual(get.status, head.status, path)
+            self.assertEqual(
+                {k.lower(): v for k, v in head.getheaders() if k.lower() not in varying},
+                {k.lower(): v for k, v in get.getheaders() if k.lower() not in varying},
+                path,
+            )
+            self.assertEqual(len(body), int(head.getheader("Content-Length")), path)
+
+    def test_health_endpoints_are_not_cached(self) -> None:
+        """Every health answer carries Cache-Control: no-store, over the wire."""
+        server = self.start()
+        for path in ("/health", "/health/ready", "/health/live", "/health/detailed", "/status"):
+            response, _ = self.get(server, path)
+            self.assertEqual("no-store", response.getheader("Cache-Control"), path)
+
     def test_url_and_port(self) -> None:
         """Port 0 binds a free port reported in .port and .url."""
         server = self.start()
@@ -313,6 +411,7 @@ class TestServerEndpoints(_Base):
         self.assertEqual("gzip", response.getheader("Content-Encoding"))
         self.assertEqual(str(len(body)), response.getheader("Content-Length"))
         self.assertIn(b'mgit_operations_total{operation="clone"} 3\n', gzip.decompress(body))
+        self.assertIn("Accept-Encoding", response.getheader("Vary"))
         response, body = self.get(server, "/metrics", Accept_Encoding="gzip;q=0")
         self.assertIsNone(response.getheader("Content-Encoding"))
 
@@ -341,6 +440,30 @@ class TestServerEndpoints(_Base):
         self.assertEqual(trace, response.getheader("X-Correlation-ID"))
         response, _ = self.get(server, "/info", X_Correlation_ID="req-42")
         self.assertEqual("req-42", response.getheader("X-Correlation-ID"))
+
+    def test_incoming_ids_reach_the_access_log(self) -> None:
+        """The structured access line carries the caller's trace-id or correlation id."""
+        server = self.start()
+        logger = logging.getLogger("mgit_monitoring.server.access")
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(StructuredFormatter())
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        self.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(logging.DEBUG)
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        self.get(server, "/info", traceparent=f"00-{trace}-00f067aa0ba902b7-01")
+        self.get(server, "/health/live", X_Correlation_ID="0af7651916cd43dd8448eb211c80319c")
+        self.get(server, "/status", X_Correlation_ID="req-42")
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        by_path = {line["path"]: line for line in lines}
+        self.assertEqual(trace, by_path["/info"]["correlation_id"])
+        self.assertEqual(
+            "0af7651916cd43dd8448eb211c80319c", by_path["/health/live"]["correlation_id"]
+        )
+        self.assertEqual("req-42", by_path["/status"]["correlation"]["external_correlation_id"])
+        self.assertEqual(200, by_path["/status"]["status_code"])
 
     def test_access_log_levels_and_fields(self) -> None:
         """Scrapes and probes log at DEBUG, other requests at INFO, with structured fields."""
@@ -382,6 +505,45 @@ class TestServerEndpoints(_Base):
         self.assertEqual(200, response.status)
         self.assertFalse(release.is_set(), "the probe answered only after the check finished")
 
+    def test_probes_answer_while_a_check_hangs_from_the_start(self) -> None:
+        """A critical check that never returns cannot hold /health/live or /health/ready."""
+        registry = Registry()
+        checker = HealthChecker(registry, probe_wait=0.1)  # the bounded wait for a first result
+        entered, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        def hung() -> bool:
+            entered.set()
+            release.wait(60)
+            return True
+
+        checker.register_check("hung", hung, critical=True, timeout=60)
+        server = self.start(health_checker=checker)
+        response, body = self.get(server, "/health/ready")
+        self.assertEqual(503, response.status)  # never had a result: not ready yet
+        self.assertEqual("not_ready", json.loads(body)["status"])
+        self.assertTrue(entered.wait(10))
+        for _ in range(3):
+            self.assertEqual(503, self.get(server, "/health/ready")[0].status)
+            self.assertEqual(200, self.get(server, "/health/live")[0].status)
+        self.assertFalse(release.is_set(), "a probe answered only after the check finished")
+
+    def test_simple_mode_scrapes_keep_health_gauges_current(self) -> None:
+        """With no background refresher, scrapes re-run stale checks, so the gauges leave -1."""
+        registry = Registry()
+        checker = _checker(registry)
+        server = self.start(registry=registry, health_checker=checker)  # simple=True
+        line = 'mgit_health_check_status{check="disk"} 1'
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:  # the check runs behind the scrape's answer
+            text = self.get(server, "/metrics")[1].decode()
+            if line in text:
+                break
+            threading.Event().wait(0.01)
+        self.assertIn(line, text)
+        self.assertIn("mgit_health_overall 1", text)
+
 
 class TestServerLimits(_Base):
     """Resource bounds: timeouts, sizes, the connection cap, bodies, error texts."""
@@ -422,6 +584,19 @@ class TestServerLimits(_Base):
         self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply[:40])
         self.assertIn(b"Connection: close", reply)
 
+    def test_conflicting_content_lengths_400_and_close(self) -> None:
+        """Two different Content-Length values get 400 and a closed connection (no smuggling)."""
+        server = self.start()
+        smuggled = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+        reply = self.raw(
+            server,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled,
+        )
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:40])
+        self.assertIn(b"Connection: close", reply)
+        self.assertEqual(1, reply.count(b"HTTP/1.1 "), "the body was served as a request")
+
     def test_garbage_request_400_json(self) -> None:
         """A malformed request line gets a JSON 400, never the stdlib HTML page."""
         server = self.start()
@@ -439,6 +614,38 @@ class TestServerLimits(_Base):
         self.assertEqual(200, self.get(server, "/health/live")[0].status)
         # The server closes the stalled connection (recv returns b"" instead of timing out).
         self.assertEqual(b"", slow.recv(1024))
+
+    def test_one_byte_at_a_time_is_cut_at_the_deadline(self) -> None:
+        """A client sending a byte every 50 ms is dropped at the head deadline, mid-request."""
+        server = self.start(request_timeout=0.5)
+        data = b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 400  # 20 s at this pace
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(sock.close)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+        sent: List[int] = []
+
+        def trickle() -> None:
+            for byte in data:
+                if stop.wait(0.05):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+                sent.append(byte)
+
+        sender = threading.Thread(target=trickle)
+        sender.start()
+        try:
+            closed = sock.recv(1024)  # b"" once the server drops us
+        except ConnectionResetError:
+            closed = b""
+        stop.set()
+        sender.join(10)
+        self.assertEqual(b"", closed)
+        self.assertLess(len(sent), len(data), "the server waited for the whole trickle")
+        self.assertEqual(200, self.get(server, "/health/live")[0].status)
 
     def test_connection_cap_answers_503(self) -> None:
         """Over max_connections a new connection gets a quick 503 with Retry-After."""
@@ -530,9 +737,7 @@ class TestTLS(_Base):
         conn.request("GET", "/health/live")
         self.assertEqual(200, conn.getresponse().status)
 
-    def test_old_tls_refused(self) -> None:
-        """A client limited to TLS 1.1 cannot connect."""
-        server = self.start(tls=TLSConfig(self.cert, self.key))
+    def _old_tls_client(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -541,12 +746,70 @@ class TestTLS(_Base):
                 warnings.simplefilter("ignore", DeprecationWarning)  # the point of the test
                 ctx.minimum_version = ssl.TLSVersion.TLSv1
                 ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+                # OpenSSL 3 refuses TLS < 1.2 below security level 0 on the client side too;
+                # without this the client fails alone and the server is never tested.
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         except (ValueError, ssl.SSLError):
-            self.skipTest("this OpenSSL cannot even offer TLS 1.1")
+            self.skipTest("this OpenSSL cannot offer TLS 1.1")
+        return ctx
+
+    def _old_tls_possible(self, client: ssl.SSLContext) -> bool:
+        """Control: can this client reach TLS 1.1 with a server that allows it?"""
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                server_ctx.minimum_version = ssl.TLSVersion.TLSv1
+                server_ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            server_ctx.load_cert_chain(self.cert, self.key)
+        except (ValueError, ssl.SSLError):
+            return False
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+
+            def accept() -> None:
+                conn, _ = listener.accept()
+                try:
+                    server_ctx.wrap_socket(conn, server_side=True).close()
+                except (OSError, ssl.SSLError):
+                    conn.close()
+
+            thread = threading.Thread(target=accept)
+            thread.start()
+            try:
+                with socket.create_connection(
+                    listener.getsockname(), timeout=10
+                ) as sock, client.wrap_socket(sock) as tls:
+                    return tls.version() in ("TLSv1", "TLSv1.1")
+            except (OSError, ssl.SSLError):
+                return False
+            finally:
+                thread.join(10)
+
+    def test_old_tls_refused(self) -> None:
+        """A client limited to TLS 1.1, which a permissive server accepts, is refused by ours."""
+        self.assertEqual(
+            ssl.TLSVersion.TLSv1_2, TLSConfig(self.cert, self.key).context().minimum_version
+        )
+        client = self._old_tls_client()
+        if not self._old_tls_possible(client):
+            self.skipTest("this OpenSSL cannot negotiate TLS 1.1 at all")
+        server = self.start(tls=TLSConfig(self.cert, self.key))
         with socket.create_connection(
             ("127.0.0.1", server.port), timeout=10
-        ) as sock, self.assertRaises((ssl.SSLError, OSError)):
-            ctx.wrap_socket(sock).do_handshake()
+        ) as sock, self.assertRaisesRegex(ssl.SSLError, "(?i)protocol.version|unsupported"):
+            client.wrap_socket(sock).do_handshake()
+        self.assertEqual(200, self._https_get(server, "/health/live"))
+
+    def _https_get(self, server: MonitoringServer, path: str) -> int:
+        ctx = ssl.create_default_context(cafile=self.cert)
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=10)
+        self.addCleanup(conn.close)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
 
     def test_bad_certificate_path(self) -> None:
         """A missing certificate file is a one-line ConfigError naming it."""
@@ -661,8 +924,9 @@ class TestProcess(unittest.TestCase):
         self.env = dict(os.environ, HOME=tmp.name, MGIT_MONITORING_STATE_DIR=tmp.name)
         self.env["PYTHONPATH"] = REPO + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def spawn(self, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "mgit_monitoring.server", "--host", "127.0.0.1", *args]
+    def spawn(self, *args: str, module: str = "mgit_monitoring.server") -> subprocess.Popen:
+        command = ["server"] if module == "mgit_monitoring" else []
+        cmd = [sys.executable, "-m", module, *command, "--host", "127.0.0.1", *args]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, text=True
         )
@@ -691,15 +955,90 @@ class TestProcess(unittest.TestCase):
             self.assertEqual(0, proc.wait(timeout=30), signum)
 
     def test_port_in_use_one_line_error(self) -> None:
-        """A busy port exits non-zero with one 'error:' line and no traceback."""
+        """A busy port exits non-zero with one 'error:' line, from both ways to start it."""
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
-            proc = self.spawn("--simple", "--port", str(busy.getsockname()[1]))
-            _, err = proc.communicate(timeout=30)
-        self.assertNotEqual(0, proc.returncode)
-        self.assertIn("error: cannot listen on 127.0.0.1:", err)
-        self.assertNotIn("Traceback", err)
+            port = str(busy.getsockname()[1])
+            for module in ("mgit_monitoring.server", "mgit_monitoring"):
+                proc = self.spawn("--simple", "--port", port, module=module)
+                out, err = proc.communicate(timeout=30)
+                self.assertNotEqual(0, proc.returncode, module)
+                self.assertTrue(
+                    err.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), (module, err)
+                )
+                self.assertEqual(1, len(err.strip().splitlines()), err)
+                self.assertEqual("", out, module)
+
+    def test_sigterm_drains_a_request_in_flight(self) -> None:
+        """`python3 -m mgit_monitoring server` answers a request in flight at SIGTERM, exits 0."""
+        with socket.socket() as provider:  # a provider API that answers only when told to
+            provider.bind(("127.0.0.1", 0))
+            provider.listen(1)
+            provider.settimeout(30)
+            self.env["MGIT_MONITORING_NETWORK_HOSTS"] = "none"
+            self.env["MGIT_MONITORING_PROVIDER_ENDPOINTS"] = (
+                f"github=http://127.0.0.1:{provider.getsockname()[1]}/rate_limit"
+            )
+            proc = self.spawn("--simple", "--port", "0", module="mgit_monitoring")
+            line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+            self.assertTrue(line.startswith("serving on http://127.0.0.1:"), line)
+            conn = http.client.HTTPConnection("127.0.0.1", int(line.rsplit(":", 1)[1]), timeout=30)
+            self.addCleanup(conn.close)
+            conn.request("GET", "/health")  # the first /health waits for every check
+            check, _ = provider.accept()  # ... and one of them is now waiting on us
+            with check:
+                check.recv(65536)
+                proc.send_signal(signal.SIGTERM)
+                for log_line in proc.stderr:  # type: ignore[union-attr]
+                    if "draining in-flight requests" in log_line:
+                        break
+                check.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+                )
+            response = conn.getresponse()
+            self.assertEqual("close", response.getheader("Connection"))
+            self.assertIn(json.loads(response.read())["status"], ("healthy", "degraded"))
+            self.assertEqual(0, proc.wait(timeout=30))
+
+    def test_auth_and_tls_flags(self) -> None:
+        """--auth-token-file, --public-probes, --tls-cert/--tls-key reach the served socket."""
+        openssl = need_executable("openssl")
+        cert, key, token = (os.path.join(self.env["HOME"], n) for n in ("c.pem", "k.pem", "t"))
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        with open(token, "w", encoding="utf-8") as handle:
+            handle.write("t0ken\n")
+        proc = self.spawn(
+            "--simple", "--port", "0", "--auth-token-file", token, "--public-probes",
+            "--tls-cert", cert, "--tls-key", key, module="mgit_monitoring",
+        )  # fmt: skip
+        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        self.assertTrue(line.startswith("serving on https://127.0.0.1:"), line)
+        ctx = ssl.create_default_context(cafile=cert)
+        port = int(line.rsplit(":", 1)[1])
+
+        def status(path: str, **headers: str) -> int:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        self.assertEqual(401, status("/metrics"))
+        self.assertEqual(200, status("/metrics", Authorization="Bearer t0ken"))
+        self.assertEqual(200, status("/health/live"))
+        self.assertEqual(401, status("/info"))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(timeout=30))
 
 
 if __name__ == "__main__":
