@@ -399,13 +399,16 @@ class _HealthView:
             if self._given is None:
                 from mgit_monitoring.health import get_health_checker
 
-                self._given = get_health_checker()
-            self._checker = self._given
+                self._checker = get_health_checker()  # first health request, not start-up
+            else:
+                self._checker = self._given
         return self._checker
 
     def start(self) -> None:
+        if not self._background:
+            return  # --simple: no refresher, and no default checker until health is asked
         checker = self.checker
-        if self._background and getattr(checker, "_background", None) is None:
+        if getattr(checker, "_background", None) is None:
             checker.start_background()
             self._started_refresher = True
 

@@ -94,6 +94,20 @@ class _Base(unittest.TestCase):
         return response, response.read()
 
 
+class TestDefaultChecker(_Base):
+    def test_simple_server_without_checker_runs_no_check_until_health_is_asked(self) -> None:
+        """A --simple server given no checker builds none (no DNS, no git) for start and scrapes."""
+        from mgit_monitoring import health
+
+        health.reset_health_checker()
+        self.addCleanup(health.reset_health_checker)
+        server = self.start(health_checker=None)
+        for _ in range(3):
+            response, _body = self.get(server, "/metrics")
+            self.assertEqual(200, response.status)
+        self.assertIsNone(health._default)
+
+
 class TestRoute(_Base):
     """The pure routing function, without sockets."""
 
