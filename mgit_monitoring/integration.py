@@ -34,8 +34,12 @@ and look the collector and monitor up at CALL time, so decorating at import and 
 decorated). Exceptions, BaseException included (KeyboardInterrupt, task cancellation),
 propagate unchanged and are recorded as failures by type; ``SystemExit`` with code 0 or
 None counts as success. With ``enabled=False`` (``MGIT_MONITORING_ENABLED=false``) every
-decorator is a pass-through that tests one flag. Before any setup the flag is read once
-from the environment and the in-memory defaults are used (nothing is persisted). A failure
+decorator and every ``record_*`` method of the metrics collector is a pass-through. A
+function decorated while monitoring is disabled is returned as it is (no wrapper, no
+cost; enabling monitoring later does not reach it); one decorated while enabled and
+disabled later (``setup_monitoring_integration(enabled=False, force=True)``) keeps a
+wrapper that tests one flag per call. Before any setup the flag is read once from the
+environment and the in-memory defaults are used (nothing is persisted). A failure
 inside monitoring (a broken handler, filter or metric) never breaks the decorated call:
 it is swallowed with one warning per kind on the ``mgit_monitoring.integration`` logger.
 
@@ -70,6 +74,9 @@ from typing import (
     cast,
 )
 
+from mgit_monitoring import collector as _collector_module
+from mgit_monitoring import context as _context
+from mgit_monitoring import performance as _performance_module
 from mgit_monitoring.collector import (
     MetricsCollector,
     get_metrics_collector,
@@ -77,7 +84,6 @@ from mgit_monitoring.collector import (
     setup_metrics,
 )
 from mgit_monitoring.config import MonitoringConfig
-from mgit_monitoring.context import correlation_context
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.logs import StructuredLogger, get_structured_logger, setup_structured_logging
 from mgit_monitoring.masking import mask_credentials
@@ -132,7 +138,10 @@ _RATE_REMAINING = ("x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit
 _URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/@?#\s]*@")
 _MAX_WARNED = 64
 _MAX_ERROR_TEXT = 500
+_INFO, _ERROR = logging.INFO, logging.ERROR
 _clock = time.perf_counter
+_enter_scope = _context._enter
+_reset_scope = _context._CURRENT.reset
 
 
 class MonitoringIntegration(NamedTuple):
@@ -288,6 +297,7 @@ def setup_monitoring_integration(
             )
         # Adopts an existing default collector: replacing it orphaned its holders.
         metrics = setup_metrics()
+        metrics.enabled = cfg.enabled  # an adopted collector follows this configuration too
         registry = metrics.registry
         store = None
         store_dir = cfg.store_dir  # None when disabled or persistence is off
@@ -590,6 +600,8 @@ class _Spec:
         "op_name",
         "picker",
         "provider",
+        "scope",
+        "scope_cache",
         "slogger",
         "tags",
         "track",
@@ -626,6 +638,14 @@ class _Spec:
             fields["git_operation"] = name
         self.fields: Mapping[str, Any] = fields
         self.tags: Optional[Dict[str, str]] = {"provider": provider} if provider else None
+        # The correlation scope of a call without a repository: one attribute dict (and its
+        # log rendering cache) shared by every call, as correlation_context(name,
+        # provider=provider) would build it.
+        scope: Dict[str, Any] = {"operation": name}
+        if provider is not None:
+            scope["provider"] = provider
+        self.scope = scope
+        self.scope_cache: Dict[Any, Any] = {}
 
     def logger(self) -> StructuredLogger:
         # Loggers belong to logging and are never replaced: keeping one is not a stale
@@ -658,52 +678,47 @@ class _Run:
     """One monitored mgit or Git operation: :meth:`begin`, the call, then :meth:`finish`.
 
     Every step is guarded: a failing step is reported once and skipped; what began is
-    always undone (the concurrency gauge, the correlation scope).
+    always undone (the concurrency gauge, the correlation scope). The per-call work is
+    kept to what depends on the call: names, fields, tags and the scope's attributes are
+    built once per decorated function (:class:`_Spec`).
     """
 
     __slots__ = (
-        "cm",
         "collector",
         "correlation_id",
         "fields",
         "gauge",
         "monitor",
-        "op_name",
         "repository",
         "spec",
         "t0",
+        "token",
         "trace_id",
     )
 
-    def __init__(self, spec: _Spec) -> None:
-        self.spec = spec
-        self.op_name = spec.op_name
-        self.collector: Any = None
-        self.monitor: Any = None
-        self.cm: Any = None
-        self.gauge: Any = None
-        self.trace_id: Optional[str] = None
-        self.correlation_id: Optional[str] = None
-        self.repository: Optional[str] = None
-        self.fields: Mapping[str, Any] = spec.fields
-        self.t0 = 0.0
-
-    def begin(
+    def __init__(
         self,
+        spec: _Spec,
         args: Tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] = {},  # noqa: B006 - never mutated
         repository: Any = None,
         metadata: Optional[Mapping[str, Any]] = None,
     ) -> None:
+        """Begin: creating the run starts the monitoring of one call."""
+        self.spec = spec
+        self.correlation_id: Optional[str] = None
+        self.trace_id: Optional[str] = None
         # Three independent parts (context + metrics, log line, trace), each guarded on its
         # own: a broken logger must not cost the metrics or the trace. Warnings are keyed by
         # part, so one broken part warns once for start and end together.
-        spec = self.spec
         git = spec.git
         fields = spec.fields  # shared and never mutated; a per-call copy when it grows
         tags = spec.tags
+        self.collector: Any = None
+        self.monitor: Any = None
+        self.gauge = self.token = self.repository = None
         try:
-            self.collector = collector = get_metrics_collector()
+            self.collector = collector = _collector_module._default or get_metrics_collector()
             if git:
                 try:
                     value = spec.pick(REPOSITORY_PARAMETERS, args, kwargs)
@@ -716,32 +731,38 @@ class _Run:
                 fields = {**fields, "repository": repo}
                 tags = {**(tags or {}), "repository": repo}
                 if git:
-                    cm = correlation_context(git_operation=spec.name, repository=repo)
+                    attrs: Dict[str, Any] = {"git_operation": spec.name, "repository": repo}
                 else:
-                    cm = correlation_context(spec.name, provider=spec.provider, repository=repo)
+                    attrs = {**spec.scope, "repository": repo}
+                self.token, state = _enter_scope(attrs)
             else:
-                cm = correlation_context(spec.name, provider=spec.provider)
-            self.fields = fields
-            self.correlation_id = cm.__enter__()
-            self.cm = cm
-            if not git:
-                gauge = collector.registry.get("mgit_concurrent_operations")
-                if gauge is not None:
-                    gauge.inc()
-                    self.gauge = gauge
+                self.token, state = _enter_scope(spec.scope, spec.scope_cache)
+            self.correlation_id = state.trace_id
+            if not git and collector.enabled:
+                gauge = collector._concurrent
+                gauge.inc()
+                self.gauge = gauge
         except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
             _warn_once("metrics", exc)
+        self.fields = fields
         if spec.log:
             try:
-                if metadata:
-                    fields = {**metadata, **fields}
-                spec.logger().operation_start(self.op_name, stacklevel=_STACKLEVEL, **fields)
+                slogger = spec.slogger or spec.logger()
+                lg = slogger.logger
+                try:  # lg.isEnabledFor(INFO) from its cache: no field dicts for a filtered line
+                    on = lg._cache[_INFO]  # type: ignore[attr-defined]
+                except (KeyError, AttributeError):
+                    on = lg.isEnabledFor(_INFO)
+                if on and not lg.disabled:
+                    if metadata:
+                        fields = {**metadata, **fields}
+                    slogger.operation_start(spec.op_name, stacklevel=_STACKLEVEL, **fields)
             except Exception as exc:  # noqa: BLE001
                 _warn_once("logging", exc)
         if spec.track:
             try:
-                monitor = get_performance_monitor()
-                self.trace_id = monitor.start_trace(self.op_name, tags=tags, metadata=metadata)
+                monitor = _performance_module._default or get_performance_monitor()
+                self.trace_id = monitor.start_trace(spec.op_name, None, tags, metadata)
                 self.monitor = monitor
             except Exception as exc:  # noqa: BLE001
                 _warn_once("trace", exc)
@@ -750,8 +771,11 @@ class _Run:
     def finish(self, exc: BaseException | None, result: Any = None) -> None:
         duration = _clock() - self.t0
         spec = self.spec
-        success = _is_success(exc)
-        error_type = None if success else type(exc).__name__
+        if exc is None:
+            success, error_type = True, None
+        else:
+            success = _is_success(exc)
+            error_type = None if success else type(exc).__name__
         try:
             collector = self.collector
             if collector is not None:
@@ -762,7 +786,7 @@ class _Run:
                 else:
                     collector.record_operation(spec.name, success, duration, spec.provider)
                 if error_type is not None:
-                    collector.record_error(error_type, self.op_name, spec.provider)
+                    collector.record_error(error_type, spec.op_name, spec.provider)
         except Exception as err:  # noqa: BLE001
             _warn_once("metrics", err)
         if self.trace_id is not None:
@@ -773,30 +797,38 @@ class _Run:
                 _warn_once("trace", err)
         if spec.log:
             try:
-                fields = self.fields
-                if error_type is not None:
-                    fields = {
-                        **fields,
-                        "error_type": error_type,
-                        "error": _error_text(cast(BaseException, exc)),
-                    }
-                spec.logger().operation_end(
-                    self.op_name, success, duration, stacklevel=_STACKLEVEL, **fields
-                )
+                slogger = spec.slogger or spec.logger()
+                lg = slogger.logger
+                level = _INFO if success else _ERROR
+                try:
+                    on = lg._cache[level]  # type: ignore[attr-defined]
+                except (KeyError, AttributeError):
+                    on = lg.isEnabledFor(level)
+                if on and not lg.disabled:
+                    fields = self.fields
+                    if error_type is not None:
+                        fields = {
+                            **fields,
+                            "error_type": error_type,
+                            "error": _error_text(cast(BaseException, exc)),
+                        }
+                    slogger.operation_end(
+                        spec.op_name, success, duration, stacklevel=_STACKLEVEL, **fields
+                    )
             except Exception as err:  # noqa: BLE001
                 _warn_once("logging", err)
         # Always undone, whatever failed above: a stuck gauge or scope would lie forever.
-        gauge, cm = self.gauge, self.cm
+        gauge, token = self.gauge, self.token
         if gauge is not None:
             self.gauge = None
             try:
                 gauge.dec()
             except Exception as err:  # noqa: BLE001
                 _warn_once("metrics", err)
-        if cm is not None:
-            self.cm = None
+        if token is not None:
+            self.token = None
             try:
-                cm.__exit__(None, None, None)
+                _reset_scope(token)
             except Exception as err:  # noqa: BLE001
                 _warn_once("correlation context", err)
 
@@ -806,13 +838,9 @@ class _ApiCall:
 
     __slots__ = ("provider", "spec", "t0")
 
-    def __init__(self, spec: _Spec) -> None:
+    def __init__(self, spec: _Spec, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.spec = spec
-        self.provider = "unknown"
-        self.t0 = 0.0
-
-    def begin(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        provider = self.spec.provider
+        provider = spec.provider
         if provider is None:
             try:
                 provider = _provider_of(args, kwargs)
@@ -882,12 +910,10 @@ class _AuthCall:
 
     __slots__ = ("organization", "provider", "spec")
 
-    def __init__(self, spec: _Spec) -> None:
+    def __init__(self, spec: _Spec, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.spec = spec
         self.provider = "unknown"
         self.organization = "unknown"
-
-    def begin(self, args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         try:
             self.provider = self.spec.provider or _provider_of(args, kwargs)
             org = self.spec.pick(_ORG_PARAMETERS, args, kwargs)
@@ -929,16 +955,24 @@ class _AuthCall:
             _warn_once("logging", err)
 
 
-def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
-    """The sync or async wrapper: one flag test, then ``call(spec)`` begins and finishes."""
+def _wrap(func: _F, spec: _Spec, call: Callable[..., Any]) -> _F:
+    """The sync or async wrapper: one flag test, ``call(spec, args, kwargs)`` begins, the
+    call, then ``finish``.
+
+    Monitoring disabled when the decorator is applied (``MGIT_MONITORING_ENABLED=false``
+    read then, or an earlier setup with ``enabled=False``): ``func`` itself is returned, so
+    a disabled call costs exactly an undecorated one. Disabled later (setup with
+    ``enabled=False, force=True``), the wrapper stays and tests one flag per call.
+    """
+    if not is_monitoring_enabled():
+        return func
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             if _enabled is not True and (_enabled is False or not is_monitoring_enabled()):
                 return await func(*args, **kwargs)
-            run = call(spec)
-            run.begin(args, kwargs)
+            run = call(spec, args, kwargs)
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
@@ -953,8 +987,7 @@ def _wrap(func: _F, spec: _Spec, call: Callable[[_Spec], Any]) -> _F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _enabled is not True and (_enabled is False or not is_monitoring_enabled()):
             return func(*args, **kwargs)
-        run = call(spec)
-        run.begin(args, kwargs)
+        run = call(spec, args, kwargs)
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
@@ -1125,8 +1158,7 @@ class MonitoringContext:
         if self._run is not None:
             raise RuntimeError("MonitoringContext is already active (it is not reentrant)")
         if _enabled is True or is_monitoring_enabled():
-            run = _Run(self._spec)
-            run.begin((), {}, self._repository, self._metadata)
+            run = _Run(self._spec, (), {}, self._repository, self._metadata)
             self._run = run
         return self
 

@@ -265,7 +265,6 @@ class StructuredFormatter(logging.Formatter):
         # surrogateescape): \\udcff escapes keep it valid UTF-8 JSON and round-trippable.
         self._encode_ascii = _make_encoder(True, self._default)
         self._ts_cache: Tuple[int, str] = (-1, "")
-        self._ctx_slot = 1 if self._masker is not None else 0
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -295,17 +294,28 @@ class StructuredFormatter(logging.Formatter):
         return state
 
     def _context_attrs(self, state: Any) -> Dict[str, Any]:
-        """The scope's attributes, masked once per scope and cached on it."""
-        cache = state.log_cache
-        if cache is None:
-            cache = state.log_cache = [None, None, None, None]
-        attrs = cache[self._ctx_slot]
-        if attrs is None:
-            attrs = dict(state.attrs)
-            if self._masker is not None:
-                attrs = self._masker.mask(attrs)
-            cache[self._ctx_slot] = attrs
-        return attrs
+        """The scope's attributes, masked once per attribute dict and cached with it.
+
+        The cache is keyed by masker (None when unmasked) and shared by every scope that
+        holds the same attribute dict (each call of a decorated function, for example).
+        """
+        entry = state.attrs_cache.get(self._masker)
+        if entry is None:
+            entry = self._render_attrs(state)
+        return entry[0]
+
+    def _render_attrs(self, state: Any) -> Tuple[Dict[str, Any], str | None]:
+        """(masked attrs, their JSON members as ',"k":v...' or None if not cacheable)."""
+        attrs = dict(state.attrs)
+        if self._masker is not None:
+            attrs = self._masker.mask(attrs)
+        body: str | None = None
+        if "correlation_id" not in attrs:  # it would replace the id's value in the object
+            encoded = self._encode(attrs)
+            body = "," + encoded[1:-1] if len(encoded) > 2 else ""
+        entry = (attrs, body)
+        state.attrs_cache[self._masker] = entry
+        return entry
 
     def _exception(self, record: logging.LogRecord) -> Tuple[str, str, str] | None:
         """(type, message, traceback) of the record's exception, masked; None without one."""
@@ -446,20 +456,29 @@ class StructuredFormatter(logging.Formatter):
         return "".join(parts)
 
     def _correlation_fragment(self, state: Any) -> str:
-        """',"correlation_id":...,"span_id":...,"correlation":{...}', cached per scope."""
+        """',"correlation_id":...,"span_id":...,"correlation":{...}', cached per scope.
+
+        The attributes' JSON comes from the attribute dict's cache, so a new scope with
+        already-seen attributes (a decorated function's next call) costs one f-string.
+        """
         cache = state.log_cache
-        if cache is None:
-            cache = state.log_cache = [None, None, None, None]
-        slot = self._ctx_slot + 2
-        fragment = cache[slot]
-        if fragment is None:
-            corr = {"correlation_id": state.trace_id}
-            corr.update(self._context_attrs(state))
-            fragment = (
-                f',"correlation_id":"{state.trace_id}","span_id":"{state.span_id}"'
-                f',"correlation":{self._encode(corr)}'
-            )
-            cache[slot] = fragment
+        if cache is not None and cache[0] is self._masker:
+            return cache[1]
+        entry = state.attrs_cache.get(self._masker)
+        if entry is None:
+            entry = self._render_attrs(state)
+        trace_id = state.trace_id
+        body = entry[1]
+        if body is not None:
+            corr = f'{{"correlation_id":"{trace_id}"{body}}}'
+        else:
+            obj = {"correlation_id": trace_id}
+            obj.update(entry[0])
+            corr = self._encode(obj)
+        fragment = (
+            f',"correlation_id":"{trace_id}","span_id":"{state.span_id}","correlation":{corr}'
+        )
+        state.log_cache = (self._masker, fragment)
         return fragment
 
     def _render_default(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:

@@ -48,7 +48,8 @@ from typing import (
     cast,
 )
 
-from mgit_monitoring.context import correlation_context, get_correlation_id
+from mgit_monitoring import context as _context
+from mgit_monitoring.context import correlation_context
 from mgit_monitoring.store import Store, StoreError, TraceRow
 
 __all__ = [
@@ -246,16 +247,20 @@ class _Ids:
     def __init__(self) -> None:
         self.pid = 0
         self.prefix = ""
-        self.counter = itertools.count(1)
+        self.next: Callable[[], str] = str
         self.renew()
 
     def renew(self) -> None:
         self.pid = os.getpid()
         self.prefix = f"{random.getrandbits(32) | 1:08x}"  # never all zero
-        self.counter = itertools.count(1)
+        # Built from C iterators, so taking an id runs no Python code: the counter goes
+        # 1 .. 2**32-1 and starts over (a reused id is skipped by start_trace), each value
+        # formatted after the prefix.
+        counter = itertools.chain.from_iterable(itertools.repeat(range(1, 1 << 32)))
+        self.next = map((self.prefix + "%08x").__mod__, counter).__next__
 
     def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFF:08x}"
+        return self.next()
 
 
 _ids: _Ids | None = None
@@ -446,36 +451,46 @@ class PerformanceMonitor:
         if not self.enabled:
             return ""
         t0 = self._clock()
-        meta: Dict[str, Any] | None = dict(metadata) if metadata else None
-        if extra:
-            meta = {**(meta or {}), **extra}
-        parent = self._current.get()
-        trace_id = operation_id or self._ids()
+        if metadata:
+            meta: Dict[str, Any] | None = dict(metadata)
+            if extra:
+                meta.update(extra)  # type: ignore[union-attr]
+        else:
+            meta = extra or None  # **extra is a fresh dict already
+        current = self._current
+        parent = current.get()
+        trace_id = operation_id or self._ids.next()
         try:
-            correlation: str | None = get_correlation_id()
+            state = _context._CURRENT.get()  # get_correlation_id(), inlined
+            correlation: str | None = (
+                state.trace_id if state is not None else _context.get_correlation_id()
+            )
         except Exception:  # noqa: BLE001 - a broken context must not break the caller
             correlation = None
-        with self._lock:
-            while trace_id in self._active:
-                trace_id = self._ids()  # an explicit id reused
-            trace = PerformanceTrace(
-                trace_id,
-                str(operation_name),
-                self._wall(),
-                t0,
-                correlation,
-                parent,
-                dict(tags) if tags else None,
-                meta,
-            )
-            self._active[trace_id] = trace
+        trace = PerformanceTrace(
+            trace_id,
+            operation_name if type(operation_name) is str else str(operation_name),
+            self._wall(),
+            t0,
+            correlation,
+            parent,
+            dict(tags) if tags else None,
+            meta,
+        )
+        active = self._active
+        with self._lock:  # the one lock acquisition of a start
+            if trace_id in active:
+                while trace_id in active:
+                    trace_id = self._ids.next()  # an explicit id reused
+                trace.operation_id = trace_id
+            active[trace_id] = trace
             if parent is not None:
-                parent_trace = self._active.get(parent)
+                parent_trace = active.get(parent)
                 if parent_trace is not None and len(parent_trace.children) < self.max_traces:
                     parent_trace.children.append(trace_id)
-            if len(self._active) > self.max_traces or t0 >= self._next_sweep:
+            if len(active) > self.max_traces or t0 >= self._next_sweep:
                 self._expire_locked(t0)
-        self._current.set(trace_id)
+        current.set(trace_id)
         return trace_id
 
     def end_trace(
@@ -490,67 +505,78 @@ class PerformanceMonitor:
         ``error`` may be an exception (its type name is recorded) or a short text.
         """
         now = self._clock()
-        with self._lock:
+        # Everything that may run foreign code (str() of an exception, a Mapping) happens
+        # before the lock; inside it only plain dicts and tuples are built.
+        error_type = error_text = None
+        if error is not None:
+            error_type, error_text = _error_fields(error)
+        success = bool(success)
+        if not success and error_type is None:
+            error_type = "unknown"
+        added = dict(additional_metadata) if additional_metadata else None
+        start_persisting = False
+        with self._lock:  # the one lock acquisition of an end
             trace = self._active.pop(operation_id, None)
+            if trace is not None:
+                duration = now - trace._t0
+                if duration < 0:  # time can go backwards on some clocks (prometheus_client)
+                    duration = 0.0
+                meta = trace.metadata
+                tags = trace.tags
+                failed_text = error_text if not success else None
+                if added or tags or failed_text:
+                    meta = dict(meta) if meta else {}
+                    if added:
+                        meta.update(added)
+                    if tags:
+                        meta["tags"] = tags
+                    if failed_text:
+                        meta["error"] = failed_text
+                # tuple.__new__ skips NamedTuple's Python-level __new__ (~0.3 us per trace).
+                row: TraceRow = tuple.__new__(
+                    TraceRow,
+                    (
+                        trace.operation_name,
+                        trace.start_time,
+                        duration,
+                        success,
+                        None if success else error_type,
+                        trace.correlation_id,
+                        trace.operation_id,
+                        trace.parent_id,
+                        self._ids.pid,
+                        meta,
+                    ),
+                )
+                completed = self._completed
+                completed.append(row)
+                horizon = row.start_time - self.retention_hours * 3600.0
+                while completed[0].start_time < horizon:
+                    completed.popleft()
+                if self._store is not None:
+                    # The store gets metadata without the error text: exception messages
+                    # can carry URLs with credentials, and the shared file outlives us.
+                    pending = self._pending
+                    if len(pending) == pending.maxlen:
+                        self.dropped_traces += 1
+                    pending.append(
+                        row
+                        if not (meta and "error" in meta)
+                        else row._replace(metadata=_without(meta))
+                    )
+                    start_persisting = not self._persisting
+                    self._persisting = True
         if trace is None:
             if self.enabled:
                 logger.debug("end_trace: unknown or expired trace id %r", operation_id)
             return None
-        if self._current.get() == operation_id:
-            self._current.set(trace.parent_id)
-        duration = now - trace._t0
-        if duration < 0:  # time can go backwards on some clocks (prometheus_client Timer)
-            duration = 0.0
-        error_type = error_text = None
-        if error is not None:
-            error_type, error_text = _error_fields(error)
-        if not success and error_type is None:
-            error_type = "unknown"
-        meta = trace.metadata
-        if additional_metadata or trace.tags or (error_text and not success):
-            meta = dict(meta or {})
-            if additional_metadata:
-                meta.update(additional_metadata)
-            if trace.tags:
-                meta["tags"] = trace.tags
-            if error_text and not success:
-                meta["error"] = error_text
-        # tuple.__new__ skips NamedTuple's Python-level __new__ (about 0.3 us per trace).
-        row: TraceRow = tuple.__new__(
-            TraceRow,
-            (
-                trace.operation_name,
-                trace.start_time,
-                duration,
-                bool(success),
-                None if success else error_type,
-                trace.correlation_id,
-                trace.operation_id,
-                trace.parent_id,
-                self._ids.pid,
-                meta,
-            ),
-        )
-        # The store gets metadata without the error text: exception messages can carry
-        # URLs with credentials, and the shared file outlives this process.
-        stored = row if not (meta and "error" in meta) else row._replace(metadata=_without(meta))
-        horizon = row.start_time - self.retention_hours * 3600.0
-        with self._lock:
-            completed = self._completed
-            completed.append(row)
-            while completed and completed[0].start_time < horizon:
-                completed.popleft()
-            if self._store is not None:
-                if len(self._pending) == self._pending.maxlen:
-                    self.dropped_traces += 1
-                self._pending.append(stored)
-                start_persisting = not self._persisting
-                self._persisting = True
-            else:
-                start_persisting = False
+        current = self._current
+        if current.get() == operation_id:
+            current.set(trace.parent_id)
         if start_persisting:
             self._start_persisting()
-        self._check_anomaly(row)
+        if self._baselines or self.learn_baselines:
+            self._check_anomaly(row)
         return duration
 
     def trace_operation(
@@ -905,15 +931,31 @@ def monitor_performance(
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with (monitor or get_performance_monitor()).trace_operation(name, tags=tags):
-                    return await func(*args, **kwargs)
+                m = monitor or get_performance_monitor()
+                trace_id = m.start_trace(name, None, tags)
+                try:
+                    result = await func(*args, **kwargs)
+                except BaseException as exc:  # cancellation too: the trace ends as failed
+                    m.end_trace(trace_id, False, exc)
+                    raise
+                m.end_trace(trace_id, True)
+                return result
 
             return cast(_F, async_wrapper)
 
+        # start_trace/end_trace directly rather than trace_operation(): the same steps
+        # without a scope object per call.
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with (monitor or get_performance_monitor()).trace_operation(name, tags=tags):
-                return func(*args, **kwargs)
+            m = monitor or get_performance_monitor()
+            trace_id = m.start_trace(name, None, tags)
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                m.end_trace(trace_id, False, exc)
+                raise
+            m.end_trace(trace_id, True)
+            return result
 
         return cast(_F, wrapper)
 

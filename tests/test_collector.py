@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import unittest
+from unittest import mock
 
 from mgit_monitoring import collector as collector_mod
 from mgit_monitoring.collector import (
@@ -400,6 +402,133 @@ class TestExports(CollectorTestCase):
         entry = [e for e in doc["metrics"] if e["name"] == "mgit_operations_total"][0]
         self.assertEqual({"operation": "clone", "provider": "github"}, entry["labels"])
         self.assertEqual(1, entry["value"])
+
+
+class TestEnabledFlag(CollectorTestCase):
+    def record_everything(self, m):
+        m.record_operation("clone", True, 1.0, "github")
+        m.record_operation("clone", False, 1.0, "github")
+        m.record_git_operation("clone", "repo", True, 0.5)
+        m.record_api_call("GET", "github", 429, 0.1, "/repos")
+        m.record_rate_limit_hit("github")
+        m.record_authentication("github", "acme", True)
+        m.record_error("ValueError", "clone", "github")
+        m.update_concurrent_operations(3)
+        m.update_repositories_processed(7)
+
+    def test_disabled_collector_records_nothing(self):
+        """enabled=False: every record_*/update_* method is a pass-through."""
+        reg = Registry()
+        m = MetricsCollector(reg, enabled=False)
+        self.assertFalse(m.enabled)
+        self.record_everything(m)
+        snap = reg.snapshot()
+        for name in (
+            "mgit_operations_total",
+            "mgit_operations_success_total",
+            "mgit_operations_failure_total",
+            "mgit_operation_duration_seconds",
+            "mgit_git_operations_total",
+            "mgit_api_requests_total",
+            "mgit_api_rate_limit_hits_total",
+            "mgit_auth_attempts_total",
+            "mgit_errors_total",
+        ):
+            with self.subTest(metric=name):
+                self.assertEqual((), snap.family(name).series)
+        self.assertEqual(0, reg.get_sample_value("mgit_concurrent_operations"))
+        self.assertEqual(0, reg.get_sample_value("mgit_repositories_processed"))
+
+    def test_flag_can_be_switched(self):
+        """Setting enabled back to True records again; the generic API always records."""
+        self.m.enabled = False
+        self.m.record_operation("clone", True, 1.0, "github")
+        self.m.register_metric("mgit_custom_total", "counter", "Custom.")
+        self.m.inc_counter("mgit_custom_total")  # an explicit request: not a recorder
+        self.assertIsNone(self.value("mgit_operations_total", operation="clone", provider="github"))
+        self.assertEqual(1, self.value("mgit_custom_total"))
+        self.m.enabled = True
+        self.m.record_operation("clone", True, 1.0, "github")
+        self.assertEqual(
+            1, self.value("mgit_operations_total", operation="clone", provider="github")
+        )
+
+    def test_cleared_metric_keeps_counting(self):
+        """After one metric is cleared by hand, record_operation counts into it, not an orphan."""
+        self.m.record_operation("clone", True, 1.0, "github")
+        self.reg.get("mgit_operations_success_total").clear()
+        self.m.record_operation("clone", True, 1.0, "github")
+        self.assertEqual(
+            1, self.value("mgit_operations_success_total", operation="clone", provider="github")
+        )
+        self.assertEqual(
+            2, self.value("mgit_operations_total", operation="clone", provider="github")
+        )
+        self.m.reset_metrics()
+        self.m.record_operation("clone", False, 2.0, "github")
+        self.assertEqual(
+            1, self.value("mgit_operations_total", operation="clone", provider="github")
+        )
+        self.assertEqual(
+            1,
+            self.value(
+                "mgit_operation_duration_seconds_count", operation="clone", provider="github"
+            ),
+        )
+
+    def test_non_float_durations_still_observed(self):
+        """An int or Decimal-like duration is observed like a float; None only counts."""
+        self.m.record_operation("clone", True, 2, "github")
+        self.m.record_operation("clone", True, None, "github")
+        self.assertEqual(
+            2, self.value("mgit_operations_total", operation="clone", provider="github")
+        )
+        self.assertEqual(
+            1,
+            self.value(
+                "mgit_operation_duration_seconds_count", operation="clone", provider="github"
+            ),
+        )
+        self.assertEqual(
+            2.0,
+            self.value("mgit_operation_duration_seconds_sum", operation="clone", provider="github"),
+        )
+
+
+class TestDefaultCollectorEnabled(unittest.TestCase):
+    def setUp(self):
+        reset_metrics_collector()
+        self.addCleanup(reset_metrics_collector)
+
+    def test_default_honours_environment_read_once(self):
+        """The lazily created default reads MGIT_MONITORING_ENABLED once, when it is created."""
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "false"}):
+            collector = get_metrics_collector()
+            self.assertFalse(collector.enabled)
+            record_operation("sync", True, 1.0, "github")
+            os.environ["MGIT_MONITORING_ENABLED"] = "true"
+            self.assertFalse(get_metrics_collector().enabled)  # not re-read
+            reset_metrics_collector()
+            self.assertTrue(get_metrics_collector().enabled)  # a new default reads it again
+        self.assertIsNone(
+            collector.registry.get_sample_value(
+                "mgit_operations_total", {"operation": "sync", "provider": "github"}
+            )
+        )
+
+    def test_setup_metrics_honours_environment_unless_told(self):
+        """setup_metrics reads the variable for a new default; enabled= overrides it."""
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "0"}):
+            self.assertFalse(setup_metrics().enabled)
+            reset_metrics_collector()
+            self.assertTrue(setup_metrics(enabled=True).enabled)
+
+    def test_invalid_environment_keeps_metrics_on(self):
+        """An invalid configuration variable never breaks metrics: enabled, with one warning."""
+        env = mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "maybe"})
+        with env, self.assertLogs("mgit_monitoring.collector", logging.WARNING) as logs:
+            self.assertTrue(get_metrics_collector().enabled)
+        self.assertIn("MGIT_MONITORING_ENABLED", "\n".join(logs.output))
 
 
 class TestDefaultCollector(unittest.TestCase):

@@ -158,6 +158,68 @@ class TestCorrelationContext(ContextTestCase):
             self.assertEqual("outer", get_context()["operation"])
 
 
+class TestScopeObject(ContextTestCase):
+    def test_scope_is_computed_when_entered(self) -> None:
+        """A context created outside a scope and entered inside it inherits that scope."""
+        inner = correlation_context(operation="inner")
+        outer = correlation_context(operation="outer", organization="acme")
+        with outer as outer_id, inner as inner_id:
+            self.assertEqual(outer_id, inner_id)
+            self.assertEqual({"operation": "inner", "organization": "acme"}, dict(get_context()))
+
+    def test_reentering_an_active_scope_raises(self) -> None:
+        """The same correlation_context object cannot be entered twice at once."""
+        scope = correlation_context(operation="x")
+        with scope, self.assertRaises(RuntimeError):
+            scope.__enter__()
+        self.assertEqual({}, dict(get_context()))
+
+    def test_usable_as_a_decorator(self) -> None:
+        """As a function decorator, every call runs in a scope of its own."""
+        seen = []
+
+        @correlation_context(operation="decorated", provider="github")
+        def work() -> None:
+            seen.append((get_correlation_id(), dict(get_context())))
+
+        work()
+        work()
+        self.assertNotEqual(seen[0][0], seen[1][0])
+        self.assertEqual({"operation": "decorated", "provider": "github"}, seen[0][1])
+        self.assertEqual({}, dict(get_context()))
+
+    def test_inner_scope_without_changes_keeps_attributes(self) -> None:
+        """An inner scope repeating the outer attributes has the same context and a new span."""
+        with correlation_context(operation="sync", provider="github") as cid:
+            outer_span = get_span_id()
+            with correlation_context(operation="sync", provider="github", organization=None):
+                self.assertEqual(cid, get_correlation_id())
+                self.assertNotEqual(outer_span, get_span_id())
+                self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
+            with correlation_context():
+                self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
+
+
+class TestForkedIds(ContextTestCase):
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_forked_child_does_not_repeat_the_parents_ids(self) -> None:
+        """A forked child draws ids of its own, not the ones the parent draws next."""
+        new_trace_id()  # the generator exists before the fork
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its next ids and leave at once
+            try:
+                os.write(write_end, (new_trace_id() + new_span_id()).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            child = pipe.read().decode()
+        os.waitpid(pid, 0)
+        self.assertEqual(48, len(child))
+        self.assertNotEqual(child, new_trace_id() + new_span_id())
+
+
 class TestAsyncio(ContextTestCase):
     def test_concurrent_tasks_keep_their_own_ids(self) -> None:
         """Interleaved asyncio tasks each see only the id of their own context."""

@@ -20,6 +20,7 @@ from unittest import mock
 from mgit_monitoring import integration
 from mgit_monitoring.collector import get_metrics_collector, setup_metrics
 from mgit_monitoring.config import MonitoringConfig
+from mgit_monitoring.context import correlation_context, get_context, get_correlation_id
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import get_health_checker
 from mgit_monitoring.integration import (
@@ -464,6 +465,65 @@ class OperationDecoratorTest(IntegrationCase):
         self.assertEqual(len(ids), 1)
         self.assertEqual(inside, [1])  # git operations are not mgit operations
 
+    def test_each_call_gets_its_own_scope_with_the_same_attributes(self) -> None:
+        """Successive calls log distinct ids with the same correlation attributes."""
+        self.setup()
+        seen: List[Any] = []
+
+        def op() -> None:
+            seen.append((get_correlation_id(), dict(get_context())))
+
+        op = monitor_mgit_operation("sync", provider="github")(self.own(op))
+        op()
+        op()
+        self.assertNotEqual(seen[0][0], seen[1][0])
+        expected = {"operation": "sync", "provider": "github"}
+        self.assertEqual([seen[0][1], seen[1][1]], [expected, expected])
+        lines = self.op_lines()
+        self.assertEqual(
+            [line["correlation_id"] for line in lines], [seen[0][0]] * 2 + [seen[1][0]] * 2
+        )
+        self.assertNotEqual(lines[0]["span_id"], lines[2]["span_id"])
+        for line in lines:
+            self.assertEqual(
+                line["correlation"], {"correlation_id": line["correlation_id"], **expected}
+            )
+
+    def test_outer_scope_attributes_are_merged(self) -> None:
+        """Inside an outer correlation scope a call adds its attributes to the outer ones."""
+        self.setup()
+        seen: List[Any] = []
+
+        def op() -> None:
+            seen.append(dict(get_context()))
+
+        op = monitor_mgit_operation("sync", provider="github")(self.own(op))
+        with correlation_context("bulk", organization="acme") as outer_id:
+            op()
+            self.assertEqual(dict(get_context()), {"operation": "bulk", "organization": "acme"})
+        with correlation_context("sync", provider="github"):
+            op()  # the same attributes as the outer scope's
+        op()  # and no outer scope again
+        self.assertEqual(
+            seen,
+            [
+                {"operation": "sync", "organization": "acme", "provider": "github"},
+                {"operation": "sync", "provider": "github"},
+                {"operation": "sync", "provider": "github"},
+            ],
+        )
+        first = self.op_lines()[0]
+        self.assertEqual(first["correlation_id"], outer_id)
+        self.assertEqual(
+            first["correlation"],
+            {
+                "correlation_id": outer_id,
+                "operation": "sync",
+                "organization": "acme",
+                "provider": "github",
+            },
+        )
+
     def test_threads_count_exactly_and_gauge_returns_to_zero(self) -> None:
         """Eight threads x 50 calls: exact totals, half failures, gauge back at 0."""
         self.setup()
@@ -612,6 +672,64 @@ class DisabledTest(IntegrationCase):
             self.assertEqual(asyncio.run(aop()), 4)
             self.assertFalse(integration.is_monitoring_enabled())
         self.assert_nothing_recorded()
+
+    def test_decorated_while_disabled_returns_the_function_itself(self) -> None:
+        """Disabled when the decorator runs: the very same function comes back (zero overhead)."""
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "false"}):
+
+            def op(x: int) -> int:
+                return x + 1
+
+            async def aop() -> int:
+                return 4
+
+            decorated = [
+                monitor_mgit_operation("off_op")(op),
+                monitor_mgit_operation(op),
+                monitor_git_operation("clone")(op),
+                monitor_provider_api_call("github", "/repos")(op),
+                monitor_authentication("github")(op),
+            ]
+            for func in decorated:
+                self.assertIs(func, op)
+            self.assertIs(monitor_mgit_operation("off_async")(aop), aop)
+        # Enabling later does not reach a function that was never wrapped (documented).
+        self.setup(enabled=True)
+        self.assertEqual(decorated[0](1), 2)
+        self.assert_nothing_recorded()
+
+    def test_disabled_after_decoration_tests_a_flag(self) -> None:
+        """Decorated while enabled, then setup(enabled=False, force=True): a pass-through."""
+        self.setup()
+        calls: List[int] = []
+
+        def op(x: int) -> int:
+            calls.append(x)
+            return x + 1
+
+        wrapped = monitor_mgit_operation("flag_op")(self.own(op))
+        self.assertIsNot(wrapped, op)
+        self.assertIs(wrapped.__wrapped__, op)  # type: ignore[attr-defined]
+        self.setup(enabled=False, force=True)
+        self.assertFalse(get_metrics_collector().enabled)
+        self.assertEqual(wrapped(1), 2)
+        self.assert_nothing_recorded()
+        self.setup(enabled=True, force=True)
+        self.assertTrue(get_metrics_collector().enabled)
+        self.assertEqual(wrapped(2), 3)
+        self.assertEqual(calls, [1, 2])
+        self.assertEqual(
+            value("mgit_operations_total", {"operation": "flag_op", "provider": ""}), 1
+        )
+
+    def test_disabled_setup_disables_an_adopted_collector(self) -> None:
+        """A default collector made before setup(enabled=False) stops recording too."""
+        before = get_metrics_collector()
+        integration_objects = self.setup(enabled=False)
+        self.assertIs(integration_objects.metrics, before)
+        self.assertFalse(before.enabled)
+        before.record_operation("direct", True, 1.0)
+        self.assertIsNone(value("mgit_operations_total", {"operation": "direct", "provider": ""}))
 
     def test_exceptions_still_propagate_when_disabled(self) -> None:
         """The pass-through does not swallow errors."""

@@ -29,6 +29,7 @@ from mgit_monitoring.logs import (
     get_structured_logger,
     setup_structured_logging,
 )
+from mgit_monitoring.masking import CredentialMasker
 from tests.support import need_executable
 from tests.test_masking import embed, secret_generators
 
@@ -313,6 +314,56 @@ class TestCorrelationInLines(LogTestCase):
         self.assertEqual(
             (cid, "queued"), (line["correlation_id"], line["correlation"]["operation"])
         )
+
+
+class TestCorrelationRenderingCache(unittest.TestCase):
+    """The correlation object is rendered once per attribute dict and masker, and reused."""
+
+    def capture(self) -> List[logging.LogRecord]:
+        name = unique_name()
+        logger = logging.getLogger(name)
+        records: List[logging.LogRecord] = []
+        catcher = logging.Handler()
+        catcher.emit = records.append  # type: ignore[method-assign]
+        logger.addHandler(catcher)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        self.addCleanup(logger.removeHandler, catcher)
+        self.log = StructuredLogger(logger)
+        return records
+
+    def test_each_formatter_masks_with_its_own_masker(self) -> None:
+        """Two formatters with different maskers format one scope's records differently."""
+        records = self.capture()
+        with correlation_context(operation="sync", team="blue"):
+            self.log.info("a")
+        strict = StructuredFormatter(masker=CredentialMasker(sensitive_keys=["team"]))
+        plain = StructuredFormatter(mask_credentials=False)
+        default = StructuredFormatter()
+        for _ in range(2):  # the second round answers from the caches
+            self.assertEqual("***", json.loads(strict.format(records[0]))["correlation"]["team"])
+            self.assertEqual("blue", json.loads(plain.format(records[0]))["correlation"]["team"])
+            self.assertEqual("blue", json.loads(default.format(records[0]))["correlation"]["team"])
+
+    def test_scopes_sharing_attributes_keep_their_own_ids(self) -> None:
+        """Scopes that share an attribute dict each render their own correlation and span ids."""
+        records = self.capture()
+        formatter = StructuredFormatter()
+        with correlation_context(operation="sync", token="ghp_" + "x" * 36):
+            for _ in range(2):
+                with correlation_context(operation="sync") as cid:  # changes nothing: shared
+                    self.log.info("inner")
+                    self.assertEqual(
+                        cid, json.loads(formatter.format(records[-1]))["correlation_id"]
+                    )
+        first, second = (json.loads(formatter.format(r)) for r in records)
+        self.assertNotEqual(first["span_id"], second["span_id"])
+        for line in (first, second):
+            self.assertEqual(
+                {"correlation_id": line["correlation_id"], "operation": "sync", "token": "***"},
+                line["correlation"],
+            )
+        self.assertEqual(first["correlation_id"], second["correlation_id"])
 
 
 class TestNoCorrelation(LogTestCase):
