@@ -36,9 +36,9 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
 
-from mgit_monitoring.errors import MetricError
+from mgit_monitoring.errors import DuplicateMetricError, MetricError
 from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
-from mgit_monitoring.registry import Registry, Sample, Snapshot
+from mgit_monitoring.registry import Registry, Sample, Snapshot, validate_metric_name
 
 __all__ = [
     "HEALTH_METRICS",
@@ -80,6 +80,8 @@ HEALTH_METRICS: Tuple[Tuple[str, str, str, Tuple[str, ...], Dict[str, Any]], ...
 _OP = ("operation", "provider")
 _INF = float("inf")
 _KINDS = ("counter", "gauge", "histogram")
+_MAX_OPEN_TIMERS = 10_000
+"""start_operation_timer() ids kept waiting for their end; past it the oldest is forgotten."""
 _MAX_WARNED = 256  # distinct "dropped" warnings remembered (bounded memory)
 
 
@@ -111,6 +113,9 @@ class MetricsCollector:
         self.extra_labels: Tuple[str, ...] = tuple(extra_labels)
         self._timers: Dict[str, float] = {}
         self._timers_lock = threading.Lock()
+        # register_metric() without label names: definitions waiting for their first use.
+        self._pending: Dict[str, Tuple[str, str, Dict[str, Any]]] = {}
+        self._pending_lock = threading.Lock()
         self._warned: Set[Tuple[str, str]] = set()
         r = self.registry
         op = _OP + self.extra_labels
@@ -412,26 +417,58 @@ class MetricsCollector:
         name: str,
         metric_type: str,
         help_text: str,
-        labelnames: Sequence[str] = (),
+        labelnames: Sequence[str] | None = None,
         **options: Any,
     ) -> Any:
         """Register (or get the identical) counter/gauge/histogram on the registry.
 
-        ``options`` go to the registry (``buckets``, ``merge``, ``series_limit``). Raises
-        MetricError for an unknown type or invalid name/labels, DuplicateMetricError for a
-        conflicting definition.
+        ``labelnames`` None, as in the seed's ``register_metric(name, "counter", help)``,
+        leaves the label names to the first :meth:`inc_counter` / :meth:`set_gauge` /
+        :meth:`observe_histogram` call: its label names (sorted) become the metric's fixed
+        ones, and the metric is registered then (this returns None until it is). ``options``
+        go to the registry (``buckets``, ``merge``, ``series_limit``). Raises MetricError for
+        an unknown type or invalid name/labels, DuplicateMetricError for a conflicting
+        definition.
         """
         if metric_type not in _KINDS:
             raise MetricError(f"unknown metric type {metric_type!r}: expected one of {_KINDS!r}")
-        return getattr(self.registry, metric_type)(name, help_text, labelnames, **options)
+        if labelnames is not None:
+            return getattr(self.registry, metric_type)(name, help_text, labelnames, **options)
+        validate_metric_name(name)
+        with self._pending_lock:
+            existing = self.registry.get(name)
+            if existing is not None:
+                if existing._type != metric_type:
+                    msg = f"metric {name!r} is already a {existing._type}, not a {metric_type}"
+                    raise DuplicateMetricError(msg)
+                return existing
+            self._pending[name] = (metric_type, help_text, options)
+        return None
 
     def _child(self, name: str, kind: str, labels: Mapping[str, Any] | None) -> Any:
         metric = self.registry.get(name)
         if metric is None:
-            raise MetricError(f"metric {name!r} is not registered: call register_metric() first")
+            metric = self._register_pending(name, labels)
         if metric._type != kind:
             raise MetricError(f"metric {name!r} is a {metric._type}, not a {kind}")
         return metric.labels(**labels) if labels else metric.labels()
+
+    def _register_pending(self, name: str, labels: Mapping[str, Any] | None) -> Any:
+        with self._pending_lock:
+            metric = self.registry.get(name)
+            if metric is not None:
+                return metric
+            pending = self._pending.get(name)
+            if pending is None:
+                raise MetricError(
+                    f"metric {name!r} is not registered: call register_metric() first"
+                )
+            kind, help_text, options = pending
+            metric = getattr(self.registry, kind)(
+                name, help_text, tuple(sorted(labels or ())), **options
+            )
+            del self._pending[name]
+            return metric
 
     def inc_counter(
         self, name: str, value: float = 1, labels: Mapping[str, Any] | None = None
@@ -452,6 +489,9 @@ class MetricsCollector:
     def start_operation_timer(self, operation_id: str) -> None:
         """Remember the start time of ``operation_id`` (see :meth:`end_operation_timer`)."""
         with self._timers_lock:
+            if len(self._timers) >= _MAX_OPEN_TIMERS and operation_id not in self._timers:
+                # Timers never ended must not grow without bound: forget the oldest.
+                del self._timers[next(iter(self._timers))]
             self._timers[operation_id] = time.perf_counter()
 
     def end_operation_timer(

@@ -359,6 +359,37 @@ class TestGenericApi(CollectorTestCase):
         with self.assertRaises(DuplicateMetricError):
             self.m.register_metric("mgit_concurrent_operations", "counter", "h")
 
+    def test_seed_custom_metric_example(self):
+        """The seed's register_metric(name, type, help) then inc_counter(labels=...) works."""
+        self.m.register_metric("mgit_custom_operations_total", "counter", "Custom operations")
+        self.m.inc_counter("mgit_custom_operations_total", labels={"type": "custom"})
+        self.m.inc_counter("mgit_custom_operations_total", labels={"type": "custom"})
+        self.assertEqual(2, self.value("mgit_custom_operations_total", type="custom"))
+        text = self.m.export_prometheus()
+        self.assertIn("# HELP mgit_custom_operations_total Custom operations", text)
+        self.assertIn('mgit_custom_operations_total{type="custom"} 2\n', text)
+
+    def test_label_names_fixed_by_first_use(self):
+        """Without declared label names, the first call fixes them; other names then raise."""
+        self.m.register_metric("app_pending", "gauge", "Pending.")
+        self.m.set_gauge("app_pending", 3, {"queue": "a", "host": "h"})
+        self.assertEqual(3, self.value("app_pending", host="h", queue="a"))
+        with self.assertRaises(MetricError):
+            self.m.set_gauge("app_pending", 1, {"queue": "a"})
+        self.m.register_metric("app_plain", "gauge", "Plain.")
+        self.m.set_gauge("app_plain", 5)
+        self.assertEqual(5, self.value("app_plain"))
+
+    def test_open_timers_are_bounded(self):
+        """Timers that are started and never ended do not grow without bound."""
+        from mgit_monitoring import collector as collector_module
+
+        for i in range(collector_module._MAX_OPEN_TIMERS + 500):
+            self.m.start_operation_timer(f"op-{i}")
+        self.assertEqual(collector_module._MAX_OPEN_TIMERS, len(self.m._timers))
+        self.assertNotIn("op-0", self.m._timers)
+        self.assertIn(f"op-{collector_module._MAX_OPEN_TIMERS + 499}", self.m._timers)
+
     def test_operation_timer(self):
         """end_operation_timer observes the elapsed seconds; an unknown id returns 0.0."""
         self.m.register_metric("app_step_seconds", "histogram", "Step.")
