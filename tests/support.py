@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import importlib
 import os
+import pathlib
 import shutil
+import subprocess
+import sys
+import textwrap
 import unittest
 from types import ModuleType
 from typing import NoReturn
 
 REQUIRE_ENV = "MGIT_MONITORING_REQUIRE_INTEROP"
+ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
+"""The repository root: what a child Python process needs on PYTHONPATH."""
 
 
 def interop_required() -> bool:
@@ -44,3 +50,16 @@ def need_module(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError:
         unavailable(f"Python module {name} is not installed")
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (dedented) in a fresh interpreter with the package importable."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -33,8 +33,8 @@ from mgit_monitoring.performance import (
 )
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.store import Store
+from tests.support import ROOT, run_python
 
-ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 LOGGER = "mgit_monitoring.performance"
 
 
@@ -46,18 +46,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class MonitorCase(unittest.TestCase):

@@ -18,21 +18,9 @@ import unittest
 
 from mgit_monitoring.errors import StoreError
 from mgit_monitoring.store import STORE_FILENAME, Store, TraceRow
+from tests.support import ROOT, run_python
 
-ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 LOGGER = "mgit_monitoring.store"
-
-
-def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 class Clock:
