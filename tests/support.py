@@ -13,10 +13,11 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import unittest
 from types import ModuleType
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 REQUIRE_ENV = "MGIT_MONITORING_REQUIRE_INTEROP"
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -63,3 +64,45 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
+
+
+def run_unprivileged(test: unittest.TestCase, fn: Callable[[], None]) -> None:
+    """Run ``fn`` in a forked child for which file modes apply, and fail ``test`` if it fails.
+
+    As root (CI runs as root) the child first drops to the ``nobody`` user, because root
+    ignores file modes; otherwise it runs as the current user. Paths ``fn`` uses must be
+    reachable by that user (see :func:`open_to_all`).
+    """
+    if not hasattr(os, "fork"):
+        test.skipTest("needs os.fork")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            fn()
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write_end, f"{type(exc).__name__}: {exc}".encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        report = pipe.read().decode("utf-8", "replace")
+    _pid, status = os.waitpid(pid, 0)
+    test.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, report or status)
+
+
+def open_to_all(path: str) -> str:
+    """Let every user traverse ``path`` and its temporary parents (for run_unprivileged)."""
+    current = os.path.abspath(path)
+    top = os.path.abspath(tempfile.gettempdir())
+    while current.startswith(top + os.sep):
+        os.chmod(current, os.stat(current).st_mode | 0o755)
+        current = os.path.dirname(current)
+    return path

@@ -43,6 +43,7 @@ from mgit_monitoring.health_checks import (
     default_mgit_config_path,
     register_default_checks,
 )
+from tests.support import open_to_all, run_unprivileged
 
 GIB = 1024**3
 Usage = namedtuple("Usage", "total used free")
@@ -89,13 +90,19 @@ class TestSystemBasics(TempDirCase):
         self.assertEqual(result.status, UNHEALTHY)
         self.assertIn("not a directory", result.message)
 
-    @unittest.skipIf(not POSIX or os.geteuid() == 0, "needs a non-root POSIX user")
     def test_read_only_dir(self):
-        """A read-only state directory is unhealthy."""
-        os.chmod(self.tmp, 0o500)
-        self.addCleanup(os.chmod, self.tmp, 0o700)
-        result = SystemBasicsCheck(state_dir=self.tmp, temp_dir=tempfile.gettempdir())()
-        self.assertEqual(result.status, UNHEALTHY)
+        """A read-only state directory is unhealthy (checked as a user file modes apply to)."""
+        state = os.path.join(self.tmp, "state")
+        os.mkdir(state)
+        open_to_all(state)
+        os.chmod(state, 0o555)
+        self.addCleanup(os.chmod, state, 0o700)
+
+        def check() -> None:
+            result = SystemBasicsCheck(state_dir=state, temp_dir=tempfile.gettempdir())()
+            self.assertEqual(result.status, UNHEALTHY)
+
+        run_unprivileged(self, check)
 
     def test_python_too_old(self):
         """A Python older than min_python is unhealthy."""

@@ -18,7 +18,7 @@ import unittest
 
 from mgit_monitoring.errors import StoreError
 from mgit_monitoring.store import STORE_FILENAME, Store, TraceRow
-from tests.support import ROOT, run_python
+from tests.support import ROOT, open_to_all, run_python, run_unprivileged
 
 LOGGER = "mgit_monitoring.store"
 
@@ -271,17 +271,24 @@ class TestFailures(StoreCase):
         self.assertFalse(store.persistent)
         self.assertEqual(2, len(store.query_traces(0)))
 
-    @unittest.skipIf(hasattr(os, "geteuid") and os.geteuid() == 0, "root ignores file modes")
     def test_read_only_directory_falls_back_to_memory(self):
         """A directory without write permission falls back to memory with a warning."""
         ro = os.path.join(self.dir, "ro")
-        os.mkdir(ro, 0o500)
+        os.mkdir(ro)
+        open_to_all(ro)
+        os.chmod(ro, 0o555)
         self.addCleanup(os.chmod, ro, 0o700)
-        store = Store.open(ro)
-        self.addCleanup(store.close)
-        with self.assertLogs(LOGGER, "WARNING"):
-            self.assertTrue(store.insert_traces([TraceRow("op", 1.0, 0.5, True)]))
-        self.assertFalse(store.persistent)
+
+        def check() -> None:
+            store = Store.open(ro)
+            with self.assertLogs(LOGGER, "WARNING"):
+                self.assertTrue(store.insert_traces([TraceRow("op", 1.0, 0.5, True)]))
+            self.assertFalse(store.persistent)
+            self.assertEqual(1, len(store.query_traces(0)))
+            store.close()
+
+        run_unprivileged(self, check)
+        self.assertEqual([], os.listdir(ro))
 
     def test_lock_held_past_the_timeout_drops_the_write(self):
         """A write blocked past the busy timeout is lost with a warning, not an exception."""
