@@ -1057,14 +1057,18 @@ class MonitoringServer:
         """True while the accept loop runs."""
         return self._thread is not None and self._thread.is_alive()
 
+    def begin_drain(self) -> None:
+        """From now on every response carries ``Connection: close`` (the first step of close)."""
+        self.app.draining = True
+        self._httpd.closing = True
+
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``timeout`` s), release the port."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-        self.app.draining = True
-        self._httpd.closing = True  # responses from now on carry "Connection: close"
+        self.begin_drain()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -1133,6 +1137,7 @@ def serve(
         # A timed wait, not signal.pause(): signals are handled between waits everywhere.
         while not stop.wait(0.5) and server.running:
             pass
+        server.begin_drain()  # before the log line: whoever reads it sees a draining server
         _log.info("shutting down: draining in-flight requests")
         server.close(timeout=drain_timeout)
     finally:
