@@ -36,6 +36,16 @@ def unavailable(reason: str) -> NoReturn:
     raise unittest.SkipTest(reason)
 
 
+class Clock:
+    """A hand-driven clock: tests advance ``now`` instead of sleeping."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def need_executable(name: str, *alternatives: str) -> str:
     """Return the path of the first of ``name``/``alternatives`` found on PATH."""
     for candidate in (name, *alternatives):

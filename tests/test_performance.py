@@ -33,19 +33,9 @@ from mgit_monitoring.performance import (
 )
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.store import Store
-from tests.support import ROOT, run_python
+from tests.support import ROOT, Clock, run_python
 
 LOGGER = "mgit_monitoring.performance"
-
-
-class Clock:
-    """A hand-driven clock: tests advance it instead of sleeping."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class MonitorCase(unittest.TestCase):

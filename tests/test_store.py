@@ -18,17 +18,9 @@ import unittest
 
 from mgit_monitoring.errors import StoreError
 from mgit_monitoring.store import STORE_FILENAME, Store, TraceRow
-from tests.support import ROOT, open_to_all, run_python, run_unprivileged
+from tests.support import ROOT, Clock, open_to_all, run_python, run_unprivileged
 
 LOGGER = "mgit_monitoring.store"
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class StoreCase(unittest.TestCase):
