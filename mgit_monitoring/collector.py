@@ -564,9 +564,9 @@ def get_metrics_collector() -> MetricsCollector:
 def _enabled_from_env() -> bool:
     """``MGIT_MONITORING_ENABLED`` (via the configuration), read when the default is created."""
     try:
-        from mgit_monitoring.config import MonitoringConfig
+        from mgit_monitoring.config import enabled_from_env
 
-        return MonitoringConfig.from_env().enabled
+        return enabled_from_env()
     except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
         _logger().warning("metrics stay enabled: the configuration is invalid: %s", exc)
         return True

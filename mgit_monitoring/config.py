@@ -25,6 +25,7 @@ __all__ = [
     "ENV_PREFIX",
     "MonitoringConfig",
     "default_state_dir",
+    "enabled_from_env",
     "parse_bool",
 ]
 
@@ -340,6 +341,21 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "min_git_version": ("MIN_GIT_VERSION", _parse_version),
     "validate_credentials": ("VALIDATE_CREDENTIALS", parse_bool),
 }
+
+
+def enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """``MGIT_MONITORING_ENABLED`` alone (default true); ConfigError only for that variable.
+
+    What the package defaults created before any setup consult: a bad value in an
+    unrelated variable (say ``MGIT_MONITORING_PORT``) must not cancel
+    ``MGIT_MONITORING_ENABLED=false``, as building the whole configuration would.
+    """
+    env = os.environ if environ is None else environ
+    var = ENV_PREFIX + _FIELDS["enabled"][0]
+    raw = env.get(var)
+    if raw is None or raw.strip() == "":
+        return True
+    return parse_bool(raw, var)
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> str:

@@ -83,7 +83,7 @@ from mgit_monitoring.collector import (
     reset_metrics_collector,
     setup_metrics,
 )
-from mgit_monitoring.config import MonitoringConfig
+from mgit_monitoring.config import MonitoringConfig, enabled_from_env
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.logs import StructuredLogger, get_structured_logger, setup_structured_logging
 from mgit_monitoring.masking import mask_credentials
@@ -135,7 +135,7 @@ REPOSITORY_PARAMETERS: Tuple[str, ...] = (
 _ORG_PARAMETERS = ("organization", "org", "org_name", "organization_name")
 _RATE_REMAINING = ("x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit-remaining")
 # scheme://userinfo@ anywhere in the text (a repository, or an error message quoting one).
-_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/@?#\s]*@")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s]*@")
 _MAX_WARNED = 64
 _MAX_ERROR_TEXT = 500
 _INFO, _ERROR = logging.INFO, logging.ERROR
@@ -191,7 +191,7 @@ def _resolve_enabled() -> bool:
     with _lock:
         if _enabled is None:
             try:
-                _enabled = MonitoringConfig.from_env().enabled
+                _enabled = enabled_from_env()  # that variable alone: see its docstring
             except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
                 _warn_once("configuration", exc)
                 _enabled = True

@@ -872,15 +872,22 @@ _default: PerformanceMonitor | None = None
 def get_performance_monitor() -> PerformanceMonitor:
     """The process-wide default monitor, created (memory only) on first use.
 
+    Before any setup it follows the default metrics collector: it counts anomalies on that
+    collector's registry and is disabled when it is (``MGIT_MONITORING_ENABLED=false``).
     ``setup_monitoring_integration()`` or an application installs a configured one with
     :func:`set_performance_monitor`; tests reset it with :func:`reset_performance_monitor`.
     """
     monitor = _default
     if monitor is None:
+        from mgit_monitoring.collector import get_metrics_collector  # first use only
+
+        collector = get_metrics_collector()
         with _default_lock:
             monitor = _default
             if monitor is None:
-                monitor = _install(PerformanceMonitor())
+                monitor = _install(
+                    PerformanceMonitor(registry=collector.registry, enabled=collector.enabled)
+                )
     return monitor
 
 
