@@ -452,6 +452,10 @@ class MonitoringConfig:
       check makes one authenticated request per provider with a credential configured
       (GitHub ``/rate_limit``, Azure DevOps ``connectionData``, Bitbucket ``/2.0/user``).
 
+    ``MGIT_MONITORING_LOG_FORMAT`` (default ``default``; ``ecs``, ``gcp``) is not a field: it
+    is read by :func:`~mgit_monitoring.logs.setup_structured_logging` when it is called
+    without ``profile``.
+
     A bad value raises :class:`~mgit_monitoring.errors.ConfigError` with a one-line message
     naming the variable (or the field, for arguments) and the value, e.g.
     ``MGIT_MONITORING_PORT='80a': expected an integer``.

@@ -45,8 +45,14 @@ it is swallowed with one warning per kind on the ``mgit_monitoring.integration``
 
 Decorator log lines go to the logger named after the decorated function's module (as
 ``logging.getLogger(__name__)`` would), so the host's logging configuration applies; their
-module/function/line name the call site. A decorated generator function is timed while it
-creates its generator, not while the generator runs.
+module/function/line name the call site.
+
+Methods, classmethods and staticmethods (the decorator above or below ``@classmethod``)
+and ``functools.partial`` objects can be decorated. A generator or async generator
+function is monitored over its ITERATION: from the first step until it is exhausted,
+raises or is closed; closing it early (``break`` out of the loop) is a success, not a
+failure. Its body, and the calls it makes, run in the operation's correlation scope and
+under its trace; the consumer's own context is untouched between steps.
 """
 
 from __future__ import annotations
@@ -89,6 +95,9 @@ from mgit_monitoring.logs import StructuredLogger, get_structured_logger, setup_
 from mgit_monitoring.masking import mask_credentials
 from mgit_monitoring.performance import (
     PerformanceMonitor,
+    _for_descriptors,
+    _is_success,
+    _wrap_generator_function,
     get_performance_monitor,
     reset_performance_monitor,
     set_performance_monitor,
@@ -138,6 +147,7 @@ _RATE_REMAINING = ("x-ratelimit-remaining", "ratelimit-remaining", "x-rate-limit
 _URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s]*@")
 _MAX_WARNED = 64
 _MAX_ERROR_TEXT = 500
+_MAX_CAUSES = 4  # the error itself and up to three it was raised from
 _INFO, _ERROR = logging.INFO, logging.ERROR
 _clock = time.perf_counter
 _enter_scope = _context._enter
@@ -393,12 +403,6 @@ def mask_repository(repository: Any) -> str:
     return mask_credentials(text)
 
 
-def _is_success(exc: BaseException | None) -> bool:
-    if exc is None:
-        return True
-    return isinstance(exc, SystemExit) and exc.code in (0, None)
-
-
 def _error_text(exc: BaseException) -> str:
     try:
         text = str(exc)
@@ -431,17 +435,22 @@ def _status_of(obj: Any) -> Optional[int]:
 
 
 def _response_of(obj: Any) -> Any:
-    """``obj`` itself when it carries a status, else its ``.response`` (requests/httpx errors)."""
-    if obj is None:
-        return None
-    if _status_of(obj) is not None:
-        return obj
-    try:
-        response = getattr(obj, "response", None)
-    except Exception:  # noqa: BLE001
-        return None
-    if response is not None and _status_of(response) is not None:
-        return response
+    """``obj`` itself when it carries a status, else its ``.response`` (requests/httpx errors);
+    for an exception without either, the same on the error it was raised from
+    (``raise ProviderError(...) from http_error``), a few levels deep."""
+    for _ in range(_MAX_CAUSES):
+        if obj is None:
+            return None
+        if _status_of(obj) is not None:
+            return obj
+        try:
+            response = getattr(obj, "response", None)
+        except Exception:  # noqa: BLE001
+            response = None
+        if response is not None and _status_of(response) is not None:
+            return response
+        # __cause__ only: an explicit "from"; __context__ may be an unrelated earlier error.
+        obj = obj.__cause__ if isinstance(obj, BaseException) else None
     return None
 
 
@@ -449,8 +458,9 @@ def extract_status_code(obj: Any) -> Optional[int]:
     """The HTTP status a response or an exception carries, duck-typed; None if none.
 
     Tried in order: ``.status_code`` (requests, httpx), ``.status`` (urllib responses,
-    aiohttp), ``.code`` and ``.getcode()`` (urllib), then the same on ``.response`` (the
-    errors of requests and httpx). Only integers 100..599 count.
+    aiohttp, PyGithub errors), ``.code`` and ``.getcode()`` (urllib), then the same on
+    ``.response`` (the errors of requests and httpx), then, for an exception, on the error
+    it was raised from (``__cause__``, up to three levels). Only integers 100..599 count.
     """
     response = _response_of(obj)
     return None if response is None else _status_of(response)
@@ -966,6 +976,9 @@ def _wrap(func: _F, spec: _Spec, call: Callable[..., Any]) -> _F:
     """
     if not is_monitoring_enabled():
         return func
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        begin = functools.partial(call, spec)
+        return cast(_F, _wrap_generator_function(func, begin, is_monitoring_enabled))
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
@@ -1019,9 +1032,10 @@ def monitor_mgit_operation(
     ``..._failure_total``, ``mgit_operation_duration_seconds`` and, on failure,
     ``mgit_errors_total{error_type}``.
     """
-    if callable(operation_name):
+    if callable(operation_name) or isinstance(operation_name, (classmethod, staticmethod)):
         return monitor_mgit_operation(None, provider, track_performance, log_result)(operation_name)
 
+    @_for_descriptors
     def decorate(func: _F) -> _F:
         name = operation_name or _func_name(func)
         spec = _Spec("op", name, provider, _logger_name(func), func, track_performance, log_result)
@@ -1049,9 +1063,10 @@ def monitor_git_operation(
     (``git_operation``, ``repository``), the trace (``git_<type>``, tag ``repository``) and
     ``mgit_git_operations_total{operation,status}``/``mgit_git_operation_duration_seconds``.
     """
-    if callable(operation_type):
+    if callable(operation_type) or isinstance(operation_type, (classmethod, staticmethod)):
         return monitor_git_operation(None, track_performance, log_result)(operation_type)
 
+    @_for_descriptors
     def decorate(func: _F) -> _F:
         name = operation_type or _func_name(func)
         if operation_type is None and name.startswith("git_"):
@@ -1080,9 +1095,10 @@ def monitor_provider_api_call(
     (:func:`is_rate_limited`), ``mgit_errors_total`` for a raised error, and one log line
     (INFO; WARNING for 4xx; ERROR for 5xx or an exception).
     """
-    if callable(provider_name):
+    if callable(provider_name) or isinstance(provider_name, (classmethod, staticmethod)):
         return monitor_provider_api_call(None, endpoint, method, log_result)(provider_name)
 
+    @_for_descriptors
     def decorate(func: _F) -> _F:
         spec = _Spec(
             "api", _func_name(func), provider_name, _logger_name(func), func, False, log_result
@@ -1105,9 +1121,10 @@ def monitor_authentication(
     ``mgit_auth_attempts_total`` and ``mgit_auth_success_total``/``mgit_auth_failures_total``
     and logs one line (INFO, or WARNING on failure).
     """
-    if callable(provider_name):
+    if callable(provider_name) or isinstance(provider_name, (classmethod, staticmethod)):
         return monitor_authentication(None, log_result)(provider_name)
 
+    @_for_descriptors
     def decorate(func: _F) -> _F:
         spec = _Spec(
             "auth", "authentication", provider_name, _logger_name(func), func, False, log_result

@@ -278,6 +278,175 @@ def _id_source() -> _Ids:
     return _ids
 
 
+def _is_success(exc: BaseException | None) -> bool:
+    """Whether a call that ended with ``exc`` succeeded.
+
+    No exception, ``SystemExit`` with code 0 or None (a clean exit), and ``GeneratorExit``
+    (the consumer of a generator stopped early, or an unfinished coroutine was closed:
+    nothing inside failed) are successes; anything else, BaseException included, is not.
+    """
+    if exc is None:
+        return True
+    if isinstance(exc, SystemExit):
+        return exc.code in (0, None)
+    return isinstance(exc, GeneratorExit)
+
+
+class _InContext:
+    """Awaits ``awaitable`` running each of its steps inside ``ctx`` (as a Task would).
+
+    Lets an async generator's body see the context its monitoring entered, while the task
+    iterating it keeps its own between steps. Sends, throws (cancellation) and close are
+    passed through unchanged.
+    """
+
+    __slots__ = ("_awaitable", "_ctx")
+
+    def __init__(self, ctx: contextvars.Context, awaitable: Any) -> None:
+        self._ctx = ctx
+        self._awaitable = awaitable
+
+    def __await__(self) -> Any:
+        it = self._awaitable.__await__()
+        run = self._ctx.run
+        step, arg = it.send, None
+        while True:
+            try:
+                signal = run(step, arg)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                arg = yield signal
+            except GeneratorExit:
+                run(it.close)
+                raise
+            except BaseException as exc:  # cancellation: thrown into the awaitable
+                step, arg = it.throw, exc
+            else:
+                step = it.send
+
+
+def _wrap_generator_function(
+    func: Callable[..., Any],
+    begin: Callable[[Tuple[Any, ...], Dict[str, Any]], Any],
+    active: Callable[[], bool] | None = None,
+) -> Callable[..., Any]:
+    """Wrap a generator or async generator function so that its ITERATION is monitored.
+
+    ``begin(args, kwargs)`` runs at the first step (when the body would start), unless
+    ``active()`` says no, and returns an object with ``finish(exc, result)``. (``begin`` is
+    called straight from the wrapper, so a log line it writes with a fixed ``stacklevel``
+    names the same frame as for a plain function.) ``finish`` runs when
+    the generator is exhausted (``result`` is its return value), raises (``exc``), or is
+    closed early (``exc`` is GeneratorExit). ``begin``, every step and ``finish`` run in one
+    private copy of the context: the correlation scope and trace that monitoring enters are
+    seen by the body and by the calls it makes, and never leak into the consumer's context
+    between steps. Sends, throws and close reach the wrapped generator unchanged.
+    """
+    if inspect.isasyncgenfunction(func):
+
+        @functools.wraps(func)
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = contextvars.copy_context()
+            agen = func(*args, **kwargs)
+            run = ctx.run(begin, args, kwargs) if active is None or active() else None
+            step, arg = agen.asend, None
+            try:
+                while True:
+                    try:
+                        item = await _InContext(ctx, step(arg))
+                    except StopAsyncIteration:
+                        break
+                    try:
+                        arg = yield item
+                    except GeneratorExit:
+                        await _InContext(ctx, agen.aclose())
+                        raise
+                    except BaseException as exc:
+                        step, arg = agen.athrow, exc
+                    else:
+                        step = agen.asend
+            except BaseException as exc:
+                if run is not None:
+                    ctx.run(run.finish, exc, None)
+                raise
+            if run is not None:
+                ctx.run(run.finish, None, None)
+
+        return agen_wrapper
+
+    @functools.wraps(func)
+    def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = contextvars.copy_context()
+        gen = func(*args, **kwargs)
+        run = ctx.run(begin, args, kwargs) if active is None or active() else None
+        step, arg = gen.send, None
+        try:
+            while True:
+                try:
+                    item = ctx.run(step, arg)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                try:
+                    arg = yield item
+                except GeneratorExit:
+                    ctx.run(gen.close)
+                    raise
+                except BaseException as exc:
+                    step, arg = gen.throw, exc
+                else:
+                    step = gen.send
+        except BaseException as exc:
+            if run is not None:
+                ctx.run(run.finish, exc, None)
+            raise
+        if run is not None:
+            ctx.run(run.finish, None, result)
+        return result
+
+    return gen_wrapper
+
+
+def _for_descriptors(decorate: _F) -> _F:
+    """``decorate`` that also accepts a classmethod/staticmethod object (decorators stacked
+    above ``@classmethod``): the function inside is decorated and re-wrapped."""
+
+    @functools.wraps(decorate)
+    def apply(func: Any) -> Any:
+        if isinstance(func, (classmethod, staticmethod)):
+            return type(func)(decorate(func.__func__))
+        return decorate(func)
+
+    return cast(_F, apply)
+
+
+def _qualified_name(func: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function (of the function inside a functools.partial)."""
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or type(target).__name__
+    return f"{module}.{name}" if module else name
+
+
+class _PerfRun:
+    """One traced call of a :func:`monitor_performance` generator function."""
+
+    __slots__ = ("monitor", "trace_id")
+
+    def __init__(self, monitor: PerformanceMonitor, name: str, tags: Any) -> None:
+        self.monitor = monitor
+        self.trace_id = monitor.start_trace(name, None, tags)
+
+    def finish(self, exc: BaseException | None, result: Any = None) -> None:
+        if _is_success(exc):
+            self.monitor.end_trace(self.trace_id, True)
+        else:
+            self.monitor.end_trace(self.trace_id, False, exc)
+
+
 class _TraceScope:
     """What :meth:`PerformanceMonitor.trace_operation` returns: a sync and async context manager."""
 
@@ -294,9 +463,9 @@ class _TraceScope:
         return self.trace_id
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc is None:
+        if _is_success(exc):
             self._monitor.end_trace(self.trace_id, success=True)
-        else:  # BaseException too: KeyboardInterrupt, SystemExit, task cancellation
+        else:  # BaseException too: KeyboardInterrupt, SystemExit(1), task cancellation
             self._monitor.end_trace(self.trace_id, success=False, error=exc)
 
     async def __aenter__(self) -> str:
@@ -926,13 +1095,25 @@ def monitor_performance(
     ``@monitor_performance`` (name ``module.qualname``). The monitor is looked up at call
     time (:func:`get_performance_monitor`) unless one is given, so installing a configured
     monitor later takes effect for functions decorated earlier. Name, docstring and
-    signature are preserved; exceptions propagate unchanged and end the trace as failed.
+    signature are preserved; exceptions propagate unchanged and end the trace as failed
+    (``SystemExit(0)`` excepted). Methods, classmethods/staticmethods (either order) and
+    ``functools.partial`` objects work. A generator or async generator function is traced
+    over its iteration, from the first step until it is exhausted, fails or is closed
+    (closing early is not a failure); calls made by its body are children of that trace.
     """
-    if callable(operation_name):
+    if callable(operation_name) or isinstance(operation_name, (classmethod, staticmethod)):
         return monitor_performance(None, tags, monitor)(operation_name)
 
+    @_for_descriptors
     def decorate(func: _F) -> _F:
-        name = operation_name or f"{func.__module__}.{func.__qualname__}"
+        name = operation_name or _qualified_name(func)
+
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+
+            def begin(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> _PerfRun:
+                return _PerfRun(monitor or get_performance_monitor(), name, tags)
+
+            return cast(_F, _wrap_generator_function(func, begin))
 
         if inspect.iscoroutinefunction(func):
 
@@ -943,7 +1124,7 @@ def monitor_performance(
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:  # cancellation too: the trace ends as failed
-                    m.end_trace(trace_id, False, exc)
+                    m.end_trace(trace_id, _is_success(exc), exc)
                     raise
                 m.end_trace(trace_id, True)
                 return result
@@ -959,7 +1140,7 @@ def monitor_performance(
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                m.end_trace(trace_id, False, exc)
+                m.end_trace(trace_id, _is_success(exc), exc)
                 raise
             m.end_trace(trace_id, True)
             return result

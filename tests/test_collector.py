@@ -554,6 +554,12 @@ class TestDefaultCollectorEnabled(unittest.TestCase):
             reset_metrics_collector()
             self.assertTrue(setup_metrics(enabled=True).enabled)
 
+    def test_unrelated_bad_variable_does_not_cancel_disabled(self):
+        """ENABLED=false wins even when another MGIT_MONITORING_ variable is invalid."""
+        env = {"MGIT_MONITORING_ENABLED": "false", "MGIT_MONITORING_PORT": "80a"}
+        with mock.patch.dict(os.environ, env):
+            self.assertFalse(get_metrics_collector().enabled)
+
     def test_invalid_environment_keeps_metrics_on(self):
         """An invalid configuration variable never breaks metrics: enabled, with one warning."""
         env = mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "maybe"})

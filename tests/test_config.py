@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import unittest
 
 from mgit_monitoring.config import (
+    _FIELDS,
     DEFAULT_NETWORK_HOSTS,
     DEFAULT_PROVIDER_URLS,
+    ENV_PREFIX,
     MonitoringConfig,
     default_state_dir,
+    enabled_from_env,
     parse_bool,
 )
 from mgit_monitoring.errors import ConfigError
@@ -304,6 +308,28 @@ class TestPrecedence(unittest.TestCase):
         data = MonitoringConfig.from_env(BASE).as_dict()
         self.assertEqual(8080, data["port"])
         self.assertIn("state_dir", data)
+
+
+class TestEnabledAlone(unittest.TestCase):
+    def test_reads_only_its_variable(self):
+        """enabled_from_env honours ENABLED whatever other variables hold; default true."""
+        self.assertTrue(enabled_from_env({}))
+        self.assertTrue(enabled_from_env(env(ENABLED="  ")))
+        self.assertFalse(enabled_from_env(env(ENABLED="off", PORT="80a", HOST="a b")))
+        with self.assertRaisesRegex(ConfigError, "^MGIT_MONITORING_ENABLED='maybe': "):
+            enabled_from_env(env(ENABLED="maybe"))
+
+
+class TestDocumentation(unittest.TestCase):
+    def test_every_variable_is_documented(self):
+        """Each field has a docstring bullet naming its variable, then its default."""
+        doc = MonitoringConfig.__doc__ or ""
+        for name, (suffix, _parser) in _FIELDS.items():
+            with self.subTest(field=name):
+                match = re.search(rf"- ``{name}`` \({suffix}\): \S", doc)
+                self.assertIsNotNone(match, f"{name} ({suffix}) is not documented")
+                self.assertEqual(ENV_PREFIX + suffix, MonitoringConfig.env_var(name))
+        self.assertIn("MGIT_MONITORING_LOG_FORMAT", doc)  # read by setup_structured_logging
 
 
 if __name__ == "__main__":

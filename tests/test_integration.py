@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import gc
 import http.server
 import inspect
 import io
@@ -11,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import traceback
 import unittest
 import urllib.error
 import urllib.request
@@ -41,6 +45,7 @@ from mgit_monitoring.logs import StructuredFormatter
 from mgit_monitoring.performance import PerformanceMonitor, get_performance_monitor
 from mgit_monitoring.shared_state import merged_snapshot
 from mgit_monitoring.store import Store
+from tests.support import need_module, run_python
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 SECRET_URL = f"https://x-access-token:{TOKEN}@github.com/acme/widgets.git"
@@ -1112,6 +1117,540 @@ class AuthAndContextTest(IntegrationCase):
 
         asyncio.run(main())
         self.assertEqual(get_performance_monitor().get_operation_metrics("async_block").count, 1)
+
+
+class SeedSnippetTest(IntegrationCase):
+    """The seed's examples, run as written (``mgit.monitoring`` is ``mgit_monitoring`` here)."""
+
+    def test_performance_monitoring_section(self) -> None:
+        """Manual timing, context manager, decorator and the three print lines all work."""
+        self.setup()
+        from mgit_monitoring import get_performance_monitor, monitor_performance
+
+        def clone_repositories() -> None:
+            pass
+
+        perf_monitor = get_performance_monitor()
+
+        # Manual timing
+        operation_id = perf_monitor.start_trace("clone_operation")
+        # ... perform operation ...
+        duration = perf_monitor.end_trace(operation_id, success=True)
+
+        # Context manager
+        with perf_monitor.trace_operation("clone_repos"):
+            clone_repositories()
+
+        # Decorator
+        @monitor_performance("git_clone")
+        def clone_repo(url, path):  # type: ignore[no-untyped-def]
+            # Automatically timed and tracked
+            pass
+
+        clone_repo("https://github.com/a/b.git", "/tmp/b")
+
+        # Performance analysis
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            metrics = perf_monitor.get_operation_metrics("clone_repos", hours=24)
+            print(f"Average duration: {metrics.avg_duration:.2f}s")
+            print(f"95th percentile: {metrics.p95_duration:.2f}s")
+            print(f"Success rate: {metrics.success_rate:.1f}%")
+        self.assertIsInstance(duration, float)
+        self.assertRegex(
+            out.getvalue(),
+            r"^Average duration: \d+\.\d\ds\n95th percentile: \d+\.\d\ds\n"
+            r"Success rate: 100\.0%\n$",
+        )
+        for name in ("clone_operation", "clone_repos", "git_clone"):
+            self.assertEqual(perf_monitor.get_operation_metrics(name).count, 1, name)
+
+    def test_integration_decorators_section(self) -> None:
+        """The three decorators exactly as the seed shows them."""
+        self.setup()
+        from mgit_monitoring.integration import (
+            monitor_git_operation,
+            monitor_mgit_operation,
+            monitor_provider_api_call,
+        )
+
+        @monitor_mgit_operation(operation_name="clone_all", provider="github")
+        def clone_all_repositories(org, dest):  # type: ignore[no-untyped-def]
+            # Automatically tracked with metrics, logging, and performance
+            pass
+
+        @monitor_git_operation(operation_type="clone")
+        def git_clone(repo_url, destination):  # type: ignore[no-untyped-def]
+            # Git-specific tracking
+            pass
+
+        @monitor_provider_api_call(provider_name="github", endpoint="/repos")
+        def list_repositories(org):  # type: ignore[no-untyped-def]
+            # API call tracking with timing and error rates
+            pass
+
+        clone_all_repositories("acme", "/tmp/acme")
+        git_clone("https://github.com/acme/a.git", "/tmp/acme/a")
+        list_repositories("acme")
+        ops = {"operation": "clone_all", "provider": "github"}
+        self.assertEqual(value("mgit_operations_success_total", ops), 1)
+        self.assertEqual(
+            value("mgit_git_operations_total", {"operation": "clone", "status": "success"}), 1
+        )
+        api = {"method": "UNKNOWN", "provider": "github", "status_code": "unknown"}
+        self.assertEqual(value("mgit_api_requests_total", dict(api, endpoint="/repos")), 1)
+
+    def test_best_practices_section(self) -> None:
+        """Correlation context, error handling, baselines and resource gauges as shown."""
+        self.setup()
+        from mgit_monitoring import (
+            correlation_context,
+            get_metrics_collector,
+            get_performance_monitor,
+            get_structured_logger,
+        )
+        from mgit_monitoring.integration import monitor_mgit_operation
+
+        logger = get_structured_logger(self.module)
+        ids: List[str] = []
+
+        @monitor_git_operation(operation_type="clone")
+        def clone_repository(repo: str) -> None:
+            ids.append(get_correlation_id())
+
+        class SpecificError(Exception):
+            pass
+
+        # 1. Correlation Context
+        repositories = ["acme/a", "acme/b"]
+        with correlation_context(operation="bulk_clone", organization="myorg") as outer:
+            # All nested operations share correlation ID
+            for repo in repositories:
+                clone_repository(repo)
+        self.assertEqual(ids, [outer, outer])
+
+        # 2. Error Handling
+        @monitor_mgit_operation("risky_operation")
+        def risky_operation():  # type: ignore[no-untyped-def]
+            try:
+                # Operation logic
+                raise SpecificError("timeout")
+            except SpecificError as e:
+                # Log specific error context
+                logger.error("Specific error occurred", error_details=str(e))
+                raise
+
+        with self.assertRaises(SpecificError):
+            risky_operation()
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "SpecificError", "operation": "risky_operation", "provider": ""},
+            ),
+            1,
+        )
+        detail = [line for line in self.lines() if line.get("error_details") == "timeout"]
+        self.assertEqual(len(detail), 1)
+
+        # 3. Performance Baselines
+        perf_monitor = get_performance_monitor()
+        perf_monitor.set_performance_baseline(
+            "clone_operation", {"avg_duration": 5.0, "p95_duration": 15.0}
+        )
+        trace = perf_monitor.start_trace("clone_operation")
+        perf_monitor._clock = lambda: 1e12  # this one took "forever"
+        perf_monitor.end_trace(trace)
+        anomaly = {"operation": "clone_operation", "type": "slow_operation"}
+        self.assertEqual(value("mgit_performance_anomalies_total", anomaly), 1)
+
+        # 4. Resource Monitoring
+        metrics = get_metrics_collector()
+        metrics.update_concurrent_operations(3)
+        metrics.update_repositories_processed(42)
+        self.assertEqual(value("mgit_concurrent_operations"), 3)
+        self.assertEqual(value("mgit_repositories_processed"), 42)
+
+
+class CallableKindsTest(IntegrationCase):
+    """Methods, classmethods, staticmethods, partials, generators: monitored, never broken."""
+
+    def test_methods_classmethods_staticmethods_in_either_order(self) -> None:
+        """The decorator works above or below @classmethod/@staticmethod and on methods."""
+        self.setup()
+
+        class Provider:
+            provider_name = "gitlab"
+
+            @monitor_mgit_operation("method")
+            def method(self, x: int) -> int:
+                return x
+
+            @classmethod
+            @monitor_mgit_operation("cls_inner")
+            def cls_inner(cls, x: int) -> Any:
+                return cls, x
+
+            @monitor_mgit_operation("cls_outer")
+            @classmethod
+            def cls_outer(cls, x: int) -> Any:
+                return cls, x
+
+            @monitor_git_operation("clone")
+            @staticmethod
+            def static_outer(repo_url: str) -> str:
+                return repo_url
+
+            @monitor_provider_api_call
+            @classmethod
+            def api(cls) -> int:
+                return 7
+
+        p = Provider()
+        self.assertEqual(p.method(1), 1)
+        self.assertEqual(Provider.cls_inner(2), (Provider, 2))
+        self.assertEqual(p.cls_outer(3), (Provider, 3))
+        self.assertEqual(Provider.static_outer(SECRET_URL), SECRET_URL)
+        self.assertEqual(Provider.api(), 7)
+        for name in ("method", "cls_inner", "cls_outer"):
+            labels = {"operation": name, "provider": ""}
+            self.assertEqual(value("mgit_operations_success_total", labels), 1, name)
+        self.assertEqual(
+            value("mgit_git_operations_total", {"operation": "clone", "status": "success"}), 1
+        )
+        self.assertNotIn(TOKEN, self.stream.getvalue())
+
+    def test_partial_objects(self) -> None:
+        """functools.partial of a sync or async function can be decorated and called."""
+        self.setup()
+
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        async def aadd(a: int, b: int) -> int:
+            return a + b
+
+        sync = monitor_mgit_operation("p_sync")(functools.partial(add, 1))
+        bare = monitor_git_operation(functools.partial(add, 1))
+        coro = monitor_mgit_operation("p_async")(functools.partial(aadd, 1))
+        self.assertEqual(sync(2), 3)
+        self.assertEqual(bare(3), 4)
+        self.assertTrue(inspect.iscoroutinefunction(coro))
+        self.assertEqual(asyncio.run(coro(4)), 5)
+        for name in ("p_sync", "p_async"):
+            labels = {"operation": name, "provider": ""}
+            self.assertEqual(value("mgit_operations_success_total", labels), 1, name)
+
+    def test_traceback_is_intact(self) -> None:
+        """The propagated exception's traceback still ends in the frame that raised it."""
+        self.setup()
+
+        def deep() -> None:
+            raise OSError("disk")
+
+        @monitor_mgit_operation("tb")
+        def op() -> None:
+            deep()
+
+        try:
+            op()
+        except OSError as exc:
+            frames = [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
+        self.assertEqual(frames[-2:], ["op", "deep"])
+
+    def test_generator_monitored_over_its_iteration(self) -> None:
+        """A generator is one operation from first step to exhaustion; its body and the calls
+        it makes share its scope and trace; the consumer's own scope is untouched."""
+        self.setup()
+
+        @monitor_git_operation("fetch")
+        def fetch(repo_url: str) -> str:
+            return get_correlation_id()
+
+        @monitor_mgit_operation("listing", provider="github")
+        def listing(n: int) -> Any:
+            for i in range(n):
+                yield get_context().get("operation"), fetch(f"https://github.com/acme/{i}.git")
+            return "done"
+
+        self.assertTrue(inspect.isgeneratorfunction(listing))
+        seen = []
+        with correlation_context("consumer") as outer:
+            gen = listing(2)
+            self.assertIsNone(
+                value("mgit_operations_total", {"operation": "listing", "provider": "github"})
+            )
+            for op, cid in gen:
+                seen.append((op, cid, get_context()["operation"]))
+                self.assertEqual(value("mgit_concurrent_operations"), 1)
+        self.assertEqual(seen, [("listing", outer, "consumer")] * 2)
+        labels = {"operation": "listing", "provider": "github"}
+        self.assertEqual(value("mgit_operations_success_total", labels), 1)
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        rows = list(get_performance_monitor()._completed)
+        (parent,) = [r for r in rows if r.operation == "listing"]
+        children = [r for r in rows if r.operation == "git_fetch"]
+        self.assertEqual([r.parent_id for r in children], [parent.trace_id] * 2)
+
+    def test_generator_failure_early_stop_send_and_return(self) -> None:
+        """An error mid-iteration is a failure by type; break is a success; send, throw and
+        the return value pass through unchanged."""
+        self.setup()
+
+        @monitor_mgit_operation("gen_fail")
+        def fails() -> Any:
+            yield 1
+            raise KeyError("k")
+
+        @monitor_mgit_operation("gen_stop")
+        def endless() -> Any:
+            while True:
+                yield 1
+
+        @monitor_mgit_operation("echo")
+        def echo() -> Any:
+            got = yield "ready"
+            while got is not None:
+                try:
+                    got = yield got * 2
+                except ValueError:
+                    got = yield "caught"
+            return "fin"
+
+        with self.assertRaises(KeyError):
+            list(fails())
+        for _ in endless():
+            break
+        gc.collect()  # the abandoned generator is closed
+
+        def drive() -> Any:
+            return (yield from echo())
+
+        g = drive()
+        self.assertEqual(
+            [next(g), g.send(2), g.throw(ValueError), g.send(5)], ["ready", 4, "caught", 10]
+        )
+        with self.assertRaises(StopIteration) as stop:
+            g.send(None)
+        self.assertEqual(stop.exception.value, "fin")
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "KeyError", "operation": "gen_fail", "provider": ""},
+            ),
+            1,
+        )
+        for name in ("gen_stop", "echo"):
+            labels = {"operation": name, "provider": ""}
+            self.assertEqual(value("mgit_operations_success_total", labels), 1, name)
+            self.assertIsNone(value("mgit_operations_failure_total", labels), name)
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        self.assertEqual(get_performance_monitor().active_trace_count, 0)
+
+    def test_async_generator_iteration_and_cancellation(self) -> None:
+        """An async generator is monitored over its iteration; cancelling it inside a step
+        records CancelledError and propagates it."""
+        self.setup()
+
+        @monitor_mgit_operation("astream")
+        async def astream() -> Any:
+            for i in range(3):
+                await asyncio.sleep(0)
+                yield i, get_context().get("operation")
+
+        @monitor_mgit_operation("ahang")
+        async def ahang(started: asyncio.Event) -> Any:
+            yield 1
+            started.set()
+            await asyncio.Event().wait()
+            yield 2  # pragma: no cover - never reached
+
+        self.assertTrue(inspect.isasyncgenfunction(astream))
+
+        async def main() -> List[Any]:
+            got = [item async for item in astream()]
+            started = asyncio.Event()
+
+            async def consume() -> None:
+                async for _ in ahang(started):
+                    pass
+
+            task = asyncio.ensure_future(consume())
+            await started.wait()
+            self.assertEqual(value("mgit_concurrent_operations"), 1)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            return got
+
+        got = asyncio.run(main())
+        self.assertEqual(got, [(0, "astream"), (1, "astream"), (2, "astream")])
+        self.assertEqual(
+            value("mgit_operations_success_total", {"operation": "astream", "provider": ""}), 1
+        )
+        self.assertEqual(
+            value(
+                "mgit_errors_total",
+                {"error_type": "CancelledError", "operation": "ahang", "provider": ""},
+            ),
+            1,
+        )
+        self.assertEqual(value("mgit_concurrent_operations"), 0)
+        self.assertEqual(get_performance_monitor().active_trace_count, 0)
+
+    def test_nested_operation_git_and_api_calls(self) -> None:
+        """An operation calling git operations calling API calls: one correlation id in every
+        line and each git trace a child of the operation's trace."""
+        self.setup()
+
+        class Response:
+            status_code = 200
+
+        def api() -> Response:
+            return Response()
+
+        def git_clone(repo_url: str) -> None:
+            api()
+
+        def clone_all() -> None:
+            git_clone("https://github.com/acme/a.git")
+            git_clone("https://github.com/acme/b.git")
+
+        api = monitor_provider_api_call("github", endpoint="/repos")(self.own(api))
+        git_clone = monitor_git_operation(self.own(git_clone))
+        clone_all = monitor_mgit_operation("clone_all")(self.own(clone_all))
+        clone_all()
+        lines = self.op_lines()
+        self.assertEqual(len(lines), 2 + 2 * 3)
+        self.assertEqual(len({line["correlation_id"] for line in lines}), 1)
+        rows = list(get_performance_monitor()._completed)
+        (top,) = [r for r in rows if r.operation == "clone_all"]
+        self.assertEqual(
+            [r.parent_id for r in rows if r.operation == "git_clone"], [top.trace_id] * 2
+        )
+        self.assertEqual(len({r.correlation_id for r in rows}), 1)
+
+
+class EnvironmentRobustnessTest(IntegrationCase):
+    def test_bad_unrelated_variable_does_not_cancel_disabled(self) -> None:
+        """ENABLED=false holds even when another variable is invalid; decorating never raises."""
+        env = {"MGIT_MONITORING_ENABLED": "false", "MGIT_MONITORING_PORT": "80a"}
+        with mock.patch.dict(os.environ, env):
+
+            def op() -> int:
+                return 1
+
+            self.assertIs(monitor_mgit_operation("x")(op), op)
+            self.assertFalse(integration.is_monitoring_enabled())
+            self.assertFalse(get_metrics_collector().enabled)
+            self.assertFalse(get_performance_monitor().enabled)
+            with self.assertRaisesRegex(ConfigError, "MGIT_MONITORING_PORT='80a'"):
+                setup_monitoring_integration()
+
+    def test_bad_enabled_value_keeps_decorators_working(self) -> None:
+        """An invalid ENABLED value: decorating and calling still work (monitoring on)."""
+        self.capture("mgit_monitoring.collector")
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "maybe"}):
+
+            @monitor_mgit_operation("still_works")
+            def op() -> int:
+                return 1
+
+            self.assertEqual(op(), 1)
+        self.assertIn("MGIT_MONITORING_ENABLED", self.stream.getvalue())
+
+    def test_default_persistence_survives_the_process(self) -> None:
+        """Two processes that only call setup and a decorated function, then exit: a third
+        sees both traces and both counts (persistence is on by default, flushed at exit)."""
+        writer = """
+            from mgit_monitoring.integration import monitor_mgit_operation
+            from mgit_monitoring.integration import setup_monitoring_integration
+            setup_monitoring_integration()
+
+            @monitor_mgit_operation(operation_name="clone_all", provider="github")
+            def clone_all_repositories(org, dest):
+                pass
+
+            clone_all_repositories("acme", "/tmp/acme")
+        """
+        reader = """
+            import json
+            from mgit_monitoring.integration import setup_monitoring_integration
+            from mgit_monitoring.shared_state import merged_snapshot
+            wired = setup_monitoring_integration()
+            stats = wired.performance.get_operation_metrics("clone_all")
+            total = merged_snapshot(wired.store).get_sample_value(
+                "mgit_operations_total", {"operation": "clone_all", "provider": "github"})
+            print(json.dumps([stats.count, stats.success_rate, total]))
+        """
+        env = {"MGIT_MONITORING_STATE_DIR": self.state_dir, "MGIT_MONITORING_ENABLED": ""}
+        with mock.patch.dict(os.environ, env):
+            for code in (writer, writer, reader):
+                done = run_python(code)
+                self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout), [2, 100.0, 2])
+
+
+class StatusAndMaskingTest(IntegrationCase):
+    def test_status_of_a_wrapped_error(self) -> None:
+        """A provider error raised from an HTTP error reports that error's status."""
+        self.setup()
+
+        class Response:
+            status_code = 429
+            headers = {"Retry-After": "30"}
+
+        class HTTPError(Exception):
+            response = Response()
+
+        class ProviderError(Exception):
+            pass
+
+        @monitor_provider_api_call("github", endpoint="/orgs")
+        def call() -> None:
+            try:
+                raise HTTPError("429")
+            except HTTPError as exc:
+                raise ProviderError("listing failed") from exc
+
+        with self.assertRaises(ProviderError):
+            call()
+        labels = {"method": "UNKNOWN", "provider": "github", "endpoint": "/orgs"}
+        self.assertEqual(value("mgit_api_requests_total", dict(labels, status_code="429")), 1)
+        self.assertEqual(value("mgit_api_rate_limit_hits_total", {"provider": "github"}), 1)
+        try:
+            raise ProviderError("x") from HTTPError("y")
+        except ProviderError as exc:
+            self.assertEqual(extract_status_code(exc), 429)
+        try:  # implicit context is not a cause: it may be unrelated
+            try:
+                raise HTTPError("y")
+            except HTTPError:
+                raise ProviderError("x")  # noqa: B904
+        except ProviderError as exc:
+            self.assertIsNone(extract_status_code(exc))
+
+    def test_real_requests_objects(self) -> None:
+        """requests' falsy 4xx Response and its HTTPError give status, method and rate limit."""
+        requests = need_module("requests")
+        response = requests.Response()
+        response.status_code = 403
+        response.headers["X-RateLimit-Remaining"] = "0"
+        response.request = requests.Request("GET", "https://api.github.com/x").prepare()
+        self.assertFalse(response)  # requests: a 4xx response is falsy
+        try:
+            response.raise_for_status()
+        except requests.HTTPError as exc:
+            error = exc
+        self.assertEqual((extract_status_code(error), is_rate_limited(error)), (403, True))
+        self.assertEqual(integration._method_of(response), "GET")
+
+    def test_password_containing_at_sign_is_masked_whole(self) -> None:
+        """Everything before the host's @ is masked, even an unencoded @ in the password."""
+        self.assertEqual(mask_repository("https://u:p@ss@host/x.git"), "https://***@host/x.git")
+        self.assertEqual(
+            mask_repository("clone of https://u:tok@h/x failed; mail a@b.c"),
+            "clone of https://***@h/x failed; mail a@b.c",
+        )
 
 
 if __name__ == "__main__":

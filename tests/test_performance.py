@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import json
 import logging
@@ -18,8 +19,10 @@ import tempfile
 import textwrap
 import threading
 import unittest
+from unittest import mock
 
 from mgit_monitoring import performance
+from mgit_monitoring.collector import get_metrics_collector, reset_metrics_collector
 from mgit_monitoring.context import correlation_context, new_trace_id
 from mgit_monitoring.performance import (
     OperationMetrics,
@@ -248,6 +251,115 @@ class TestDecorator(unittest.TestCase):
     def setUp(self):
         previous = reset_performance_monitor()
         self.addCleanup(performance._install, previous)
+        reset_metrics_collector()  # the default monitor follows the default collector
+        self.addCleanup(reset_metrics_collector)
+
+    def test_generators_traced_over_their_iteration(self):
+        """A generator's trace spans its iteration and parents the traces its body starts;
+        an early stop is a success, an error mid-way a failure by type."""
+        monitor = get_performance_monitor()
+
+        @monitor_performance("inner")
+        def inner():
+            return monitor.get_current_trace_id()
+
+        @monitor_performance("pages")
+        def pages(n):
+            for _ in range(n):
+                yield inner()
+
+        @monitor_performance("apages")
+        async def apages(fail):
+            yield 1
+            if fail:
+                raise TimeoutError("slow")
+
+        async def consume(fail):
+            return [page async for page in apages(fail)]
+
+        self.assertEqual([], list(monitor._completed))
+        gen = pages(3)
+        self.assertEqual([], list(monitor._completed))  # nothing ran yet
+        parents = list(gen)
+        for _ in pages(5):
+            break
+        gen = None
+        asyncio.run(consume(False))
+        with self.assertRaises(TimeoutError):
+            asyncio.run(consume(True))
+        rows = {r.trace_id: r for r in monitor._completed}
+        self.assertEqual(len(set(parents)), 3)
+        (outer,) = {rows[trace_id].parent_id for trace_id in parents}
+        self.assertEqual("pages", rows[outer].operation)
+        self.assertEqual(2, monitor.get_operation_metrics("pages").success_count)
+        apages_stats = monitor.get_operation_metrics("apages")
+        self.assertEqual((2, {"TimeoutError": 1}), (apages_stats.count, apages_stats.error_types))
+        self.assertIsNone(monitor.get_current_trace_id())
+        self.assertEqual(0, monitor.active_trace_count)
+
+    def test_descriptors_and_partials(self):
+        """Above @classmethod/@staticmethod, and bare on a functools.partial, it works."""
+
+        class Repo:
+            @monitor_performance
+            @classmethod
+            def make(cls, n):
+                return cls, n
+
+            @monitor_performance("static")
+            @staticmethod
+            def static(n):
+                return n
+
+        def add(a, b):
+            return a + b
+
+        partial = monitor_performance(functools.partial(add, 1))
+        self.assertEqual((Repo, 1), Repo.make(1))
+        self.assertEqual(2, Repo().static(2))
+        self.assertEqual(3, partial(2))
+        names = set(get_performance_monitor().get_all_operation_metrics())
+        make = f"{__name__}.{Repo.make.__func__.__qualname__}"
+        self.assertEqual({f"{__name__}.{add.__qualname__}", "static", make}, names)
+
+    def test_clean_exit_is_a_success(self):
+        """SystemExit(0) ends the trace as a success, SystemExit(2) as a failure."""
+        monitor = get_performance_monitor()
+
+        @monitor_performance("cli")
+        def cli(code):
+            raise SystemExit(code)
+
+        for code in (0, 2):
+            with self.assertRaises(SystemExit):
+                cli(code)
+        with self.assertRaises(SystemExit), monitor.trace_operation("cli"):
+            sys.exit()
+        stats = monitor.get_operation_metrics("cli")
+        self.assertEqual(
+            (3, 2, {"SystemExit": 1}), (stats.count, stats.success_count, stats.error_types)
+        )
+
+    def test_default_follows_the_default_collector(self):
+        """Before any setup: disabled by MGIT_MONITORING_ENABLED=false, and anomalies are
+        counted on the default collector's registry."""
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "false"}):
+            self.assertFalse(get_performance_monitor().enabled)
+        reset_performance_monitor()
+        reset_metrics_collector()
+        with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "true"}):
+            monitor = get_performance_monitor()
+        monitor.set_performance_baseline("clone_operation", {"avg_duration": 5.0})
+        monitor._clock = iter((0.0, 60.0)).__next__
+        with self.assertLogs(LOGGER, "WARNING"):
+            monitor.end_trace(monitor.start_trace("clone_operation"))
+        self.assertEqual(
+            1.0,
+            get_metrics_collector().registry.get_sample_value(
+                "mgit_performance_anomalies_total",
+                {"operation": "clone_operation", "type": "slow_operation"},
+            ),
+        )
 
     def test_sync_and_async_preserve_metadata(self):
         """Name, docstring and signature survive; sync and async calls return their results."""
