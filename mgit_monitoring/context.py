@@ -18,6 +18,7 @@ is called (``setup_structured_logging`` calls it).
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import os
 import random
@@ -35,6 +36,7 @@ from typing import (
     Optional,
     Tuple,
     TypeVar,
+    cast,
 )
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 _HEX16 = re.compile(r"[0-9a-f]{16}\Z")
@@ -189,6 +192,12 @@ class _State:
         # The formatter's rendered correlation fragment of this scope (ids included).
         self.log_cache: Any = None
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # A record carrying its scope is pickled by SocketHandler (protocol 1, which cannot
+        # pickle __slots__) and multiprocessing queues: the ids and attributes travel, the
+        # formatter caches (they hold maskers) are rebuilt on the other side.
+        return (_State, (self.trace_id, self.span_id, self.flags, self.attrs))
+
     @property
     def view(self) -> Mapping[str, Any]:
         """A read-only view of the attributes."""
@@ -275,6 +284,7 @@ def get_traceparent() -> str:
 
 
 _MISSING: Any = object()
+_EXTERNAL = "external_correlation_id"
 
 
 def _unchanged(outer: Dict[str, Any], changes: Dict[str, Any]) -> bool:
@@ -304,11 +314,15 @@ def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, A
         if value is not None:
             changes[key] = value
     if original is not None:
-        changes["external_correlation_id"] = original
+        changes[_EXTERNAL] = original
     if outer is not None:
-        if _unchanged(outer.attrs, changes):  # nothing new: share the outer dict and cache
-            return _State(trace_id, new_span_id(), flags, outer.attrs, outer.attrs_cache)
-        merged = dict(outer.attrs)
+        inherited = outer.attrs
+        if explicit is not None and original is None and _EXTERNAL in inherited:
+            # A new trace-id given as such: the outer scope's foreign id no longer names it.
+            inherited = {k: v for k, v in inherited.items() if k != _EXTERNAL}
+        elif _unchanged(inherited, changes):  # nothing new: share the outer dict and cache
+            return _State(trace_id, new_span_id(), flags, inherited, outer.attrs_cache)
+        merged = dict(inherited)
         merged.update(changes)
         changes = merged
     return _State(trace_id, new_span_id(), flags, changes)
@@ -325,6 +339,20 @@ class _Scope(ContextDecorator):
 
     def _recreate_cm(self) -> _Scope:  # used as a decorator: one scope per call
         return _Scope(*self._args)
+
+    def __call__(self, func: _F) -> _F:
+        import inspect  # decoration time only; not worth its import cost at start-up
+
+        if not inspect.iscoroutinefunction(func):
+            return super().__call__(func)
+
+        # ContextDecorator would leave the scope before the coroutine's body even starts.
+        @functools.wraps(func)
+        async def run_in_scope(*args: Any, **kwargs: Any) -> Any:
+            with self._recreate_cm():
+                return await func(*args, **kwargs)
+
+        return cast(_F, run_in_scope)
 
     def __enter__(self) -> str:
         if self._token is not None:
@@ -348,7 +376,8 @@ def correlation_context(
     maps to a stable trace-id and is kept as the ``external_correlation_id`` attribute;
     attributes given as None are left as the outer scope has them. A top-level scope gets
     a fresh id, unless a ``TRACEPARENT`` was adopted, whose trace it then joins. The scope
-    is computed when the block is entered; the object also works as a function decorator.
+    is computed when the block is entered; the object also works as a decorator of a
+    function or coroutine function (each call, or each run of the coroutine, gets a scope).
     """
     return _Scope(operation, correlation_id, attrs)
 

@@ -20,6 +20,7 @@ is kept under ``"fields"`` rather than overwriting the line's own key.
 
 from __future__ import annotations
 
+import codecs
 import datetime as _dt
 import enum
 import json
@@ -199,6 +200,11 @@ def _jsonable(obj: Any) -> Any:
         return _safe_str(obj.value)
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
+    if isinstance(obj, Mapping):  # MappingProxyType, ChainMap ...: keys get masked by name
+        try:
+            return dict(obj)
+        except Exception:
+            pass
     if type(obj).__str__ is object.__str__:
         try:
             return repr(obj)
@@ -225,6 +231,9 @@ class StructuredFormatter(logging.Formatter):
             the default one (for ``strict`` mode or extra sensitive keys).
         timespec: ``"milliseconds"`` (default) or ``"microseconds"``; always UTC with ``Z``.
         gcp_project: the Google Cloud project, for ``logging.googleapis.com/trace``.
+        ensure_ascii: write non-ASCII characters as ``\\uXXXX`` escapes, for a stream
+            whose encoding is not UTF-8 (``setup_structured_logging`` turns it on for
+            those), where they would otherwise become invalid JSON.
 
     ``fmt``/``datefmt``/``style``/``validate``/``defaults`` are accepted so that
     ``dictConfig`` can construct it with its ``class`` key, and are ignored.
@@ -244,6 +253,7 @@ class StructuredFormatter(logging.Formatter):
         masker: CredentialMasker | None = None,
         timespec: str = "milliseconds",
         gcp_project: str | None = None,
+        ensure_ascii: bool = False,
     ) -> None:
         super().__init__()
         self.profile = _check_profile(profile)
@@ -254,6 +264,7 @@ class StructuredFormatter(logging.Formatter):
         self.include_correlation = bool(include_correlation)
         self.mask_credentials = bool(mask_credentials)
         self.gcp_project = gcp_project
+        self.ensure_ascii = bool(ensure_ascii)
         self._masker: CredentialMasker | None = None
         if self.mask_credentials:
             self._masker = masker if masker is not None else _default_masker()
@@ -395,10 +406,11 @@ class StructuredFormatter(logging.Formatter):
             line = self._encode(self._render_ecs(record, message))
         else:
             line = self._encode(self._render_gcp(record, message))
-        if not line.isascii() and _SURROGATES.search(line) is not None:
+        if not line.isascii() and (self.ensure_ascii or _SURROGATES.search(line) is not None):
             # A lone surrogate (an undecodable file name read with surrogateescape) would
             # make the stream's UTF-8 encoder fail; \udcff escapes keep the line valid
-            # UTF-8 JSON and the name recoverable.
+            # UTF-8 JSON and the name recoverable. A non-UTF-8 stream would turn "é" into
+            # "\xe9" (backslashreplace), which is not JSON.
             line = self._encode_ascii(json.loads(line))
         return line
 
@@ -526,8 +538,7 @@ class StructuredFormatter(logging.Formatter):
             if attrs:
                 # ECS labels are flat keyword values with "." "*" "\" in keys replaced.
                 out["labels"] = {
-                    re.sub(r"[.*\\]", "_", str(k)): v if isinstance(v, str) else _safe_str(v)
-                    for k, v in attrs.items()
+                    re.sub(r"[.*\\]", "_", str(k)): self._label(v) for k, v in attrs.items()
                 }
         exc = self._exception(record) if (record.exc_info or record.exc_text) else None
         if exc is not None:
@@ -538,6 +549,14 @@ class StructuredFormatter(logging.Formatter):
             out["log.origin.stack_trace"] = self._stack(record)
         self._add_fields(out, self._fields(record))
         return out
+
+    def _label(self, value: Any) -> str:
+        """An ECS label value: a string, masked (bytes, exceptions and other objects in the
+        context are masked as text, like the default profile's encoder fallback does)."""
+        if isinstance(value, str):
+            return value  # masked with the attributes
+        text = _safe_str(_jsonable(value))
+        return self._masker.mask_text(text) if self._masker is not None else text
 
     def _render_gcp(self, record: logging.LogRecord, message: str) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -578,7 +597,13 @@ class StructuredFormatter(logging.Formatter):
             return self._encode_obj(self._sanitise(out, 0, set()))
 
     def _sanitise(self, obj: Any, depth: int, seen: set) -> Any:
-        if obj is None or isinstance(obj, (str, bool, int)):
+        if obj is None or isinstance(obj, (str, bool)):
+            return obj
+        if isinstance(obj, int):
+            try:
+                int.__repr__(obj)
+            except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+                return f"<int of {obj.bit_length()} bits>"
             return obj
         if isinstance(obj, float):
             return obj if obj == obj and obj not in (float("inf"), float("-inf")) else repr(obj)
@@ -591,15 +616,19 @@ class StructuredFormatter(logging.Formatter):
             try:
                 if isinstance(obj, dict):
                     return {
-                        (k if isinstance(k, str) else _safe_str(k)): self._sanitise(
-                            v, depth + 1, seen
-                        )
-                        for k, v in obj.items()
+                        self._key(k): self._sanitise(v, depth + 1, seen) for k, v in obj.items()
                     }
                 return [self._sanitise(v, depth + 1, seen) for v in obj]
             finally:
                 seen.discard(id(obj))
         return self._sanitise(self._default(obj), depth + 1, seen)
+
+    def _key(self, key: Any) -> str:
+        """A dict key json rejects (a tuple ...) as a string, masked like any text."""
+        if isinstance(key, str):
+            return key
+        text = _safe_str(key)
+        return self._masker.mask_text(text) if self._masker is not None else text
 
 
 _MASKER: CredentialMasker | None = None
@@ -621,6 +650,7 @@ _LogRecord = logging.LogRecord
 _STD_MAKE_RECORD = logging.Logger.makeRecord
 _NS_CLOCK = sys.version_info >= (3, 13)  # 3.13 derives created/msecs from time_ns()
 _TASK_NAME = sys.version_info >= (3, 12)  # 3.12 added LogRecord.taskName
+_INT_MSECS = sys.version_info >= (3, 10)  # gh-89047: whole milliseconds since 3.10
 _START_TIME: Any = vars(logging)["_startTime"]  # what relativeCreated is measured from
 _PATH_NAMES: Dict[str, Tuple[str, str]] = {}
 _PID: List[int | None] = [None]
@@ -678,7 +708,10 @@ def _new_record(
         relative = (ct - _START_TIME) / 1e6
     else:
         created = time.time()
-        msecs = int((created - int(created)) * 1000) + 0.0
+        if _INT_MSECS:
+            msecs = int((created - int(created)) * 1000) + 0.0
+        else:
+            msecs = (created - int(created)) * 1000
         relative = (created - _START_TIME) * 1000
     record = _LogRecord.__new__(_LogRecord)
     d = record.__dict__
@@ -920,6 +953,7 @@ def get_structured_logger(name: str, level: Union[int, str, None] = None) -> Str
 _LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "NOTSET": "NOTSET"}
 _HANDLER_MARK = "_mgit_monitoring_handler"
+_LEVEL_MARK = "_mgit_monitoring_level"  # the level the last call set on the logger
 
 
 def _parse_level(value: Union[int, str], source: str) -> int:
@@ -935,6 +969,17 @@ def _parse_level(value: Union[int, str], source: str) -> int:
             return int(name)
     msg = f"invalid {source} {value!r} (expected one of {', '.join(_LEVEL_NAMES)})"
     raise ConfigError(msg)
+
+
+def _is_utf8(stream: Any) -> bool:
+    """Whether ``stream`` encodes text as UTF-8 (a stream without an encoding counts)."""
+    encoding = getattr(stream, "encoding", None)
+    if not isinstance(encoding, str):
+        return True
+    try:
+        return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+    except LookupError:
+        return False
 
 
 class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
@@ -953,7 +998,7 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 def setup_structured_logging(
     log_file: Union[str, os.PathLike[str]] | None = None,
     log_level: Union[int, str, None] = None,
-    console_level: Union[int, str] = "INFO",
+    console_level: Union[int, str, None] = None,
     include_correlation: bool = True,
     mask_credentials: bool = True,
     *,
@@ -970,8 +1015,9 @@ def setup_structured_logging(
 
     Idempotent: the handlers a previous call installed are replaced, never duplicated,
     and the host application's own handlers are left alone. ``log_level`` (default
-    ``$MGIT_MONITORING_LOG_LEVEL`` or INFO) applies to the file, ``console_level`` to
-    stderr; the logger's level is set to the more verbose of the two. ``profile``
+    ``$MGIT_MONITORING_LOG_LEVEL`` or INFO) applies to the file and, unless
+    ``console_level`` says otherwise, to stderr; the logger's level is lowered to the
+    more verbose of the two (a more verbose level the host set is kept). ``profile``
     defaults to ``$MGIT_MONITORING_LOG_FORMAT`` or ``default``. The log file's parent
     directories are created and the file is mode 0600, rotated at ``max_bytes`` keeping
     ``backup_count`` old files. A valid ``$TRACEPARENT`` is adopted as the process trace.
@@ -985,7 +1031,9 @@ def setup_structured_logging(
         file_level = _parse_level(raw, LOG_LEVEL_ENV) if raw else logging.INFO
     else:
         file_level = _parse_level(log_level, "log_level")
-    con_level = _parse_level(console_level, "console_level")
+    con_level = (
+        file_level if console_level is None else _parse_level(console_level, "console_level")
+    )
     if profile is None:
         raw_profile = env.get(LOG_FORMAT_ENV)
         chosen = _check_profile(raw_profile, LOG_FORMAT_ENV) if raw_profile else "default"
@@ -998,8 +1046,9 @@ def setup_structured_logging(
         else (logging.getLogger(logger) if logger else logging.getLogger())
     )
 
-    def make_formatter() -> StructuredFormatter:
+    def make_formatter(ensure_ascii: bool = False) -> StructuredFormatter:
         return StructuredFormatter(
+            ensure_ascii=ensure_ascii,
             profile=chosen,
             include_correlation=include_correlation,
             mask_credentials=mask_credentials,
@@ -1023,9 +1072,10 @@ def setup_structured_logging(
         file_handler.setFormatter(make_formatter())
         handlers.append(file_handler)
     if console:
-        console_handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+        out = sys.stderr if stream is None else stream
+        console_handler = logging.StreamHandler(out)
         console_handler.setLevel(con_level)
-        console_handler.setFormatter(make_formatter())
+        console_handler.setFormatter(make_formatter(not _is_utf8(out)))
         handlers.append(console_handler)
 
     for old in list(target.handlers):
@@ -1037,7 +1087,18 @@ def setup_structured_logging(
         target.addHandler(handler)
     levels = [h.level for h in handlers]
     if levels:
-        target.setLevel(min(levels))
+        # Lower the logger's level to what our handlers need, but never raise a level the
+        # host chose (root at DEBUG for its own handlers stays DEBUG); a level we set
+        # ourselves may go either way on the next call.
+        wanted = min(levels)
+        current = target.level
+        if (
+            current == logging.NOTSET
+            or wanted < current
+            or current == getattr(target, _LEVEL_MARK, None)
+        ):
+            target.setLevel(wanted)
+            setattr(target, _LEVEL_MARK, wanted)
     if adopt_traceparent:
         _context.adopt_traceparent(env)
     return handlers

@@ -125,18 +125,12 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
         False,
     ),
     (
-        "private_key_block",
-        r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
-        r"-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
-        "***PRIVATE_KEY***",
-        ("PRIVATE KEY",),
-        False,
-        False,
-    ),
-    (
-        # Fail closed: a truncated key (no END line) is masked to the end of the text.
-        "private_key_header_unterminated",
-        r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----[\s\S]*",
+        # Applied by _mask_private_keys: BEGIN ... first END, and a key without an END
+        # line (truncated text) is masked to the end of the text (fail closed). The regex
+        # documents the rule; run as a regex it is quadratic in the number of BEGIN lines.
+        "private_key",
+        r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?"
+        r"-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)",
         "***PRIVATE_KEY***",
         ("PRIVATE KEY",),
         False,
@@ -169,13 +163,15 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
         False,
     ),
     (
-        # Applied by _mask_key_values (str.find-anchored); the regex documents the rule.
+        # Applied by _mask_key_values (str.find-anchored, linear); the regex documents the
+        # rule, except that a quoted value runs to its closing quote (spaces included) and
+        # keys ending in _pat/-pat (AZURE_DEVOPS_EXT_PAT=) count too.
         "secret_key_value",
         r"(?i)(?P<key>\b[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|"
-        r"access[_\-]?key|private[_\-]?key|credentials?))(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
+        r"access[_\-]?key|private[_\-]?key|credentials?|passphrase|[_\-]pat))(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
         r"(?![^\s\"'&,;]*\*\*\*)(?P<val>[^\s\"'&,;]+)",
         r"\g<key>\g<sep>***",
-        ("pass", "pwd", "secret", "token", "key", "credential"),
+        ("pass", "pwd", "secret", "token", "key", "credential", "_pat", "-pat"),
         True,
         False,
     ),
@@ -210,8 +206,12 @@ _KV_WORDS = (
     "private-key",
     "credential",
     "credentials",
+    "passphrase",
+    "_pat",  # AZURE_DEVOPS_EXT_PAT=, SYSTEM_PAT: (an env dump, catalogue 2.1)
+    "-pat",
 )
-_KV_SEPVAL = re.compile(r"([\"']?\s*[:=]\s*[\"']?)(?![^\s\"'&,;]*\*\*\*)([^\s\"'&,;]+)")
+_KV_SEP = re.compile(r"[\"']?\s*[:=]\s*([\"']?)")
+_KV_VALUE = re.compile(r"[^\s\"'&,;]+")
 
 # Structured keys whose value is replaced whole (Sentry's DEFAULT_DENYLIST plus the git
 # providers'); compared after lower-casing and mapping "-" to "_".
@@ -302,23 +302,24 @@ class CredentialMasker:
         max_line: int = 65536,
         cache_size: int = 2048,
     ) -> None:
-        self.strict = strict
+        self._strict = bool(strict)
         self.max_line = max_line
         self.cache_size = cache_size
         self._sensitive: FrozenSet[str] = _SENSITIVE_KEYS | {
             k.lower().replace("-", "_") for k in sensitive_keys
         }
-        rules: List[Tuple[str, Pattern[str], Any, Tuple[str, ...], bool]] = []
+        # (name, apply(text, aligned lower-case text or None) -> text, keywords, ci)
+        rules: List[Tuple[str, Callable[[str, Any], str], Tuple[str, ...], bool]] = []
         for name, rx, repl, kws, ci, strict_only in _RULES:
             if strict_only and not strict:
                 continue
-            rules.append((name, re.compile(rx), repl, kws, ci))
+            rules.append((name, _rule_function(name, rx, repl), kws, ci))
         self._rules = tuple(rules)
         # Strings seen to be clean (nothing to mask): log messages and field values repeat,
         # so most lines are answered by one hash lookup. Only clean strings are kept, never
         # secrets; bounded in count and length.
         self._clean: Dict[str, bool] = {}
-        self._key_cache: Dict[Any, bool] = {}
+        self._key_cache: Dict[str, bool] = {}
 
     # -- text ---------------------------------------------------------------------------
 
@@ -335,17 +336,23 @@ class CredentialMasker:
             self._clean[text] = True
         return out
 
+    @property
+    def strict(self) -> bool:
+        """Whether bare legacy Azure DevOps PATs are masked (fixed at construction, so the
+        clean-string cache never answers for a different rule set)."""
+        return self._strict
+
     def _mask_line(self, text: str) -> str:
-        if not self.strict and not _maybe_secret(text):
+        if not self._strict and not _maybe_secret(text):
             return text
         low: str | None = None
-        for name, rx, repl, kws, ci in self._rules:
+        for name, apply, kws, ci in self._rules:
             if name.startswith("url_") and "@" not in text:
                 continue
             if kws:
                 if ci:
                     if low is None:
-                        low = text.lower()
+                        low = _aligned_lower(text)
                     hay = low
                 else:
                     hay = text
@@ -354,20 +361,16 @@ class CredentialMasker:
                         break
                 else:
                     continue
-            if name == "secret_key_value":
-                new = _mask_key_values(text, low if low is not None else text.lower())
-            else:
-                new = rx.sub(repl, text)
+            new = apply(text, low)
             if new != text:
                 text, low = new, None
         return text
 
     def _mask_long(self, text: str) -> str:
-        # Private-key blocks span lines and their rule is linear: run it on the whole text,
-        # then scan line by line; a single oversized line is replaced, never printed.
-        for name, rx, repl, _kws, _ci in self._rules:
-            if name.startswith("private_key") and "PRIVATE KEY" in text:
-                text = rx.sub(repl, text)
+        # Private-key blocks span lines: mask them in the whole text (linear), then scan
+        # line by line; a single oversized line is replaced, never printed.
+        if "PRIVATE KEY" in text:
+            text = _mask_private_keys(text)
         lines = text.split("\n")
         for i, line in enumerate(lines):
             lines[i] = _unscanned(len(line)) if len(line) > self.max_line else self._mask_line(line)
@@ -377,16 +380,17 @@ class CredentialMasker:
 
     def is_sensitive_key(self, key: Any) -> bool:
         """True when a structured field named ``key`` holds a secret by its name alone."""
+        if not isinstance(key, str):
+            return False
         cached = self._key_cache.get(key)
         if cached is not None:
             return cached
-        result = False
-        if isinstance(key, str):
-            norm = key.lower().replace("-", "_")
-            result = norm in self._sensitive or norm.endswith(_SENSITIVE_SUFFIXES)
-        if len(self._key_cache) >= _KEY_CACHE_MAX:
-            self._key_cache.clear()
-        self._key_cache[key] = result
+        norm = key.lower().replace("-", "_")
+        result = norm in self._sensitive or norm.endswith(_SENSITIVE_SUFFIXES)
+        if len(key) <= _CACHE_MAX_LEN:  # a huge key (a URL or a body as a key) is not kept
+            if len(self._key_cache) >= _KEY_CACHE_MAX:
+                self._key_cache.clear()
+            self._key_cache[key] = result
         return result
 
     def mask(self, obj: Any, _depth: int = 0, _path: Set[int] | None = None) -> Any:
@@ -499,35 +503,167 @@ def _maybe_secret(text: str) -> bool:
         or "token" in low
         or "key" in low
         or "credential" in low
+        or ("pat" in low and ("_pat" in low or "-pat" in low))
     )
 
 
 def _mask_key_values(text: str, low: str) -> str:
-    """The secret_key_value rule without an (?i) scan of the whole line.
+    """The secret_key_value rule without an (?i) scan of the whole line, in linear time.
 
-    ``str.find`` the key words in the lower-cased text and match separator+value only
-    right after them; spans are replaced by position, never by value (GitPython's
-    ``replace(password, ...)`` corrupts a URL whose host contains the password).
+    ``str.find`` the key words in the lower-cased text (``low``, aligned with ``text``)
+    and match the separator right after them; a value that starts inside one already
+    masked is skipped, and a run of value characters is measured once however many key
+    words it contains (``token=token=token=...`` made the regex version quadratic: 6 s for
+    64 KiB). Spans are replaced by position, never by value (GitPython's
+    ``replace(password, ...)`` corrupts a URL whose host contains the password). A value
+    that already contains ``***`` is left alone, so masking is idempotent.
     """
-    spans = []
+    ends = set()
     for kw in _KV_WORDS:
         i = low.find(kw)
         while i != -1:
-            m = _KV_SEPVAL.match(text, i + len(kw))
-            if m:
-                spans.append((m.start(2), m.end(2)))
+            ends.add(i + len(kw))
             i = low.find(kw, i + 1)
-    if not spans:
-        return text
-    out, last = [], 0
-    for a, b in sorted(set(spans)):
+    out: List[str] = []
+    last = 0  # end of the last masked value
+    run_start = run_end = run_star = -1  # the last unquoted value run measured
+    for end in sorted(ends):
+        sep = _KV_SEP.match(text, end)
+        if sep is None:
+            continue
+        a = sep.end()
         if a < last:
             continue
+        quote = sep.group(1)
+        b = -1
+        if quote:
+            # A quoted value runs to its closing quote on the same line ("a b c" is one
+            # password); an escaped quote (\") does not close it.
+            b = text.find(quote, a)
+            while b > a and text[b - 1] == "\\":
+                b = text.find(quote, b + 1)
+            if b != -1 and (b == a or "\n" in text[a:b]):
+                b = -1
+            if b != -1 and "***" in text[a:b]:
+                continue
+        if b == -1:
+            if not run_start <= a < run_end:
+                m = _KV_VALUE.match(text, a)
+                if m is None:
+                    continue
+                run_start, run_end = a, m.end()
+                run_star = text.rfind("***", a, run_end)
+            if run_star >= a:  # already masked
+                continue
+            b = run_end
         out.append(text[last:a])
         out.append(MASK)
         last = b
+    if not out:
+        return text
     out.append(text[last:])
     return "".join(out)
+
+
+def _mask_private_keys(text: str) -> str:
+    """Mask private-key blocks (BEGIN to the first END) and, fail closed, a block whose
+    END is missing (truncated text) to the end of the text; linear in the text length."""
+    out: List[str] = []
+    pos = 0
+    while True:
+        begin = _PK_BEGIN.search(text, pos)
+        if begin is None:
+            break
+        out.append(text[pos : begin.start()])
+        out.append("***PRIVATE_KEY***")
+        end = _PK_END.search(text, begin.end())
+        pos = len(text) if end is None else end.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+_PK_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+_PK_END = re.compile(r"-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+
+
+def _run_skipping_sub(
+    start: Pattern[str], rule: Pattern[str], run: Pattern[str], repl: str
+) -> Callable[[str], str]:
+    """``rule.sub(repl, text)`` for a rule that begins with a run of ``run`` characters
+    ended by a delimiter outside the run (a JWT's first ``.``, an Atlassian token's ``=``).
+
+    ``re`` retries such a rule at every start inside a run it has just failed on, each
+    attempt scanning to the end of the run: ``eyJ-eyJ-eyJ-...`` took 1.5 s for 64 KiB.
+    Every start inside that run fails for the same reason, so they are skipped.
+    """
+
+    def sub(text: str) -> str:
+        out: List[str] = []
+        pos = last = 0
+        while True:
+            s = start.search(text, pos)
+            if s is None:
+                break
+            i = s.start()
+            m = rule.match(text, i)
+            if m is None:
+                pos = max(run.match(text, i).end(), i + 1)  # type: ignore[union-attr]
+                continue
+            out.append(text[last:i])
+            out.append(m.expand(repl))
+            last = pos = m.end()
+        if not out:
+            return text
+        out.append(text[last:])
+        return "".join(out)
+
+    return sub
+
+
+_RUN_RULES = {
+    # name: (where a match may start, the rule anchored there, the run it begins with)
+    "jwt": (
+        r"eyJ(?<=\beyJ)",
+        r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+        r"[A-Za-z0-9_\-]*",
+    ),
+    "atlassian_api_token": (
+        r"AT[AC]TT3(?<=\bAT[AC]TT3)",
+        r"(AT[AC]TT3)[A-Za-z0-9_\-]+=[A-F0-9]{8}\b",
+        r"[A-Za-z0-9_\-]*",
+    ),
+}
+
+
+def _aligned_lower(text: str) -> str:
+    """``text.lower()`` with one character per character of ``text``.
+
+    A few characters lower-case to two ("İ" -> "i̇"), which would shift every offset
+    found in the lower-cased text and let ``İ password=hunter2`` through unmasked.
+    """
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join([c.lower()[:1] for c in text])
+
+
+def _rule_function(name: str, rx: str, repl: Any) -> Callable[[str, Any], str]:
+    """How rule ``name`` is applied: ``apply(text, low)`` (``low``: the aligned
+    lower-cased text when already computed, else None). Every rule runs in linear time."""
+    if name == "secret_key_value":
+        return lambda text, low: _mask_key_values(
+            text, low if low is not None else _aligned_lower(text)
+        )
+    if name == "private_key":
+        return lambda text, _low: _mask_private_keys(text)
+    if name in _RUN_RULES:
+        start, rule, run = _RUN_RULES[name]
+        sub = _run_skipping_sub(re.compile(start), re.compile(rule), re.compile(run), repl)
+        return lambda text, _low: sub(text)
+    compiled = re.compile(rx)
+    return lambda text, _low: compiled.sub(repl, text)
 
 
 _DEFAULT = CredentialMasker()

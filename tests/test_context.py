@@ -115,6 +115,16 @@ class TestCorrelationContext(ContextTestCase):
                 with correlation_context(correlation_id=foreign) as again:  # type: ignore[arg-type]
                     self.assertEqual(first, again)
 
+    def test_inner_trace_id_drops_the_outer_external_id(self) -> None:
+        """An inner explicit trace-id starts a new trace: the outer foreign id is not kept."""
+        inner_id = "ab" * 16
+        with correlation_context(correlation_id="job-42", operation="sync"):
+            with correlation_context(correlation_id=inner_id) as cid:
+                self.assertEqual(inner_id, cid)
+                self.assertEqual({"operation": "sync"}, dict(get_context()))
+            with correlation_context(repo="r"):
+                self.assertEqual("job-42", get_context()["external_correlation_id"])
+
     def test_empty_or_zero_explicit_id_is_ignored(self) -> None:
         """An empty or all-zero correlation_id is ignored: the scope inherits or mints an id."""
         with correlation_context(operation="outer") as outer:
@@ -188,6 +198,23 @@ class TestScopeObject(ContextTestCase):
         self.assertEqual({"operation": "decorated", "provider": "github"}, seen[0][1])
         self.assertEqual({}, dict(get_context()))
 
+    def test_usable_as_a_decorator_of_coroutine_functions(self) -> None:
+        """A decorated coroutine function runs its body in a scope of its own, per run."""
+
+        @correlation_context(operation="async_op", provider="gitlab")
+        async def work() -> tuple:
+            await asyncio.sleep(0)
+            return get_correlation_id(), dict(get_context())
+
+        async def main() -> list:
+            return list(await asyncio.gather(work(), work()))
+
+        first, second = asyncio.run(main())
+        self.assertEqual({"operation": "async_op", "provider": "gitlab"}, first[1])
+        self.assertEqual(first[1], second[1])
+        self.assertNotEqual(first[0], second[0])
+        self.assertEqual("work", work.__name__)
+
     def test_inner_scope_without_changes_keeps_attributes(self) -> None:
         """An inner scope repeating the outer attributes has the same context and a new span."""
         with correlation_context(operation="sync", provider="github") as cid:
@@ -198,6 +225,31 @@ class TestScopeObject(ContextTestCase):
                 self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
             with correlation_context():
                 self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
+
+
+class TestIdsAcrossThreads(ContextTestCase):
+    def test_ids_are_unique_across_many_threads(self) -> None:
+        """Trace and span ids drawn concurrently by many threads never repeat."""
+        per_thread, threads = 3000, 8
+        results: list = [None] * threads
+        barrier = threading.Barrier(threads)
+
+        def draw(i: int) -> None:
+            barrier.wait()
+            ids = [new_trace_id() for _ in range(per_thread)]
+            with correlation_context(operation="t"):
+                ids.append(get_correlation_id())
+            results[i] = (ids, [new_span_id() for _ in range(per_thread)])
+
+        workers = [threading.Thread(target=draw, args=(i,)) for i in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        traces = [x for ids, _ in results for x in ids]
+        spans = [x for _, ids in results for x in ids]
+        self.assertEqual(len(traces), len(set(traces)))
+        self.assertEqual(len(spans), len(set(spans)))
 
 
 class TestForkedIds(ContextTestCase):

@@ -9,8 +9,10 @@ import itertools
 import json
 import logging
 import logging.config
+import logging.handlers
 import math
 import os
+import pickle
 import random
 import re
 import stat
@@ -19,7 +21,9 @@ import sys
 import tempfile
 import time
 import unittest
+from types import MappingProxyType
 from typing import Any, Dict, List
+from unittest import mock
 
 from mgit_monitoring.context import correlation_context, provider_context, reset_process_trace
 from mgit_monitoring.errors import ConfigError
@@ -315,6 +319,28 @@ class TestCorrelationInLines(LogTestCase):
             (cid, "queued"), (line["correlation_id"], line["correlation"]["operation"])
         )
 
+    def test_records_survive_pickling_with_their_context(self) -> None:
+        """A record sent through SocketHandler (pickle protocol 1) or a process queue keeps
+        its correlation when formatted on the other side, after a formatter has cached it."""
+        captured: List[logging.LogRecord] = []
+        catcher = logging.Handler()
+        catcher.emit = captured.append  # type: ignore[method-assign]
+        self.std.addHandler(catcher)
+        self.addCleanup(self.std.removeHandler, catcher)
+        with correlation_context(operation="clone_all") as cid:
+            self.log.info("shipped", repo="r")
+        record = captured[0]
+        StructuredFormatter().format(record)  # fills the scope's rendering caches
+        sender = logging.handlers.SocketHandler("localhost", None)
+        self.addCleanup(sender.close)
+        wire = sender.makePickle(record)
+        for payload in (pickle.loads(wire[4:]), pickle.loads(pickle.dumps(record.__dict__))):
+            line = json.loads(StructuredFormatter().format(logging.makeLogRecord(payload)))
+            self.assertEqual(
+                (cid, "clone_all", "r"),
+                (line["correlation_id"], line["correlation"]["operation"], line["repo"]),
+            )
+
 
 class TestCorrelationRenderingCache(unittest.TestCase):
     """The correlation object is rendered once per attribute dict and masker, and reused."""
@@ -420,6 +446,17 @@ class TestRobustness(LogTestCase):
         self.assertEqual("<circular>", cycle["data"]["self"])
         self.assertEqual([], self.handler.errors)
 
+    def test_huge_int_never_breaks_a_line(self) -> None:
+        """An int too long for str() (the int_max_str_digits limit) is written as a placeholder."""
+        huge = 10**5000
+        self.log.info("m", n=huge, nested={"n": [huge]})
+        line = self.one()
+        self.assertEqual([], self.handler.errors)
+        if hasattr(sys, "get_int_max_str_digits"):  # 3.11+, and backported to 3.8-3.10
+            self.assertRegex(line["n"], r"^<int of \d+ bits>$")
+        else:
+            self.assertEqual(huge, line["n"])
+
     def test_failure_goes_through_handle_error(self) -> None:
         """A message whose %-args do not fit goes to Handler.handleError, not the caller."""
         self.log.info("%d items", "not a number")
@@ -501,6 +538,46 @@ class TestRobustness(LogTestCase):
         self.assertAlmostEqual(ref.created, made.created, delta=5)
         self.assertEqual("m a", made.getMessage())
 
+    def test_fast_record_equals_logrecord_under_a_frozen_clock(self) -> None:
+        """Every attribute, times included, equals logging.LogRecord's on this Python."""
+        captured: List[logging.LogRecord] = []
+        catcher = logging.Handler()
+        catcher.emit = captured.append  # type: ignore[method-assign]
+        self.std.addHandler(catcher)
+        self.addCleanup(self.std.removeHandler, catcher)
+        now_ns = 1767225600_987654321  # a fractional millisecond, to catch rounding
+        clock = {"time": lambda: now_ns / 1e9, "time_ns": lambda: now_ns}
+        args: Dict[str, Any] = {"k": 1}
+
+        def compare(in_task: bool) -> None:
+            captured.clear()
+            with mock.patch.multiple(time, **clock):
+                self.log.warning("m %(k)s", args, repo="r")
+                made = captured[0]
+                ref = logging.LogRecord(
+                    self.name,
+                    logging.WARNING,
+                    made.pathname,
+                    made.lineno,
+                    "m %(k)s",
+                    (args,),
+                    None,
+                    made.funcName,
+                )
+            got = dict(made.__dict__)
+            self.assertEqual({"repo": "r"}, got.pop("mgit_fields"))
+            got.pop("mgit_context")
+            self.assertEqual(ref.__dict__, got, f"in_task={in_task}")
+
+        compare(False)
+
+        async def in_task() -> None:
+            compare(True)
+
+        import asyncio
+
+        asyncio.run(in_task())
+
     def test_custom_record_factory_is_honoured(self) -> None:
         """A host's LogRecord factory still builds the structured logger's records."""
         old = logging.getLogRecordFactory()
@@ -553,6 +630,51 @@ class TestMaskingInLines(LogTestCase):
             self.log.info("m")
         self.assertEqual("https://u:***@h.io/r.git", self.one()["correlation"]["remote"])
 
+    def test_context_values_of_any_type_are_masked_in_every_profile(self) -> None:
+        """bytes and exceptions in the correlation context are masked, ECS labels included."""
+        for profile in ("default", "ecs", "gcp"):
+            with self.subTest(profile=profile):
+                self.stream.seek(0)
+                self.stream.truncate()
+                self.handler.setFormatter(StructuredFormatter(profile=profile))
+                with correlation_context(
+                    operation="clone",
+                    remote=b"https://u:pw123@h.io/r.git",
+                    err=ValueError("token=abc123"),
+                ):
+                    self.log.info("m")
+                raw = self.stream.getvalue()
+                self.assertNotIn("pw123", raw)
+                self.assertNotIn("abc123", raw)
+                self.assertIn("https://u:***@h.io/r.git", raw)
+
+    def test_non_string_keys_and_mappings_are_masked(self) -> None:
+        """A tuple key holding a URL and a read-only mapping with a secret key are masked."""
+        self.log.info(
+            "m",
+            by_remote={("https://u:pw123@h.io/r.git", 1): "ok"},
+            settings=MappingProxyType({"pat": "abc123", "org": "acme"}),
+        )
+        line = self.one()
+        self.assertNotIn("pw123", self.stream.getvalue())
+        self.assertEqual({"('https://u:***@h.io/r.git', 1)": "ok"}, line["by_remote"])
+        self.assertEqual({"pat": "***", "org": "acme"}, line["settings"])
+
+    def test_filter_attributes_and_stack_info_are_masked(self) -> None:
+        """Attributes a host filter adds, and the source lines in stack_info, are masked."""
+
+        def add_header(record: logging.LogRecord) -> bool:
+            record.request = "GET / Authorization: Bearer abc123"  # type: ignore[attr-defined]
+            return True
+
+        self.std.addFilter(add_header)
+        self.addCleanup(self.std.removeFilter, add_header)
+        self.std.info("m", stack_info=True)  # token=abc123 (shown in the stack)
+        line = self.one()
+        self.assertNotIn("abc123", self.stream.getvalue())
+        self.assertEqual("GET / Authorization: Bearer ***", line["request"])
+        self.assertIn("# token=*** (shown in the stack)", line["stack_info"])
+
     def test_masked_non_string_values(self) -> None:
         """A secret inside bytes or an exception object given as a field is masked too."""
         self.log.info("m", raw=b"password=hunter2", err=ValueError("token=abc123"))
@@ -569,7 +691,8 @@ class TestMaskingInLines(LogTestCase):
         )
 
     def test_random_secrets_in_messages_fields_and_exceptions(self) -> None:
-        """Every secret kind at random positions in messages, fields and exceptions is masked."""
+        """Every secret kind at random positions is masked wherever it goes: message, %-args,
+        fields, nested lists and dict keys, extra=, the context, exceptions, every profile."""
         seed = int(
             os.environ.get("MGIT_MONITORING_TEST_SEED", random.SystemRandom().randrange(2**32))
         )
@@ -580,13 +703,18 @@ class TestMaskingInLines(LogTestCase):
             self.stream.seek(0)
             self.stream.truncate()
             where = f"seed={seed} iteration={i} kind={kind} text={text!r}"
-            try:
-                raise RuntimeError(text)
-            except RuntimeError:
-                self.log.exception(text, field=text, nested={"list": [text]})
+            profile = ("default", "ecs", "gcp")[i % 3]
+            self.handler.setFormatter(StructuredFormatter(profile=profile))
+            with correlation_context(operation="op", remote=text):
+                try:
+                    raise RuntimeError(text)
+                except RuntimeError:
+                    self.std.error("%s", text, exc_info=True, extra={"via_extra": text})
+                    self.handler.setFormatter(StructuredFormatter())
+                    self.log.exception(text, field=text, nested={"list": [text], text: 1})
             raw = self.stream.getvalue()
             self.assertNotIn(secret, raw, where)
-            line = json.loads(raw)
+            line = json.loads(raw.splitlines()[1])
             for value in (
                 line["message"],
                 line["field"],
@@ -730,6 +858,16 @@ class TestSetup(SetupTestCase):
         self.assertEqual("", out.getvalue())
         self.assertEqual("to stderr", json.loads(err.getvalue())["message"])
 
+    def test_non_utf8_console_still_gets_valid_json(self) -> None:
+        """On an ASCII stderr (PYTHONIOENCODING=ascii), non-ASCII text is escaped, not broken."""
+        raw = io.BytesIO()
+        ascii_err = io.TextIOWrapper(raw, encoding="ascii", errors="backslashreplace")
+        self.setup(stream=ascii_err)
+        get_structured_logger(self.name).info("café ✓", repo="zürich")
+        ascii_err.flush()
+        line = json.loads(raw.getvalue().decode("ascii"))
+        self.assertEqual(("café ✓", "zürich"), (line["message"], line["repo"]))
+
     def test_levels(self) -> None:
         """console_level filters stderr, log_level the file, even when console is more verbose."""
         path = os.path.join(self.tmp.name, "app.log")
@@ -758,6 +896,34 @@ class TestSetup(SetupTestCase):
             log_file=os.path.join(self.tmp.name, "a.log"),
         )
         self.assertEqual(logging.DEBUG, self.target.handlers[0].level)
+
+    def test_env_level_applies_to_stderr_without_a_file(self) -> None:
+        """MGIT_MONITORING_LOG_LEVEL (or log_level) also sets stderr's level by default."""
+        slog = get_structured_logger(self.name)
+        self.setup(environ={"MGIT_MONITORING_LOG_LEVEL": "DEBUG"})
+        slog.debug("debug shown")
+        self.setup(log_level="ERROR")
+        slog.warning("warning hidden")
+        slog.error("error shown")
+        self.assertEqual(
+            ["debug shown", "error shown"],
+            [json.loads(x)["message"] for x in self.stream.getvalue().splitlines()],
+        )
+
+    def test_a_more_verbose_host_level_is_kept(self) -> None:
+        """setup lowers the logger's level if needed but never raises one the host set."""
+        host_stream = io.StringIO()
+        self.target.addHandler(logging.StreamHandler(host_stream))
+        self.target.setLevel(logging.DEBUG)
+        self.setup(log_level="INFO")
+        get_structured_logger(self.name).debug("for the host")
+        self.assertEqual("for the host\n", host_stream.getvalue())
+        self.assertEqual("", self.stream.getvalue())
+        other = logging.getLogger(unique_name("test.setup"))
+        self.addCleanup(lambda: [other.removeHandler(h) for h in list(other.handlers)])
+        setup_structured_logging(logger=other, log_level="DEBUG", stream=self.stream, environ={})
+        setup_structured_logging(logger=other, log_level="ERROR", stream=self.stream, environ={})
+        self.assertEqual(logging.ERROR, other.level)  # a level we set may go up again
 
     def test_invalid_levels_are_clear_errors(self) -> None:
         """An invalid level argument or environment value raises ConfigError naming it."""
@@ -898,6 +1064,26 @@ class TestSeedQueries(SetupTestCase):
             check=True,
         ).stdout
         self.assertEqual(3, len(out.splitlines()))
+
+    def test_grep_by_the_seeds_literal_id(self) -> None:
+        """With the seed's own non-hex id "abc123", grep finds exactly that scope's lines."""
+        grep = need_executable("grep")
+        path = os.path.join(self.tmp.name, "seed.log")
+        self.setup(log_file=path, console=False)
+        slog = get_structured_logger(self.name)
+        with correlation_context(operation="clone_all", correlation_id="abc123"):
+            slog.info("first")
+            with provider_context("github", "myorg"):
+                slog.error("second")
+        with correlation_context(operation="clone_all", correlation_id="xyz789"):
+            slog.info("other")
+        slog.info("outside")
+        out = subprocess.run(
+            [grep, "correlation_id.*abc123", path], capture_output=True, text=True, check=True
+        ).stdout
+        lines = [json.loads(x) for x in out.splitlines()]
+        self.assertEqual(["first", "second"], [x["message"] for x in lines])
+        self.assertEqual({"abc123"}, {x["correlation"]["external_correlation_id"] for x in lines})
 
     def test_jq_select_operation_and_level(self) -> None:
         """The seed's jq select on operation clone_all and level ERROR finds exactly two lines."""

@@ -6,6 +6,7 @@ import base64
 import os
 import random
 import string
+import subprocess
 import unittest
 from typing import Callable, List, Tuple
 
@@ -16,6 +17,7 @@ from mgit_monitoring.masking import (
     mask_credentials,
     mask_structure,
 )
+from tests.support import run_python
 
 F4 = "FAKE"
 ALNUM = string.ascii_letters + string.digits
@@ -187,6 +189,91 @@ class TestCatalogue(unittest.TestCase):
         uncached.mask_text("clean text")
         self.assertEqual({}, uncached._clean)
 
+    def test_caches_keep_only_short_strings(self) -> None:
+        """Neither cache keeps a huge string (a body used as a dict key), so memory is bounded."""
+        masker = CredentialMasker()
+        huge = "x" * 100_000
+        masker.mask({huge: 1, "repo": huge})
+        self.assertNotIn(huge, masker._clean)
+        self.assertNotIn(huge, masker._key_cache)
+        self.assertTrue(masker.is_sensitive_key("repo_" + "y" * 1000 + "_token"))
+        self.assertFalse(masker.is_sensitive_key(["not", "hashable"]))
+
+    def test_strict_is_fixed_at_construction(self) -> None:
+        """strict cannot be flipped later, so cached clean verdicts always match the rules."""
+        masker = CredentialMasker()
+        pat = "fake2345" * 6 + "fake"
+        self.assertEqual(pat, masker.mask_text(pat))  # clean for this masker, now cached
+        with self.assertRaises(AttributeError):
+            masker.strict = True  # type: ignore[misc]
+        self.assertEqual(MASK, CredentialMasker(strict=True).mask_text(pat))
+
+    def test_characters_that_lowercase_to_two_do_not_shift_offsets(self) -> None:
+        """Text with 'İ' (lower-cased to two characters) before a secret is still masked."""
+        self.assertEqual(
+            "İstanbul İİ password=*** done", mask_credentials("İstanbul İİ password=hunter2 done")
+        )
+
+    def test_pat_keys_of_environment_dumps(self) -> None:
+        """AZURE_DEVOPS_EXT_PAT=... (an env dump) is masked; github_pat_ is not a key."""
+        self.assertEqual(
+            "env AZURE_DEVOPS_EXT_PAT=*** azure-devops-pat: *** HOME=/root",
+            mask_credentials("env AZURE_DEVOPS_EXT_PAT=abcdefgh azure-devops-pat: xyz HOME=/root"),
+        )
+        self.assertEqual("github_pat_short", mask_credentials("github_pat_short"))
+
+    def test_quoted_values_are_masked_to_the_closing_quote(self) -> None:
+        """A quoted secret with spaces or separators is masked whole, not its first word."""
+        cases = [
+            (
+                '{"password": "correct horse battery", "user": "bob"}',
+                '{"password": "***", "user": "bob"}',
+            ),
+            ("passphrase='a;b&c d' next", "passphrase='***' next"),
+            ('"client_secret": "x\\"y z"', '"client_secret": "***"'),
+            ('token="" user=bob', 'token="" user=bob'),
+        ]
+        for text, expected in cases:
+            with self.subTest(text=text):
+                self.assertEqual(expected, mask_credentials(text))
+                self.assertEqual(expected, mask_credentials(expected))
+
+    def test_malformed_private_key_headers_fail_closed(self) -> None:
+        """A BEGIN line run into its END line still hides everything after it."""
+        text = (
+            "a -----BEGIN PRIVATE KEY----------END PRIVATE KEY----- secret"
+            " -----END PRIVATE KEY-----"
+        )
+        self.assertEqual("a ***PRIVATE_KEY***", mask_credentials(text))
+
+    def test_adversarial_inputs_take_linear_time(self) -> None:
+        """1 MB inputs built to make the rules backtrack finish (they took minutes to hours).
+
+        Run in a child process (tests.support.run_python's 120 s deadline, hundreds of
+        times what a linear scan needs), so a regression fails instead of hanging.
+        """
+        code = """
+            from mgit_monitoring.masking import CredentialMasker
+            m = CredentialMasker(max_line=2_000_000, cache_size=0)
+            n = 1_000_000
+            inputs = [
+                "token=" * (n // 6),
+                "eyJ-" * (n // 4),
+                "ATCTT3-" * (n // 7),
+                "-----BEGIN PRIVATE KEY-----\\n" * (n // 28),
+                "a://u:" * (n // 6) + "@",
+                ("x " * 200 + "token=" * 200 + "\\n") * (n // 2000),
+            ]
+            for text in inputs:
+                assert "hunter2" not in m.mask_text(text + " password=hunter2")
+            print("ok")
+        """
+        try:
+            result = run_python(code)
+        except subprocess.TimeoutExpired:
+            self.fail("masking adversarial input did not finish within 120 s")
+        self.assertEqual("ok", result.stdout.strip(), result.stderr)
+
 
 class TestStructures(unittest.TestCase):
     def test_sensitive_keys_are_masked_whole(self) -> None:
@@ -356,9 +443,21 @@ def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, 
     def key_value(rng: random.Random) -> Tuple[str, str]:
         val = _rand(rng, ALNUM, 14)
         key = rng.choice(
-            ["password", "GIT_PASSWORD", "access_token", "api_key", "aws_secret_access_key"]
+            [
+                "password",
+                "GIT_PASSWORD",
+                "access_token",
+                "api_key",
+                "aws_secret_access_key",
+                "AZURE_DEVOPS_EXT_PAT",
+            ]
         )
         return rng.choice([f"{key}={val}", f'"{key}": "{val}"', f"{key}: {val}"]), val
+
+    def quoted_phrase(rng: random.Random) -> Tuple[str, str]:
+        phrase = " ".join(_rand(rng, ALNUM, 5) for _ in range(3))
+        key = rng.choice(["password", "client_secret", "passphrase"])
+        return rng.choice([f'"{key}": "{phrase}"', f"{key}='{phrase}'"]), phrase
 
     return [
         ("github_classic", ghp),
@@ -375,6 +474,7 @@ def secret_generators() -> List[Tuple[str, Callable[[random.Random], Tuple[str, 
         ("url_userinfo_token", url_token),
         ("authorization_header", auth_header),
         ("key_value", key_value),
+        ("quoted_phrase", quoted_phrase),
     ]
 
 
@@ -394,6 +494,7 @@ FILLER = [
     "password_file=/etc/pw",
     "duration_ms=123.4",
     "café",
+    "İstanbul",
     "42",
     "(HEAD -> main)",
 ]
