@@ -65,7 +65,8 @@ HEALTH_METRICS: Tuple[Tuple[str, str, str, Tuple[str, ...], Dict[str, Any]], ...
     ("gauge", "mgit_health_overall",
      "Overall health: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", (), {"merge": "last"}),
     ("gauge", "mgit_health_percentage",
-     "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded.", (),
+     "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded; NaN before any.",
+     (),
      {"merge": "last"}),
     ("gauge", "mgit_health_check_status",
      "Status of one health check: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", ("check",),
@@ -223,9 +224,11 @@ class MetricsCollector:
         fresh_health = r.get("mgit_health_overall") is None
         for kind, name, help, labels, options in HEALTH_METRICS:
             getattr(r, kind)(name, help, labels, **options)
-        # 0 would read as "unhealthy" before any check ran; health.py also starts at -1.
+        # 0 would read as "unhealthy" before any check ran; health.py starts at the same
+        # values: overall -1 (unknown), percentage NaN (so "< 80%" alerts cannot fire).
         if fresh_health:
             r.gauge("mgit_health_overall", HEALTH_METRICS[0][2]).set(-1)
+            r.gauge("mgit_health_percentage", HEALTH_METRICS[1][2]).set(float("nan"))
         if process_metrics or (process_metrics is None and own):
             from mgit_monitoring.process_metrics import ProcessCollector
 

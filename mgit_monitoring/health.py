@@ -122,6 +122,7 @@ __all__ = [
     "to_health_json",
 ]
 
+_NAN = float("nan")
 _LOG = logging.getLogger("mgit_monitoring.health")
 
 CheckFunction = Callable[[], Union[Any, Awaitable[Any]]]
@@ -269,6 +270,8 @@ class HealthChecker:
         if registry is not None:
             self._metrics = _register_metrics(registry)
             self._metrics[0].set(STATUS_VALUES[UNKNOWN])
+            # NaN, not 0: "below 80%" must not fire before any check has a known result.
+            self._metrics[1].set(_NAN)
 
     # ------------------------------------------------------------------ registration
 
@@ -458,7 +461,8 @@ class HealthChecker:
     def _update_overall(self, results: List[HealthCheckResult]) -> None:
         def update(m: Tuple[Any, Any, Any, Any]) -> None:
             m[0].set(STATUS_VALUES[overall_status(results)])
-            m[1].set(health_percentage(results))
+            known = any(r.status != UNKNOWN for r in results)
+            m[1].set(health_percentage(results) if known else _NAN)
 
         self._safe_metric(update)
 
@@ -704,7 +708,7 @@ def _register_metrics(registry: Any) -> Tuple[Any, Any, Any, Any]:
     )
     percentage = registry.gauge(
         "mgit_health_percentage",
-        "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded.",
+        "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded; NaN before any.",
         (),
         merge="last",
     )

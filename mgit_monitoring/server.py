@@ -677,7 +677,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="minimal footprint: no background health refresher (default: off)",
     )
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default: INFO)")
+    parser.add_argument(
+        "--log-level",
+        help="DEBUG, INFO, WARNING... (default: MGIT_MONITORING_LOG_LEVEL or INFO)",
+    )
     parser.add_argument("--auth-token-file", help="require 'Authorization: Bearer' with this token")
     parser.add_argument("--htpasswd", help="require basic auth against this user:hash file")
     parser.add_argument(

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -13,6 +14,7 @@ import unittest
 from unittest import mock
 
 from mgit_monitoring import health
+from mgit_monitoring.collector import MetricsCollector
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import (
     DEGRADED,
@@ -449,6 +451,19 @@ class TestMetrics(unittest.TestCase):
         self.checker.register_check("git", lambda: None, critical=True)
         self.assertEqual(self.value("mgit_health_check_status", check="git"), -1.0)
         self.assertEqual(self.value("mgit_health_overall"), -1.0)
+
+    def test_percentage_is_nan_until_a_check_is_known(self):
+        """The percentage is NaN (no '< 80%' alert) before any run and when all are unknown."""
+        self.checker.register_check("c", lambda: 7)  # garbage: unknown
+        self.assertTrue(math.isnan(self.value("mgit_health_percentage")))
+        self.checker.check_health_sync()
+        self.assertTrue(math.isnan(self.value("mgit_health_percentage")))
+        self.checker.register_check("a", lambda: None)
+        self.checker.check_health_sync(use_cache=False)
+        self.assertEqual(100.0, self.value("mgit_health_percentage"))
+        collector_registry = MetricsCollector(process_metrics=False).registry
+        fresh = collector_registry.snapshot().get_sample_value("mgit_health_percentage")
+        self.assertTrue(math.isnan(fresh))
 
     def test_values_follow_results(self):
         """Status gauges use 1/0.5/0/-1, the histogram counts runs, overall is aggregated."""
