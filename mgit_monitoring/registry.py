@@ -71,6 +71,7 @@ __all__ = [
     "Snapshot",
     "escape_label_value",
     "exponential_buckets",
+    "label_text",
     "linear_buckets",
     "metric_family",
     "validate_label_name",
@@ -168,7 +169,8 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
+def label_text(names: Sequence[str], values: Sequence[str]) -> str:
+    """The pre-rendered ``name="value",...`` of a series (values escaped), as exposed."""
     return ",".join([f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values)])
 
 
@@ -379,7 +381,7 @@ def metric_family(
                 f"histogram {name!r}{lv!r}: value must be a HistogramValue with "
                 f"{len(bounds)} cumulative buckets (+Inf last), got {value!r}"
             )
-        series.append(Series(lv, value, _label_text(names, lv)))
+        series.append(Series(lv, value, label_text(names, lv)))
     return MetricFamily(name, type, help, names, tuple(series), bounds, merge)
 
 
@@ -838,7 +840,7 @@ class Counter(_Metric):
         return self.family_name + "_total"
 
     def _new_child(self, values: Tuple[str, ...]) -> _CounterChild:
-        return _CounterChild(values, _label_text(self.labelnames, values))
+        return _CounterChild(values, label_text(self.labelnames, values))
 
     def inc(self, amount: float = 1) -> None:
         """Increment an unlabelled counter (a labelled one raises MetricError: use ``labels()``)."""
@@ -881,7 +883,7 @@ class Gauge(_Metric):
         self._bind_default("set", "inc", "dec", "set_to_current_time", "track_inprogress", "get")
 
     def _new_child(self, values: Tuple[str, ...]) -> _GaugeChild:
-        return _GaugeChild(values, _label_text(self.labelnames, values))
+        return _GaugeChild(values, label_text(self.labelnames, values))
 
     def _definition(self) -> Tuple[Any, ...]:
         return (self._type, self.labelnames)
@@ -945,7 +947,7 @@ class Histogram(_Metric):
         self._bind_default("observe", "time", "get")
 
     def _new_child(self, values: Tuple[str, ...]) -> _HistogramChild:
-        return _HistogramChild(values, _label_text(self.labelnames, values), self.buckets)
+        return _HistogramChild(values, label_text(self.labelnames, values), self.buckets)
 
     def _definition(self) -> Tuple[Any, ...]:
         return (self._type, self.labelnames, self.buckets)

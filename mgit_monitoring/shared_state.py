@@ -61,7 +61,7 @@ from mgit_monitoring.registry import (
     Registry,
     Series,
     Snapshot,
-    escape_label_value,
+    label_text,
 )
 from mgit_monitoring.store import Migration, Store
 
@@ -150,10 +150,6 @@ def _ensure_schema(store: Store) -> None:
 
 def _key(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
-
-
-def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
-    return ",".join([f'{n}="{escape_label_value(v)}"' for n, v in zip(names, values)])
 
 
 # --------------------------------------------------------------------------- process identity
@@ -437,7 +433,7 @@ def _build(
             for key, value in totals.get(name, {}).items():
                 series.append(Series(key, value, ""))
         series = [
-            Series(s.labelvalues, s.value, _label_text(d.labelnames, s.labelvalues))
+            Series(s.labelvalues, s.value, label_text(d.labelnames, s.labelvalues))
             for s in sorted(series, key=lambda s: s.labelvalues)
             if len(s.labelvalues) == len(d.labelnames)
         ]
