@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import dataclasses
 import datetime
@@ -267,6 +268,8 @@ class HealthChecker:
         self._last_beat = clock()
         self._background: Tuple[threading.Thread, threading.Event] | None = None
         self._metrics: Tuple[Any, Any, Any, Any] | None = None
+        # One check's gauges and the overall ones change together for a scrape.
+        self._batch: Callable[[], Any] = getattr(registry, "batch", contextlib.nullcontext)
         if registry is not None:
             self._metrics = _register_metrics(registry)
             self._metrics[0].set(STATUS_VALUES[UNKNOWN])
@@ -441,8 +444,10 @@ class HealthChecker:
                     m[2].labels(name).set(STATUS_VALUES[result.status])
                     m[3].labels(name).observe(result.duration_ms / 1000.0)
 
-                self._safe_metric(update)
-                self._update_overall(self.latest_results())
+                results = self.latest_results()  # outside the batch: it takes our lock
+                with self._batch():
+                    self._safe_metric(update)
+                    self._update_overall(results)
         finally:
             if settle and not run.future.done():
                 try:
