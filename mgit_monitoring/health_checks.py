@@ -150,6 +150,19 @@ _KIND_ALIASES = {
 _T = TypeVar("_T")
 
 
+def _open(opener: Any, request: Any, timeout: float) -> Tuple[Any, str]:
+    """``(response, "")``, an HTTP error status being a response too, or ``(None, reason)``."""
+    try:
+        return opener.open(request, timeout=timeout), ""
+    except urllib.error.HTTPError as exc:
+        return exc, ""
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
+            return None, f"timed out after {timeout:g} s"
+        return None, str(reason)
+
+
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 1)
 
@@ -918,17 +931,11 @@ class ProviderEndpointsCheck:
         )
         report: Dict[str, Any] = {"url": _safe_url(endpoint.url)}
         start = time.perf_counter()
-        try:
-            response = opener.open(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            response = exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
-                reason = f"timed out after {self.timeout:g} s"
+        response, reason = _open(opener, request, self.timeout)
+        if response is None:
             report.update(
                 status="unreachable",
-                error=mask_credentials(str(reason))[:200],
+                error=mask_credentials(reason)[:200],
                 response_ms=_ms(start),
             )
             return report
@@ -1453,15 +1460,9 @@ class AuthenticationCheck:
         request.add_unredirected_header("Authorization", authorization)
         opener = _opener(url, self.proxy, self.no_proxy, follow_redirects=False)
         start = time.perf_counter()
-        try:
-            response = opener.open(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            response = exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
-                reason = f"timed out after {self.timeout:g} s"
-            error = _scrub(str(reason), credential.secret, authorization)
+        response, reason = _open(opener, request, self.timeout)
+        if response is None:
+            error = _scrub(reason, credential.secret, authorization)
             return dict(report, status=UNREACHABLE, error=error, response_ms=_ms(start))
         try:
             code = response.getcode() or 0
