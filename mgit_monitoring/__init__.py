@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
-__version__ = "0.1.0"
+from mgit_monitoring.version import __version__
 
 #: Public name -> the module (under this package) that defines it.
 _EXPORTS: Dict[str, str] = {
