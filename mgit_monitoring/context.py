@@ -40,12 +40,16 @@ from typing import (
 )
 
 __all__ = [
+    "CURRENT_SCOPE",
+    "PROCESS_SCOPE",
     "ContextThread",
     "ContextThreadPoolExecutor",
     "TraceParent",
     "adopt_traceparent",
     "child_env",
     "correlation_context",
+    "current_scope",
+    "enter_scope",
     "format_traceparent",
     "get_context",
     "get_correlation_id",
@@ -204,7 +208,7 @@ class _State:
         return MappingProxyType(self.attrs)
 
 
-_CURRENT: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
+CURRENT_SCOPE: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
     "mgit_monitoring_correlation", default=None
 )
 
@@ -227,7 +231,7 @@ class _ProcessTrace:
         return state
 
 
-_PROCESS = _ProcessTrace()
+PROCESS_SCOPE = _ProcessTrace()
 
 
 def adopt_traceparent(environ: Mapping[str, str] | None = None) -> bool:
@@ -241,45 +245,45 @@ def adopt_traceparent(environ: Mapping[str, str] | None = None) -> bool:
     parsed = parse_traceparent(env.get("TRACEPARENT"))
     if parsed is None:
         return False
-    with _PROCESS.lock:
+    with PROCESS_SCOPE.lock:
         # The caller's span is our parent; this process gets a span of its own.
-        _PROCESS.state = _State(parsed.trace_id, new_span_id(), parsed.flags, {})
-        _PROCESS.adopted = True
+        PROCESS_SCOPE.state = _State(parsed.trace_id, new_span_id(), parsed.flags, {})
+        PROCESS_SCOPE.adopted = True
     return True
 
 
 def reset_process_trace() -> None:
     """Forget the adopted or minted process trace (tests; a worker starting a new run)."""
-    with _PROCESS.lock:
-        _PROCESS.state = None
-        _PROCESS.adopted = False
+    with PROCESS_SCOPE.lock:
+        PROCESS_SCOPE.state = None
+        PROCESS_SCOPE.adopted = False
 
 
-def _current_state() -> _State:
+def current_scope() -> _State:
     """The active scope, or the process scope when no context is active."""
-    state = _CURRENT.get()
-    return state if state is not None else _PROCESS.get()
+    state = CURRENT_SCOPE.get()
+    return state if state is not None else PROCESS_SCOPE.get()
 
 
 def get_correlation_id() -> str:
     """Return the active correlation id (32 lowercase hex); one is minted when none is active."""
-    return _current_state().trace_id
+    return current_scope().trace_id
 
 
 def get_span_id() -> str:
     """Return the span id of the active context (16 lowercase hex)."""
-    return _current_state().span_id
+    return current_scope().span_id
 
 
 def get_context() -> Mapping[str, Any]:
     """Return the active attributes (operation, organization, provider, ...), read-only."""
-    state = _CURRENT.get()
+    state = CURRENT_SCOPE.get()
     return MappingProxyType(state.attrs if state is not None else {})
 
 
 def get_traceparent() -> str:
     """Return the ``traceparent`` value a child of the active context should receive."""
-    state = _current_state()
+    state = current_scope()
     return format_traceparent(state.trace_id, state.span_id, state.flags)
 
 
@@ -298,14 +302,14 @@ def _unchanged(outer: Dict[str, Any], changes: Dict[str, Any]) -> bool:
 
 def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, Any]) -> _State:
     """The scope :func:`correlation_context` enters, computed when it is entered."""
-    outer = _CURRENT.get()
+    outer = CURRENT_SCOPE.get()
     explicit, original = (None, None) if correlation_id is None else _normalise_id(correlation_id)
     if explicit is not None:
         trace_id, flags = explicit, "01"
     elif outer is not None:
         trace_id, flags = outer.trace_id, outer.flags
-    elif _PROCESS.adopted:
-        proc = _PROCESS.get()
+    elif PROCESS_SCOPE.adopted:
+        proc = PROCESS_SCOPE.get()
         trace_id, flags = proc.trace_id, proc.flags
     else:
         trace_id, flags = new_trace_id(), "01"
@@ -358,12 +362,12 @@ class _Scope(ContextDecorator):
         if self._token is not None:
             raise RuntimeError("this correlation_context is already active (not reentrant)")
         state = _new_state(*self._args)
-        self._token = _CURRENT.set(state)
+        self._token = CURRENT_SCOPE.set(state)
         return state.trace_id
 
     def __exit__(self, *exc: Any) -> None:
         token, self._token = self._token, None
-        _CURRENT.reset(token)
+        CURRENT_SCOPE.reset(token)
 
 
 def correlation_context(
@@ -382,22 +386,22 @@ def correlation_context(
     return _Scope(operation, correlation_id, attrs)
 
 
-def _enter(
+def enter_scope(
     attrs: Dict[str, Any], attrs_cache: Optional[Dict[Any, Any]] = None
 ) -> Tuple[Any, _State]:
-    """Enter a scope adding ``attrs``; returns (the token to reset ``_CURRENT`` with, state).
+    """Enter a scope adding ``attrs``; returns (the token to reset ``CURRENT_SCOPE`` with, state).
 
     The decorators' per-call path: the same scope as ``correlation_context(**attrs)``
     (``attrs`` without None values, and never mutated afterwards: scopes may share it with
     ``attrs_cache``, its log rendering cache) without building a dict when no outer scope
     adds attributes of its own.
     """
-    outer = _CURRENT.get()
+    outer = CURRENT_SCOPE.get()
     bits = _getrandbits(64)  # new_span_id() inlined (a zero value takes the slow path)
     span_id = "%016x" % bits if bits else new_span_id()  # noqa: UP031
     if outer is None:
-        if _PROCESS.adopted:
-            proc = _PROCESS.get()
+        if PROCESS_SCOPE.adopted:
+            proc = PROCESS_SCOPE.get()
             trace_id, flags = proc.trace_id, proc.flags
         else:
             bits = _getrandbits(128)
@@ -413,7 +417,7 @@ def _enter(
             attrs = {**outer_attrs, **attrs}
             attrs_cache = None
         state = _State(outer.trace_id, span_id, outer.flags, attrs, attrs_cache)
-    return _CURRENT.set(state), state
+    return CURRENT_SCOPE.set(state), state
 
 
 def operation_context(operation: str, **attrs: Any) -> Any:
@@ -441,7 +445,7 @@ def child_env(
     environment is never modified.
     """
     env = dict(os.environ if environ is None else environ)
-    state = _current_state()
+    state = current_scope()
     env["TRACEPARENT"] = format_traceparent(state.trace_id, state.span_id, state.flags)
     env["GIT_TRACE2_PARENT_SID"] = state.trace_id
     if extra:

@@ -150,8 +150,8 @@ _MAX_ERROR_TEXT = 500
 _MAX_CAUSES = 4  # the error itself and up to three it was raised from
 _INFO, _ERROR = logging.INFO, logging.ERROR
 _clock = time.perf_counter
-_enter_scope = _context._enter
-_reset_scope = _context._CURRENT.reset
+_enter_scope = _context.enter_scope
+_reset_scope = _context.CURRENT_SCOPE.reset
 
 
 class MonitoringIntegration(NamedTuple):

@@ -299,9 +299,9 @@ class StructuredFormatter(logging.Formatter):
     def _state(self, record: logging.LogRecord) -> Any:
         state = record.__dict__.get(_RECORD_CONTEXT, _UNSET)
         if state is _UNSET:
-            state = _context._CURRENT.get()
+            state = _context.CURRENT_SCOPE.get()
         if state is None:
-            state = _context._PROCESS.get()
+            state = _context.PROCESS_SCOPE.get()
         return state
 
     def _context_attrs(self, state: Any) -> Dict[str, Any]:
@@ -825,7 +825,7 @@ class StructuredLogger:
             record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
         if fields:
             setattr(record, _RECORD_FIELDS, fields)
-        setattr(record, _RECORD_CONTEXT, _context._CURRENT.get())
+        setattr(record, _RECORD_CONTEXT, _context.CURRENT_SCOPE.get())
         lg.handle(record)
 
     def debug(self, message: Any, /, *args: Any, **fields: Any) -> None:

@@ -630,7 +630,7 @@ class PerformanceMonitor:
         parent = current.get()
         trace_id = operation_id or self._ids.next()
         try:
-            state = _context._CURRENT.get()  # get_correlation_id(), inlined
+            state = _context.CURRENT_SCOPE.get()  # get_correlation_id(), inlined
             correlation: str | None = (
                 state.trace_id if state is not None else _context.get_correlation_id()
             )
