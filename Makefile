@@ -3,10 +3,11 @@
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the interop tests talk to (real peers, never mocks).
-DEB_PEERS := prometheus prometheus-node-exporter prometheus-pushgateway jq wrk openssl git
+DEB_PEERS := prometheus prometheus-node-exporter prometheus-pushgateway prometheus-alertmanager \
+	docker-compose systemd jq wrk openssl git
 PY_VERSIONS := 3.8 3.9 3.10 3.11 3.12 3.13
 
-.PHONY: test test-matrix test-deps bench lint typecheck clean
+.PHONY: test test-matrix test-deps bench lint typecheck clean assets
 
 test:
 	$(PYTHON) -m unittest discover -s tests -t . $(if $(V),-v,)
@@ -29,10 +30,15 @@ test-deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PEERS)
 	$(PYTHON) -m pip install -q -r requirements-test.txt
 
+# Regenerate the committed monitoring assets (a test fails when they drift).
+assets:
+	$(PYTHON) -c 'import sys; from mgit_monitoring.generate_config import main; sys.exit(main(sys.argv[1:]))' --output monitoring_assets --force
+
 bench:
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
 lint:
+	$(PYTHON) tools/check_layers.py
 	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \
 	  $(PYTHON) -m ruff check mgit_monitoring tests bench && $(PYTHON) -m ruff format --check mgit_monitoring; \
 	else echo "ruff not installed: lint skipped"; fi

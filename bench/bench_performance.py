@@ -153,7 +153,7 @@ def memory_case(count: int) -> tuple:
         end(start(names[i % 20], repo="org/repo"))
     gc.collect()
     after = _rss_kib()
-    return before, after, len(monitor._completed)
+    return before, after, len(monitor.recent_traces())
 
 
 def store_case(state_dir: str, count: int = 10000) -> tuple:

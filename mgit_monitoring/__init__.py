@@ -23,15 +23,16 @@ _EXPORTS: Dict[str, str] = {
     "PushError": "errors",
     "ServerError": "errors",
     "StoreError": "errors",
-    "Counter": "registry",
-    "DEFAULT_BUCKETS": "registry",
-    "Gauge": "registry",
-    "Histogram": "registry",
-    "MetricFamily": "registry",
+    "DEFAULT_BUCKETS": "samples",
+    "MetricFamily": "samples",
+    "Snapshot": "samples",
+    "exponential_buckets": "samples",
+    "linear_buckets": "samples",
+    "Counter": "metric_types",
+    "Gauge": "metric_types",
+    "Histogram": "metric_types",
     "Registry": "registry",
-    "Snapshot": "registry",
-    "exponential_buckets": "registry",
-    "linear_buckets": "registry",
+    "get_default_registry": "registry",
     "CONTENT_TYPE_OPENMETRICS": "exposition",
     "CONTENT_TYPE_TEXT": "exposition",
     "choose_format": "exposition",
@@ -57,16 +58,16 @@ _EXPORTS: Dict[str, str] = {
     "CredentialMasker": "masking",
     "mask_credentials": "masking",
     "mask_structure": "masking",
-    "StructuredFormatter": "logs",
-    "StructuredLogger": "logs",
-    "get_structured_logger": "logs",
+    "StructuredFormatter": "log_formatter",
+    "StructuredLogger": "structured_logger",
+    "get_structured_logger": "structured_logger",
     "setup_structured_logging": "logs",
     "HealthCheckResult": "health",
     "HealthChecker": "health",
-    "create_default_health_checker": "health",
-    "get_health_checker": "health",
-    "reset_health_checker": "health",
-    "set_health_checker": "health",
+    "create_default_health_checker": "default_checks",
+    "get_health_checker": "default_checks",
+    "reset_health_checker": "default_checks",
+    "set_health_checker": "default_checks",
     "MonitoringConfig": "config",
     "Store": "store",
     "OperationMetrics": "performance",
@@ -140,6 +141,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         provider_context,
         submit_with_context,
     )
+    from mgit_monitoring.default_checks import (
+        create_default_health_checker,
+        get_health_checker,
+        reset_health_checker,
+        set_health_checker,
+    )
     from mgit_monitoring.errors import (
         ConfigError,
         DuplicateMetricError,
@@ -160,10 +167,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mgit_monitoring.health import (
         HealthChecker,
         HealthCheckResult,
-        create_default_health_checker,
-        get_health_checker,
-        reset_health_checker,
-        set_health_checker,
     )
     from mgit_monitoring.http_auth import (
         HttpAuth,
@@ -180,16 +183,21 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         reset_monitoring_integration,
         setup_monitoring_integration,
     )
-    from mgit_monitoring.logs import (
+    from mgit_monitoring.log_formatter import (
         StructuredFormatter,
-        StructuredLogger,
-        get_structured_logger,
+    )
+    from mgit_monitoring.logs import (
         setup_structured_logging,
     )
     from mgit_monitoring.masking import (
         CredentialMasker,
         mask_credentials,
         mask_structure,
+    )
+    from mgit_monitoring.metric_types import (
+        Counter,
+        Gauge,
+        Histogram,
     )
     from mgit_monitoring.performance import (
         OperationMetrics,
@@ -213,12 +221,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         write_textfile,
     )
     from mgit_monitoring.registry import (
-        DEFAULT_BUCKETS,
-        Counter,
-        Gauge,
-        Histogram,
-        MetricFamily,
         Registry,
+        get_default_registry,
+    )
+    from mgit_monitoring.samples import (
+        DEFAULT_BUCKETS,
+        MetricFamily,
         Snapshot,
         exponential_buckets,
         linear_buckets,
@@ -235,4 +243,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from mgit_monitoring.store import (
         Store,
+    )
+    from mgit_monitoring.structured_logger import (
+        StructuredLogger,
+        get_structured_logger,
     )

@@ -18,9 +18,10 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Mapping, Sequence, TextIO, Tuple
 
-from mgit_monitoring.errors import MonitoringError
+from mgit_monitoring.errors import ConfigError, MonitoringError
+from mgit_monitoring.version import __version__
 
 __all__ = ["build_parser", "main", "register_monitoring_commands", "run_command"]
 
@@ -42,8 +43,6 @@ def build_parser(prog: str = "mgit-monitoring") -> argparse.ArgumentParser:
         epilog="example:\n  %(prog)s server --simple --port 8080\n  %(prog)s health --json",
         formatter_class=_Formatter,
     )
-    from mgit_monitoring import __version__
-
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     register_monitoring_commands(parser)
     return parser
@@ -65,8 +64,6 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
     commands = parser.add_subparsers(dest="monitoring_command", metavar="COMMAND")
     commands.required = True
 
-    from mgit_monitoring.server import add_server_arguments
-
     server = commands.add_parser(
         "server",
         help="serve /metrics and the health endpoints over HTTP",
@@ -76,7 +73,7 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         f"  {prog} server --port 0            # picks a free port and prints it",
         formatter_class=_Formatter,
     )
-    add_server_arguments(server)
+    _add_server_arguments(server)
     server.set_defaults(monitoring_handler=_cmd_server)
 
     health = commands.add_parser(
@@ -151,7 +148,65 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
     )
     perf.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
     perf.set_defaults(monitoring_handler=_cmd_performance)
+
+    from mgit_monitoring import demo as _demo
+    from mgit_monitoring import generate_config as _generate
+
+    gen = commands.add_parser(
+        "generate-config",
+        help="write a Grafana dashboard, Prometheus alerts and deployment files",
+        description="Write grafana-dashboard.json, prometheus-alerts.yml (and its promtool "
+        "test file), prometheus.yml, alertmanager.yml, docker-compose.yml with Grafana "
+        "provisioning, kubernetes/ manifests and a systemd unit. Files that exist and differ "
+        "are listed and left alone (exit 1) unless --force is given.",
+        epilog=f"example:\n  {prog} generate-config --output ./monitoring\n"
+        "  cd monitoring && GRAFANA_ADMIN_PASSWORD=... docker-compose up -d",
+        formatter_class=_Formatter,
+    )
+    _generate.add_arguments(gen)
+    gen.set_defaults(monitoring_handler=_generate.run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run real git work offline and serve the live dashboard",
+        description="Create small local git repositories in a temporary directory, run real "
+        "git clone and pull through the monitoring decorators (a few fail on purpose, a "
+        "simulated provider API answers one rate limit), and serve the live dashboard. "
+        "Ctrl-C stops it and removes everything.",
+        epilog=f"example:\n  {prog} demo\n  {prog} demo --repos 3 --duration 20 --port 0",
+        formatter_class=_Formatter,
+    )
+    _demo.add_arguments(demo)
+    demo.set_defaults(monitoring_handler=_demo.run)
     return parser
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default: MGIT_MONITORING_HOST or 0.0.0.0)")
+    parser.add_argument(
+        "--port", type=int, help="port (default: MGIT_MONITORING_PORT or 8080; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--simple",
+        action="store_true",
+        help="minimal footprint: no background health refresher (default: off)",
+    )
+    parser.add_argument(
+        "--log-level",
+        help="DEBUG, INFO, WARNING... (default: MGIT_MONITORING_LOG_LEVEL or INFO)",
+    )
+    parser.add_argument("--auth-token-file", help="require 'Authorization: Bearer' with this token")
+    parser.add_argument("--htpasswd", help="require basic auth against this user:hash file")
+    parser.add_argument(
+        "--public-probes",
+        action="store_true",
+        help="leave /health/live and /health/ready open when auth is on",
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--max-connections", type=int, default=64, help="concurrent connections (default: 64)"
+    )
 
 
 def run_command(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -196,24 +251,88 @@ def _config(environ: Mapping[str, str], **overrides: Any) -> Any:
     return MonitoringConfig.from_env(environ, **overrides)
 
 
-def _quiet_logging(config: Any, console_level: str = "WARNING") -> None:
+def _setup_logging(config: Any, environ: Mapping[str, str], console_level: str) -> None:
     """Route the package's own log lines to stderr as JSON, never to stdout."""
     from mgit_monitoring.logs import setup_structured_logging
 
-    setup_structured_logging(log_level=config.log_level, console_level=console_level)
+    setup_structured_logging(
+        log_level=config.log_level, console_level=console_level, environ=environ
+    )
 
 
 def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from mgit_monitoring.server import run_server
+    """Serve until SIGTERM/SIGINT; ``serving on URL`` is stdout's first line.
 
-    return run_server(args, environ)
+    What it serves is what mgit processes recorded: with persistence on (the default), the
+    merged view of every process that flushed to the shared store, next to this server's
+    own metrics; the health checks are configured from the same environment and update the
+    ``mgit_health_*`` metrics.
+    """
+    from mgit_monitoring.http_auth import HttpAuth
+    from mgit_monitoring.server import TLSConfig, serve
+
+    config = _config(environ, host=args.host, port=args.port, log_level=args.log_level)
+    _setup_logging(config, environ, config.log_level)
+    auth = None
+    if args.auth_token_file or args.htpasswd:
+        auth = HttpAuth(
+            token_file=args.auth_token_file,
+            htpasswd_file=args.htpasswd,
+            public_probes=args.public_probes,
+        )
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not args.tls_cert:
+            raise ConfigError("--tls-key needs --tls-cert")
+        tls = TLSConfig(args.tls_cert, args.tls_key)
+    source, health, store = _server_sources(config, environ)
+    try:
+        return serve(
+            config.host,
+            config.port,
+            ready=lambda server: print(f"serving on {server.url}", flush=True),
+            registry=source,
+            health_checker=health,
+            simple=args.simple,
+            auth=auth,
+            tls=tls,
+            max_connections=args.max_connections,
+            history=store,
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _server_sources(config: Any, environ: Mapping[str, str]) -> Tuple[Any, Any, Any]:
+    """``(metrics source, health checker, store or None)`` for the standalone server.
+
+    The metrics source has ``snapshot()``: with persistence on it is a
+    :class:`~mgit_monitoring.shared_state.SharedMetrics` that merges the shared store with
+    this process's registry without ever flushing (no background thread, so ``--simple``
+    stays minimal, and the server's own series stay its own); otherwise the registry.
+    """
+    from mgit_monitoring.collector import MetricsCollector
+    from mgit_monitoring.default_checks import create_default_health_checker
+
+    registry = MetricsCollector().registry
+    health = create_default_health_checker(registry=registry, config=config, environ=environ)
+    store_dir = config.store_dir
+    if store_dir is None:
+        return registry, health, None
+    from mgit_monitoring.shared_state import SharedMetrics
+    from mgit_monitoring.store import Store
+
+    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
+    return SharedMetrics(store, registry), health, store
 
 
 def _cmd_health(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from mgit_monitoring.health import create_default_health_checker, health_to_dict
+    from mgit_monitoring.default_checks import create_default_health_checker
+    from mgit_monitoring.health_report import health_to_dict
 
     config = _config(environ)
-    _quiet_logging(config, "ERROR")  # the report itself says what is unhealthy
+    _setup_logging(config, environ, "ERROR")  # the report itself says what is unhealthy
     checker = create_default_health_checker(config=config, environ=environ)
     results = checker.run_checks_sync(use_cache=False)
     report = health_to_dict(results)
@@ -258,7 +377,7 @@ def _cmd_metrics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
 
     config = _config(environ)
-    _quiet_logging(config)
+    _setup_logging(config, environ, "WARNING")
     snapshot = _metrics_snapshot(config)
     if args.push_gateway:
         from mgit_monitoring.push import push_to_gateway
@@ -304,8 +423,6 @@ def _metrics_snapshot(config: Any) -> Any:
 
 
 def _parse_grouping(pairs: Sequence[str]) -> Dict[str, str]:
-    from mgit_monitoring.errors import ConfigError
-
     grouping: Dict[str, str] = {}
     for pair in pairs:
         label, sep, value = pair.partition("=")
@@ -316,13 +433,12 @@ def _parse_grouping(pairs: Sequence[str]) -> Dict[str, str]:
 
 
 def _cmd_performance(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from mgit_monitoring.errors import ConfigError
     from mgit_monitoring.performance import PerformanceMonitor
 
     if not (args.hours > 0 and math.isfinite(args.hours)):
         raise ConfigError(f"--hours {args.hours!r}: expected a number > 0")
     config = _config(environ)
-    _quiet_logging(config)
+    _setup_logging(config, environ, "WARNING")
     monitor = PerformanceMonitor.from_config(config)
     try:
         if args.operation:

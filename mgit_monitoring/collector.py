@@ -34,11 +34,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Tuple, Union
 
+from mgit_monitoring import metric_definitions
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
 from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
-from mgit_monitoring.registry import Registry, Sample, Snapshot, validate_metric_name
+from mgit_monitoring.registry import Registry, get_default_registry, reset_default_registry
+from mgit_monitoring.samples import Sample, Snapshot, validate_metric_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
     "HEALTH_METRICS",
@@ -53,35 +58,30 @@ __all__ = [
 ]
 
 
+_LOGGER = "mgit_monitoring.collector"
+
+
 def _logger() -> Any:
     import logging  # on first warning only: keeps ``import`` of this module cheap for a CLI
 
-    return logging.getLogger("mgit_monitoring.collector")
+    return logging.getLogger(_LOGGER)
 
 
-#: (kind, name, help, labelnames, options) of the health and performance metrics that health.py
-#: and performance.py also register; defined identically so they exist from the first scrape.
-HEALTH_METRICS: Tuple[Tuple[str, str, str, Tuple[str, ...], Dict[str, Any]], ...] = (
-    ("gauge", "mgit_health_overall",
-     "Overall health: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", (), {"merge": "last"}),
-    ("gauge", "mgit_health_percentage",
-     "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded; NaN before any.",
-     (),
-     {"merge": "last"}),
-    ("gauge", "mgit_health_check_status",
-     "Status of one health check: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.", ("check",),
-     {"merge": "last"}),
-    ("histogram", "mgit_health_check_duration_seconds",
-     "Duration of one health check run in seconds.", ("check",), {}),
-    ("counter", "mgit_performance_anomalies_total",
-     "Operations slower than their performance baseline, by anomaly type.",
-     ("operation", "type"), {}),
-)  # fmt: skip
+_ANOMALIES = "mgit_performance_anomalies_total"
 
-_OP = ("operation", "provider")
+#: (kind, name, help, labelnames, options) of the metrics health.py and performance.py record
+#: (the table's ``health`` group and the anomaly counter). Every collector registers them
+#: too, exactly as :mod:`mgit_monitoring.metric_definitions` defines them, so they exist
+#: from the first scrape.
+HEALTH_METRICS: Tuple[Tuple[str, str, str, Tuple[str, ...], Dict[str, Any]], ...] = tuple(
+    (d.kind, d.name, d.help, d.labels, d.options())
+    for d in metric_definitions.METRICS
+    if d.group == "health" or d.name == _ANOMALIES
+)
+
 _INF = float("inf")
 _KINDS = ("counter", "gauge", "histogram")
-_MAX_OPEN_TIMERS = 10_000
+MAX_OPEN_TIMERS = 10_000
 """start_operation_timer() ids kept waiting for their end; past it the oldest is forgotten."""
 _MAX_WARNED = 256  # distinct "dropped" warnings remembered (bounded memory)
 
@@ -117,118 +117,38 @@ class MetricsCollector:
         # register_metric() without label names: definitions waiting for their first use.
         self._pending: Dict[str, Tuple[str, str, Dict[str, Any]]] = {}
         self._pending_lock = threading.Lock()
-        self._warned: Set[Tuple[str, str]] = set()
+        self._warned: WarnOnce | None = None  # created on the first dropped measurement
         r = self.registry
-        op = _OP + self.extra_labels
-        self._ops = r.counter(
-            "mgit_operations_total",
-            "Total number of mgit operations.",
-            op,
-            series_limit=series_limit,
-        )
-        self._ops_ok = r.counter(
-            "mgit_operations_success_total",
-            "Total number of successful mgit operations.",
-            op,
-            series_limit=series_limit,
-        )
-        self._ops_fail = r.counter(
-            "mgit_operations_failure_total",
-            "Total number of failed mgit operations.",
-            op,
-            series_limit=series_limit,
-        )
-        self._op_duration = r.histogram(
-            "mgit_operation_duration_seconds",
-            "Duration of mgit operations in seconds.",
-            op,
-            series_limit=series_limit,
-        )
-        git = ("operation", "status") + (("repository",) if repository_labels else ())
-        self._git = r.counter(
-            "mgit_git_operations_total",
-            "Total number of Git operations by outcome.",
-            git,
-            series_limit=series_limit,
-        )
-        self._git_duration = r.histogram(
-            "mgit_git_operation_duration_seconds",
-            "Duration of Git operations in seconds.",
-            ("operation",),
-            series_limit=series_limit,
-        )
-        self._clone_duration = r.histogram(
-            "mgit_git_clone_duration_seconds",
-            "Duration of Git clone operations in seconds.",
-            (),
-            series_limit=series_limit,
-        )
-        api = ("method", "provider", "status_code", "endpoint")
-        self._api = r.counter(
-            "mgit_api_requests_total",
-            "Total number of provider API requests.",
-            api,
-            series_limit=series_limit,
-        )
-        self._api_duration = r.histogram(
-            "mgit_api_request_duration_seconds",
-            "Duration of provider API requests in seconds.",
-            ("method", "provider", "endpoint"),
-            series_limit=series_limit,
-        )
-        self._api_errors = r.counter(
-            "mgit_api_errors_total",
-            "Provider API responses with status >= 400, by status code.",
-            ("provider", "status_code"),
-            series_limit=series_limit,
-        )
-        self._rate_limits = r.counter(
-            "mgit_api_rate_limit_hits_total",
-            "Provider API rate limit hits (HTTP 429 or reported).",
-            ("provider",),
-            series_limit=series_limit,
-        )
-        auth = ("provider", "organization")
-        self._auth = r.counter(
-            "mgit_auth_attempts_total",
-            "Total number of authentication attempts.",
-            auth,
-            series_limit=series_limit,
-        )
-        self._auth_ok = r.counter(
-            "mgit_auth_success_total",
-            "Total number of successful authentications.",
-            auth,
-            series_limit=series_limit,
-        )
-        self._auth_fail = r.counter(
-            "mgit_auth_failures_total",
-            "Total number of failed authentications.",
-            auth,
-            series_limit=series_limit,
-        )
-        self._errors = r.counter(
-            "mgit_errors_total",
-            "Total number of errors by type.",
-            ("error_type", "operation", "provider"),
-            series_limit=series_limit,
-        )
-        self._concurrent = r.gauge(
-            "mgit_concurrent_operations", "Number of mgit operations running now.", merge="sum"
-        )
-        self._repos = r.gauge(
-            "mgit_repositories_processed",
-            "Repositories processed by the current mgit run (set by the caller).",
-            merge="sum",
-        )
+
+        def register(name: str, extra: Tuple[str, ...] = ()) -> Any:
+            return metric_definitions.register(r, name, extra, series_limit=series_limit)
+
+        op = self.extra_labels
+        self._ops = register("mgit_operations_total", op)
+        self._ops_ok = register("mgit_operations_success_total", op)
+        self._ops_fail = register("mgit_operations_failure_total", op)
+        self._op_duration = register("mgit_operation_duration_seconds", op)
+        repo = ("repository",) if repository_labels else ()
+        self._git = register("mgit_git_operations_total", repo)
+        self._git_duration = register("mgit_git_operation_duration_seconds")
+        self._clone_duration = register("mgit_git_clone_duration_seconds")
+        self._api = register("mgit_api_requests_total")
+        self._api_duration = register("mgit_api_request_duration_seconds")
+        self._api_errors = register("mgit_api_errors_total")
+        self._rate_limits = register("mgit_api_rate_limit_hits_total")
+        self._auth = register("mgit_auth_attempts_total")
+        self._auth_ok = register("mgit_auth_success_total")
+        self._auth_fail = register("mgit_auth_failures_total")
+        self._errors = register("mgit_errors_total")
+        self._concurrent = register("mgit_concurrent_operations")
+        self._repos = register("mgit_repositories_processed")
         fresh_health = r.get("mgit_health_overall") is None
-        for kind, name, help, labels, options in HEALTH_METRICS:
-            getattr(r, kind)(name, help, labels, **options)
+        shared = {name: metric_definitions.register(r, name) for _k, name, *_ in HEALTH_METRICS}
         # 0 would read as "unhealthy" before any check ran; health.py starts at the same
         # values: overall -1 (unknown), percentage NaN (so "< 80%" alerts cannot fire).
         if fresh_health:
-            r.gauge("mgit_health_overall", HEALTH_METRICS[0][2]).set(-1)
-            r.gauge("mgit_health_percentage", HEALTH_METRICS[1][2]).set(float("nan"))
+            shared["mgit_health_overall"].set(-1)
+            shared["mgit_health_percentage"].set(float("nan"))
         if process_metrics or (process_metrics is None and own):
             from mgit_monitoring.process_metrics import ProcessCollector
 
@@ -236,11 +156,19 @@ class MetricsCollector:
 
     # ------------------------------------------------------------------ error policy
     def _drop(self, method: str, exc: BaseException) -> None:
-        key = (method, type(exc).__name__)
-        if key in self._warned or len(self._warned) >= _MAX_WARNED:
-            return
-        self._warned.add(key)
-        _logger().warning("MetricsCollector.%s dropped a measurement: %s", method, exc)
+        """Report a dropped measurement: WARNING once per method and error kind, then DEBUG."""
+        warned = self._warned
+        if warned is None:
+            # On the first drop only: keeps ``import`` of this module (and logging) cheap.
+            from mgit_monitoring.warn_once import WarnOnce
+
+            warned = self._warned = WarnOnce(_LOGGER, _MAX_WARNED)
+        warned.warn(
+            (method, type(exc).__name__),
+            "MetricsCollector.%s dropped a measurement: %s",
+            method,
+            exc,
+        )
 
     def _seconds(self, method: str, duration: Any) -> float | None:
         """A valid duration in seconds, or None (a bad one is reported once and ignored)."""
@@ -441,8 +369,8 @@ class MetricsCollector:
         with self._pending_lock:
             existing = self.registry.get(name)
             if existing is not None:
-                if existing._type != metric_type:
-                    msg = f"metric {name!r} is already a {existing._type}, not a {metric_type}"
+                if existing.type != metric_type:
+                    msg = f"metric {name!r} is already a {existing.type}, not a {metric_type}"
                     raise DuplicateMetricError(msg)
                 return existing
             self._pending[name] = (metric_type, help_text, options)
@@ -452,8 +380,8 @@ class MetricsCollector:
         metric = self.registry.get(name)
         if metric is None:
             metric = self._register_pending(name, labels)
-        if metric._type != kind:
-            raise MetricError(f"metric {name!r} is a {metric._type}, not a {kind}")
+        if metric.type != kind:
+            raise MetricError(f"metric {name!r} is a {metric.type}, not a {kind}")
         return metric.labels(**labels) if labels else metric.labels()
 
     def _register_pending(self, name: str, labels: Mapping[str, Any] | None) -> Any:
@@ -492,7 +420,7 @@ class MetricsCollector:
     def start_operation_timer(self, operation_id: str) -> None:
         """Remember the start time of ``operation_id`` (see :meth:`end_operation_timer`)."""
         with self._timers_lock:
-            if len(self._timers) >= _MAX_OPEN_TIMERS and operation_id not in self._timers:
+            if len(self._timers) >= MAX_OPEN_TIMERS and operation_id not in self._timers:
                 # Timers never ended must not grow without bound: forget the oldest.
                 del self._timers[next(iter(self._timers))]
             self._timers[operation_id] = time.perf_counter()
@@ -553,15 +481,16 @@ _default: MetricsCollector | None = None
 
 
 def get_metrics_collector() -> MetricsCollector:
-    """The process-wide collector, created on first use (thread-safe)."""
-    global _default
+    """The process-wide collector on :func:`~mgit_monitoring.registry.get_default_registry`,
+    created on first use (thread-safe).
+
+    Once it exists this is one global read and no lock: the integration decorators call it
+    on every operation.
+    """
     collector = _default
-    if collector is None:
-        with _default_lock:
-            if _default is None:
-                _default = MetricsCollector(enabled=_enabled_from_env())
-            collector = _default
-    return collector
+    if collector is not None:
+        return collector
+    return setup_metrics()
 
 
 def _enabled_from_env() -> bool:
@@ -588,6 +517,9 @@ def setup_metrics(registry: Registry | None = None, **options: Any) -> MetricsCo
         if _default is None:
             if "enabled" not in options:
                 options["enabled"] = _enabled_from_env()
+            if registry is None:
+                registry = get_default_registry()
+                options.setdefault("process_metrics", True)
             _default = MetricsCollector(registry, **options)
         elif registry is not None or options:
             _logger().warning("setup_metrics: a metrics collector already exists; options ignored")
@@ -595,10 +527,13 @@ def setup_metrics(registry: Registry | None = None, **options: Any) -> MetricsCo
 
 
 def reset_metrics_collector() -> None:
-    """Drop the default collector (tests); the next :func:`get_metrics_collector` makes one."""
+    """Drop the default collector and the default registry (tests): the next
+    :func:`get_metrics_collector` (and the default health checker and performance monitor)
+    start on a fresh registry."""
     global _default
     with _default_lock:
         _default = None
+        reset_default_registry()
 
 
 def record_operation(

@@ -39,11 +39,15 @@ from typing import (
     cast,
 )
 
+from mgit_monitoring import fork_hooks
+
 __all__ = [
     "CURRENT_SCOPE",
     "PROCESS_SCOPE",
     "ContextThread",
     "ContextThreadPoolExecutor",
+    "ProcessScope",
+    "Scope",
     "TraceParent",
     "adopt_traceparent",
     "child_env",
@@ -105,8 +109,7 @@ def _first_getrandbits(k: int) -> int:
         if _getrandbits is _first_getrandbits:
             rng = random.Random()
             _seed(rng)
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=lambda: _seed(rng))
+            fork_hooks.after_fork_in_child(lambda: _seed(rng))
             _getrandbits = rng.getrandbits  # C method, atomic under the GIL
     return _getrandbits(k)
 
@@ -172,8 +175,25 @@ _MAX_EXTERNAL_ID = 128
 """Longest external correlation id kept (longer ones are truncated before hashing)."""
 
 
-class _State:
-    """One immutable correlation scope; the ContextVar holds one of these (copy-on-write)."""
+class Scope:
+    """One correlation scope: what :data:`CURRENT_SCOPE` holds while a context is active.
+
+    Immutable once made (entering a context sets a new Scope, copy-on-write), so a log
+    record may keep the one it was made in and be formatted later, even in another process
+    (it pickles). Attributes:
+
+    * ``trace_id`` (32 hex), ``span_id`` (16 hex) and ``flags`` (2 hex): the W3C ids;
+    * ``attrs``: the merged attributes (operation, organization, provider ...), never
+      mutated, and possibly shared by several scopes (see ``attrs_cache``);
+    * ``attrs_cache``: renderings of ``attrs`` by the log formatter, keyed by its own
+      choice (the masker); shared by every scope that holds the same ``attrs`` dict (a
+      decorator's per-call scopes, an inner scope that changed nothing), so they are
+      rendered once, not once per scope;
+    * ``log_cache``: the formatter's rendering of this scope, ids included (a pair of the
+      formatter's key and the text), or None.
+
+    Only the log formatter writes the two caches; they are not part of a pickle.
+    """
 
     __slots__ = ("attrs", "attrs_cache", "flags", "log_cache", "span_id", "trace_id")
 
@@ -188,19 +208,15 @@ class _State:
         self.trace_id = trace_id
         self.span_id = span_id
         self.flags = flags
-        self.attrs = attrs  # never mutated after construction; may be shared by scopes
-        # The log formatter's renderings of ``attrs`` (masked, encoded), keyed by masker.
-        # Shared by every scope holding the same attrs dict (a decorator's scopes, or an
-        # inner scope that changed nothing), so they are rendered once, not once per scope.
+        self.attrs = attrs
         self.attrs_cache: Dict[Any, Any] = {} if attrs_cache is None else attrs_cache
-        # The formatter's rendered correlation fragment of this scope (ids included).
         self.log_cache: Any = None
 
     def __reduce__(self) -> Tuple[Any, ...]:
         # A record carrying its scope is pickled by SocketHandler (protocol 1, which cannot
         # pickle __slots__) and multiprocessing queues: the ids and attributes travel, the
         # formatter caches (they hold maskers) are rebuilt on the other side.
-        return (_State, (self.trace_id, self.span_id, self.flags, self.attrs))
+        return (Scope, (self.trace_id, self.span_id, self.flags, self.attrs))
 
     @property
     def view(self) -> Mapping[str, Any]:
@@ -208,30 +224,41 @@ class _State:
         return MappingProxyType(self.attrs)
 
 
-CURRENT_SCOPE: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
+CURRENT_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "mgit_monitoring_correlation", default=None
 )
+"""The active :class:`Scope`, or None outside every context (then :data:`PROCESS_SCOPE`
+applies). Set only by :func:`correlation_context` and :func:`enter_scope`; read it with
+``CURRENT_SCOPE.get()`` (or :func:`current_scope`), reset it with the token they return."""
 
 
-class _ProcessTrace:
-    """The id used outside any context: adopted from TRACEPARENT or minted on first use."""
+class ProcessScope:
+    """The scope that applies outside every context: the process's own trace.
+
+    Adopted from ``TRACEPARENT`` by :func:`adopt_traceparent`, otherwise minted on first
+    use (:meth:`get`); :func:`reset_process_trace` forgets it. ``state`` is the Scope (or
+    None before first use), ``adopted`` says whether it came from ``TRACEPARENT`` (then
+    new top-level contexts join its trace), ``lock`` guards changes to both.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.state: _State | None = None
+        self.state: Scope | None = None
         self.adopted = False
 
-    def get(self) -> _State:
+    def get(self) -> Scope:
+        """The process scope, minted on first use."""
         state = self.state
         if state is None:
             with self.lock:
                 if self.state is None:
-                    self.state = _State(new_trace_id(), new_span_id(), "01", {})
+                    self.state = Scope(new_trace_id(), new_span_id(), "01", {})
                 state = self.state
         return state
 
 
-PROCESS_SCOPE = _ProcessTrace()
+PROCESS_SCOPE = ProcessScope()
+"""The process's :class:`ProcessScope` (one per process)."""
 
 
 def adopt_traceparent(environ: Mapping[str, str] | None = None) -> bool:
@@ -247,7 +274,7 @@ def adopt_traceparent(environ: Mapping[str, str] | None = None) -> bool:
         return False
     with PROCESS_SCOPE.lock:
         # The caller's span is our parent; this process gets a span of its own.
-        PROCESS_SCOPE.state = _State(parsed.trace_id, new_span_id(), parsed.flags, {})
+        PROCESS_SCOPE.state = Scope(parsed.trace_id, new_span_id(), parsed.flags, {})
         PROCESS_SCOPE.adopted = True
     return True
 
@@ -259,8 +286,8 @@ def reset_process_trace() -> None:
         PROCESS_SCOPE.adopted = False
 
 
-def current_scope() -> _State:
-    """The active scope, or the process scope when no context is active."""
+def current_scope() -> Scope:
+    """Return the active :class:`Scope`, or the process scope when no context is active."""
     state = CURRENT_SCOPE.get()
     return state if state is not None else PROCESS_SCOPE.get()
 
@@ -300,7 +327,7 @@ def _unchanged(outer: Dict[str, Any], changes: Dict[str, Any]) -> bool:
     return True
 
 
-def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, Any]) -> _State:
+def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, Any]) -> Scope:
     """The scope :func:`correlation_context` enters, computed when it is entered."""
     outer = CURRENT_SCOPE.get()
     explicit, original = (None, None) if correlation_id is None else _normalise_id(correlation_id)
@@ -325,14 +352,14 @@ def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, A
             # A new trace-id given as such: the outer scope's foreign id no longer names it.
             inherited = {k: v for k, v in inherited.items() if k != _EXTERNAL}
         elif _unchanged(inherited, changes):  # nothing new: share the outer dict and cache
-            return _State(trace_id, new_span_id(), flags, inherited, outer.attrs_cache)
+            return Scope(trace_id, new_span_id(), flags, inherited, outer.attrs_cache)
         merged = dict(inherited)
         merged.update(changes)
         changes = merged
-    return _State(trace_id, new_span_id(), flags, changes)
+    return Scope(trace_id, new_span_id(), flags, changes)
 
 
-class _Scope(ContextDecorator):
+class _ScopeManager(ContextDecorator):
     """What :func:`correlation_context` returns: ``with`` it (or decorate a function)."""
 
     __slots__ = ("_args", "_token")
@@ -341,8 +368,8 @@ class _Scope(ContextDecorator):
         self._args = (operation, correlation_id, attrs)
         self._token: Any = None
 
-    def _recreate_cm(self) -> _Scope:  # used as a decorator: one scope per call
-        return _Scope(*self._args)
+    def _recreate_cm(self) -> _ScopeManager:  # used as a decorator: one scope per call
+        return _ScopeManager(*self._args)
 
     def __call__(self, func: _F) -> _F:
         import inspect  # decoration time only; not worth its import cost at start-up
@@ -383,18 +410,23 @@ def correlation_context(
     is computed when the block is entered; the object also works as a decorator of a
     function or coroutine function (each call, or each run of the coroutine, gets a scope).
     """
-    return _Scope(operation, correlation_id, attrs)
+    return _ScopeManager(operation, correlation_id, attrs)
 
 
 def enter_scope(
     attrs: Dict[str, Any], attrs_cache: Optional[Dict[Any, Any]] = None
-) -> Tuple[Any, _State]:
-    """Enter a scope adding ``attrs``; returns (the token to reset ``CURRENT_SCOPE`` with, state).
+) -> Tuple[Any, Scope]:
+    """Enter a scope adding ``attrs`` to the active one; return ``(token, scope)``.
 
-    The decorators' per-call path: the same scope as ``correlation_context(**attrs)``
-    (``attrs`` without None values, and never mutated afterwards: scopes may share it with
-    ``attrs_cache``, its log rendering cache) without building a dict when no outer scope
-    adds attributes of its own.
+    The same scope as ``with correlation_context(**attrs)`` would enter, for a caller
+    that enters one per call (the monitoring decorators) and cannot afford a context
+    manager: no dict is built when the outer scope adds no attributes of its own. The
+    caller leaves it with ``CURRENT_SCOPE.reset(token)``, in the same context.
+
+    ``attrs`` must hold no None values and must never be mutated afterwards: scopes may
+    share it, and ``attrs_cache`` (a dict the caller keeps with ``attrs``, initially
+    empty) as their :attr:`Scope.attrs_cache`, so the log formatter renders ``attrs``
+    once for all of them.
     """
     outer = CURRENT_SCOPE.get()
     bits = _getrandbits(64)  # new_span_id() inlined (a zero value takes the slow path)
@@ -406,7 +438,7 @@ def enter_scope(
         else:
             bits = _getrandbits(128)
             trace_id, flags = "%032x" % bits if bits else new_trace_id(), "01"  # noqa: UP031
-        state = _State(trace_id, span_id, flags, attrs, attrs_cache)
+        state = Scope(trace_id, span_id, flags, attrs, attrs_cache)
     else:
         outer_attrs = outer.attrs
         if not outer_attrs:
@@ -416,7 +448,7 @@ def enter_scope(
         else:
             attrs = {**outer_attrs, **attrs}
             attrs_cache = None
-        state = _State(outer.trace_id, span_id, outer.flags, attrs, attrs_cache)
+        state = Scope(outer.trace_id, span_id, outer.flags, attrs, attrs_cache)
     return CURRENT_SCOPE.set(state), state
 
 

@@ -1,7 +1,14 @@
 """Render a registry snapshot: Prometheus text 0.0.4, OpenMetrics 1.0, JSON; negotiate and gzip.
 
-Every renderer is a pure function of a :class:`~mgit_monitoring.registry.Snapshot`, so the
-same snapshot always gives the same bytes. Label strings come pre-escaped from the registry;
+Every renderer is a pure function of a :class:`~mgit_monitoring.samples.Snapshot`, so the
+same snapshot always gives the same bytes. :func:`expose` is the whole ``/metrics`` answer
+in one call: it snapshots any :class:`MetricsSource` (a Registry, the cross-process
+:class:`~mgit_monitoring.shared_state.SharedMetrics`, a MetricsCollector: anything with
+``snapshot()``), negotiates the format from ``Accept`` and gzip from ``Accept-Encoding``::
+
+    out = expose(registry, headers.get("Accept"), headers.get("Accept-Encoding"))
+    # out.body, out.content_type, out.content_encoding (None or "gzip")
+ Label strings come pre-escaped from the registry;
 only HELP texts (one per family) are escaped here.
 
 Choices (see the exposition checklist for the rules):
@@ -27,18 +34,21 @@ and non-finite numbers are the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"`` (JSON h
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Protocol, Tuple, Union
 
-from mgit_monitoring.registry import MetricFamily, Registry, Snapshot, _format_bound
+from mgit_monitoring.samples import MetricFamily, Snapshot, format_bound
 
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
+    "CONTENT_TYPES",
+    "FORMAT_JSON",
     "FORMAT_OPENMETRICS",
     "FORMAT_TEXT",
     "JSON_FORMAT_VERSION",
     "Exposition",
+    "MetricsSource",
     "accepts_gzip",
     "choose_format",
     "expose",
@@ -47,6 +57,7 @@ __all__ = [
     "render_json",
     "render_openmetrics",
     "render_text",
+    "snapshot_of",
     "snapshot_to_dict",
 ]
 
@@ -58,6 +69,13 @@ CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset
 CONTENT_TYPE_JSON = "application/json"
 FORMAT_TEXT = "text"
 FORMAT_OPENMETRICS = "openmetrics"
+FORMAT_JSON = "json"
+#: The Content-Type of each format :func:`render` and :func:`expose` produce.
+CONTENT_TYPES: Dict[str, str] = {
+    FORMAT_TEXT: CONTENT_TYPE_TEXT,
+    FORMAT_OPENMETRICS: CONTENT_TYPE_OPENMETRICS,
+    FORMAT_JSON: CONTENT_TYPE_JSON,
+}
 #: The ``format`` field of the JSON document.
 JSON_FORMAT_VERSION = "mgit_monitoring.metrics/1"
 
@@ -98,7 +116,7 @@ def _simple(out: List[str], sname: str, fam: MetricFamily) -> None:
 def _histogram(out: List[str], fam: MetricFamily, with_sum: bool) -> None:
     """Bucket lines, then ``_sum`` and ``_count`` unless ``with_sum`` is False."""
     name = fam.name
-    le_parts = [f'le="{_format_bound(b)}"}} ' for b in fam.bounds]
+    le_parts = [f'le="{format_bound(b)}"}} ' for b in fam.bounds]
     bucket = name + "_bucket{"
     for s in fam.series:
         lt = s.label_text
@@ -179,7 +197,7 @@ def snapshot_to_dict(snapshot: Snapshot) -> Dict[str, Any]:
             sname = fam.name + "_info"
         else:
             sname = fam.name
-        les = [_format_bound(b) for b in fam.bounds]
+        les = [format_bound(b) for b in fam.bounds]
         for s in fam.series:
             entry: Dict[str, Any] = {
                 "name": sname,
@@ -218,7 +236,7 @@ def render(snapshot: Snapshot, fmt: str = FORMAT_TEXT) -> bytes:
         return render_text(snapshot)
     if fmt == FORMAT_OPENMETRICS:
         return render_openmetrics(snapshot)
-    if fmt == "json":
+    if fmt == FORMAT_JSON:
         return render_json(snapshot).encode("utf-8")
     raise ValueError(f"unknown exposition format {fmt!r}: expected 'text', 'openmetrics' or 'json'")
 
@@ -298,6 +316,32 @@ def gzip_body(body: bytes, accept_encoding: Union[str, None]) -> Tuple[bytes, Un
     return gzip.compress(body, compresslevel=1, mtime=0), "gzip"
 
 
+class MetricsSource(Protocol):
+    """What :func:`expose` and the server render: anything whose ``snapshot()`` returns a
+    :class:`~mgit_monitoring.samples.Snapshot` taken now (a Registry, a SharedMetrics, a
+    MetricsCollector)."""
+
+    def snapshot(self) -> Snapshot:  # pragma: no cover - protocol only
+        """An immutable snapshot of every family, taken at the call."""
+        ...
+
+
+def snapshot_of(source: Union[MetricsSource, Snapshot]) -> Snapshot:
+    """``source`` itself when it is a Snapshot, else ``source.snapshot()``.
+
+    Raises TypeError naming the type when ``source`` has no ``snapshot()`` method.
+    """
+    if isinstance(source, Snapshot):
+        return source
+    snap = getattr(source, "snapshot", None)
+    if not callable(snap):
+        raise TypeError(
+            f"cannot expose {type(source).__name__!r}: expected a Snapshot or an object "
+            "with a snapshot() method (Registry, SharedMetrics, MetricsCollector)"
+        )
+    return snap()
+
+
 class Exposition(NamedTuple):
     """A ready HTTP response body with its headers' values."""
 
@@ -307,12 +351,28 @@ class Exposition(NamedTuple):
 
 
 def expose(
-    source: Union[Registry, Snapshot],
+    source: Union[MetricsSource, Snapshot],
     accept: Union[str, None] = None,
     accept_encoding: Union[str, None] = None,
+    *,
+    fmt: Union[str, None] = None,
 ) -> Exposition:
-    """Snapshot ``source`` (or use the given snapshot), negotiate the format and encoding."""
-    snapshot = source.snapshot() if isinstance(source, Registry) else source
-    fmt, content_type = choose_format(accept)
-    body, encoding = gzip_body(render(snapshot, fmt), accept_encoding)
+    """Snapshot ``source`` (or use the given snapshot), negotiate the format and encoding.
+
+    The format comes from ``accept`` (:func:`choose_format`) unless ``fmt`` names one
+    (``"text"``, ``"openmetrics"`` or ``"json"``, e.g. for a ``/metrics/json`` route); the
+    body is gzipped when ``accept_encoding`` allows it (:func:`accepts_gzip`). A source
+    whose ``snapshot()`` raises (a failing collector) propagates the exception: a partial
+    exposition must not be served. Raises TypeError for a source without ``snapshot()``
+    and ValueError for an unknown ``fmt``.
+    """
+    if fmt is None:
+        fmt, content_type = choose_format(accept)
+    else:
+        content_type = CONTENT_TYPES.get(fmt, "")
+        if not content_type:
+            raise ValueError(
+                f"unknown exposition format {fmt!r}: expected 'text', 'openmetrics' or 'json'"
+            )
+    body, encoding = gzip_body(render(snapshot_of(source), fmt), accept_encoding)
     return Exposition(body, content_type, encoding)

@@ -49,7 +49,13 @@ their names are importable from here too. Metrics, when the checker is given a r
 0 unhealthy, -1 unknown), ``mgit_health_percentage`` (0..100) and the histogram
 ``mgit_health_check_duration_seconds{check}``, updated whenever a check result arrives
 (before the callers waiting for it get it) and when a check is unregistered (its series
-are removed).
+are removed); their names, help and types come from :mod:`mgit_monitoring.metric_definitions`.
+
+This module knows no particular check. The standard ones live in the check modules
+(:mod:`~mgit_monitoring.host_checks`, :mod:`~mgit_monitoring.git_check`,
+:mod:`~mgit_monitoring.network_checks`, :mod:`~mgit_monitoring.credential_check`), and
+:mod:`mgit_monitoring.default_checks` assembles them and holds the process-wide default
+checker (``get_health_checker``) and the original module helpers (``readiness_probe``...).
 """
 
 from __future__ import annotations
@@ -73,10 +79,12 @@ from typing import (
     Iterable,
     List,
     Mapping,
+    NamedTuple,
     Tuple,
     Union,
 )
 
+from mgit_monitoring import metric_definitions
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health_report import (
     DEGRADED,
@@ -88,14 +96,14 @@ from mgit_monitoring.health_report import (
     UNKNOWN,
     HealthCheckResult,
     ProbeResult,
-    _mask,
-    _normalise_status,
-    _utcnow,
     health_percentage,
     health_to_dict,
     http_status_for,
+    mask_text,
+    normalise_status,
     overall_status,
     to_health_json,
+    utc_now,
 )
 
 __all__ = [
@@ -106,27 +114,40 @@ __all__ = [
     "STATUS_VALUES",
     "UNHEALTHY",
     "UNKNOWN",
+    "CheckFunction",
     "HealthCheckResult",
     "HealthChecker",
     "ProbeResult",
-    "create_default_health_checker",
-    "get_health_checker",
-    "health_check_endpoint",
+    "RegisteredCheck",
     "health_percentage",
     "health_to_dict",
     "http_status_for",
-    "liveness_probe",
+    "mask_text",
+    "normalise_status",
     "overall_status",
-    "readiness_probe",
-    "reset_health_checker",
-    "set_health_checker",
     "to_health_json",
+    "utc_now",
 ]
 
 _NAN = float("nan")
 _LOG = logging.getLogger("mgit_monitoring.health")
 
 CheckFunction = Callable[[], Union[Any, Awaitable[Any]]]
+"""What a check is: a callable (or ``async`` callable) taking no arguments."""
+
+
+class RegisteredCheck(NamedTuple):
+    """A check as registered on a :class:`HealthChecker` (:meth:`HealthChecker.get_check`)."""
+
+    name: str
+    check: CheckFunction
+    """The callable itself (the standard checks are objects whose settings can be read)."""
+    critical: bool
+    """Whether it counts for readiness."""
+    timeout: float
+    """Seconds one run may take."""
+    ttl: float
+    """Seconds a result is reused."""
 
 
 # --------------------------------------------------------------------------- the runner
@@ -170,6 +191,10 @@ class _Entry:
         self.logged_status = HEALTHY  # a first healthy result is not news
 
 
+def _registration(entry: _Entry) -> RegisteredCheck:
+    return RegisteredCheck(entry.name, entry.fn, entry.critical, entry.timeout, entry.ttl)
+
+
 def _done(result: HealthCheckResult) -> concurrent.futures.Future:
     future: concurrent.futures.Future = concurrent.futures.Future()
     future.set_result(result)
@@ -190,7 +215,7 @@ def _coerce(entry: _Entry, value: Any, started: datetime.datetime) -> HealthChec
     message = ""
     details: dict[str, Any] = {}
     if isinstance(value, HealthCheckResult):
-        status = _normalise_status(value.status)
+        status = normalise_status(value.status)
         if status is not None:
             kept = dict(value.details) if isinstance(value.details, Mapping) else {}
             return dataclasses.replace(
@@ -206,10 +231,10 @@ def _coerce(entry: _Entry, value: Any, started: datetime.datetime) -> HealthChec
         status, message = HEALTHY, "ok"
     elif isinstance(value, bool):
         status, message = (HEALTHY if value else UNHEALTHY), f"check returned {value}"
-    elif isinstance(value, str) and _normalise_status(value):
-        status = _normalise_status(value)
-    elif isinstance(value, Mapping) and _normalise_status(value.get("status")):
-        status = _normalise_status(value.get("status"))
+    elif isinstance(value, str) and normalise_status(value):
+        status = normalise_status(value)
+    elif isinstance(value, Mapping) and normalise_status(value.get("status")):
+        status = normalise_status(value.get("status"))
         message = str(value.get("message", ""))
         raw = value.get("details")
         details = dict(raw) if isinstance(raw, Mapping) else {}
@@ -335,6 +360,18 @@ class HealthChecker:
         with self._lock:
             return list(self._entries)
 
+    @property
+    def registered_checks(self) -> List[RegisteredCheck]:
+        """Every registered check with its settings, in registration order."""
+        with self._lock:
+            return [_registration(e) for e in self._entries.values()]
+
+    def get_check(self, name: str) -> RegisteredCheck | None:
+        """The registration of the check ``name``, or None when there is none."""
+        with self._lock:
+            entry = self._entries.get(name)
+            return None if entry is None else _registration(entry)
+
     # ------------------------------------------------------------------ running
 
     def _acquire(self, entry: _Entry, use_cache: bool) -> Tuple[concurrent.futures.Future, float]:
@@ -375,13 +412,13 @@ class HealthChecker:
         return future, due
 
     def _work(self, entry: _Entry, run: _Run) -> None:
-        started = _utcnow()
+        started = utc_now()
         t0 = time.perf_counter()
         try:
             result = _coerce(entry, _call(entry.fn), started)
         except BaseException as exc:  # noqa: B036 - a check must never kill its caller
             # Mask before shortening: a cut through a token would hide it from the masker.
-            text = _mask(str(exc))
+            text = mask_text(str(exc))
             message = f"check raised {type(exc).__name__}: {text}"
             details = {"error_type": type(exc).__name__, "error": text[:500]}
             result = HealthCheckResult(
@@ -433,7 +470,7 @@ class HealthChecker:
                     "health check %s is %s: %s",
                     entry.name,
                     result.status,
-                    _mask(result.message),
+                    mask_text(result.message),
                 )
             with self._lock:
                 current = self._entries.get(entry.name) is entry
@@ -676,6 +713,11 @@ class HealthChecker:
         self.latest_results(refresh=True)
         thread.start()
 
+    @property
+    def background_running(self) -> bool:
+        """Whether the refresh thread of :meth:`start_background` is running."""
+        return self._background is not None
+
     def stop_background(self, timeout: float | None = 5.0) -> None:
         """Stop the refresh thread started by :meth:`start_background` (no-op if none)."""
         with self._lock:
@@ -705,108 +747,10 @@ async def _bridge(future: concurrent.futures.Future) -> Any:
 
 
 def _register_metrics(registry: Any) -> Tuple[Any, Any, Any, Any]:
-    overall = registry.gauge(
-        "mgit_health_overall",
-        "Overall health: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.",
-        (),
-        merge="last",
+    """The four health metrics, exactly as :mod:`mgit_monitoring.metric_definitions` has them."""
+    return (
+        metric_definitions.register(registry, "mgit_health_overall"),
+        metric_definitions.register(registry, "mgit_health_percentage"),
+        metric_definitions.register(registry, "mgit_health_check_status"),
+        metric_definitions.register(registry, "mgit_health_check_duration_seconds"),
     )
-    percentage = registry.gauge(
-        "mgit_health_percentage",
-        "Health score 0..100: healthy 1, degraded 0.5, unknown checks excluded; NaN before any.",
-        (),
-        merge="last",
-    )
-    status = registry.gauge(
-        "mgit_health_check_status",
-        "Status of one health check: 1 healthy, 0.5 degraded, 0 unhealthy, -1 unknown.",
-        ("check",),
-        merge="last",
-    )
-    duration = registry.histogram(
-        "mgit_health_check_duration_seconds",
-        "Duration of one health check run in seconds.",
-        ("check",),
-    )
-    return overall, percentage, status, duration
-
-
-# --------------------------------------------------------------------------- the default
-
-
-_default_lock = threading.Lock()
-_default: HealthChecker | None = None
-
-
-def create_default_health_checker(
-    registry: Any = None, config: Any = None, **options: Any
-) -> HealthChecker:
-    """A :class:`HealthChecker` with the seven standard checks registered.
-
-    ``config`` is a :class:`mgit_monitoring.config.MonitoringConfig` (timeouts, intervals,
-    thresholds, state and disk paths, network hosts, provider endpoints, minimum git
-    version, credential validation); ``options`` go to
-    :func:`mgit_monitoring.health_checks.register_default_checks` (hosts, proxies, git
-    path, paths for /proc and cgroup, which checks to enable, the environment to inspect)
-    and win over ``config``. An empty host or endpoint list leaves that check out.
-    """
-    from mgit_monitoring.health_checks import register_default_checks
-
-    timeout = float(getattr(config, "health_timeout_seconds", 5.0))
-    ttl = float(getattr(config, "health_interval_seconds", 30.0))
-    checker = HealthChecker(
-        registry, default_timeout=timeout, default_ttl=ttl, deadline=max(10.0, 2 * timeout)
-    )
-    register_default_checks(checker, config=config, **options)
-    return checker
-
-
-def get_health_checker() -> HealthChecker:
-    """The process-wide default checker, created on first use (see :func:`set_health_checker`).
-
-    The first call builds it with :func:`create_default_health_checker` from
-    ``MonitoringConfig.from_env()`` (a bad ``MGIT_MONITORING_*`` value raises ConfigError)
-    and inspects the process environment for the HTTPS proxy and for which providers have
-    credentials. It has no registry: to get health metrics, build a checker with one and
-    install it with :func:`set_health_checker`.
-    """
-    global _default
-    with _default_lock:
-        if _default is None:
-            import os
-
-            from mgit_monitoring.config import MonitoringConfig
-
-            config = MonitoringConfig.from_env(os.environ)
-            _default = create_default_health_checker(config=config, environ=os.environ)
-        return _default
-
-
-def set_health_checker(checker: HealthChecker | None) -> HealthChecker | None:
-    """Install ``checker`` as the default (None: recreate lazily); returns the previous one."""
-    global _default
-    with _default_lock:
-        previous, _default = _default, checker
-    return previous
-
-
-def reset_health_checker() -> None:
-    """Forget the default checker (stopping its background thread); tests use this."""
-    previous = set_health_checker(None)
-    if previous is not None:
-        previous.stop_background()
-
-
-async def readiness_probe() -> bool:
-    """The original module helper: ``await get_health_checker().is_ready()``."""
-    return await get_health_checker().is_ready()
-
-
-async def liveness_probe() -> bool:
-    """The original module helper: ``await get_health_checker().is_alive()``."""
-    return await get_health_checker().is_alive()
-
-
-async def health_check_endpoint() -> Dict[str, Any]:
-    """The original module helper: ``await get_health_checker().get_overall_health()``."""
-    return await get_health_checker().get_overall_health()

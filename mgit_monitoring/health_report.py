@@ -50,8 +50,11 @@ __all__ = [
     "health_percentage",
     "health_to_dict",
     "http_status_for",
+    "mask_text",
+    "normalise_status",
     "overall_status",
     "to_health_json",
+    "utc_now",
 ]
 
 HEALTHY = "healthy"
@@ -81,7 +84,8 @@ _ALIASES = {
 _IETF = {HEALTHY: "pass", DEGRADED: "warn", UNHEALTHY: "fail", UNKNOWN: "warn"}
 
 
-def _utcnow() -> datetime.datetime:
+def utc_now() -> datetime.datetime:
+    """The current time, timezone-aware in UTC (what result timestamps carry)."""
     return datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -89,14 +93,17 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def _normalise_status(status: Any) -> str | None:
+def normalise_status(status: Any) -> str | None:
+    """One of :data:`STATUSES` for a status or an accepted alias (pass, warn, fail, ok, up,
+    down, error, ...; any case), None for anything else."""
     if not isinstance(status, str):
         return None
     text = status.strip().lower()
     return text if text in STATUSES else _ALIASES.get(text)
 
 
-def _mask(text: str) -> str:
+def mask_text(text: str) -> str:
+    """``text`` with credentials masked; ``<unprintable>`` if masking fails (never raises)."""
     try:
         return mask_credentials(text)
     except Exception:  # masking must never break a health answer
@@ -146,7 +153,7 @@ class HealthCheckResult:
     message: str = ""
     details: Dict[str, Any] = dataclasses.field(default_factory=dict)
     duration_ms: float = 0.0
-    timestamp: datetime.datetime = dataclasses.field(default_factory=_utcnow)
+    timestamp: datetime.datetime = dataclasses.field(default_factory=utc_now)
     critical: bool = False
     observed_value: Any = None
     observed_unit: str | None = None
@@ -154,7 +161,7 @@ class HealthCheckResult:
     component_type: str = "component"
 
     def __post_init__(self) -> None:
-        status = _normalise_status(self.status)
+        status = normalise_status(self.status)
         if status is None:
             msg = f"health status {self.status!r}: expected one of {', '.join(STATUSES)}"
             raise ConfigError(msg)
@@ -169,7 +176,7 @@ class HealthCheckResult:
         """This result in the original mgit JSON shape (a fresh dict every call)."""
         return {
             "status": self.status,
-            "message": _mask(str(self.message)),
+            "message": mask_text(str(self.message)),
             "duration_ms": round(float(self.duration_ms), 3),
             "timestamp": _iso(self.timestamp),
             "critical": bool(self.critical),
@@ -194,7 +201,7 @@ class ProbeResult:
         """JSON-ready: ``{"status", "message", "checks": {name: {...}}}``."""
         return {
             "status": self.status,
-            "message": _mask(self.message),  # it quotes the failing checks' messages
+            "message": mask_text(self.message),  # it quotes the failing checks' messages
             "checks": {r.name: r.to_dict() for r in self.checks},
         }
 
@@ -227,7 +234,7 @@ def health_percentage(results: Iterable[HealthCheckResult]) -> float:
 
 def http_status_for(status: str) -> int:
     """HTTP code for an overall status: 503 for unhealthy/fail, else 200 (degraded is up)."""
-    return 503 if _normalise_status(status) == UNHEALTHY else 200
+    return 503 if normalise_status(status) == UNHEALTHY else 200
 
 
 def health_to_dict(
@@ -245,7 +252,7 @@ def health_to_dict(
     total = len(results)
     return {
         "status": overall_status(results),
-        "timestamp": _iso(timestamp or _utcnow()),
+        "timestamp": _iso(timestamp or utc_now()),
         "summary": {
             "total": total,
             "healthy": counts[HEALTHY],
@@ -300,7 +307,7 @@ def to_health_json(
             if r.observed_unit:
                 entry["observedUnit"] = r.observed_unit
         if not r.healthy and r.message:
-            entry["output"] = _mask(str(r.message))
+            entry["output"] = mask_text(str(r.message))
         checks.setdefault(f"{r.name}:{r.measurement}", []).append(entry)
     doc["checks"] = checks
     return doc

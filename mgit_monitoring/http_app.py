@@ -1,15 +1,16 @@
 """The monitoring server's application layer: a pure ``route(method, path, headers)``.
 
-:class:`MonitoringApp` answers every endpoint without sockets: it renders metrics from a
-registry (or anything with ``snapshot()``, such as the cross-process merged view) with
-content negotiation and gzip, answers health and probes from a health checker's cached
-results, and counts its own requests. :mod:`mgit_monitoring.server` puts it on a socket;
-tests call :meth:`MonitoringApp.route` directly.
+:class:`MonitoringApp` answers every endpoint without sockets from the sources it is given:
+a metrics source (a registry, or anything with ``snapshot()`` such as the cross-process
+merged view), exposed through :func:`mgit_monitoring.exposition.expose`; a health checker
+(or a factory that builds one on the first health request), whose cached results answer
+health and probes; and clocks. It reaches for no process-wide default: the callers
+(:mod:`mgit_monitoring.server`'s ``MonitoringServer``, the CLI) choose those.
+:mod:`mgit_monitoring.server` puts the app on a socket; tests call :meth:`MonitoringApp.route`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -18,12 +19,28 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+from mgit_monitoring.exposition import FORMAT_JSON, Exposition, MetricsSource, expose
+from mgit_monitoring.health_report import (
+    health_to_dict,
+    http_status_for,
+    overall_status,
+    to_health_json,
+)
 from mgit_monitoring.http_auth import HttpAuth
+from mgit_monitoring.page import history_response, page_response
+from mgit_monitoring.version import __version__
 
-__all__ = ["ENDPOINTS", "MonitoringApp", "Response"]
+__all__ = [
+    "ENDPOINTS",
+    "QUIET_ROUTES",
+    "MonitoringApp",
+    "Response",
+    "error_response",
+    "route_of",
+]
 
 _log = logging.getLogger("mgit_monitoring.server")
 
@@ -37,11 +54,16 @@ ENDPOINTS: Mapping[str, Tuple[str, str]] = {
     "/health/detailed": ("detailed_health", "every check with its details"),
     "/info": ("info", "version, process, uptime and non-secret configuration"),
     "/status": ("status", "a one-line status summary"),
+    "/history": ("history", "operations per minute over the last hour, from the shared store"),
 }
-_QUIET = frozenset({"/metrics", "/health/live", "/health/ready"})  # logged at DEBUG
+#: Routes whose successful requests are logged at DEBUG (scrapes and probes), not INFO.
+QUIET_ROUTES = frozenset({"/metrics", "/health/live", "/health/ready"})
 _ALLOW = "GET, HEAD, OPTIONS"
 _JSON = "application/json"
 _HEALTH_JSON = "application/health+json"
+#: A render's inputs: (format or None to negotiate, Accept, Accept-Encoding). Concurrent
+#: scrapes with equal keys share one render.
+_RenderKey = Tuple[Union[str, None], Union[str, None], Union[str, None]]
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -74,8 +96,17 @@ def _json_response(status: int, obj: Any, extra: Sequence[Tuple[str, str]] = ())
     return _respond(status, _JSON, body, [("Cache-Control", "no-store"), *extra])
 
 
-def _error(status: int, message: str, extra: Sequence[Tuple[str, str]] = ()) -> Response:
+def error_response(status: int, message: str, extra: Sequence[Tuple[str, str]] = ()) -> Response:
+    """A JSON error ``{"error": message, "status": status}`` (never exception text)."""
     return _json_response(status, {"error": message, "status": status}, extra)
+
+
+def route_of(path: str) -> Tuple[str, str]:
+    """(path without query or trailing slash, route template: that path or "other")."""
+    target = urlsplit(path).path or "/"
+    if len(target) > 1 and target.endswith("/"):
+        target = target[:-1]
+    return target, target if (target in ENDPOINTS or target == "/") else "other"
 
 
 class _Coalescer:
@@ -142,42 +173,59 @@ class _Coalescer:
 class MonitoringApp:
     """The endpoints as a pure function: ``route(method, path, headers) -> Response``.
 
-    ``registry`` (or ``collector``, whose registry is used) is what ``/metrics`` exposes;
-    ``health_checker`` answers the health endpoints; omitted, the package defaults are used.
-    ``auth`` is an :class:`~mgit_monitoring.http_auth.HttpAuth` or None (open). Health comes
-    from the checker's cache; stale checks are re-run behind the answer (each within its ttl),
-    and outside ``simple`` mode the checker's background refresher keeps them warm too.
-    ``settings`` is extra non-secret configuration shown by ``/info``.
-    The server's own traffic is counted in ``mgit_monitoring_http_requests_total{handler,code}``
+    ``metrics`` is what ``/metrics`` exposes: a registry, or anything with ``snapshot()``.
+    Health comes from ``health_checker``, or from the checker ``health_factory()`` returns,
+    called once, on the first health request (so a ``simple`` app that is only scraped
+    builds none). ``auth`` is an :class:`~mgit_monitoring.http_auth.HttpAuth` or None (open).
+    Health answers come from the checker's cache; stale checks are re-run behind the answer
+    (each within its ttl), and outside ``simple`` mode :meth:`start` starts the checker's
+    background refresher too. ``settings`` is extra non-secret configuration shown by
+    ``/info``; ``clock`` (monotonic, for uptime) and ``wall_clock`` (for timestamps) are
+    ``time.monotonic`` and ``time.time`` unless a test gives its own.
+    With ``instrument`` the app counts its own traffic on ``metrics`` (which then needs
+    ``counter()`` and ``histogram()``) in ``mgit_monitoring_http_requests_total{handler,code}``
     and ``mgit_monitoring_http_request_duration_seconds{handler}`` (route templates only).
     """
 
     def __init__(
         self,
         *,
-        registry: Any = None,
-        collector: Any = None,
+        metrics: MetricsSource,
         health_checker: Any = None,
+        health_factory: Callable[[], Any] | None = None,
         auth: HttpAuth | None = None,
         simple: bool = False,
         instrument: bool = True,
         settings: Mapping[str, Any] | None = None,
+        history: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.metrics = _MetricsView(registry, collector)
-        self.health = _HealthView(health_checker, background=not simple)
+        if (health_checker is None) == (health_factory is None):
+            raise TypeError("MonitoringApp needs exactly one of health_checker, health_factory")
+        self.metrics = metrics
+        self.health = _HealthView(health_checker, health_factory, background=not simple)
         self.auth = auth
         self.simple = simple
         self.settings: Dict[str, Any] = dict(settings or {})
-        self.started = time.time()
-        self._started_mono = time.monotonic()
+        #: Where /history reads past operations: a Store (``query_traces``) or None.
+        self.history = history
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.started = wall_clock()
+        self._started_mono = clock()
         #: Set while the server drains: readiness turns 503 so traffic moves elsewhere.
         self.draining = False
         self._count_lock = threading.Lock()
         self.request_count = 0
-        self._renders = _Coalescer(self.metrics.produce)
-        self._instruments = _Instruments(self.metrics.registry) if instrument else None
+        self._renders = _Coalescer(self._render)
+        # The server's own request metrics live on the source's registry when it has one
+        # (SharedMetrics, MetricsCollector), else on the source itself (a Registry).
+        own = getattr(metrics, "registry", metrics)
+        self._instruments = _Instruments(own) if instrument else None
         self._pages: Dict[str, Callable[[Dict[str, str]], Response]] = {
-            "/": self._index,
+            "/": self._page,
+            "/history": self._history,
             "/metrics": self._metrics,
             "/metrics/json": self._metrics_json,
             "/health": self._health,
@@ -198,19 +246,19 @@ class MonitoringApp:
 
     def uptime(self) -> float:
         """Seconds since the app was created."""
-        return time.monotonic() - self._started_mono
+        return self._clock() - self._started_mono
 
     def route(self, method: str, path: str, headers: Any = None) -> Response:
         """Answer one request; HEAD gets GET's headers and no body. Never raises."""
         start = time.perf_counter()
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
-        target, handler = _route_of(path)
+        target, handler = route_of(path)
         try:
             response = self._dispatch(method, target, hdrs)
         except Exception:
             # The exception text goes to the log, never to the client.
             _log.exception("error answering %s %s", method, handler)
-            response = _error(500, "Internal server error")
+            response = error_response(500, "Internal server error")
         if method == "HEAD":
             response = Response(response.status, response.headers, b"")
         with self._count_lock:
@@ -223,43 +271,46 @@ class MonitoringApp:
         auth = self.auth
         if auth is not None and not auth.allows(target, hdrs.get("authorization")):
             challenges = [("WWW-Authenticate", c) for c in auth.challenges()]
-            return _error(401, "Unauthorized", challenges)
+            return error_response(401, "Unauthorized", challenges)
         page = self._pages.get(target)
         if page is None:
-            return _error(404, "Not found")
+            return error_response(404, "Not found")
         if method == "OPTIONS":
             return _respond(204, "text/plain; charset=utf-8", b"", [("Allow", _ALLOW)])
         if method not in ("GET", "HEAD"):
-            return _error(405, "Method not allowed", [("Allow", _ALLOW)])
+            return error_response(405, "Method not allowed", [("Allow", _ALLOW)])
         length = hdrs.get("content-length")
         if length is not None and not (length.isdigit() and len(length) < 19):
-            return _error(400, "Invalid Content-Length")
+            return error_response(400, "Invalid Content-Length")
         if "transfer-encoding" in hdrs or (length is not None and int(length) > 0):
-            return _error(413, "A request body is not accepted here")
+            return error_response(413, "A request body is not accepted here")
         return page(hdrs)
 
     # -- endpoints --------------------------------------------------------------------------
     def _metrics(self, hdrs: Dict[str, str]) -> Response:
-        fmt = self.metrics.negotiate(hdrs.get("accept", ""))
-        return self._metrics_body(fmt, hdrs)
+        return self._exposition((None, hdrs.get("accept"), hdrs.get("accept-encoding")))
 
     def _metrics_json(self, hdrs: Dict[str, str]) -> Response:
-        return self._metrics_body("json", hdrs)
+        return self._exposition((FORMAT_JSON, None, hdrs.get("accept-encoding")))
 
-    def _metrics_body(self, fmt: str, hdrs: Dict[str, str]) -> Response:
+    def _render(self, key: _RenderKey) -> Exposition:
+        fmt, accept, accept_encoding = key
+        return expose(self.metrics, accept, accept_encoding, fmt=fmt)
+
+    def _exposition(self, key: _RenderKey) -> Response:
         self.health.refresh_stale()
-        gz = self.metrics.accepts_gzip(hdrs.get("accept-encoding", ""))
         try:
-            body = self._renders.get((fmt, gz))
+            # Concurrent scrapes with the same key share one render (see _Coalescer).
+            out = self._renders.get(key)
         except Exception:
             # A failing collector gives 500, never a truncated 200 (OpenMetrics: partial
             # expositions are erroneous in their entirety).
-            _log.exception("metrics export failed (%s)", fmt)
-            return _error(500, "Failed to export metrics")
+            _log.exception("metrics export failed")
+            return error_response(500, "Failed to export metrics")
         extra = [("Cache-Control", "no-store"), ("Vary", "Accept, Accept-Encoding")]
-        if gz:
-            extra.append(("Content-Encoding", "gzip"))
-        return _respond(200, self.metrics.content_type(fmt), body, extra)
+        if out.content_encoding:
+            extra.append(("Content-Encoding", out.content_encoding))
+        return _respond(200, out.content_type, out.body, extra)
 
     def _health(self, hdrs: Dict[str, str]) -> Response:
         ietf = _HEALTH_JSON in hdrs.get("accept", "")
@@ -276,12 +327,15 @@ class MonitoringApp:
         body: Dict[str, Any] = {"status": "ready" if ready else "not_ready"}
         if not ready:
             body["reason"] = reason
-        body["timestamp"] = _utc_iso(time.time())
+        body["timestamp"] = _utc_iso(self._wall_clock())
         return _json_response(200 if ready else 503, body)
 
     def _live(self, hdrs: Dict[str, str]) -> Response:
         alive, reason = self.health.alive()
-        body = {"status": "alive" if alive else "not_alive", "timestamp": _utc_iso(time.time())}
+        body = {
+            "status": "alive" if alive else "not_alive",
+            "timestamp": _utc_iso(self._wall_clock()),
+        }
         if not alive:
             body["reason"] = reason
         return _json_response(200 if alive else 503, body)
@@ -295,15 +349,12 @@ class MonitoringApp:
             "status": "ok" if state == "healthy" else "degraded",
             "healthy": state == "healthy",
             "health": state,
-            "timestamp": _utc_iso(time.time()),
+            "timestamp": _utc_iso(self._wall_clock()),
             "uptime_seconds": round(self.uptime(), 3),
         }
         return _json_response(200, body)
 
     def _info(self, hdrs: Dict[str, str]) -> Response:
-        from mgit_monitoring import __version__
-
-        now = time.time()
         monitoring = {
             "simple": self.simple,
             "auth": self.auth.describe() if self.auth is not None else "none",
@@ -319,7 +370,7 @@ class MonitoringApp:
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "start_time": _utc_iso(self.started),
-            "current_time": _utc_iso(now),
+            "current_time": _utc_iso(self._wall_clock()),
             "uptime_seconds": round(self.uptime(), 3),
             "request_count": self.request_count,
             "monitoring": monitoring,
@@ -327,19 +378,13 @@ class MonitoringApp:
         }
         return _json_response(200, body)
 
-    def _index(self, hdrs: Dict[str, str]) -> Response:
-        rows = "\n".join(
-            f'<li><a href="{path}"><code>{path}</code></a> - {html.escape(text)}</li>'
-            for path, (_, text) in ENDPOINTS.items()
-        )
-        page = (
-            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>mgit Monitoring</title>'
-            "</head>\n<body><h1>mgit Monitoring</h1>\n<ul>\n"
-            f"{rows}\n</ul>\n<p>Prometheus scrapes <code>/metrics</code>. Kubernetes probes: "
-            "<code>/health/live</code> (liveness) and <code>/health/ready</code> "
-            "(readiness).</p>\n</body></html>\n"
-        )
-        return _respond(200, "text/html; charset=utf-8", page.encode("utf-8"))
+    def _page(self, hdrs: Dict[str, str]) -> Response:
+        body, headers = page_response()
+        return Response(200, list(headers), body)
+
+    def _history(self, hdrs: Dict[str, str]) -> Response:
+        body, headers = history_response(self.history, now=self._wall_clock())
+        return Response(200, list(headers), body)
 
 
 # -- thin adapters over the other modules ---------------------------------------------------
@@ -353,29 +398,33 @@ class _HealthView:
     Probes use the checker's probe methods, which never wait on a slow check.
     """
 
-    def __init__(self, checker: Any, *, background: bool) -> None:
-        self._given = checker
-        self._checker: Any = None
+    def __init__(
+        self, checker: Any, factory: Callable[[], Any] | None, *, background: bool
+    ) -> None:
+        self._checker = checker
+        self._factory = factory
+        self._lock = threading.Lock()
         self._background = background
         self._started_refresher = False
         self._warm = False
 
     @property
     def checker(self) -> Any:
-        if self._checker is None:
-            if self._given is None:
-                from mgit_monitoring.health import get_health_checker
-
-                self._checker = get_health_checker()  # first health request, not start-up
-            else:
-                self._checker = self._given
-        return self._checker
+        checker = self._checker
+        if checker is None:
+            with self._lock:  # the factory runs once, on the first health request
+                if self._checker is None:
+                    self._checker = self._factory()  # type: ignore[misc]
+                checker = self._checker
+        return checker
 
     def start(self) -> None:
         if not self._background:
-            return  # --simple: no refresher, and no default checker until health is asked
+            return  # --simple: no refresher, and no checker built until health is asked
         checker = self.checker
-        if getattr(checker, "_background", None) is None:
+        # A refresher someone else started is theirs to stop: start (and later stop) only
+        # when none runs.
+        if not getattr(checker, "background_running", False):
             checker.start_background()
             self._started_refresher = True
 
@@ -385,14 +434,14 @@ class _HealthView:
             self.checker.stop_background()
 
     def refresh_stale(self) -> None:
-        """Without a background refresher (``--simple``), a scrape re-runs stale checks behind
-        its answer: the ``mgit_health_*`` gauges it exposes would otherwise stay at -1
-        (unknown) forever on a server nobody probes. Never waits, never raises, and never
-        creates the default checker just for a scrape."""
+        """A scrape re-runs stale checks behind its answer, so the ``mgit_health_*`` gauges it
+        exposes do not stay at -1 (unknown) on a ``--simple`` server nobody probes. Never
+        waits, never raises, and never builds a checker just for a scrape."""
+        checker = self._checker
+        if checker is None:
+            return
         try:
-            checker = self._given
-            if checker is not None and getattr(checker, "_background", None) is None:
-                checker.latest_results(refresh=True)
+            checker.latest_results(refresh=True)
         except Exception:
             _log.debug("health refresh on scrape failed", exc_info=True)
 
@@ -405,14 +454,6 @@ class _HealthView:
         return checker.latest_results(refresh=True)
 
     def report(self, ietf: bool) -> Tuple[Dict[str, Any], int]:
-        from mgit_monitoring import __version__
-        from mgit_monitoring.health import (
-            health_to_dict,
-            http_status_for,
-            overall_status,
-            to_health_json,
-        )
-
         results = self._results()
         code = http_status_for(overall_status(results))
         if ietf:
@@ -464,56 +505,3 @@ class _Instruments:
             pair[1].observe(seconds)
         except Exception:  # metrics never break a response
             _log.debug("request metric update failed", exc_info=True)
-
-
-class _MetricsView:
-    """What ``/metrics`` needs from exposition.py: negotiation, rendering and gzip.
-
-    The source is anything with ``snapshot()`` (a Registry, or a merged cross-process view).
-    """
-
-    def __init__(self, registry: Any, collector: Any) -> None:
-        if registry is None and collector is not None:
-            registry = getattr(collector, "registry", None)
-        if registry is None:
-            from mgit_monitoring.collector import get_metrics_collector
-
-            registry = get_metrics_collector().registry
-        self.registry = registry
-
-    @staticmethod
-    def negotiate(accept: str) -> str:
-        from mgit_monitoring.exposition import choose_format
-
-        return choose_format(accept)[0]
-
-    @staticmethod
-    def accepts_gzip(accept_encoding: str) -> bool:
-        from mgit_monitoring.exposition import accepts_gzip
-
-        return accepts_gzip(accept_encoding)
-
-    @staticmethod
-    def content_type(fmt: str) -> str:
-        from mgit_monitoring import exposition as e
-
-        types = {e.FORMAT_OPENMETRICS: e.CONTENT_TYPE_OPENMETRICS, "json": e.CONTENT_TYPE_JSON}
-        return types.get(fmt, e.CONTENT_TYPE_TEXT)
-
-    def produce(self, key: Tuple[str, bool]) -> bytes:
-        from mgit_monitoring.exposition import gzip_body, render
-
-        fmt, gz = key
-        body = render(self.registry.snapshot(), fmt)
-        return gzip_body(body, "gzip")[0] if gz else body
-
-
-# -- the socket layer -----------------------------------------------------------------------
-
-
-def _route_of(path: str) -> Tuple[str, str]:
-    """(path without query or trailing slash, route template: that path or "other")."""
-    target = urlsplit(path).path or "/"
-    if len(target) > 1 and target.endswith("/"):
-        target = target[:-1]
-    return target, target if (target in ENDPOINTS or target == "/") else "other"

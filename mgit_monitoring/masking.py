@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Pattern, Set,
 __all__ = [
     "MASK",
     "CredentialMasker",
+    "default_masker",
     "is_sensitive_key",
     "mask_credentials",
     "mask_structure",
@@ -335,6 +336,14 @@ class CredentialMasker:
                 self._clean.clear()
             self._clean[text] = True
         return out
+
+    def cached_strings(self) -> FrozenSet[str]:
+        """The strings the masker remembers now: clean texts and key names (a copy).
+
+        For tests and memory checks: a secret is never among them, nor a string longer
+        than 512 characters.
+        """
+        return frozenset(self._clean) | frozenset(self._key_cache)
 
     @property
     def strict(self) -> bool:
@@ -667,6 +676,13 @@ def _rule_function(name: str, rx: str, repl: Any) -> Callable[[str, Any], str]:
 
 
 _DEFAULT = CredentialMasker()
+
+
+def default_masker() -> CredentialMasker:
+    """The shared default masker: the one behind :func:`mask_credentials`,
+    :func:`mask_structure` and the log formatter, so they share one clean-string cache."""
+    return _DEFAULT
+
 
 mask_credentials: Callable[[str], str] = _DEFAULT.mask_text
 """``mask_credentials(text) -> str``: the default masker applied to one string."""

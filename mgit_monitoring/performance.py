@@ -6,13 +6,9 @@ context manager, or the :func:`monitor_performance` decorator). Completed traces
 memory, bounded by a retention window and a cap, and, when the monitor has a store, go in
 batches (periodically, at exit, on :meth:`~PerformanceMonitor.flush`) to the sqlite file
 every mgit process shares, so ``get_operation_metrics("clone_repos", hours=24)`` in one
-process sees what earlier and concurrent processes did.
-
-Statistics: counts, success rate, min, max and mean come from one window of traces;
-percentiles use linear interpolation between closest ranks (Hyndman and Fan type 7, the
-default of numpy and R, ``statistics.quantiles(method="inclusive")``), which never leaves
-the observed range: for the durations 1..10, p50 = 5.5, p90 = 9.1, p95 = 9.55, p99 = 9.91.
-``count`` is always reported, so a p99 of five samples can be read for what it is.
+process sees what earlier and concurrent processes did. The statistics themselves
+(:class:`~mgit_monitoring.operation_stats.OperationMetrics`, percentiles) live in
+:mod:`mgit_monitoring.operation_stats`; their names are importable from here too.
 
 Parent/child nesting follows :mod:`contextvars`, so it is right in threads (a new thread
 starts without a parent unless the context is copied) and in asyncio tasks (siblings do
@@ -23,12 +19,10 @@ from __future__ import annotations
 
 import collections
 import contextvars
-import dataclasses
 import functools
 import inspect
 import itertools
 import logging
-import math
 import os
 import random
 import threading
@@ -39,18 +33,32 @@ from typing import (
     Deque,
     Dict,
     Iterable,
+    Iterator,
     List,
     Mapping,
-    Sequence,
     Tuple,
     TypeVar,
     Union,
     cast,
 )
 
-from mgit_monitoring import context as _context
-from mgit_monitoring.context import correlation_context
+from mgit_monitoring import fork_hooks, metric_definitions
+from mgit_monitoring.config import enabled_from_env
+from mgit_monitoring.context import CURRENT_SCOPE, correlation_context, current_scope
+from mgit_monitoring.operation_stats import (
+    PERCENTILE_METHOD,
+    OperationMetrics,
+    PerformanceMetrics,
+    percentile,
+)
+from mgit_monitoring.registry import get_default_registry
 from mgit_monitoring.store import Store, StoreError, TraceRow
+from mgit_monitoring.wrapping import (
+    for_descriptors,
+    is_success,
+    qualified_name,
+    wrap_generator_function,
+)
 
 __all__ = [
     "PERCENTILE_METHOD",
@@ -66,125 +74,16 @@ __all__ = [
     "set_performance_monitor",
 ]
 
-PERCENTILE_METHOD = "linear"
-"""Percentile method: linear interpolation between closest ranks (Hyndman-Fan type 7)."""
-
 ANOMALY_METRIC = "mgit_performance_anomalies_total"
 
 logger = logging.getLogger("mgit_monitoring.performance")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_NAN = float("nan")
+_Record = Tuple[Any, ...]
+"""A completed trace in memory: TraceRow's fields in its order, as a plain tuple."""
+_START, _METADATA = TraceRow._fields.index("start_time"), TraceRow._fields.index("metadata")
 _SWEEP_EVERY_S = 60.0
 _MAX_ERROR_TEXT = 200
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """The ``p``-th percentile (0..100) of already sorted values; NaN when there are none.
-
-    Linear interpolation between closest ranks: rank ``h = (n - 1) * p / 100``, result
-    ``v[floor(h)] + (h - floor(h)) * (v[floor(h) + 1] - v[floor(h)])``. p0 is the minimum,
-    p100 the maximum, p50 the median, and no result lies outside ``[min, max]``.
-    """
-    if not 0.0 <= p <= 100.0:
-        raise ValueError(f"percentile p={p!r}: expected a value in [0, 100]")
-    n = len(sorted_values)
-    if n == 0:
-        return _NAN
-    rank = (n - 1) * p / 100.0
-    low = int(rank)
-    high = min(low + 1, n - 1)
-    a, b = sorted_values[low], sorted_values[high]
-    value = a + (b - a) * (rank - low)
-    return min(max(value, a), b)  # float rounding must not step outside the neighbours
-
-
-@dataclasses.dataclass(frozen=True)
-class OperationMetrics:
-    """Statistics of one operation over a time window (durations in seconds).
-
-    ``success_rate`` is a percentage (0..100) of ``count``; all counts and durations come
-    from the same window. With ``count == 0`` durations and the rate are NaN (they format as
-    ``nan``) and the object is falsy, so ``if metrics:`` still means "there is data".
-    """
-
-    operation_name: str
-    count: int
-    success_count: int
-    error_count: int
-    success_rate: float
-    total_duration: float
-    avg_duration: float
-    min_duration: float
-    max_duration: float
-    median_duration: float
-    p90_duration: float
-    p95_duration: float
-    p99_duration: float
-    window_hours: float
-    error_types: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    method: str = PERCENTILE_METHOD
-
-    @property
-    def p50_duration(self) -> float:
-        """The median (same as :attr:`median_duration`)."""
-        return self.median_duration
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def as_dict(self) -> Dict[str, Any]:
-        """A JSON-ready dict (NaN becomes None)."""
-        out: Dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, float) and math.isnan(value):
-                value = None
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[field.name] = value
-        out["p50_duration"] = out["median_duration"]
-        return out
-
-    @classmethod
-    def from_rows(
-        cls, operation: str, rows: Iterable[TraceRow], window_hours: float
-    ) -> OperationMetrics:
-        """Compute the statistics of ``rows`` (already restricted to one operation and window)."""
-        durations: List[float] = []
-        successes = 0
-        errors: Dict[str, int] = {}
-        for row in rows:
-            durations.append(row.duration)
-            if row.success:
-                successes += 1
-            else:
-                key = row.error_type or "unknown"
-                errors[key] = errors.get(key, 0) + 1
-        durations.sort()
-        n = len(durations)
-        total = math.fsum(durations)
-        return cls(
-            operation_name=operation,
-            count=n,
-            success_count=successes,
-            error_count=n - successes,
-            success_rate=100.0 * successes / n if n else _NAN,
-            total_duration=total,
-            avg_duration=total / n if n else _NAN,
-            min_duration=durations[0] if n else _NAN,
-            max_duration=durations[-1] if n else _NAN,
-            median_duration=percentile(durations, 50),
-            p90_duration=percentile(durations, 90),
-            p95_duration=percentile(durations, 95),
-            p99_duration=percentile(durations, 99),
-            window_hours=window_hours,
-            error_types=errors,
-        )
-
-
-PerformanceMetrics = OperationMetrics
-"""The original's name for :class:`OperationMetrics`."""
 
 
 class PerformanceTrace:
@@ -236,199 +135,45 @@ def _error_fields(error: BaseException | str | None) -> Tuple[str | None, str | 
     return text[:_MAX_ERROR_TEXT], text[:_MAX_ERROR_TEXT]
 
 
-class _Ids:
+class _ProcessIds:
     """Trace ids: 16 hex like a W3C span id, unique in this process and across processes.
 
-    A random 32-bit prefix per process (renewed in a forked child) plus a counter: cheaper
-    than 64 fresh random bits per trace (os.getpid and getrandbits cost ~0.2-0.4 us each on
-    the reference VM), and unique by construction within the process.
+    A random 32-bit prefix per process (renewed in a forked child, with the cached pid)
+    plus a counter: ``format % (next(counter) & _ID_MASK)``, as start_trace spells it
+    inline. Cheaper than 64 fresh random bits per trace (os.getpid and getrandbits cost
+    ~0.2-0.4 us each on the reference VM), and unique by construction within the process
+    (the counter wraps after 2**32 ids; a reused id is skipped by start_trace).
     """
+
+    __slots__ = ("counter", "format", "pid")
 
     def __init__(self) -> None:
         self.pid = 0
-        self.prefix = ""
-        self.next: Callable[[], str] = str
+        self.format = ""
+        self.counter: Iterator[int] = iter(())
         self.renew()
 
     def renew(self) -> None:
         self.pid = os.getpid()
-        self.prefix = f"{random.getrandbits(32) | 1:08x}"  # never all zero
-        # Built from C iterators, so taking an id runs no Python code: the counter goes
-        # 1 .. 2**32-1 and starts over (a reused id is skipped by start_trace), each value
-        # formatted after the prefix.
-        counter = itertools.chain.from_iterable(itertools.repeat(range(1, 1 << 32)))
-        self.next = map((self.prefix + "%08x").__mod__, counter).__next__
-
-    def __call__(self) -> str:
-        return self.next()
+        self.format = f"{random.getrandbits(32) | 1:08x}%08x"  # the prefix is never zero
+        self.counter = itertools.count(1)
 
 
-_ids: _Ids | None = None
+_ID_MASK = 0xFFFFFFFF
+
+
+_ids: _ProcessIds | None = None
 _ids_lock = threading.Lock()
 
 
-def _id_source() -> _Ids:
+def _process_ids() -> _ProcessIds:
     """The process's id source, created on first use (never at import) with a fork hook."""
     global _ids
     with _ids_lock:
         if _ids is None:
-            _ids = _Ids()
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_ids.renew)
+            _ids = _ProcessIds()
+            fork_hooks.after_fork_in_child(_ids.renew)
     return _ids
-
-
-def _is_success(exc: BaseException | None) -> bool:
-    """Whether a call that ended with ``exc`` succeeded.
-
-    No exception, ``SystemExit`` with code 0 or None (a clean exit), and ``GeneratorExit``
-    (the consumer of a generator stopped early, or an unfinished coroutine was closed:
-    nothing inside failed) are successes; anything else, BaseException included, is not.
-    """
-    if exc is None:
-        return True
-    if isinstance(exc, SystemExit):
-        return exc.code in (0, None)
-    return isinstance(exc, GeneratorExit)
-
-
-class _InContext:
-    """Awaits ``awaitable`` running each of its steps inside ``ctx`` (as a Task would).
-
-    Lets an async generator's body see the context its monitoring entered, while the task
-    iterating it keeps its own between steps. Sends, throws (cancellation) and close are
-    passed through unchanged.
-    """
-
-    __slots__ = ("_awaitable", "_ctx")
-
-    def __init__(self, ctx: contextvars.Context, awaitable: Any) -> None:
-        self._ctx = ctx
-        self._awaitable = awaitable
-
-    def __await__(self) -> Any:
-        it = self._awaitable.__await__()
-        run = self._ctx.run
-        step, arg = it.send, None
-        while True:
-            try:
-                signal = run(step, arg)
-            except StopIteration as stop:
-                return stop.value
-            try:
-                arg = yield signal
-            except GeneratorExit:
-                run(it.close)
-                raise
-            except BaseException as exc:  # cancellation: thrown into the awaitable
-                step, arg = it.throw, exc
-            else:
-                step = it.send
-
-
-def _wrap_generator_function(
-    func: Callable[..., Any],
-    begin: Callable[[Tuple[Any, ...], Dict[str, Any]], Any],
-    active: Callable[[], bool] | None = None,
-) -> Callable[..., Any]:
-    """Wrap a generator or async generator function so that its ITERATION is monitored.
-
-    ``begin(args, kwargs)`` runs at the first step (when the body would start), unless
-    ``active()`` says no, and returns an object with ``finish(exc, result)``. (``begin`` is
-    called straight from the wrapper, so a log line it writes with a fixed ``stacklevel``
-    names the same frame as for a plain function.) ``finish`` runs when
-    the generator is exhausted (``result`` is its return value), raises (``exc``), or is
-    closed early (``exc`` is GeneratorExit). ``begin``, every step and ``finish`` run in one
-    private copy of the context: the correlation scope and trace that monitoring enters are
-    seen by the body and by the calls it makes, and never leak into the consumer's context
-    between steps. Sends, throws and close reach the wrapped generator unchanged.
-    """
-    if inspect.isasyncgenfunction(func):
-
-        @functools.wraps(func)
-        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            ctx = contextvars.copy_context()
-            agen = func(*args, **kwargs)
-            run = ctx.run(begin, args, kwargs) if active is None or active() else None
-            step, arg = agen.asend, None
-            try:
-                while True:
-                    try:
-                        item = await _InContext(ctx, step(arg))
-                    except StopAsyncIteration:
-                        break
-                    try:
-                        arg = yield item
-                    except GeneratorExit:
-                        await _InContext(ctx, agen.aclose())
-                        raise
-                    except BaseException as exc:
-                        step, arg = agen.athrow, exc
-                    else:
-                        step = agen.asend
-            except BaseException as exc:
-                if run is not None:
-                    ctx.run(run.finish, exc, None)
-                raise
-            if run is not None:
-                ctx.run(run.finish, None, None)
-
-        return agen_wrapper
-
-    @functools.wraps(func)
-    def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = contextvars.copy_context()
-        gen = func(*args, **kwargs)
-        run = ctx.run(begin, args, kwargs) if active is None or active() else None
-        step, arg = gen.send, None
-        try:
-            while True:
-                try:
-                    item = ctx.run(step, arg)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                try:
-                    arg = yield item
-                except GeneratorExit:
-                    ctx.run(gen.close)
-                    raise
-                except BaseException as exc:
-                    step, arg = gen.throw, exc
-                else:
-                    step = gen.send
-        except BaseException as exc:
-            if run is not None:
-                ctx.run(run.finish, exc, None)
-            raise
-        if run is not None:
-            ctx.run(run.finish, None, result)
-        return result
-
-    return gen_wrapper
-
-
-def _for_descriptors(decorate: _F) -> _F:
-    """``decorate`` that also accepts a classmethod/staticmethod object (decorators stacked
-    above ``@classmethod``): the function inside is decorated and re-wrapped."""
-
-    @functools.wraps(decorate)
-    def apply(func: Any) -> Any:
-        if isinstance(func, (classmethod, staticmethod)):
-            return type(func)(decorate(func.__func__))
-        return decorate(func)
-
-    return cast(_F, apply)
-
-
-def _qualified_name(func: Callable[..., Any]) -> str:
-    """``module.qualname`` of a function (of the function inside a functools.partial)."""
-    target = func
-    while isinstance(target, functools.partial):
-        target = target.func
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or type(target).__name__
-    return f"{module}.{name}" if module else name
 
 
 class _PerfRun:
@@ -441,7 +186,7 @@ class _PerfRun:
         self.trace_id = monitor.start_trace(name, None, tags)
 
     def finish(self, exc: BaseException | None, result: Any = None) -> None:
-        if _is_success(exc):
+        if is_success(exc):
             self.monitor.end_trace(self.trace_id, True)
         else:
             self.monitor.end_trace(self.trace_id, False, exc)
@@ -463,7 +208,7 @@ class _TraceScope:
         return self.trace_id
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if _is_success(exc):
+        if is_success(exc):
             self._monitor.end_trace(self.trace_id, success=True)
         else:  # BaseException too: KeyboardInterrupt, SystemExit(1), task cancellation
             self._monitor.end_trace(self.trace_id, success=False, error=exc)
@@ -545,12 +290,14 @@ class PerformanceMonitor:
         """Completed traces that never reached the store (buffer overflow while it failed)."""
         self._clock = clock
         self._wall = wall_clock
-        self._ids = _id_source()
+        self._ids = _process_ids()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._active: Dict[str, PerformanceTrace] = {}
-        self._completed: Deque[TraceRow] = collections.deque(maxlen=max_traces)
-        self._pending: Deque[TraceRow] = collections.deque(maxlen=max_traces)
+        # Completed traces as plain tuples in TraceRow's field order (a TraceRow costs ~0.3 us
+        # more per trace to build); made TraceRows when read (_rows, recent_traces, flush).
+        self._completed: Deque[_Record] = collections.deque(maxlen=max_traces)
+        self._pending: Deque[_Record] = collections.deque(maxlen=max_traces)
         self._baselines: Dict[str, Dict[str, float]] = {}
         self._learned_at: Dict[str, float] = {}
         self._since_learned: Dict[str, int] = {}
@@ -572,11 +319,7 @@ class PerformanceMonitor:
         self._persisting = False
         self._anomalies: Any = None
         if registry is not None:
-            self._anomalies = registry.counter(
-                ANOMALY_METRIC,
-                "Operations slower than their performance baseline, by anomaly type.",
-                ("operation", "type"),
-            )
+            self._anomalies = metric_definitions.register(registry, ANOMALY_METRIC)
 
     @classmethod
     def from_config(cls, config: Any, registry: Any = None, **kwargs: Any) -> PerformanceMonitor:
@@ -628,11 +371,12 @@ class PerformanceMonitor:
             meta = extra or None  # **extra is a fresh dict already
         current = self._current
         parent = current.get()
-        trace_id = operation_id or self._ids.next()
+        ids = self._ids
+        trace_id = operation_id or ids.format % (next(ids.counter) & _ID_MASK)
         try:
-            state = _context.CURRENT_SCOPE.get()  # get_correlation_id(), inlined
+            state = CURRENT_SCOPE.get()  # current_scope() without a call when one is active
             correlation: str | None = (
-                state.trace_id if state is not None else _context.get_correlation_id()
+                state.trace_id if state is not None else current_scope().trace_id
             )
         except Exception:  # noqa: BLE001 - a broken context must not break the caller
             correlation = None
@@ -650,7 +394,7 @@ class PerformanceMonitor:
         with self._lock:  # the one lock acquisition of a start
             if trace_id in active:
                 while trace_id in active:
-                    trace_id = self._ids.next()  # an explicit id reused
+                    trace_id = ids.format % (next(ids.counter) & _ID_MASK)  # id reused
                 trace.operation_id = trace_id
             active[trace_id] = trace
             if parent is not None:
@@ -701,26 +445,23 @@ class PerformanceMonitor:
                         meta["tags"] = tags
                     if failed_text:
                         meta["error"] = failed_text
-                # tuple.__new__ skips NamedTuple's Python-level __new__ (~0.3 us per trace).
-                row: TraceRow = tuple.__new__(
-                    TraceRow,
-                    (
-                        trace.operation_name,
-                        trace.start_time,
-                        duration,
-                        success,
-                        None if success else error_type,
-                        trace.correlation_id,
-                        trace.operation_id,
-                        trace.parent_id,
-                        self._ids.pid,
-                        meta,
-                    ),
+                start = trace.start_time
+                record = (
+                    trace.operation_name,
+                    start,
+                    duration,
+                    success,
+                    None if success else error_type,
+                    trace.correlation_id,
+                    trace.operation_id,
+                    trace.parent_id,
+                    self._ids.pid,
+                    meta,
                 )
                 completed = self._completed
-                completed.append(row)
-                horizon = row.start_time - self.retention_hours * 3600.0
-                while completed[0].start_time < horizon:
+                completed.append(record)
+                horizon = start - self.retention_hours * 3600.0
+                while completed[0][_START] < horizon:
                     completed.popleft()
                 if self._store is not None:
                     # The store gets metadata without the error text: exception messages
@@ -729,9 +470,9 @@ class PerformanceMonitor:
                     if len(pending) == pending.maxlen:
                         self.dropped_traces += 1
                     pending.append(
-                        row
+                        record
                         if not (meta and "error" in meta)
-                        else row._replace(metadata=_without(meta))
+                        else record[:_METADATA] + (_without(meta),)
                     )
                     start_persisting = not self._persisting
                     self._persisting = True
@@ -745,7 +486,7 @@ class PerformanceMonitor:
         if start_persisting:
             self._start_persisting()
         if self._baselines or self.learn_baselines:
-            self._check_anomaly(row)
+            self._check_anomaly(TraceRow(*record))
         return duration
 
     def trace_operation(
@@ -785,6 +526,14 @@ class PerformanceMonitor:
     def active_trace_count(self) -> int:
         """Traces started and not yet ended (nor expired)."""
         return len(self._active)
+
+    def recent_traces(self, operation_name: str | None = None) -> List[TraceRow]:
+        """The completed traces this process still holds in memory, oldest first (all
+        operations, or only ``operation_name``); bounded by ``max_traces`` and the
+        retention window. Unlike the statistics, traces of other processes are not read."""
+        with self._lock:
+            completed = list(self._completed)
+        return [TraceRow(*r) for r in completed if operation_name is None or r[0] == operation_name]
 
     def _expire_locked(self, now: float) -> None:
         """Drop traces older than the timeout, and the oldest beyond the cap (lock held)."""
@@ -831,7 +580,7 @@ class PerformanceMonitor:
                 # instead of an in-memory database that would only grow.
                 self._store = None
                 return False
-            if store.insert_traces(batch):
+            if store.insert_traces([TraceRow(*r) for r in batch]):
                 return True
             with self._lock:  # put them back, oldest first; the deque keeps the newest
                 self._pending.extendleft(reversed(batch[-self.max_traces :]))
@@ -863,19 +612,11 @@ class PerformanceMonitor:
                 else:
                     with self._lock:
                         pending = list(self._pending)
-                    rows.extend(
-                        r
-                        for r in pending
-                        if r.start_time >= since and (operation is None or r.operation == operation)
-                    )
+                    rows.extend(_select(pending, since, operation))
                     return rows
         with self._lock:
             completed = list(self._completed)
-        return [
-            r
-            for r in completed
-            if r.start_time >= since and (operation is None or r.operation == operation)
-        ]
+        return _select(completed, since, operation)
 
     def get_operation_metrics(self, operation_name: str, hours: float = 24) -> OperationMetrics:
         """Statistics of ``operation_name`` over the last ``hours`` (by start time).
@@ -1027,6 +768,15 @@ class PerformanceMonitor:
                 pass
 
 
+def _select(records: Iterable[_Record], since: float, operation: str | None) -> List[TraceRow]:
+    """The records started at or after ``since`` (of ``operation`` when given), as TraceRows."""
+    return [
+        TraceRow(*r)
+        for r in records
+        if r[_START] >= since and (operation is None or r[0] == operation)
+    ]
+
+
 def _without(meta: Dict[str, Any]) -> Dict[str, Any] | None:
     rest = {k: v for k, v in meta.items() if k != "error"}
     return rest or None
@@ -1041,43 +791,45 @@ _default: PerformanceMonitor | None = None
 def get_performance_monitor() -> PerformanceMonitor:
     """The process-wide default monitor, created (memory only) on first use.
 
-    Before any setup it follows the default metrics collector: it counts anomalies on that
-    collector's registry and is disabled when it is (``MGIT_MONITORING_ENABLED=false``).
+    Once it exists this is one global read and no lock: the decorators call it on every
+    operation. Before any setup it counts anomalies on the default registry
+    (:func:`~mgit_monitoring.registry.get_default_registry`, the one the default metrics
+    collector exports) and is disabled by ``MGIT_MONITORING_ENABLED=false``.
     ``setup_monitoring_integration()`` or an application installs a configured one with
     :func:`set_performance_monitor`; tests reset it with :func:`reset_performance_monitor`.
     """
     monitor = _default
-    if monitor is None:
-        from mgit_monitoring.collector import get_metrics_collector  # first use only
-
-        collector = get_metrics_collector()
-        with _default_lock:
-            monitor = _default
-            if monitor is None:
-                monitor = _install(
-                    PerformanceMonitor(registry=collector.registry, enabled=collector.enabled)
-                )
-    return monitor
+    if monitor is not None:
+        return monitor
+    return _create_default()
 
 
-def _install(monitor: PerformanceMonitor | None) -> PerformanceMonitor:
+def _create_default() -> PerformanceMonitor:
     global _default
-    _default = monitor
-    return cast(PerformanceMonitor, monitor)
+    with _default_lock:
+        if _default is None:
+            try:
+                enabled = enabled_from_env()
+            except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
+                logger.warning("performance monitor stays enabled: %s", exc)
+                enabled = True
+            _default = PerformanceMonitor(registry=get_default_registry(), enabled=enabled)
+        return _default
 
 
 def set_performance_monitor(monitor: PerformanceMonitor) -> PerformanceMonitor | None:
     """Make ``monitor`` the default; returns the previous one (or None)."""
+    global _default
     if not isinstance(monitor, PerformanceMonitor):
         raise TypeError(f"expected a PerformanceMonitor, got {type(monitor).__name__}")
     with _default_lock:
-        previous = _default
-        _install(monitor)
+        previous, _default = _default, monitor
     return previous
 
 
 def reset_performance_monitor() -> PerformanceMonitor | None:
-    """Forget the default monitor (the next :func:`get_performance_monitor` makes a new one)."""
+    """Forget the default monitor (the next :func:`get_performance_monitor` makes a new one);
+    returns the one forgotten (or None)."""
     global _default
     with _default_lock:
         previous, _default = _default, None
@@ -1104,16 +856,16 @@ def monitor_performance(
     if callable(operation_name) or isinstance(operation_name, (classmethod, staticmethod)):
         return monitor_performance(None, tags, monitor)(operation_name)
 
-    @_for_descriptors
+    @for_descriptors
     def decorate(func: _F) -> _F:
-        name = operation_name or _qualified_name(func)
+        name = operation_name or qualified_name(func)
 
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
 
             def begin(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> _PerfRun:
                 return _PerfRun(monitor or get_performance_monitor(), name, tags)
 
-            return cast(_F, _wrap_generator_function(func, begin))
+            return cast(_F, wrap_generator_function(func, begin))
 
         if inspect.iscoroutinefunction(func):
 
@@ -1124,7 +876,7 @@ def monitor_performance(
                 try:
                     result = await func(*args, **kwargs)
                 except BaseException as exc:  # cancellation too: the trace ends as failed
-                    m.end_trace(trace_id, _is_success(exc), exc)
+                    m.end_trace(trace_id, is_success(exc), exc)
                     raise
                 m.end_trace(trace_id, True)
                 return result
@@ -1140,7 +892,7 @@ def monitor_performance(
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                m.end_trace(trace_id, _is_success(exc), exc)
+                m.end_trace(trace_id, is_success(exc), exc)
                 raise
             m.end_trace(trace_id, True)
             return result

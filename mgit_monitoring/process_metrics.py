@@ -15,7 +15,8 @@ import os
 import sys
 from typing import Callable, Dict, List, Tuple, Union
 
-from mgit_monitoring.registry import MetricFamily, Registry, metric_family
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.samples import MetricFamily, metric_family
 
 __all__ = ["ProcessCollector", "register_process_metrics"]
 

@@ -37,8 +37,14 @@ from typing import Any, List, Mapping, Tuple, Union
 from urllib.parse import quote, urlsplit
 
 from mgit_monitoring.errors import ConfigError, PushError
-from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
-from mgit_monitoring.registry import Snapshot, validate_label_name
+from mgit_monitoring.exposition import (
+    MetricsSource,
+    render_json,
+    render_openmetrics,
+    render_text,
+    snapshot_of,
+)
+from mgit_monitoring.samples import Snapshot, validate_label_name
 
 __all__ = [
     "CONTENT_TYPE_PUSH",
@@ -62,15 +68,12 @@ _METHODS = ("PUT", "POST")
 _PROCESS_PREFIX = "process_"  # the standard process collector's names, node_exporter's too
 
 
-def _snapshot_of(source: Any) -> Snapshot:
-    """A Snapshot from a Snapshot, a Registry, or anything with ``snapshot()``."""
-    if isinstance(source, Snapshot):
-        return source
-    snap = getattr(source, "snapshot", None)
-    if not callable(snap):
-        msg = f"cannot export {type(source).__name__!r}: expected a Snapshot or a Registry"
-        raise ConfigError(msg)
-    return snap()
+def _snapshot_of(source: Union[MetricsSource, Snapshot]) -> Snapshot:
+    """:func:`~mgit_monitoring.exposition.snapshot_of`, with ConfigError for a bad source."""
+    try:
+        return snapshot_of(source)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _render(snapshot: Snapshot, fmt: str) -> bytes:
@@ -87,7 +90,11 @@ def _render(snapshot: Snapshot, fmt: str) -> bytes:
 # --------------------------------------------------------------------------- textfile
 
 
-def write_textfile(path: Union[str, os.PathLike], source: Any, format: str = "prometheus") -> int:
+def write_textfile(
+    path: Union[str, os.PathLike],
+    source: Union[MetricsSource, Snapshot],
+    format: str = "prometheus",
+) -> int:
     """Write ``source`` (Snapshot, Registry, SharedMetrics) to ``path`` atomically.
 
     Returns the number of bytes written. Raises ConfigError for a bad ``format`` or source
@@ -252,7 +259,7 @@ def _request(
 def push_to_gateway(
     gateway: str,
     job: str,
-    source: Any,
+    source: Union[MetricsSource, Snapshot],
     grouping_key: Mapping[str, Any] | None = None,
     *,
     method: str = "PUT",
@@ -289,7 +296,7 @@ def push_to_gateway(
 def pushadd_to_gateway(
     gateway: str,
     job: str,
-    source: Any,
+    source: Union[MetricsSource, Snapshot],
     grouping_key: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> int:
@@ -326,7 +333,7 @@ def delete_from_gateway(
 def try_push_to_gateway(
     gateway: str,
     job: str,
-    source: Any,
+    source: Union[MetricsSource, Snapshot],
     grouping_key: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> bool:

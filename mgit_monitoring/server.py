@@ -10,8 +10,8 @@ Three layers, each usable alone:
   deadlines (slowloris), request line and header size limits, optional TLS and auth, a
   graceful drain on :meth:`~MonitoringServer.close`; :func:`start_monitoring_server` runs
   one in a background thread for applications and tests (port 0 works);
-* :func:`serve` - the blocking entry point of ``mgit-monitoring server`` and
-  ``python3 -m mgit_monitoring.server``: SIGTERM/SIGINT drain and return.
+* :func:`serve` - the blocking loop of ``mgit-monitoring server`` (whose options live in
+  :mod:`mgit_monitoring.cli`): SIGTERM/SIGINT drain and return.
 
 Endpoints: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by
 ``Accept-Encoding``), ``/metrics/json``, ``/health`` (200 healthy/degraded, 503 unhealthy),
@@ -20,10 +20,8 @@ Endpoints: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
-import os
 import signal
 import socket
 import socketserver
@@ -33,17 +31,17 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from mgit_monitoring.errors import ConfigError, ServerError
 from mgit_monitoring.http_app import (
-    _QUIET,
     ENDPOINTS,
+    QUIET_ROUTES,
     MonitoringApp,
     Response,
-    _error,
-    _route_of,
+    error_response,
+    route_of,
 )
 from mgit_monitoring.http_auth import HttpAuth
 
@@ -53,9 +51,6 @@ __all__ = [
     "MonitoringServer",
     "Response",
     "TLSConfig",
-    "add_server_arguments",
-    "main",
-    "run_server",
     "serve",
     "start_monitoring_server",
 ]
@@ -266,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
         """JSON errors (never HTML, never exception text); the connection closes after."""
         self.close_connection = True
         phrase = _phrase(code)
-        self._send(_error(code, phrase), "other")
+        self._send(error_response(code, phrase), "other")
 
     def _answer(self) -> None:
         from mgit_monitoring.context import correlation_context
@@ -285,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         with correlation_context(operation="http_request", correlation_id=trace_id) as cid:
             response = app.route(self.command, self.path, headers)
             extra = [("X-Correlation-ID", echo or cid)]
-            self._send(response, _route_of(self.path)[1], extra)
+            self._send(response, route_of(self.path)[1], extra)
 
     def _send(
         self, response: Response, handler: str, extra: Sequence[Tuple[str, str]] = ()
@@ -295,8 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [
             f"{self.protocol_version} {response.status} {_phrase(response.status)}\r\n",
             f"Server: {self.server_version}\r\nDate: {self.date_time_string()}\r\n",
-            "X-Content-Type-Options: nosniff\r\n",
         ]
+        if not any(k.lower() == "x-content-type-options" for k, _ in response.headers):
+            parts.append("X-Content-Type-Options: nosniff\r\n")
         parts.extend(f"{k}: {v}\r\n" for k, v in response.headers)
         parts.extend(f"{k}: {v}\r\n" for k, v in extra)
         if self.close_connection:
@@ -316,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.sendall(body)
 
     def _log_access(self, response: Response, handler: str) -> None:
-        level = logging.DEBUG if handler in _QUIET and response.status < 500 else logging.INFO
+        level = logging.DEBUG if handler in QUIET_ROUTES and response.status < 500 else logging.INFO
         if not _access_log.isEnabledFor(level):
             return
         t0 = getattr(self, "_t0", None)
@@ -486,8 +482,15 @@ class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
 class MonitoringServer:
     """The monitoring endpoints on a socket; bound on construction, served by :meth:`start`.
 
-    ``port=0`` picks a free port (see :attr:`port` and :attr:`url`). ``tls`` is a
-    :class:`TLSConfig` or an ``ssl.SSLContext``; ``auth`` an :class:`HttpAuth`.
+    ``port=0`` picks a free port (see :attr:`port` and :attr:`url`). ``/metrics`` exposes
+    ``registry`` (anything with ``snapshot()``), else ``collector``'s registry, else the
+    default collector's (:func:`~mgit_monitoring.collector.get_metrics_collector`). Health
+    comes from ``health_checker``, else from ``health_factory()``, else from
+    :func:`~mgit_monitoring.default_checks.get_health_checker`; a factory is called on the
+    first health request, never for a scrape. ``app`` replaces all of these with a ready
+    :class:`MonitoringApp`. ``history`` (a :class:`~mgit_monitoring.store.Store` or None)
+    feeds ``/history``, the dashboard's last hour. ``tls`` is a :class:`TLSConfig` or an
+    ``ssl.SSLContext``; ``auth`` an :class:`HttpAuth`.
     ``max_connections`` caps concurrent connections (each has one thread; the excess gets a
     503 at once); ``request_timeout`` bounds the wait for one request head, keep-alive idle
     time included; ``write_timeout`` bounds sending one response. A port in use or a bad
@@ -503,6 +506,7 @@ class MonitoringServer:
         registry: Any = None,
         collector: Any = None,
         health_checker: Any = None,
+        health_factory: Callable[[], Any] | None = None,
         simple: bool = False,
         auth: HttpAuth | None = None,
         tls: Any = None,
@@ -510,6 +514,7 @@ class MonitoringServer:
         request_timeout: float = 10.0,
         write_timeout: float = 30.0,
         app: MonitoringApp | None = None,
+        history: Any = None,
     ) -> None:
         if max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {max_connections!r}")
@@ -518,14 +523,27 @@ class MonitoringServer:
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         ctx = tls.context() if isinstance(tls, TLSConfig) else tls
         self.scheme = "https" if ctx is not None else "http"
-        self.app = app or MonitoringApp(
-            registry=registry,
-            collector=collector,
-            health_checker=health_checker,
-            auth=auth,
-            simple=simple,
-            settings={"tls": ctx is not None, "max_connections": max_connections},
-        )
+        if app is None:
+            if registry is None:
+                if collector is None:
+                    from mgit_monitoring.collector import get_metrics_collector
+
+                    collector = get_metrics_collector()
+                registry = collector.registry
+            if health_checker is None and health_factory is None:
+                from mgit_monitoring.default_checks import get_health_checker
+
+                health_factory = get_health_checker
+            app = MonitoringApp(
+                metrics=registry,
+                health_checker=health_checker,
+                health_factory=health_factory,
+                auth=auth,
+                simple=simple,
+                settings={"tls": ctx is not None, "max_connections": max_connections},
+                history=history,
+            )
+        self.app = app
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self._httpd = _HTTPServer(
@@ -605,7 +623,8 @@ def start_monitoring_server(
     """Start a :class:`MonitoringServer` in a background thread; ``.close()`` stops it.
 
     ``options`` are :class:`MonitoringServer`'s keywords (``registry``, ``collector``,
-    ``health_checker``, ``simple``, ``auth``, ``tls``, ``max_connections``, ...)::
+    ``health_checker``, ``health_factory``, ``simple``, ``auth``, ``tls``,
+    ``max_connections``, ...)::
 
         server = start_monitoring_server(port=0, registry=reg)
         print(server.url)         # http://127.0.0.1:41234
@@ -663,134 +682,8 @@ def serve(
     return 0
 
 
-# -- command line (python3 -m mgit_monitoring.server; the CLI's "server" reuses this) ------
-
-
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the server options (host, port, simple, log level, auth, TLS, limits) to ``parser``."""
-    parser.add_argument("--host", help="address to bind (default: MGIT_MONITORING_HOST or 0.0.0.0)")
-    parser.add_argument(
-        "--port", type=int, help="port (default: MGIT_MONITORING_PORT or 8080; 0 picks a free one)"
+if __name__ == "__main__":  # the options moved to the one CLI
+    print(
+        "error: run the server with: python3 -m mgit_monitoring server [options]", file=sys.stderr
     )
-    parser.add_argument(
-        "--simple",
-        action="store_true",
-        help="minimal footprint: no background health refresher (default: off)",
-    )
-    parser.add_argument(
-        "--log-level",
-        help="DEBUG, INFO, WARNING... (default: MGIT_MONITORING_LOG_LEVEL or INFO)",
-    )
-    parser.add_argument("--auth-token-file", help="require 'Authorization: Bearer' with this token")
-    parser.add_argument("--htpasswd", help="require basic auth against this user:hash file")
-    parser.add_argument(
-        "--public-probes",
-        action="store_true",
-        help="leave /health/live and /health/ready open when auth is on",
-    )
-    parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
-    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    parser.add_argument(
-        "--max-connections", type=int, default=64, help="concurrent connections (default: 64)"
-    )
-
-
-def run_server(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
-    """Serve with parsed ``args``; print ``serving on URL`` as stdout's first line. Returns 0.
-
-    What it serves is what mgit processes recorded: with persistence on (the default), the
-    merged view of every process that flushed to the shared store, next to this server's
-    own metrics; the health checks are configured from the same environment and update the
-    ``mgit_health_*`` metrics. Configuration errors and unusable addresses raise
-    MonitoringError subclasses with one-line messages; :func:`main` prints them.
-    """
-    from mgit_monitoring.config import MonitoringConfig
-
-    env = os.environ if environ is None else environ
-    config = MonitoringConfig.from_env(
-        env, host=args.host, port=args.port, log_level=args.log_level
-    )
-    _setup_logging(config.log_level, env)
-    auth = None
-    if args.auth_token_file or args.htpasswd:
-        auth = HttpAuth(
-            token_file=args.auth_token_file,
-            htpasswd_file=args.htpasswd,
-            public_probes=args.public_probes,
-        )
-    tls = None
-    if args.tls_cert or args.tls_key:
-        if not args.tls_cert:
-            raise ConfigError("--tls-key needs --tls-cert")
-        tls = TLSConfig(args.tls_cert, args.tls_key)
-
-    def ready(server: MonitoringServer) -> None:
-        print(f"serving on {server.url}", flush=True)
-
-    source, health, store = build_sources(config, env)
-    try:
-        return serve(
-            config.host,
-            config.port,
-            ready=ready,
-            registry=source,
-            health_checker=health,
-            simple=args.simple,
-            auth=auth,
-            tls=tls,
-            max_connections=args.max_connections,
-        )
-    finally:
-        if store is not None:
-            store.close()
-
-
-def build_sources(config: Any, environ: Mapping[str, str]) -> Tuple[Any, Any, Any]:
-    """``(metrics source, health checker, store or None)`` for a standalone server.
-
-    The metrics source has ``snapshot()``: with persistence on it is a
-    :class:`~mgit_monitoring.shared_state.SharedMetrics` that merges the shared store with
-    this process's registry without ever flushing (no background thread, so ``--simple``
-    stays minimal, and the server's own series stay its own); otherwise the registry.
-    """
-    from mgit_monitoring.collector import MetricsCollector
-    from mgit_monitoring.health import create_default_health_checker
-
-    registry = MetricsCollector().registry
-    health = create_default_health_checker(registry=registry, config=config, environ=environ)
-    store_dir = config.store_dir
-    if store_dir is None:
-        return registry, health, None
-    from mgit_monitoring.shared_state import SharedMetrics
-    from mgit_monitoring.store import Store
-
-    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
-    return SharedMetrics(store, registry), health, store
-
-
-def _setup_logging(level: str, environ: Mapping[str, str] | None) -> None:
-    from mgit_monitoring.logs import setup_structured_logging
-
-    setup_structured_logging(log_level=level, console_level=level, environ=environ)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m mgit_monitoring.server [--host H] [--port N] [--simple] ...``."""
-    from mgit_monitoring.errors import MonitoringError
-
-    parser = argparse.ArgumentParser(
-        prog="python3 -m mgit_monitoring.server",
-        description="Serve /metrics and the health endpoints.",
-        epilog="example: python3 -m mgit_monitoring.server --simple --port 8080",
-    )
-    add_server_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_server(args)
-    except MonitoringError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(2)

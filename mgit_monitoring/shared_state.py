@@ -4,13 +4,15 @@ mgit is a CLI: each run is a short process, so metrics kept in one process's mem
 when it exits and a server or ``mgit-monitoring metrics`` never sees them. Here each
 process keeps recording in its own :class:`~mgit_monitoring.registry.Registry` (the hot
 path is untouched) and :class:`SharedMetrics` writes what changed since its last flush to
-the shared store (:mod:`mgit_monitoring.store`): every few seconds from a background thread
-started by :meth:`SharedMetrics.start`, at exit, and on demand (:meth:`SharedMetrics.flush`)::
+the shared store (:mod:`mgit_monitoring.store`): every few seconds from the store's flush
+thread once :meth:`SharedMetrics.start` ran, at exit, and on demand
+(:meth:`SharedMetrics.flush`)::
 
     store = Store.open(config.state_dir)
     shared = SharedMetrics(store, registry).start()    # periodic + at-exit flushes
     ...
     snapshot = merged_snapshot(store)                   # what /metrics renders, any process
+    expose(shared)                                      # this process's view, unflushed included
 
 The merged view (:func:`merged_snapshot`, :meth:`SharedMetrics.snapshot`):
 
@@ -55,15 +57,11 @@ import weakref
 from itertools import accumulate
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
-from mgit_monitoring.registry import (
-    HistogramValue,
-    MetricFamily,
-    Registry,
-    Series,
-    Snapshot,
-    label_text,
-)
+from mgit_monitoring.fork_hooks import after_fork_in_child
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.samples import HistogramValue, MetricFamily, Series, Snapshot, label_text
 from mgit_monitoring.store import Migration, Store
+from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
     "SHARED_COMPONENT",
@@ -125,13 +123,14 @@ _IDLE_TTL_S = 3600.0  # heartbeat validity of a process that has no periodic flu
 _MIN_TTL_S = 2.0
 _NAN = float("nan")
 
-# Every SharedMetrics, so a forked child re-bases each of them (see _after_fork); one
-# os.register_at_fork hook for all, registered by the first instance (never at import).
+# Every SharedMetrics, so a forked child re-bases each of them (see _after_fork); the fork
+# hook is registered by the first instance (never at import).
 _instances: weakref.WeakSet[SharedMetrics] = weakref.WeakSet()
-_fork_hook: List[bool] = []
 # Started instances stay alive until stop(), even when the caller keeps no reference
-# (``SharedMetrics(store, registry).start()``): their thread and exit hook hold weak ones.
+# (``SharedMetrics(store, registry).start()``): the store and the exit hook hold weak ones.
 _running: Set[SharedMetrics] = set()
+# "stored as X but defined here as Y": once per (family, shown/flushed) and process.
+_conflicts = WarnOnce(_log)
 _LOCK_WAIT_S = 1.0  # longest wait of a flush for the registry's batch lock
 
 # Stores whose schema this module registered (a scrape must not take the write lock to
@@ -384,7 +383,7 @@ def _build(
     local: _Local | None,
     liveness: _Liveness,
     timestamp: float,
-    warn: Callable[[str, _Def, _Def], None],
+    warnings: WarnOnce,
 ) -> Snapshot:
     live = {
         p: liveness.alive(pid, host, start, expires)
@@ -412,7 +411,7 @@ def _build(
             if stored is None:
                 defs[fam.name] = stored = mine
             elif not stored.compatible(mine):
-                warn("shown", stored, mine)
+                _warn_conflict(warnings, "shown", stored, mine)
                 continue
             if local.values:
                 _add_local(fam, local, totals, gauges, timestamp)
@@ -516,18 +515,14 @@ def merged_snapshot(
             families = [m.collect() for m in local_registry.metrics()]
         local = _Local(families, None, None, local_values)
     liveness = _Liveness(_host_id(proc_root, hostname), proc_root, now)
-    return _build(state, local, liveness, now, _warn_once_global)
+    return _build(state, local, liveness, now, _conflicts)
 
 
-_global_warned: Set[Tuple[str, str]] = set()
-
-
-def _warn_once_global(what: str, stored: _Def, mine: _Def) -> None:
-    key = (mine.name, what)
-    if key in _global_warned or len(_global_warned) > 256:
-        return
-    _global_warned.add(key)
-    _log.warning(
+def _warn_conflict(warnings: WarnOnce, what: str, stored: _Def, mine: _Def) -> None:
+    """A family defined here differently from the store: WARNING once (``what``: the values
+    are not "shown" or not "flushed"), then DEBUG."""
+    warnings.warn(
+        (mine.name, what),
         "metric %s is stored as %s but defined here as %s; the stored definition wins and "
         "this process's values are not %s",
         mine.name,
@@ -587,8 +582,11 @@ class SharedMetrics:
     plus the store's busy timeout once :meth:`start` runs, one hour before. ``clock``,
     ``proc_root`` and ``hostname`` are injectable for tests.
 
-    An instance also stands in for its registry (``counter()``, ``gauge()``, ``get()``... are
-    the registry's), so a server given it as ``registry`` serves the merged view.
+    It is a metrics source (:class:`~mgit_monitoring.exposition.MetricsSource`):
+    :meth:`snapshot` is the merged view, so ``expose(shared)`` or a server given it as
+    ``registry`` serves every process's metrics. Metrics are recorded on :attr:`registry`;
+    :meth:`counter`, :meth:`gauge` and :meth:`histogram` create them there too (a server
+    given this object instruments itself with them).
     """
 
     def __init__(
@@ -614,10 +612,8 @@ class SharedMetrics:
         self._gauges: Dict[Tuple[str, Tuple[str, ...]], float] = {}
         self._checked: Set[str] = set()
         self._rejected: Dict[str, _Def] = {}
-        self._warned: Set[Tuple[str, str]] = set()
+        self._warnings = WarnOnce(_log)  # definition conflicts: once per family and kind
         self._interval: float | None = None
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
         self._stopped = False
         self._hooks_registered = False
         self._last_gc = -math.inf
@@ -630,9 +626,7 @@ class SharedMetrics:
         # Every instance, started or not: a child forked after recording must re-base at
         # once, or it would flush what the parent recorded (or lose its own increments).
         _instances.add(self)
-        if not _fork_hook and hasattr(os, "register_at_fork"):
-            _fork_hook.append(True)
-            os.register_at_fork(after_in_child=_after_fork)
+        after_fork_in_child(_after_fork)
 
     def _new_identity(self) -> None:
         self.pid = os.getpid()
@@ -649,11 +643,7 @@ class SharedMetrics:
     def __repr__(self) -> str:
         return f"<SharedMetrics {self.process_id} {self.store!r}>"
 
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names this class lacks: behave as the registry for the rest.
-        if name.startswith("_") or name == "registry":
-            raise AttributeError(name)
-        return getattr(self.registry, name)
+    # -- creating metrics on the registry ------------------------------------------------
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -667,8 +657,12 @@ class SharedMetrics:
         return max(3 * self._interval + self.store.timeout, _MIN_TTL_S)
 
     def start(self, interval: float | None = None) -> SharedMetrics:
-        """Flush every ``interval`` seconds (default: the store's ``flush_interval``) in a
-        daemon thread, and once more at interpreter exit. Idempotent; returns self."""
+        """Flush every ``interval`` seconds (default: the store's ``flush_interval``), and once
+        more at interpreter exit. Idempotent (a new ``interval`` replaces the old); returns self.
+
+        The periodic flushes run on the store's flush thread (one per store, whatever
+        else flushes to it); in a forked child, call start() again to resume them.
+        """
         seconds = self.store.flush_interval if interval is None else float(interval)
         if not seconds > 0:
             raise ValueError(f"flush interval must be > 0 seconds, got {interval!r}")
@@ -676,42 +670,30 @@ class SharedMetrics:
             self._interval = seconds
             self._stopped = False
             _running.add(self)
+            # The store's exit hook (registered by its first callback) closes it; ours is
+            # registered after it, so it runs first (atexit is LIFO) and still can write.
+            self.store.remove_flush_callback(self._flush_from_store)  # a new interval
+            self.store.add_flush_callback(self._flush_from_store, seconds)
             if not self._hooks_registered:
                 self._hooks_registered = True
-                # The store's exit hook (registered by its first callback) closes it; ours is
-                # registered after it, so it runs first (atexit is LIFO) and still can write.
-                self.store.add_flush_callback(self._flush_from_store)
                 atexit.register(_final_flush, weakref.ref(self))
-            if self._thread is None or not self._thread.is_alive():
-                self._stop_event = threading.Event()
-                self._thread = threading.Thread(
-                    target=_flush_loop,
-                    args=(weakref.ref(self), self._stop_event, seconds),
-                    name="mgit-monitoring-shared-flush",
-                    daemon=True,
-                )
-                self._thread.start()
         return self
 
     def stop(self) -> bool:
-        """Stop the flush thread and flush a last time, removing this process's gauges.
+        """End the periodic flushes and flush a last time, removing this process's gauges.
 
         Counters flushed later (if the registry is still used) are still summed; gauges are
         not written again until :meth:`start`. Returns whether the last flush committed.
         """
-        thread = self._thread
-        self._stop_event.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self.store.timeout + 1.0)  # it may be inside a flush; bounded
-        with self._lock:
-            self._thread = None
+        self.store.remove_flush_callback(self._flush_from_store)
+        with self._lock:  # waits for a flush the store's thread may be running
             self._stopped = True
             _running.discard(self)
             return self._flush(final=True)
 
     def _flush_from_store(self) -> None:
-        # Called by Store.flush() (on demand, its periodic thread, and when it closes). After
-        # stop() there is nothing left to write: our exit hook runs before the store closes.
+        # Called by the store: its flush thread, Store.flush() and Store.close(). After stop()
+        # there is nothing left to write: our exit hook runs before the store closes.
         if not self._stopped:
             self.flush()
 
@@ -779,7 +761,7 @@ class SharedMetrics:
             self._rejected.pop(name, None)
         for name, (stored, mine) in pending.rejected.items():
             self._rejected[name] = stored
-            self._warn(name, "flushed", stored, mine)
+            _warn_conflict(self._warnings, "flushed", stored, mine)
         self._baseline.update(pending.baseline)
         if final:
             self._gauges.clear()
@@ -956,25 +938,10 @@ class SharedMetrics:
             "DELETE FROM sm_gauges WHERE process NOT IN (SELECT process FROM sm_processes)"
         )
 
-    def _warn(self, name: str, what: str, stored: _Def, mine: _Def) -> None:
-        key = (name, what)
-        if key in self._warned:
-            return
-        self._warned.add(key)
-        _log.warning(
-            "metric %s is stored as %s but defined here as %s; the stored definition wins and "
-            "this process's values are not %s",
-            name,
-            stored.describe(),
-            mine.describe(),
-            what,
-        )
-
     def _rebase(self) -> None:
         """In a forked child: a new identity, and the inherited values count as flushed."""
         self._lock = threading.RLock()
         self._new_identity()
-        self._thread = None
         self._gauges = {}
         self._checked = set()
         families = self._collect(wait=0)  # never block inside os.fork()
@@ -1005,22 +972,7 @@ class SharedMetrics:
             state = _read_state(self.store)
             local = _Local(self.registry.snapshot().families, self._baseline, self.process_id)
             liveness = _Liveness(self.host, self._proc_root, now)
-
-            def warn(what: str, stored: _Def, mine: _Def) -> None:
-                self._warn(mine.name, what, stored, mine)
-
-            return _build(state, local, liveness, now, warn)
-
-
-def _flush_loop(
-    ref: Callable[[], SharedMetrics | None], stop: threading.Event, interval: float
-) -> None:
-    while not stop.wait(interval):
-        shared = ref()
-        if shared is None:
-            return
-        shared.flush()
-        del shared  # do not keep it alive while sleeping
+            return _build(state, local, liveness, now, self._warnings)
 
 
 def _final_flush(ref: Callable[[], SharedMetrics | None]) -> None:

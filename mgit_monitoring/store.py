@@ -11,7 +11,8 @@ Two layers live here:
   migrations (:meth:`Store.register_schema`), runs writes in ``BEGIN IMMEDIATE``
   transactions (:meth:`Store.transaction`, :meth:`Store.write`), reads
   (:meth:`Store.read`), deletes old rows (:meth:`Store.register_retention`), and calls
-  flush callbacks periodically and at exit (:meth:`Store.add_flush_callback`);
+  flush callbacks periodically and at exit (:meth:`Store.add_flush_callback`), each on its
+  own interval, all from one flush thread per store;
 * the performance traces table (:data:`TRACES_COMPONENT`, :class:`TraceRow`,
   :meth:`Store.insert_traces`, :meth:`Store.query_traces`).
 
@@ -58,6 +59,8 @@ from typing import (
 )
 
 from mgit_monitoring.errors import StoreError
+from mgit_monitoring.fork_hooks import after_fork_in_child, around_fork_in_parent
+from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
     "STORE_FILENAME",
@@ -89,9 +92,8 @@ _CORRUPT_TEXT = ("not a database", "malformed", "file is encrypted")
 #: them there, and closing them could disturb the parent's WAL state.
 _ABANDONED: List[sqlite3.Connection] = []
 
-#: Every Store, for the fork hooks below (registered once, by the first Store).
+#: Every Store, for the fork hooks below (registered by the first Store).
 _STORES: weakref.WeakSet[Store] = weakref.WeakSet()
-_fork_hook: List[bool] = []
 _fork_held: Dict[int, List[threading.Lock]] = {}
 
 
@@ -118,6 +120,12 @@ def _after_fork_in_child() -> None:
     for store in list(_STORES):
         store._lock = threading.RLock()
         store._txn_guard = threading.Lock()
+        store._flush_lock = threading.Lock()
+
+
+def _register_fork_hooks() -> None:
+    after_fork_in_child(_after_fork_in_child)  # both idempotent: once per process
+    around_fork_in_parent(_before_fork, _after_fork_in_parent)
 
 
 _MAINTENANCE_EVERY_S = 24 * 3600.0
@@ -251,22 +259,19 @@ class Store:
         self._file_id: Tuple[int, int] | None = None
         self._schemas: Dict[str, Tuple[Migration, ...]] = {}
         self._retention: Dict[Tuple[str, str], float] = {}
-        self._warned: set = set()
+        self._warnings = WarnOnce(logger)  # one WARNING per (what, reason), then DEBUG
         self._closed = False
-        self._callbacks: List[Callable[[], Any]] = []
+        self._flush_lock = threading.Lock()  # the callbacks and the flush thread's state
+        self._callbacks: List[_FlushCallback] = []
         self._flusher: threading.Thread | None = None
         self._flusher_pid = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set to make the flush thread re-plan its sleep
+        self._next_maintenance = 0.0  # monotonic time of the thread's next retention check
         self._atexit_registered = False
         self._deadline: float | None = None  # clock() value after which writes do not wait
         _STORES.add(self)
-        if not _fork_hook and hasattr(os, "register_at_fork"):
-            _fork_hook.append(True)
-            os.register_at_fork(
-                before=_before_fork,
-                after_in_parent=_after_fork_in_parent,
-                after_in_child=_after_fork_in_child,
-            )
+        _register_fork_hooks()
 
     @classmethod
     def open(cls, state_dir: str | os.PathLike, **kwargs: Any) -> Store:
@@ -635,10 +640,8 @@ class Store:
         if what != "read":
             self.dropped_writes += 1
         reason = _drop_reason(exc)
-        key = (what, reason)
-        log = logger.debug if key in self._warned else logger.warning
-        self._warned.add(key)
-        log(
+        self._warnings.warn(
+            (what, reason),
             "monitoring store %s: %s lost (%s: %s)",
             self.path or ":memory:",
             what,
@@ -698,32 +701,49 @@ class Store:
 
     # -- flushing --------------------------------------------------------------------------
 
-    def add_flush_callback(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` every ``flush_interval`` seconds and at interpreter exit.
+    def add_flush_callback(
+        self, callback: Callable[[], Any], interval: float | None = None
+    ) -> None:
+        """Call ``callback()`` every ``interval`` seconds (default: ``flush_interval``), on
+        every :meth:`flush` and at interpreter exit.
 
-        The daemon thread and the atexit hook are created on the first registration (never at
-        import). Callbacks are held weakly when they are bound methods, so a discarded
-        monitor does not stay alive because of its store.
+        Every callback of a store runs on the store's one daemon thread, created with the
+        atexit hook on the first registration (never at import); a callback registered twice
+        runs twice (:meth:`remove_flush_callback` first to change an interval). Callbacks
+        are held weakly when they are bound methods, so a discarded monitor does not stay
+        alive because of its store.
         """
+        seconds = self.flush_interval if interval is None else float(interval)
+        if not seconds > 0:
+            raise ValueError(f"flush interval must be > 0 seconds, got {interval!r}")
         ref: Callable[[], Any]
         if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
             ref = weakref.WeakMethod(callback)
         else:
             ref = lambda: callback  # noqa: E731
-        with self._lock:
-            self._callbacks.append(ref)
+        with self._flush_lock:
+            self._callbacks.append(_FlushCallback(ref, seconds))
             if not self._atexit_registered:
                 atexit.register(_atexit_flush, weakref.ref(self))
                 self._atexit_registered = True
             self._ensure_flusher()
+            self._wake.set()  # a shorter interval takes effect now, not after the old sleep
+
+    def remove_flush_callback(self, callback: Callable[[], Any]) -> None:
+        """Stop calling ``callback``, however often it was added (no error if never)."""
+        with self._flush_lock:
+            # == : a bound method equals another of the same function on the same object
+            self._callbacks = [e for e in self._callbacks if e.ref() not in (None, callback)]
 
     def _ensure_flusher(self) -> None:
         if self._flusher is not None and self._flusher_pid == os.getpid():
             return
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._next_maintenance = time.monotonic() + self.flush_interval
         thread = threading.Thread(
             target=_flush_loop,
-            args=(weakref.ref(self), self._stop, self.flush_interval),
+            args=(weakref.ref(self), self._stop, self._wake),
             name="mgit-monitoring-store-flush",
             daemon=True,
         )
@@ -732,11 +752,35 @@ class Store:
 
     def flush(self) -> None:
         """Run every flush callback now, then retention maintenance when it is due."""
-        with self._lock:
-            callbacks = list(self._callbacks)
+        with self._flush_lock:
+            callbacks = [e.ref for e in self._callbacks]
             if self._flusher is not None and self._flusher_pid != os.getpid():
                 self._ensure_flusher()  # threads do not survive fork
-        for ref in callbacks:
+        self._run(callbacks)
+        self._maintain()
+
+    def _flush_due(self) -> float:
+        """The flush thread's turn: run the callbacks that are due, and retention maintenance
+        every ``flush_interval``; returns the seconds until the next one is due."""
+        now = time.monotonic()
+        with self._flush_lock:
+            due = [e for e in self._callbacks if e.due <= now]
+            for e in due:
+                e.due = now + e.interval
+            maintain = self._next_maintenance <= now
+            if maintain:
+                self._next_maintenance = now + self.flush_interval
+        self._run([e.ref for e in due])
+        if maintain:
+            self._maintain()
+        with self._flush_lock:
+            self._callbacks = [e for e in self._callbacks if e.ref() is not None]
+            next_due = min([e.due for e in self._callbacks] + [self._next_maintenance])
+        return max(next_due - time.monotonic(), 0.0)
+
+    @staticmethod
+    def _run(refs: List[Callable[[], Any]]) -> None:
+        for ref in refs:
             fn = ref()
             if fn is None:
                 continue
@@ -744,6 +788,8 @@ class Store:
                 fn()
             except Exception:  # noqa: BLE001 - one broken callback must not stop the others
                 logger.debug("store flush callback %r failed", fn, exc_info=True)
+
+    def _maintain(self) -> None:
         # Opportunistic retention, off the hot path; a random skip spreads the work when
         # many processes exit at once.
         if self._retention and random.random() < 0.5:
@@ -756,6 +802,7 @@ class Store:
         self.begin_shutdown()
         self.flush()
         self._stop.set()
+        self._wake.set()
         thread = self._flusher
         if thread is not None and thread is not threading.current_thread() and thread.is_alive():
             # It may be finishing a write, itself bounded by the busy timeout.
@@ -840,18 +887,32 @@ class Store:
         return out
 
 
+class _FlushCallback:
+    """A flush callback (a weak reference when it is a bound method) and its schedule."""
+
+    __slots__ = ("due", "interval", "ref")
+
+    def __init__(self, ref: Callable[[], Any], interval: float) -> None:
+        self.ref = ref
+        self.interval = interval
+        self.due = time.monotonic() + interval  # monotonic: immune to clock steps
+
+
 def _flush_loop(
-    store_ref: Callable[[], Store | None], stop: threading.Event, interval: float
+    store_ref: Callable[[], Store | None], stop: threading.Event, wake: threading.Event
 ) -> None:
-    while not stop.wait(interval):
+    while not stop.is_set():
         store = store_ref()
         if store is None or store._closed:
             return
+        wake.clear()  # before the turn: a registration during it wakes the next wait
         try:
-            store.flush()
+            delay = store._flush_due()
         except Exception:  # noqa: BLE001 - the flush thread must never die noisily
             logger.debug("periodic store flush failed", exc_info=True)
+            delay = store.flush_interval
         del store  # do not keep the store alive while sleeping
+        wake.wait(delay)
 
 
 def _atexit_flush(store_ref: Callable[[], Store | None]) -> None:

@@ -7,14 +7,18 @@ unless MGIT_MONITORING_REQUIRE_INTEROP=1 (set by .ci/run), where it fails instea
 
 from __future__ import annotations
 
+import base64
+import http.server
 import importlib
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import unittest
 from types import ModuleType
 from typing import Callable, NoReturn
@@ -116,3 +120,115 @@ def open_to_all(path: str) -> str:
         os.chmod(current, os.stat(current).st_mode | 0o755)
         current = os.path.dirname(current)
     return path
+
+
+class TempDirCase(unittest.TestCase):
+    """A fresh temporary directory per test (``self.tmp``) and :meth:`write` to fill it."""
+
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.tmp = tmp.name
+
+    def write(self, relative: str, text: str, mode: int | None = None) -> str:
+        """Write ``text`` to ``relative`` under ``self.tmp`` (parents created); its path."""
+        path = os.path.join(self.tmp, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if mode is not None:
+            os.chmod(path, mode)
+        return path
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def basic_auth(user: str, secret: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth for ``user:secret``."""
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+# Fake provider credentials (the shapes of a GitHub PAT, an Azure DevOps PAT, a Bitbucket
+# app password) that the provider API server below accepts.
+GH_TOKEN = "ghp_" + "V4L1DT0K3N" * 3 + "abcdef"
+ADO_PAT = "adopat" + "Q" * 46
+BB_PASSWORD = "ATBB" + "p4ssw0rd" * 4
+_JSON_OK = (200, "application/json", b'{"ok": true}')
+_SIGN_IN = (203, "text/html; charset=utf-8", b"<html><title>Sign In</title></html>")
+
+
+class ProviderApiHandler(http.server.BaseHTTPRequestHandler):
+    """Plays the providers' credential-check APIs, one behaviour per route.
+
+    An "ok" route answers 401 unless the Authorization header is the one it expects. Every
+    request is recorded as ``(path, Authorization)`` in ``server.seen``.
+    """
+
+    # path -> (status, content type, body, required Authorization or None, extra headers)
+    routes = {
+        "/gh-ok/rate_limit": _JSON_OK + ("Bearer " + GH_TOKEN, {"X-RateLimit-Remaining": "4999"}),
+        "/gh-expiring/rate_limit": _JSON_OK
+        + ("Bearer " + GH_TOKEN, {"GitHub-Authentication-Token-Expiration": "2031-01-01 UTC"}),
+        "/gh-bad/rate_limit": (401, "application/json", b'{"message": "Bad credentials"}'),
+        "/gh-html/rate_limit": (200, "text/html", b"<html>portal</html>"),
+        "/gh-limited/rate_limit": (429, "application/json", b"{}"),
+        "/gh-down/rate_limit": (503, "text/plain", b"maintenance"),
+        "/org-ok/_apis/connectionData": _JSON_OK + (basic_auth("", ADO_PAT), {}),
+        "/org-203/_apis/connectionData": _SIGN_IN,
+        "/org-html/_apis/connectionData": (200, "text/html", b"<html>Sign in</html>"),
+        "/org-redirect/_apis/connectionData": (302, "text/html", b"", None, {"Location": "/in"}),
+        "/bb/2.0/user": _JSON_OK + (basic_auth("me", BB_PASSWORD), {}),
+        "/bb-scope/2.0/user": (403, "application/json", b'{"error": {}}'),
+    }
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        route = self.routes.get(self.path, (404, "text/plain", b"no such route"))
+        code, ctype, body = route[:3]
+        required = route[3] if len(route) > 3 else None
+        extra = route[4] if len(route) > 4 else {}
+        if required is not None and self.headers.get("Authorization") != required:
+            code, ctype, body, extra = 401, "application/json", b'{"message": "no"}', {}
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class ProviderApiCase(TempDirCase):
+    """A loopback :class:`ProviderApiHandler` server (port 0) per class: ``self.base`` is its
+    URL and ``self.server.seen`` the requests of the current test."""
+
+    server: http.server.ThreadingHTTPServer
+    base: str
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ProviderApiHandler)
+        cls.server.seen = []
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.base = f"http://127.0.0.1:{cls.server.server_address[1]}"
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.thread.join(5)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.server.seen.clear()

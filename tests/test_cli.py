@@ -58,11 +58,15 @@ class TestEntryPoints(CliTestCase):
                 self.assertEqual(0, out.returncode, out.stderr)
                 self.assertIn("example:", out.stdout)
 
-    def test_server_module_help_has_an_example(self):
-        """`python3 -m mgit_monitoring.server --help` shows an example too."""
+    def test_server_module_points_at_the_cli(self):
+        """`python3 -m mgit_monitoring.server` is not a second CLI: one line names the one."""
         out = self.run_cli("--help", module="mgit_monitoring.server")
-        self.assertEqual(0, out.returncode, out.stderr)
-        self.assertIn("example:", out.stdout)
+        self.assertEqual(2, out.returncode)
+        self.assertEqual("", out.stdout)
+        self.assertEqual(
+            ["error: run the server with: python3 -m mgit_monitoring server [options]"],
+            out.stderr.splitlines(),
+        )
 
     def test_cli_module_runs_too(self):
         """`python3 -m mgit_monitoring.cli` is the same program."""
@@ -84,6 +88,29 @@ class TestEntryPoints(CliTestCase):
         self.assertEqual(1, len(lines), out.stderr)
         self.assertIn("MGIT_MONITORING_PORT", lines[0])
         self.assertTrue(lines[0].startswith("error: "))
+
+
+class TestServerCommand(CliTestCase):
+    def test_bad_settings_are_one_line_errors(self):
+        """Unusable server settings exit 2 with one `error:` line, before serving anything."""
+        token = os.path.join(self.state, "empty-token")
+        open(token, "w", encoding="utf-8").close()
+        for args, env, expected in (
+            (["--tls-key", "k.pem"], {}, "--tls-key needs --tls-cert"),
+            (["--tls-cert", "missing.pem"], {}, "missing.pem"),
+            (["--auth-token-file", token], {}, "the bearer token is empty"),
+            (["--htpasswd", "nope"], {}, "nope"),
+            ([], {"MGIT_MONITORING_PORT": "80a"}, "MGIT_MONITORING_PORT"),
+            (["--log-level", "LOUD"], {}, "LOUD"),
+        ):
+            with self.subTest(args=args, env=env):
+                out = self.run_cli("server", "--simple", "--port", "0", *args, **env)
+                self.assertEqual(2, out.returncode, out.stderr)
+                self.assertEqual("", out.stdout)
+                lines = out.stderr.strip().splitlines()
+                self.assertEqual(1, len(lines), out.stderr)
+                self.assertTrue(lines[0].startswith("error: "), lines[0])
+                self.assertIn(expected, lines[0])
 
 
 class TestMetricsCommand(CliTestCase):

@@ -21,7 +21,7 @@ from mgit_monitoring.collector import (
     setup_metrics,
 )
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
-from mgit_monitoring.registry import Registry
+from mgit_monitoring.registry import Registry, get_default_registry
 
 SEED_METRICS = [
     ("mgit_operations_total", "counter"),
@@ -187,6 +187,28 @@ class TestMetricNames(CollectorTestCase):
             with self.subTest(metric=name):
                 self.assertIn(f"# TYPE {name} {kind}\n", text)
                 self.assertRegex(text, rf"# HELP {name} \S")
+
+    def test_every_table_metric_is_registered_as_defined(self):
+        """Every metric of metric_definitions exists with the table's type, help and labels
+        (plus the collector's extra labels); HEALTH_METRICS is the table's health part."""
+        from mgit_monitoring.metric_definitions import METRICS
+
+        m = MetricsCollector(Registry(), extra_labels=("team",), repository_labels=True)
+        for d in METRICS:
+            with self.subTest(metric=d.name):
+                metric = m.registry.get(d.name)
+                self.assertEqual((d.kind, d.help), (metric.type, metric.help))
+                extra = ()
+                if d.labels == ("operation", "provider") and d.group != "providers":
+                    extra = ("team",)
+                if d.name == "mgit_git_operations_total":
+                    extra = ("repository",)
+                self.assertEqual(d.labels + extra, metric.labelnames)
+        health = {d.name for d in METRICS if d.group == "health"}
+        self.assertEqual(
+            health | {"mgit_performance_anomalies_total"},
+            {name for _kind, name, *_ in collector_mod.HEALTH_METRICS},
+        )
 
     def test_health_overall_starts_unknown(self):
         """mgit_health_overall starts at -1 (unknown), not 0 (unhealthy)."""
@@ -381,14 +403,14 @@ class TestGenericApi(CollectorTestCase):
         self.assertEqual(5, self.value("app_plain"))
 
     def test_open_timers_are_bounded(self):
-        """Timers that are started and never ended do not grow without bound."""
-        from mgit_monitoring import collector as collector_module
-
-        for i in range(collector_module._MAX_OPEN_TIMERS + 500):
+        """Timers that are started and never ended do not grow without bound: past
+        MAX_OPEN_TIMERS the oldest are forgotten."""
+        self.m.register_metric("app_step_seconds", "histogram", "Step.", ())
+        for i in range(collector_mod.MAX_OPEN_TIMERS + 500):
             self.m.start_operation_timer(f"op-{i}")
-        self.assertEqual(collector_module._MAX_OPEN_TIMERS, len(self.m._timers))
-        self.assertNotIn("op-0", self.m._timers)
-        self.assertIn(f"op-{collector_module._MAX_OPEN_TIMERS + 499}", self.m._timers)
+        self.assertEqual(0.0, self.m.end_operation_timer("op-499", "app_step_seconds"))
+        self.m.end_operation_timer("op-500", "app_step_seconds")
+        self.assertEqual(1, self.value("app_step_seconds_count"))
 
     def test_operation_timer(self):
         """end_operation_timer observes the elapsed seconds; an unknown id returns 0.0."""
@@ -604,6 +626,22 @@ class TestDefaultCollector(unittest.TestCase):
             self.assertIs(first, setup_metrics(Registry()))
         self.assertIs(first, get_metrics_collector())
         self.assertIs(first, collector_mod.get_metrics_collector())
+
+    def test_default_collector_uses_the_default_registry(self):
+        """The default collector registers on get_default_registry(), process metrics included."""
+        collector = get_metrics_collector()
+        self.assertIs(get_default_registry(), collector.registry)
+        names = {f.name for f in collector.snapshot().families}
+        self.assertIn("mgit_operations", names)
+        self.assertIn("python_info", names)
+
+    def test_reset_also_resets_the_default_registry(self):
+        """reset_metrics_collector() gives the next default collector a fresh default registry."""
+        first = get_default_registry()
+        get_metrics_collector()
+        reset_metrics_collector()
+        self.assertIsNot(first, get_default_registry())
+        self.assertIs(get_default_registry(), get_metrics_collector().registry)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,17 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 from mgit_monitoring.context import (
+    CURRENT_SCOPE,
+    PROCESS_SCOPE,
     ContextThread,
     ContextThreadPoolExecutor,
     TraceParent,
     adopt_traceparent,
+    Scope,
     child_env,
     correlation_context,
+    current_scope,
+    enter_scope,
     get_context,
     get_correlation_id,
     get_span_id,
@@ -225,6 +230,86 @@ class TestScopeObject(ContextTestCase):
                 self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
             with correlation_context():
                 self.assertEqual({"operation": "sync", "provider": "github"}, dict(get_context()))
+
+
+class TestScopeApi(ContextTestCase):
+    """The public scope names the logging, performance and integration modules use."""
+
+    def test_current_scope_is_the_active_or_the_process_scope(self) -> None:
+        """current_scope() is CURRENT_SCOPE's value inside a context, PROCESS_SCOPE's outside."""
+        self.assertIsNone(CURRENT_SCOPE.get())
+        self.assertIs(PROCESS_SCOPE.get(), current_scope())
+        self.assertEqual(get_correlation_id(), current_scope().trace_id)
+        with correlation_context(operation="sync") as cid:
+            scope = current_scope()
+            self.assertIs(CURRENT_SCOPE.get(), scope)
+            self.assertEqual((cid, get_span_id()), (scope.trace_id, scope.span_id))
+            self.assertEqual({"operation": "sync"}, dict(scope.view))
+
+    def test_enter_scope_matches_correlation_context(self) -> None:
+        """enter_scope(attrs) enters what correlation_context(**attrs) would, until reset."""
+        with correlation_context(operation="clone_all", organization="org") as cid:
+            token, scope = enter_scope({"repository": "r1"})
+            try:
+                self.assertIs(scope, current_scope())
+                self.assertEqual(cid, scope.trace_id)
+                self.assertEqual(
+                    {"operation": "clone_all", "organization": "org", "repository": "r1"},
+                    dict(get_context()),
+                )
+            finally:
+                CURRENT_SCOPE.reset(token)
+            self.assertEqual({"operation": "clone_all", "organization": "org"}, dict(get_context()))
+        token, scope = enter_scope({"operation": "top"})
+        CURRENT_SCOPE.reset(token)
+        self.assertRegex(scope.trace_id, HEX32)
+        self.assertIsNone(CURRENT_SCOPE.get())
+
+    def test_enter_scope_shares_the_callers_attributes_and_cache(self) -> None:
+        """Scopes entered with one attrs dict share it and its rendering cache, each with
+        ids of its own; under an outer scope that has the same attributes they share the
+        outer scope's instead."""
+        attrs = {"operation": "pull"}
+        cache: dict = {}
+        scopes = []
+        for _ in range(2):
+            token, scope = enter_scope(attrs, cache)
+            CURRENT_SCOPE.reset(token)
+            scopes.append(scope)
+        with correlation_context(operation="pull"):
+            outer = current_scope()
+            token, scope = enter_scope(attrs, cache)
+            CURRENT_SCOPE.reset(token)
+            scopes.append(scope)
+        for scope in scopes[:2]:
+            self.assertIs(attrs, scope.attrs)
+            self.assertIs(cache, scope.attrs_cache)
+        self.assertIs(outer.attrs, scopes[2].attrs)
+        self.assertIs(outer.attrs_cache, scopes[2].attrs_cache)
+        self.assertEqual(3, len({s.span_id for s in scopes}))
+
+    def test_scope_pickles_without_its_caches(self) -> None:
+        """A Scope survives pickling (a queued log record) with its ids and attributes."""
+        import pickle
+
+        scope = Scope("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01", {"a": 1})
+        scope.log_cache = ("formatter", "rendered")
+        copy = pickle.loads(pickle.dumps(scope, protocol=1))
+        self.assertEqual(
+            (scope.trace_id, scope.span_id, scope.flags, scope.attrs),
+            (copy.trace_id, copy.span_id, copy.flags, copy.attrs),
+        )
+        self.assertIsNone(copy.log_cache)
+        self.assertEqual({}, copy.attrs_cache)
+
+    def test_process_scope_records_adoption(self) -> None:
+        """PROCESS_SCOPE.adopted says whether the process trace came from TRACEPARENT."""
+        self.assertFalse(PROCESS_SCOPE.adopted)
+        self.assertTrue(adopt_traceparent({"TRACEPARENT": VALID_TP}))
+        self.assertTrue(PROCESS_SCOPE.adopted)
+        self.assertEqual("4bf92f3577b34da6a3ce929d0e0e4736", PROCESS_SCOPE.get().trace_id)
+        reset_process_trace()
+        self.assertFalse(PROCESS_SCOPE.adopted)
 
 
 class TestIdsAcrossThreads(ContextTestCase):

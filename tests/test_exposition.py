@@ -15,11 +15,14 @@ import unittest
 
 from mgit_monitoring.errors import MetricError
 from mgit_monitoring.exposition import (
+    CONTENT_TYPE_JSON,
     CONTENT_TYPE_OPENMETRICS,
     CONTENT_TYPE_TEXT,
+    CONTENT_TYPES,
     FORMAT_OPENMETRICS,
     FORMAT_TEXT,
     JSON_FORMAT_VERSION,
+    MetricsSource,
     accepts_gzip,
     choose_format,
     expose,
@@ -28,9 +31,11 @@ from mgit_monitoring.exposition import (
     render_json,
     render_openmetrics,
     render_text,
+    snapshot_of,
     snapshot_to_dict,
 )
-from mgit_monitoring.registry import HistogramValue, Registry, Snapshot, metric_family
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.samples import HistogramValue, Snapshot, metric_family
 
 PROMETHEUS_2_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -491,6 +496,42 @@ class TestNegotiation(unittest.TestCase):
         self.assertTrue(om.body.endswith(b"# EOF\n"))
         txt = expose(reg.snapshot(), "application/json")
         self.assertEqual((GOLDEN_TEXT, CONTENT_TYPE_TEXT, None), tuple(txt))
+
+    def test_expose_takes_any_metrics_source(self):
+        """expose() snapshots anything with snapshot(): a Registry, a collector, a custom view."""
+        reg = golden_registry()
+
+        class View:
+            def snapshot(self):
+                return reg.snapshot()
+
+        view: MetricsSource = View()  # a structural contract: no base class needed
+        for source in (reg, reg.snapshot(), view):
+            with self.subTest(source=type(source).__name__):
+                self.assertEqual(GOLDEN_TEXT, expose(source).body)
+        from mgit_monitoring.collector import MetricsCollector
+
+        collector = MetricsCollector(process_metrics=False)
+        self.assertIn(b"mgit_operations_total", expose(collector).body)
+        self.assertEqual(collector.snapshot().families, snapshot_of(collector).families)
+
+    def test_expose_rejects_a_source_without_snapshot(self):
+        """A source without snapshot() raises TypeError naming its type."""
+        with self.assertRaisesRegex(TypeError, "'dict'"):
+            expose({}, None)
+
+    def test_expose_with_a_fixed_format(self):
+        """fmt= overrides negotiation (a /metrics/json route); an unknown one is a ValueError."""
+        reg = golden_registry()
+        out = expose(reg, PROMETHEUS_2_ACCEPT, "gzip", fmt="json")
+        self.assertEqual((CONTENT_TYPE_JSON, "gzip"), (out.content_type, out.content_encoding))
+        doc = json.loads(gzip.decompress(out.body))
+        self.assertEqual(JSON_FORMAT_VERSION, doc["format"])
+        self.assertEqual(GOLDEN_TEXT, expose(reg, PROMETHEUS_2_ACCEPT, fmt=FORMAT_TEXT).body)
+        om = expose(reg, fmt="openmetrics")
+        self.assertEqual(CONTENT_TYPES[FORMAT_OPENMETRICS], om.content_type)
+        with self.assertRaisesRegex(ValueError, "'yaml'"):
+            expose(reg, fmt="yaml")
 
 
 class TestGzip(unittest.TestCase):

@@ -7,11 +7,8 @@ import contextvars
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 import unittest
-from unittest import mock
 
 from mgit_monitoring import health
 from mgit_monitoring.collector import MetricsCollector
@@ -23,13 +20,12 @@ from mgit_monitoring.health import (
     UNKNOWN,
     HealthChecker,
     HealthCheckResult,
-    get_health_checker,
+    RegisteredCheck,
     health_to_dict,
-    reset_health_checker,
-    set_health_checker,
     to_health_json,
 )
 from mgit_monitoring.registry import Registry
+from tests.support import Clock, run_python
 
 FAKE_TOKEN = "ghp_" + "FAKE" * 9  # 36 characters after the prefix, the GitHub PAT shape
 
@@ -43,14 +39,6 @@ def setUpModule():
     logger.propagate = False
     unittest.addModuleCleanup(logger.removeHandler, handler)
     unittest.addModuleCleanup(setattr, logger, "propagate", saved)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Blocker:
@@ -237,7 +225,7 @@ class TestRunner(unittest.TestCase):
 
     def test_ttl_cache_and_force(self):
         """A result is reused within its ttl, re-run after it, and use_cache=False forces a run."""
-        clock = FakeClock()
+        clock = Clock()
         checker = HealthChecker(clock=clock)
         calls = []
         checker.register_check("c", lambda: calls.append(1), ttl=30)
@@ -297,6 +285,23 @@ class TestRunner(unittest.TestCase):
         with self.assertRaisesRegex(ConfigError, "x.timeout=0"):
             self.checker.register_check("x", lambda: None, timeout=0)
 
+    def test_registrations_are_readable(self):
+        """get_check and registered_checks show each check with its settings, in order."""
+
+        def check():
+            return None
+
+        self.checker.register_check("a", check, critical=True, timeout=2, ttl=7)
+        self.checker.register_check("b", check, interval=9)
+        self.assertEqual(self.checker.get_check("a"), RegisteredCheck("a", check, True, 2.0, 7.0))
+        self.assertEqual(
+            (self.checker.get_check("b").timeout, self.checker.get_check("b").ttl), (5.0, 9.0)
+        )
+        self.assertIsNone(self.checker.get_check("c"))
+        self.assertEqual([c.name for c in self.checker.registered_checks], ["a", "b"])
+        self.checker.unregister_check("a")
+        self.assertIsNone(self.checker.get_check("a"))
+
     def test_replace_and_unregister(self):
         """Registering a name again replaces the check; unregister removes it."""
         self.checker.register_check("a", lambda: "fail")
@@ -309,7 +314,7 @@ class TestRunner(unittest.TestCase):
 
 class TestProbes(unittest.TestCase):
     def setUp(self):
-        self.clock = FakeClock()
+        self.clock = Clock()
         self.checker = HealthChecker(clock=self.clock, probe_wait=0.2)
 
     def test_readiness_uses_only_critical_checks(self):
@@ -511,80 +516,28 @@ class TestMetrics(unittest.TestCase):
         self.assertIsNotNone(self.registry.get("mgit_health_overall"))
 
 
-class TestDefault(unittest.TestCase):
-    def setUp(self):
-        tmp = tempfile.TemporaryDirectory()
-        self.addCleanup(tmp.cleanup)
-        env = {"HOME": tmp.name, "XDG_STATE_HOME": os.path.join(tmp.name, "state")}
-        patcher = mock.patch.dict(os.environ, env)
-        patcher.start()
-        self.addCleanup(patcher.stop)
-        self.addCleanup(reset_health_checker)
-        reset_health_checker()
-
-    def test_lazy_resettable_default(self):
-        """get_health_checker returns one object until reset."""
-        first = get_health_checker()
-        self.assertIs(get_health_checker(), first)
-        reset_health_checker()
-        self.assertIsNot(get_health_checker(), first)
-
-    def test_default_checks_and_critical_flags(self):
-        """The default has the seven original checks; system, git and disk are critical."""
-        checker = get_health_checker()
-        self.assertEqual(
-            checker.check_names,
-            [
-                "system_basics",
-                "git_availability",
-                "disk_space",
-                "memory_usage",
-                "network_connectivity",
-                "provider_endpoints",
-                "authentication_status",
-            ],
-        )
-        critical = {e.name for e in checker._entries.values() if e.critical}
-        self.assertEqual(critical, {"system_basics", "git_availability", "disk_space"})
-
-    def test_environment_configures_the_default(self):
-        """MGIT_MONITORING_* health variables shape the default; a bad one names itself."""
-        os.environ.update(
-            MGIT_MONITORING_NETWORK_HOSTS="none",
-            MGIT_MONITORING_PROVIDER_ENDPOINTS="off",
-            MGIT_MONITORING_MIN_GIT_VERSION="2.30",
-            MGIT_MONITORING_VALIDATE_CREDENTIALS="true",
-        )
-        checker = get_health_checker()
-        self.assertNotIn("network_connectivity", checker.check_names)
-        self.assertNotIn("provider_endpoints", checker.check_names)
-        self.assertEqual(checker._entries["git_availability"].fn.min_version, (2, 30))
-        self.assertTrue(checker._entries["authentication_status"].fn.validate)
-        reset_health_checker()
-        os.environ["MGIT_MONITORING_NETWORK_HOSTS"] = "bad host"
-        with self.assertRaisesRegex(ConfigError, "^MGIT_MONITORING_NETWORK_HOSTS='bad host'"):
-            get_health_checker()
-
-    def test_set_health_checker(self):
-        """An installed checker becomes the default and the previous one is returned."""
-        mine = HealthChecker()
-        set_health_checker(mine)
-        self.assertIs(get_health_checker(), mine)
-        self.assertIs(set_health_checker(None), mine)
-
-    def test_original_module_helpers(self):
-        """readiness_probe, liveness_probe and health_check_endpoint use the default checker."""
-        mine = HealthChecker()
-        mine.register_check("git", lambda: "fail", critical=True)
-        set_health_checker(mine)
-        self.assertFalse(asyncio.run(health.readiness_probe()))
-        self.assertTrue(asyncio.run(health.liveness_probe()))
-        self.assertEqual(asyncio.run(health.health_check_endpoint())["status"], UNHEALTHY)
-
+class TestModule(unittest.TestCase):
     def test_package_exports(self):
         """The module's public names are listed in __all__."""
         for name in health.__all__:
             self.assertTrue(hasattr(health, name), name)
+
+    def test_runner_imports_no_check(self):
+        """Importing the runner loads none of the standard checks nor the default assembly."""
+        out = run_python(
+            """
+            import sys
+            import mgit_monitoring.health
+            print(" ".join(sorted(m for m in sys.modules if m.startswith("mgit_monitoring."))))
+            """
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        loaded = set(out.stdout.split())
+        self.assertIn("mgit_monitoring.health_report", loaded)
+        for name in ("default_checks", "check_support", "host_checks", "git_check"):
+            self.assertNotIn(f"mgit_monitoring.{name}", loaded)
+        for name in ("network_checks", "credential_check", "config", "registry"):
+            self.assertNotIn(f"mgit_monitoring.{name}", loaded)
 
 
 if __name__ == "__main__":

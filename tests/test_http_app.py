@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import threading
@@ -27,7 +28,7 @@ class TestRoute(_Base):
 
     def setUp(self) -> None:
         super().setUp()
-        self.app = MonitoringApp(registry=self.registry, health_checker=self.checker, simple=True)
+        self.app = MonitoringApp(metrics=self.registry, health_checker=self.checker, simple=True)
 
     def test_every_endpoint_answers_with_type_and_length(self) -> None:
         """Every endpoint is 200 with a Content-Type and an exact Content-Length."""
@@ -98,7 +99,7 @@ class TestRoute(_Base):
 
     def test_failing_export_is_500_without_exception_text(self) -> None:
         """A broken registry gives a JSON 500 that does not leak the exception."""
-        app = MonitoringApp(registry=_FailingRegistry(), health_checker=self.checker, simple=True)
+        app = MonitoringApp(metrics=_FailingRegistry(), health_checker=self.checker, simple=True)
         with self.assertLogs("mgit_monitoring.server", "ERROR"):
             response = app.route("GET", "/metrics", {})
         self.assertEqual(500, response.status)
@@ -112,7 +113,7 @@ class TestRoute(_Base):
             ("unhealthy", 503, 503),
         ):
             checker = _checker(Registry(), status)
-            app = MonitoringApp(registry=self.registry, health_checker=checker, simple=True)
+            app = MonitoringApp(metrics=self.registry, health_checker=checker, simple=True)
             response = app.route("GET", "/health", {})
             self.assertEqual(code, response.status, status)
             self.assertEqual("no-store", response.header("Cache-Control"))
@@ -137,7 +138,7 @@ class TestRoute(_Base):
     def test_info_fields(self) -> None:
         """/info names the version, process, UTC start time and endpoints, and no secrets."""
         app = MonitoringApp(
-            registry=self.registry, health_checker=self.checker, auth=HttpAuth(token="tok3n")
+            metrics=self.registry, health_checker=self.checker, auth=HttpAuth(token="tok3n")
         )
         response = app.route("GET", "/info", {"Authorization": "Bearer tok3n"})
         info = json.loads(response.body)
@@ -163,7 +164,7 @@ class TestRoute(_Base):
     def test_ten_thousand_random_paths_keep_series_bounded(self) -> None:
         """10,000 random paths and methods add no series: labels are route templates only."""
         collector = MetricsCollector(process_metrics=False)
-        app = MonitoringApp(collector=collector, health_checker=self.checker, simple=True)
+        app = MonitoringApp(metrics=collector.registry, health_checker=self.checker, simple=True)
         rnd = random.Random(7)
         for _ in range(10000):
             app.route(*_random_request(rnd), {})
@@ -210,6 +211,7 @@ class TestRoute(_Base):
         started, release = threading.Event(), threading.Event()
         self.addCleanup(release.set)
         calls: List[int] = []
+        arrived = threading.Semaphore(0)
 
         class Slow(Registry):
             def snapshot(inner) -> Any:  # noqa: N805 - inner: the registry, self: the test
@@ -219,26 +221,105 @@ class TestRoute(_Base):
                     release.wait(30)
                 return Registry.snapshot(inner)
 
-        app = MonitoringApp(registry=Slow(), health_checker=self.checker, simple=True)
+        class Arriving(dict):
+            """Request headers that tell the test when route() reads them."""
+
+            def items(inner) -> Any:  # noqa: N805
+                arrived.release()
+                return super().items()
+
+        headers = {"Accept": "text/plain"}
+        app = MonitoringApp(metrics=Slow(), health_checker=self.checker, simple=True)
         codes: List[int] = []
-        first = threading.Thread(target=lambda: codes.append(app.route("GET", "/metrics").status))
+
+        def scrape(given: Any) -> None:
+            codes.append(app.route("GET", "/metrics", given).status)
+
+        first = threading.Thread(target=scrape, args=(headers,))
         first.start()
         self.assertTrue(started.wait(10))
-        others = [
-            threading.Thread(target=lambda: codes.append(app.route("GET", "/metrics").status))
-            for _ in range(5)
-        ]
+        others = [threading.Thread(target=scrape, args=(Arriving(headers),)) for _ in range(5)]
         for thread in others:
             thread.start()
-        while not app._renders._pending:  # a follower is queued behind the slow render
-            threading.Event().wait(0.005)
-        threading.Event().wait(0.05)  # let the rest join the queued render
+        for _ in others:
+            self.assertTrue(arrived.acquire(timeout=10))
+        # From reading the headers to queueing behind the slow render takes microseconds.
+        threading.Event().wait(0.1)
         release.set()
         for thread in [first, *others]:
             thread.join(10)
             self.assertFalse(thread.is_alive(), "a scrape is stuck")
         self.assertEqual([200] * 6, codes)
         self.assertLess(len(calls), 6)
+
+
+class TestSources(_Base):
+    """What the app is given: metrics source, health checker or factory, clocks."""
+
+    def test_health_factory_is_called_once_on_the_first_health_request(self) -> None:
+        """Scrapes and start() in simple mode build no checker; the first health request does."""
+        built: List[int] = []
+
+        def factory() -> Any:
+            built.append(1)
+            return self.checker
+
+        app = MonitoringApp(metrics=self.registry, health_factory=factory, simple=True)
+        app.start()
+        self.addCleanup(app.stop)
+        self.assertEqual(200, app.route("GET", "/metrics").status)
+        self.assertEqual(200, app.route("GET", "/health/live").status)  # probes need one
+        self.assertEqual(200, app.route("GET", "/health").status)
+        self.assertEqual([1], built)
+
+    def test_exactly_one_health_source(self) -> None:
+        """Neither or both of health_checker and health_factory is a TypeError."""
+        with self.assertRaises(TypeError):
+            MonitoringApp(metrics=self.registry)
+        with self.assertRaises(TypeError):
+            MonitoringApp(
+                metrics=self.registry, health_checker=self.checker, health_factory=lambda: None
+            )
+
+    def test_any_snapshot_source(self) -> None:
+        """A metrics source needs only snapshot() when the app does not count its own requests."""
+
+        class View:
+            def snapshot(inner) -> Any:  # noqa: N805
+                return self.registry.snapshot()
+
+        app = MonitoringApp(
+            metrics=View(), health_checker=self.checker, simple=True, instrument=False
+        )
+        for path in ("/metrics", "/metrics/json"):
+            response = app.route("GET", path, {"Accept-Encoding": "gzip"})
+            self.assertEqual(200, response.status, path)
+            self.assertEqual("gzip", response.header("Content-Encoding"), path)
+            self.assertIn(b"mgit_operations_total", gzip.decompress(response.body), path)
+
+    def test_clocks(self) -> None:
+        """Uptime comes from the monotonic clock, timestamps from the wall clock."""
+        mono, wall = [100.0], [1_700_000_000.0]
+        app = MonitoringApp(
+            metrics=self.registry,
+            health_checker=self.checker,
+            simple=True,
+            clock=lambda: mono[0],
+            wall_clock=lambda: wall[0],
+        )
+        mono[0] += 12.5
+        wall[0] += 60.0
+        info = json.loads(app.route("GET", "/info").body)
+        self.assertEqual(12.5, info["uptime_seconds"])
+        self.assertEqual("2023-11-14T22:13:20.000Z", info["start_time"])
+        self.assertEqual("2023-11-14T22:14:20.000Z", info["current_time"])
+        status = json.loads(app.route("GET", "/status").body)
+        self.assertEqual(12.5, status["uptime_seconds"])
+        self.assertEqual("2023-11-14T22:14:20.000Z", status["timestamp"])
+        self.assertEqual(
+            "2023-11-14T22:14:20.000Z",
+            json.loads(app.route("GET", "/health/live").body)["timestamp"],
+        )
 
 
 if __name__ == "__main__":

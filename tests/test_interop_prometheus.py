@@ -12,7 +12,8 @@ import unittest
 
 from mgit_monitoring.collector import MetricsCollector
 from mgit_monitoring.exposition import render_openmetrics, render_text
-from mgit_monitoring.registry import Registry, metric_family
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.samples import metric_family
 from tests.support import need_executable, need_module
 
 AWKWARD = [

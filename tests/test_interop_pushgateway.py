@@ -16,7 +16,8 @@ from mgit_monitoring.push import (
     pushadd_to_gateway,
     try_push_to_gateway,
 )
-from mgit_monitoring.registry import MetricFamily, Registry, Series, Snapshot
+from mgit_monitoring.registry import Registry
+from mgit_monitoring.samples import MetricFamily, Series, Snapshot
 from tests.support import need_executable
 
 DEADLINE_S = 20.0

@@ -27,6 +27,8 @@ from unittest import mock
 
 from mgit_monitoring.context import correlation_context, provider_context, reset_process_trace
 from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.log_encoding import LineEncoder
+from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR
 from mgit_monitoring.logs import (
     StructuredFormatter,
     StructuredLogger,
@@ -502,81 +504,75 @@ class TestRobustness(LogTestCase):
         for line in self.lines():
             self.assertNotIn("taskName", line)
 
-    def test_fast_record_matches_logrecord(self) -> None:
-        """The records the structured logger builds have LogRecord's attributes and values."""
+    def capture_records(self) -> List[logging.LogRecord]:
         captured: List[logging.LogRecord] = []
         catcher = logging.Handler()
         catcher.emit = captured.append  # type: ignore[method-assign]
         self.std.addHandler(catcher)
         self.addCleanup(self.std.removeHandler, catcher)
-        self.log.info("m %s", "a", repo="r")
-        made = captured[0]
-        ref = logging.LogRecord(
-            self.name, logging.INFO, made.pathname, made.lineno, "m %s", ("a",), None, made.funcName
-        )
-        self.assertIsInstance(made, logging.LogRecord)
-        expected_keys = set(ref.__dict__) | {"mgit_fields", "mgit_context"}
-        self.assertEqual(expected_keys, set(made.__dict__))
-        for key in (
-            "name",
-            "msg",
-            "args",
-            "levelname",
-            "levelno",
-            "filename",
-            "module",
-            "funcName",
-            "thread",
-            "threadName",
-            "process",
-            "processName",
-            "exc_info",
-            "exc_text",
-            "stack_info",
-        ):
-            self.assertEqual(getattr(ref, key), getattr(made, key), key)
-        self.assertAlmostEqual(ref.created, made.created, delta=5)
-        self.assertEqual("m a", made.getMessage())
+        return captured
 
-    def test_fast_record_equals_logrecord_under_a_frozen_clock(self) -> None:
-        """Every attribute, times included, equals logging.LogRecord's on this Python."""
-        captured: List[logging.LogRecord] = []
-        catcher = logging.Handler()
-        catcher.emit = captured.append  # type: ignore[method-assign]
-        self.std.addHandler(catcher)
-        self.addCleanup(self.std.removeHandler, catcher)
-        now_ns = 1767225600_987654321  # a fractional millisecond, to catch rounding
-        clock = {"time": lambda: now_ns / 1e9, "time_ns": lambda: now_ns}
+    def test_records_are_the_loggers_own(self) -> None:
+        """The structured logger's records are what the logger's makeRecord builds, with the
+        caller's file, line and function, plus the fields and the scope as two attributes."""
+        captured = self.capture_records()
         args: Dict[str, Any] = {"k": 1}
+        with correlation_context(operation="sync"):
+            self.log.warning("m %(k)s", args, repo="r")
+        line_no = sys._getframe().f_lineno - 1
+        made = captured[0]
+        ref = self.std.makeRecord(
+            self.name, logging.WARNING, __file__, line_no, "m %(k)s", (args,), None,
+            "test_records_are_the_loggers_own",
+        )
+        self.assertIs(type(ref), type(made))
+        got = dict(made.__dict__)
+        self.assertEqual({"repo": "r"}, got.pop(FIELDS_ATTR))
+        self.assertEqual("sync", got.pop(CONTEXT_ATTR).attrs["operation"])
+        times = ("created", "msecs", "relativeCreated")
+        for key in times:
+            self.assertAlmostEqual(ref.__dict__.pop(key), got.pop(key), delta=5000)
+        self.assertEqual(ref.__dict__, got)
+        self.assertEqual("m 1", made.getMessage())
 
-        def compare(in_task: bool) -> None:
-            captured.clear()
-            with mock.patch.multiple(time, **clock):
-                self.log.warning("m %(k)s", args, repo="r")
-                made = captured[0]
-                ref = logging.LogRecord(
-                    self.name,
-                    logging.WARNING,
-                    made.pathname,
-                    made.lineno,
-                    "m %(k)s",
-                    (args,),
-                    None,
-                    made.funcName,
-                )
-            got = dict(made.__dict__)
-            self.assertEqual({"repo": "r"}, got.pop("mgit_fields"))
-            got.pop("mgit_context")
-            self.assertEqual(ref.__dict__, got, f"in_task={in_task}")
+    def test_logger_subclass_make_record_is_honoured(self) -> None:
+        """A Logger subclass's makeRecord builds the structured logger's records."""
 
-        compare(False)
+        class TaggingLogger(logging.Logger):
+            def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:  # noqa: N802
+                record = super().makeRecord(*args, **kwargs)
+                record.host_tag = "tagged"  # type: ignore[attr-defined]
+                return record
 
-        async def in_task() -> None:
-            compare(True)
+        host = TaggingLogger(unique_name())
+        host.addHandler(self.handler)
+        StructuredLogger(host).info("m", repo="r")
+        line = self.one()
+        self.assertEqual(("tagged", "r"), (line["host_tag"], line["repo"]))
 
-        import asyncio
+    def test_operation_times_come_from_the_injected_clock(self) -> None:
+        """operation_start/operation_end read the clock given to the constructor."""
+        ticks = iter([1767225600.5, 1767225603.0])
+        slog = StructuredLogger(self.std, clock=lambda: next(ticks))
+        slog.operation_start("clone")
+        slog.operation_end("clone", duration=2.5)
+        start, end = self.lines()
+        self.assertEqual((1767225600.5, 1767225603.0), (start["start_time"], end["end_time"]))
 
-        asyncio.run(in_task())
+    def test_record_timestamp_comes_from_the_record_factory(self) -> None:
+        """The line's time is the record's: a host's record factory (here a frozen clock)
+        decides it, and the line shows it in UTC."""
+        old = logging.getLogRecordFactory()
+        self.addCleanup(logging.setLogRecordFactory, old)
+
+        def frozen(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = old(*args, **kwargs)
+            record.created, record.msecs = 1767225600.987654, 987.0
+            return record
+
+        logging.setLogRecordFactory(frozen)
+        self.log.info("m")
+        self.assertEqual("2026-01-01T00:00:00.987Z", self.one()["timestamp"])
 
     def test_custom_record_factory_is_honoured(self) -> None:
         """A host's LogRecord factory still builds the structured logger's records."""
@@ -774,6 +770,180 @@ class TestProfiles(LogTestCase):
         """An unknown profile raises ConfigError naming it."""
         with self.assertRaisesRegex(ConfigError, "'splunk'"):
             StructuredFormatter(profile="splunk")
+
+
+class CountingMasker(CredentialMasker):
+    """A CredentialMasker that counts the texts it is asked to mask."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.texts: List[str] = []
+
+    def mask_text(self, text: str) -> str:
+        self.texts.append(text)
+        return super().mask_text(text)
+
+
+def reference_members(
+    masker: CredentialMasker | None, reserved: frozenset, fields: Dict[str, Any]
+) -> str:
+    """What LineEncoder.members must return: the whole dict masked, clashes moved under
+    "fields", then plain json (NaN, inf and ints past the digit limit as strings)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return repr(value)
+        if type(value) is int:
+            try:
+                int.__repr__(value)
+            except ValueError:
+                return f"<int of {value.bit_length()} bits>"
+        return value
+
+    masked = masker.mask(fields) if masker is not None else fields
+    out: Dict[str, Any] = {}
+    clashes: Dict[str, Any] = {}
+    for key, value in masked.items():
+        (clashes if key in reserved else out)[key] = plain(value)
+    if clashes:
+        out["fields"] = clashes
+    body = json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+    return "," + body[1:-1] if len(body) > 2 else ""
+
+
+class TestLineEncoder(unittest.TestCase):
+    RESERVED = frozenset({"message", "level", "fields"})
+
+    def test_members_equal_masking_then_encoding(self) -> None:
+        """For random flat fields (clean and secret strings, numbers, NaN, huge ints,
+        booleans, None; plain, reserved, secret-named and secret-holding keys) the
+        remembered-fragment path writes exactly what masking the dict and encoding it does,
+        the first time and from its caches."""
+        seed = int(
+            os.environ.get("MGIT_MONITORING_TEST_SEED", random.SystemRandom().randrange(2**32))
+        )
+        rng = random.Random(seed)
+        generators = secret_generators()
+        secret_url = "https://u:pw123@h.io/r.git"
+
+        def value() -> Any:
+            pick = rng.randrange(10)
+            if pick == 0:
+                return embed(rng, rng.choice(generators)[1](rng)[0])[2]
+            if pick == 1:
+                return rng.choice([math.nan, math.inf, -math.inf, 10**5000, 10**700, -(10**601)])
+            if pick == 2:
+                return rng.choice([None, True, False])
+            if pick == 3:
+                return rng.randrange(-(10**12), 10**12)
+            if pick == 4:
+                return rng.uniform(-1e6, 1e6)
+            if pick == 5:
+                return rng.choice(["café ✓", 'quo"te\\', "line\nbreak", ""])
+            return rng.choice(["github.com/org/repo", "clone", "main", "3f786850e387"])
+
+        keys = ["repo", "n", "duration_ms", "message", "level", "fields", "password",
+                "github_token", "api-key", secret_url, "café", "x y"]
+        maskers: List[CredentialMasker | None] = [
+            CredentialMasker(), CredentialMasker(cache_size=0), None
+        ]
+        for i in range(300):
+            fields = {rng.choice(keys): value() for _ in range(rng.randrange(6))}
+            for masker in maskers:
+                encoder = LineEncoder(masker, self.RESERVED)
+                want = reference_members(masker, self.RESERVED, fields)
+                for attempt in ("first", "cached"):
+                    self.assertEqual(
+                        want,
+                        encoder.members(fields),
+                        f"seed={seed} i={i} {attempt} {[(k, type(v)) for k, v in fields.items()]}",
+                    )
+
+    def test_values_json_cannot_encode_still_give_json(self) -> None:
+        """members() and encode() turn bytes, sets, objects and cycles into strings, masked."""
+        encoder = LineEncoder(CredentialMasker())
+        cyclic: List[Any] = []
+        cyclic.append(cyclic)
+        body = "{" + encoder.members(
+            {"raw": b"password=hunter2", "tags": {"b", "a"}, "loop": cyclic}
+        )[1:] + "}"
+        self.assertEqual(
+            {"raw": "password=***", "tags": ["a", "b"], "loop": ["<circular>"]}, json.loads(body)
+        )
+
+    def test_secrets_are_never_remembered(self) -> None:
+        """Only clean strings are kept with their JSON; a masked one is masked again."""
+        masker = CountingMasker()
+        encoder = LineEncoder(masker)
+        for _ in range(2):
+            self.assertEqual('"password=***"', encoder.text("password=hunter2"))
+            self.assertEqual('"clean"', encoder.text("clean"))
+        self.assertEqual(["password=hunter2", "clean", "password=hunter2"], masker.texts)
+        self.assertNotIn("password=hunter2", encoder.texts)
+
+    def test_a_masker_without_cache_scans_every_time(self) -> None:
+        """With a masker whose cache_size is 0 the formatter scans every line's strings."""
+        masker = CountingMasker(cache_size=0)
+        stream = io.StringIO()
+        logger = logging.getLogger(unique_name())
+        logger.propagate = False
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(StructuredFormatter(masker=masker))
+        logger.addHandler(handler)
+        self.addCleanup(logger.removeHandler, handler)
+        slog = StructuredLogger(logger)
+        slog.warning("same message", repo="same repo")
+        slog.warning("same message", repo="same repo")
+        self.assertEqual(2, masker.texts.count("same message"))
+        self.assertEqual(2, masker.texts.count("same repo"))
+
+
+class TestCallSites(LogTestCase):
+    def test_lines_from_one_call_site_differ_where_the_records_do(self) -> None:
+        """Lines rendered from the same call site carry each record's own level, logger,
+        function and line (what is remembered per call site is keyed by all of them)."""
+        other = StructuredLogger(logging.getLogger(self.name + ".child"))
+
+        def site(slog: StructuredLogger, level: int) -> None:
+            slog.log(level, "same place")
+
+        self.std.setLevel(logging.INFO)
+        site(self.log, logging.INFO)
+        site(self.log, logging.ERROR)
+        site(other, logging.INFO)  # propagates to our handler
+        self.log.info("elsewhere")
+        lines = self.lines()
+        self.assertEqual(
+            [
+                ("INFO", self.name, "site"),
+                ("ERROR", self.name, "site"),
+                ("INFO", self.name + ".child", "site"),
+                ("INFO", self.name, "test_lines_from_one_call_site_differ_where_the_records_do"),
+            ],
+            [(x["level"], x["logger"], x["function"]) for x in lines],
+        )
+        self.assertEqual(1, len({x["line"] for x in lines[:3]}))
+        self.assertNotEqual(lines[0]["line"], lines[3]["line"])
+
+    def test_a_field_never_repeats_a_key_of_the_line(self) -> None:
+        """In every profile a caller field named like one of the line's keys goes under
+        "fields", so no line ever holds a key twice."""
+        for profile in ("default", "ecs", "gcp"):
+            with self.subTest(profile=profile):
+                self.stream.seek(0)
+                self.stream.truncate()
+                self.handler.setFormatter(StructuredFormatter(profile=profile))
+                own = {
+                    "default": "line",
+                    "ecs": "log.origin.stack_trace",
+                    "gcp": "logging.googleapis.com/sourceLocation",
+                }[profile]
+                self.log.info("m", stack_info=True, **{own: "mine"})
+                raw = self.stream.getvalue()
+                pairs = json.loads(raw, object_pairs_hook=lambda kv: kv)
+                names = [k for k, _ in pairs]
+                self.assertEqual(len(names), len(set(names)), names)
+                self.assertEqual({own: "mine"}, dict(dict(pairs)["fields"]))
 
 
 class TestDictConfig(unittest.TestCase):

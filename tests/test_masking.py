@@ -13,6 +13,7 @@ from typing import Callable, List, Tuple
 from mgit_monitoring.masking import (
     MASK,
     CredentialMasker,
+    default_masker,
     is_sensitive_key,
     mask_credentials,
     mask_structure,
@@ -184,20 +185,29 @@ class TestCatalogue(unittest.TestCase):
         masker = CredentialMasker()
         masker.mask_text("clean text")
         masker.mask_text("password=hunter2")
-        self.assertEqual({"clean text"}, set(masker._clean))
+        self.assertEqual({"clean text"}, masker.cached_strings())
         uncached = CredentialMasker(cache_size=0)
         uncached.mask_text("clean text")
-        self.assertEqual({}, uncached._clean)
+        self.assertEqual(frozenset(), uncached.cached_strings())
 
     def test_caches_keep_only_short_strings(self) -> None:
         """Neither cache keeps a huge string (a body used as a dict key), so memory is bounded."""
         masker = CredentialMasker()
         huge = "x" * 100_000
         masker.mask({huge: 1, "repo": huge})
-        self.assertNotIn(huge, masker._clean)
-        self.assertNotIn(huge, masker._key_cache)
+        self.assertNotIn(huge, masker.cached_strings())
+        self.assertEqual({"repo"}, masker.cached_strings())
         self.assertTrue(masker.is_sensitive_key("repo_" + "y" * 1000 + "_token"))
         self.assertFalse(masker.is_sensitive_key(["not", "hashable"]))
+
+    def test_default_masker_is_shared(self) -> None:
+        """mask_credentials, mask_structure and default_masker() share one masker and cache."""
+        masker = default_masker()
+        self.assertIs(masker, default_masker())
+        mask_credentials("a clean line only the default masker has seen")
+        self.assertIn("a clean line only the default masker has seen", masker.cached_strings())
+        self.assertEqual({"password": MASK}, mask_structure({"password": "x"}))
+        self.assertFalse(masker.strict)
 
     def test_strict_is_fixed_at_construction(self) -> None:
         """strict cannot be flipped later, so cached clean verdicts always match the rules."""

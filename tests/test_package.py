@@ -126,3 +126,33 @@ class TestTableOfContents(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestLayers(unittest.TestCase):
+    def test_imports_point_down_and_only_public_names_cross(self):
+        """tools/check_layers.py finds no cycle, upward import or private cross-module name."""
+        spec = importlib.util.spec_from_file_location("check_layers", ROOT / "tools" / "check_layers.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.assertEqual([], module.problems(PACKAGE_DIR))
+
+    def test_the_checker_catches_an_upward_import(self):
+        """The checker is not vacuous: a lower module importing a higher one is reported."""
+        import tempfile
+
+        spec = importlib.util.spec_from_file_location("check_layers", ROOT / "tools" / "check_layers.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with tempfile.TemporaryDirectory() as tmp:
+            d = pathlib.Path(tmp)
+            (d / "low.py").write_text("from mgit_monitoring.high import thing\n")
+            (d / "high.py").write_text("from mgit_monitoring.low import _secret\n")
+            (d / "__init__.py").write_text("")
+            saved = module.LAYERS
+            module.LAYERS = [["low"], ["high"]]
+            try:
+                found = module.problems(d)
+            finally:
+                module.LAYERS = saved
+        self.assertTrue(any("low.py:1 imports high" in f for f in found), found)
+        self.assertTrue(any("private name low._secret" in f for f in found), found)

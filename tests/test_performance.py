@@ -8,11 +8,8 @@ import functools
 import inspect
 import json
 import logging
-import math
 import os
 import pathlib
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +18,6 @@ import threading
 import unittest
 from unittest import mock
 
-from mgit_monitoring import performance
 from mgit_monitoring.collector import get_metrics_collector, reset_metrics_collector
 from mgit_monitoring.context import correlation_context, new_trace_id
 from mgit_monitoring.performance import (
@@ -30,7 +26,6 @@ from mgit_monitoring.performance import (
     PerformanceMonitor,
     get_performance_monitor,
     monitor_performance,
-    percentile,
     reset_performance_monitor,
     set_performance_monitor,
 )
@@ -39,6 +34,19 @@ from mgit_monitoring.store import Store
 from tests.support import ROOT, Clock, run_python
 
 LOGGER = "mgit_monitoring.performance"
+
+
+def restore_default_monitor(previous):
+    """Put back the default monitor a test replaced (or none, as it was)."""
+    if previous is None:
+        reset_performance_monitor()
+    else:
+        set_performance_monitor(previous)
+
+
+def flush_threads():
+    """The stores' flush threads alive now."""
+    return [t for t in threading.enumerate() if t.name == "mgit-monitoring-store-flush"]
 
 
 class MonitorCase(unittest.TestCase):
@@ -55,39 +63,6 @@ class MonitorCase(unittest.TestCase):
         return monitor.end_trace(trace_id, success=success, error=error)
 
 
-class TestPercentile(unittest.TestCase):
-    DATA = [float(v) for v in range(1, 11)]
-
-    def test_hand_computed_values(self):
-        """For 1..10: p0 1, p25 3.25, p50 5.5, p90 9.1, p95 9.55, p99 9.91, p100 10."""
-        expected = {0: 1.0, 25: 3.25, 50: 5.5, 90: 9.1, 95: 9.55, 99: 9.91, 100: 10.0}
-        for p, value in expected.items():
-            with self.subTest(p=p):
-                self.assertAlmostEqual(value, percentile(self.DATA, p), places=12)
-
-    def test_small_samples(self):
-        """One value is every percentile; two values interpolate between them."""
-        self.assertEqual(7.0, percentile([7.0], 99))
-        self.assertEqual(1.5, percentile([1.0, 3.0], 25))
-        self.assertTrue(math.isnan(percentile([], 50)))
-
-    def test_matches_inclusive_quantiles_and_stays_in_range(self):
-        """Agrees with statistics.quantiles(method='inclusive') and never leaves [min, max]."""
-        rng = random.Random(7)
-        for n in (2, 3, 5, 19, 20, 101):
-            data = sorted(rng.lognormvariate(0, 1.5) for _ in range(n))
-            cuts = statistics.quantiles(data, n=100, method="inclusive")
-            for p in (50, 90, 95, 99):
-                value = percentile(data, p)
-                self.assertAlmostEqual(cuts[p - 1], value, places=9)
-                self.assertTrue(data[0] <= value <= data[-1])
-
-    def test_rejects_out_of_range(self):
-        """p outside 0..100 is a ValueError naming it."""
-        with self.assertRaisesRegex(ValueError, "p=101"):
-            percentile([1.0], 101)
-
-
 class TestTraces(MonitorCase):
     def test_start_end_returns_duration(self):
         """end_trace returns the measured duration; an unknown id returns None."""
@@ -102,7 +77,7 @@ class TestTraces(MonitorCase):
         self.assertTrue(self.monitor.add_trace_metadata(a, {"extra": 1}))
         self.monitor.end_trace(b)
         self.monitor.end_trace(a)
-        rows = list(self.monitor._completed)
+        rows = self.monitor.recent_traces()
         self.assertEqual({"repo": "org/repo", "extra": 1}, rows[1].metadata)
         self.assertEqual({"tags": {"p": "github"}}, rows[0].metadata)
 
@@ -129,12 +104,43 @@ class TestTraces(MonitorCase):
         self.assertEqual(4000, monitor.get_operation_metrics("op").count)
         self.assertEqual(0, monitor.active_trace_count)
 
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_forked_child_has_its_own_ids_and_pid(self):
+        """A forked child's trace ids get a new process prefix and its traces its own pid."""
+        out = run_python(
+            """
+            import json, os
+            from mgit_monitoring.performance import PerformanceMonitor
+            m = PerformanceMonitor()
+            m.end_trace(m.start_trace("parent"))
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                m.end_trace(m.start_trace("child"))
+                (row,) = m.recent_traces("child")
+                os.write(w, json.dumps([row.trace_id, row.pid, os.getpid()]).encode())
+                os._exit(0)
+            os.close(w)
+            child = json.loads(os.read(r, 4096))
+            os.waitpid(pid, 0)
+            (row,) = m.recent_traces("parent")
+            print(json.dumps([[row.trace_id, row.pid, os.getpid()], child]))
+            """
+        )
+        self.assertEqual(0, out.returncode, out.stderr)
+        (parent_id, parent_pid, parent_real), (child_id, child_pid, child_real) = json.loads(
+            out.stdout
+        )
+        self.assertEqual((parent_pid, child_pid), (parent_real, child_real))
+        self.assertRegex(child_id, r"^[0-9a-f]{16}$")
+        self.assertNotEqual(parent_id[:8], child_id[:8])
+
     def test_correlation_id_recorded(self):
         """Each trace records the active correlation id."""
         cid = new_trace_id()
         with correlation_context(correlation_id=cid):
             self.timed("clone", 1)
-        self.assertEqual(cid, self.monitor._completed[-1].correlation_id)
+        self.assertEqual(cid, self.monitor.recent_traces()[-1].correlation_id)
 
     def test_disabled_monitor_is_a_pass_through(self):
         """A disabled monitor records nothing and the decorated code still runs."""
@@ -154,7 +160,7 @@ class TestTraces(MonitorCase):
 
 class TestNesting(MonitorCase):
     def parent_of(self, trace_id):
-        for row in self.monitor._completed:
+        for row in self.monitor.recent_traces():
             if row.trace_id == trace_id:
                 return row.parent_id
         raise AssertionError(f"{trace_id} not completed")
@@ -250,8 +256,8 @@ class TestNesting(MonitorCase):
 class TestDecorator(unittest.TestCase):
     def setUp(self):
         previous = reset_performance_monitor()
-        self.addCleanup(performance._install, previous)
-        reset_metrics_collector()  # the default monitor follows the default collector
+        self.addCleanup(restore_default_monitor, previous)
+        reset_metrics_collector()  # and the default registry the default monitor counts on
         self.addCleanup(reset_metrics_collector)
 
     def test_generators_traced_over_their_iteration(self):
@@ -277,9 +283,9 @@ class TestDecorator(unittest.TestCase):
         async def consume(fail):
             return [page async for page in apages(fail)]
 
-        self.assertEqual([], list(monitor._completed))
+        self.assertEqual([], monitor.recent_traces())
         gen = pages(3)
-        self.assertEqual([], list(monitor._completed))  # nothing ran yet
+        self.assertEqual([], monitor.recent_traces())  # nothing ran yet
         parents = list(gen)
         for _ in pages(5):
             break
@@ -287,7 +293,7 @@ class TestDecorator(unittest.TestCase):
         asyncio.run(consume(False))
         with self.assertRaises(TimeoutError):
             asyncio.run(consume(True))
-        rows = {r.trace_id: r for r in monitor._completed}
+        rows = {r.trace_id: r for r in monitor.recent_traces()}
         self.assertEqual(len(set(parents)), 3)
         (outer,) = {rows[trace_id].parent_id for trace_id in parents}
         self.assertEqual("pages", rows[outer].operation)
@@ -342,15 +348,16 @@ class TestDecorator(unittest.TestCase):
 
     def test_default_follows_the_default_collector(self):
         """Before any setup: disabled by MGIT_MONITORING_ENABLED=false, and anomalies are
-        counted on the default collector's registry."""
+        counted on the default registry, the one the default collector exports."""
         with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "false"}):
             self.assertFalse(get_performance_monitor().enabled)
         reset_performance_monitor()
         reset_metrics_collector()
         with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "true"}):
             monitor = get_performance_monitor()
-        monitor.set_performance_baseline("clone_operation", {"avg_duration": 5.0})
-        monitor._clock = iter((0.0, 60.0)).__next__
+        self.assertTrue(monitor.enabled)
+        # A nanosecond baseline: any real trace is far slower than 3x that.
+        monitor.set_performance_baseline("clone_operation", {"avg_duration": 1e-9})
         with self.assertLogs(LOGGER, "WARNING"):
             monitor.end_trace(monitor.start_trace("clone_operation"))
         self.assertEqual(
@@ -507,7 +514,7 @@ class TestBounds(MonitorCase):
             self.timed("op", i % 7, monitor=monitor)
         metrics = monitor.get_operation_metrics("op")
         self.assertEqual(100, metrics.count)
-        self.assertEqual(100, len(monitor._completed))
+        self.assertEqual(100, len(monitor.recent_traces()))
         self.assertEqual(6.0, metrics.max_duration)
 
     def test_retention_window_empties_memory(self):
@@ -517,7 +524,7 @@ class TestBounds(MonitorCase):
             self.timed("op", 1, monitor=monitor)
         self.wall.now += 2 * 3600
         self.timed("op", 1, monitor=monitor)
-        self.assertEqual(1, len(monitor._completed))
+        self.assertEqual(1, len(monitor.recent_traces()))
 
     def test_never_ended_traces_expire(self):
         """A trace never ended is dropped after trace_timeout; ending it later returns None."""
@@ -532,9 +539,8 @@ class TestBounds(MonitorCase):
     def test_active_traces_are_capped(self):
         """Thousands of never-ended traces never hold more than max_traces."""
         monitor = PerformanceMonitor(max_traces=50, clock=self.clock, wall_clock=self.wall)
-        for _ in range(5000):
-            trace_id = monitor.start_trace("leak")
-            monitor._current.set(None)  # as if each started in its own task
+        for _ in range(5000):  # each in a context of its own, as if in its own task
+            trace_id = contextvars.copy_context().run(monitor.start_trace, "leak")
         self.assertLessEqual(monitor.active_trace_count, 50)
         self.assertEqual(4950, monitor.expired_traces)
         self.assertIsNotNone(monitor.end_trace(trace_id))
@@ -618,13 +624,16 @@ class TestPersistence(unittest.TestCase):
 
     def test_construction_starts_nothing(self):
         """A monitor with a state dir creates no file and no thread until a trace completes."""
+        before = set(flush_threads())
         monitor = self.make()
-        self.assertIsNone(monitor.store._flusher)
+        self.assertEqual(set(), set(flush_threads()) - before)
         self.assertEqual([], os.listdir(self.dir))
         monitor.end_trace(monitor.start_trace("op"))
-        self.assertTrue(monitor.store._flusher.is_alive())
+        (flusher,) = set(flush_threads()) - before
+        self.assertTrue(flusher.is_alive())
         monitor.close()
-        self.assertFalse(monitor.store._flusher.is_alive())
+        flusher.join(10)
+        self.assertFalse(flusher.is_alive())
 
     def test_batched_writes_counted_once(self):
         """Traces reach the store only on flush, and metrics count each exactly once throughout."""
@@ -649,10 +658,12 @@ class TestPersistence(unittest.TestCase):
 
     def test_other_process_sees_history(self):
         """get_operation_metrics in a separate process sees traces written by this one."""
-        monitor = self.make()
+        clock = Clock(0.0)
+        monitor = self.make(clock=clock)
         for seconds in (1.0, 2.0, 3.0):
-            monitor._clock = iter((0.0, seconds)).__next__
-            monitor.end_trace(monitor.start_trace("clone_repos"))
+            trace_id = monitor.start_trace("clone_repos")
+            clock.now += seconds
+            monitor.end_trace(trace_id)
         monitor.flush()
         out = run_python(
             """
@@ -710,14 +721,20 @@ class TestPersistence(unittest.TestCase):
         self.assertEqual(3, monitor.get_operation_metrics("op").count)
 
     def test_shared_store_object(self):
-        """A monitor can use a Store it is given; retention for the traces table is registered."""
-        store = Store.open(self.dir, flush_interval=3600)
+        """A monitor can use a Store it is given; the store's cleanup applies the monitor's
+        retention to the traces it wrote."""
+        now = Clock()
+        store = Store.open(self.dir, flush_interval=3600, clock=now)
         self.addCleanup(store.close)
-        monitor = PerformanceMonitor(store=store, retention_hours=1)
-        monitor.end_trace(monitor.start_trace("op"))
-        store.flush()
-        self.assertEqual(1, len(store.query_traces(0)))
-        self.assertIn(("perf_traces", "start_time"), store._retention)
+        wall = Clock(now.now - 2 * 3600)  # the first trace starts two hours ago
+        monitor = PerformanceMonitor(store=store, retention_hours=1, wall_clock=wall)
+        monitor.end_trace(monitor.start_trace("old"))
+        wall.now = now.now
+        monitor.end_trace(monitor.start_trace("new"))
+        self.assertTrue(monitor.flush())  # the monitor's batch alone: no maintenance yet
+        self.assertEqual(2, len(store.query_traces(0)))
+        self.assertEqual(1, store.cleanup())
+        self.assertEqual(["new"], [row.operation for row in store.query_traces(0)])
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ import time
 import unittest
 from unittest import mock
 
+from mgit_monitoring import metric_types
 from mgit_monitoring import registry as registry_module
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
-from mgit_monitoring.registry import (
+from mgit_monitoring.registry import DROPPED_SERIES_METRIC, Registry
+from mgit_monitoring.samples import (
     DEFAULT_BUCKETS,
-    DROPPED_SERIES_METRIC,
     HistogramValue,
-    Registry,
     escape_label_value,
     exponential_buckets,
     linear_buckets,
@@ -344,7 +344,7 @@ class TestHistogram(unittest.TestCase):
         """Rule 56: time() observes the elapsed perf_counter seconds (not milliseconds)."""
         h = self.reg.histogram("h_seconds", "h", buckets=(0.1, 1))
         clock = mock.Mock(perf_counter=mock.Mock(side_effect=[100.0, 100.25]))
-        with mock.patch.object(registry_module, "time", clock), h.time():
+        with mock.patch.object(metric_types, "time", clock), h.time():
             pass
         self.assertEqual(HistogramValue((0, 1, 1), 0.25, 1), h.get())
 
@@ -360,7 +360,7 @@ class TestHistogram(unittest.TestCase):
             """Return x doubled."""
             return 2 * x
 
-        with mock.patch.object(registry_module, "time", clock):
+        with mock.patch.object(metric_types, "time", clock):
             self.assertEqual((6, 8), (work(3), work(4)))
         hv = child.get()
         self.assertEqual((2, 2.5), (hv.count, hv.sum))
@@ -405,11 +405,11 @@ class TestCardinalityGuard(unittest.TestCase):
             for i in range(20_000):
                 c.labels(f"r{i}").inc()
             g.labels(["unhashable"]).set(1)
-        self.assertEqual(3, len(c._children))
+        self.assertEqual(3, len(c.collect().series))
         self.assertEqual(1, len(logs.records))
         self.assertEqual(19_997, c.dropped)
         dropped = self.reg.get(DROPPED_SERIES_METRIC)
-        self.assertEqual(1, len(dropped._children))
+        self.assertEqual(1, len(dropped.collect().series))
         self.assertEqual(19_997, dropped.labels("repo_total").get())
         kept = [s.labels for s in self.reg.snapshot().samples() if s.name == "repo_total"]
         self.assertEqual([{"repository": f"r{i}"} for i in range(3)], kept)
@@ -735,3 +735,47 @@ class TestRegistryAndSnapshot(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestDefaultRegistry(unittest.TestCase):
+    def setUp(self):
+        registry_module.reset_default_registry()
+        self.addCleanup(registry_module.reset_default_registry)
+
+    def test_import_creates_no_registry(self):
+        """Importing the package has no side effect: the default is made on first use."""
+        import subprocess
+
+        code = (
+            "import gc, mgit_monitoring, mgit_monitoring.collector, mgit_monitoring.registry as r; "
+            "print(sum(isinstance(o, r.Registry) for o in gc.get_objects()))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertEqual("0", out.strip())
+        reg = registry_module.get_default_registry()
+        self.assertIsInstance(reg, Registry)
+        self.assertIs(reg, registry_module.get_default_registry())
+
+    def test_default_is_thread_safe(self):
+        """8 threads asking at once get one and the same registry."""
+        seen = []
+        barrier = threading.Barrier(8)
+
+        def get():
+            barrier.wait()
+            seen.append(registry_module.get_default_registry())
+
+        threads = [threading.Thread(target=get) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(1, len({id(r) for r in seen}))
+
+    def test_reset_gives_a_new_registry(self):
+        """reset_default_registry() makes the next call create a fresh registry."""
+        first = registry_module.get_default_registry()
+        registry_module.reset_default_registry()
+        self.assertIsNot(first, registry_module.get_default_registry())

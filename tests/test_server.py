@@ -93,17 +93,32 @@ class _Base(unittest.TestCase):
 
 
 class TestDefaultChecker(_Base):
-    def test_simple_server_without_checker_runs_no_check_until_health_is_asked(self) -> None:
-        """A --simple server given no checker builds none (no DNS, no git) for start and scrapes."""
-        from mgit_monitoring import health
+    def test_simple_server_builds_no_checker_until_health_is_asked(self) -> None:
+        """A --simple server given a factory builds no checker (no DNS, no git) for scrapes."""
+        built: List[HealthChecker] = []
 
-        health.reset_health_checker()
-        self.addCleanup(health.reset_health_checker)
-        server = self.start(health_checker=None)
+        def factory() -> HealthChecker:
+            built.append(self.checker)
+            return self.checker
+
+        server = self.start(health_checker=None, health_factory=factory)
         for _ in range(3):
             response, _body = self.get(server, "/metrics")
             self.assertEqual(200, response.status)
-        self.assertIsNone(health._default)
+        self.assertEqual([], built)
+        self.assertEqual(200, self.get(server, "/health")[0].status)
+        self.assertEqual(200, self.get(server, "/health/ready")[0].status)
+        self.assertEqual([self.checker], built)  # built once, on the first health request
+
+    def test_without_checker_the_default_checker_answers(self) -> None:
+        """Given neither checker nor factory, the server asks the package's default checker."""
+        from mgit_monitoring.default_checks import set_health_checker
+
+        previous = set_health_checker(self.checker)
+        self.addCleanup(set_health_checker, previous)
+        server = self.start(health_checker=None)
+        _response, body = self.get(server, "/health/detailed")
+        self.assertEqual(["disk"], list(json.loads(body)["checks"]))
 
 
 class TestServerEndpoints(_Base):
@@ -717,9 +732,8 @@ class TestProcess(unittest.TestCase):
         self.env = dict(os.environ, HOME=tmp.name, MGIT_MONITORING_STATE_DIR=tmp.name)
         self.env["PYTHONPATH"] = REPO + os.pathsep + self.env.get("PYTHONPATH", "")
 
-    def spawn(self, *args: str, module: str = "mgit_monitoring.server") -> subprocess.Popen:
-        command = ["server"] if module == "mgit_monitoring" else []
-        cmd = [sys.executable, "-m", module, *command, "--host", "127.0.0.1", *args]
+    def spawn(self, *args: str, module: str = "mgit_monitoring") -> subprocess.Popen:
+        cmd = [sys.executable, "-m", module, "server", "--host", "127.0.0.1", *args]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, text=True
         )
@@ -734,7 +748,7 @@ class TestProcess(unittest.TestCase):
         return proc
 
     def test_sigterm_and_sigint_exit_zero(self) -> None:
-        """`python3 -m mgit_monitoring.server --simple --port 0` exits 0 on SIGTERM and SIGINT."""
+        """`python3 -m mgit_monitoring server --simple --port 0` exits 0 on SIGTERM and SIGINT."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             proc = self.spawn("--simple", "--port", "0")
             line = proc.stdout.readline().strip()  # type: ignore[union-attr]
@@ -748,15 +762,15 @@ class TestProcess(unittest.TestCase):
             self.assertEqual(0, proc.wait(timeout=30), signum)
 
     def test_port_in_use_one_line_error(self) -> None:
-        """A busy port exits non-zero with one 'error:' line, from both ways to start it."""
+        """A busy port exits 2 with one 'error:' line, from both ways to start it."""
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
             port = str(busy.getsockname()[1])
-            for module in ("mgit_monitoring.server", "mgit_monitoring"):
+            for module in ("mgit_monitoring", "mgit_monitoring.cli"):
                 proc = self.spawn("--simple", "--port", port, module=module)
                 out, err = proc.communicate(timeout=30)
-                self.assertNotEqual(0, proc.returncode, module)
+                self.assertEqual(2, proc.returncode, module)
                 self.assertTrue(
                     err.startswith(f"error: cannot listen on 127.0.0.1:{port}: "), (module, err)
                 )
@@ -773,7 +787,7 @@ class TestProcess(unittest.TestCase):
             self.env["MGIT_MONITORING_PROVIDER_ENDPOINTS"] = (
                 f"github=http://127.0.0.1:{provider.getsockname()[1]}/rate_limit"
             )
-            proc = self.spawn("--simple", "--port", "0", module="mgit_monitoring")
+            proc = self.spawn("--simple", "--port", "0")
             line = proc.stdout.readline().strip()  # type: ignore[union-attr]
             self.assertTrue(line.startswith("serving on http://127.0.0.1:"), line)
             conn = http.client.HTTPConnection("127.0.0.1", int(line.rsplit(":", 1)[1]), timeout=30)
@@ -809,7 +823,7 @@ class TestProcess(unittest.TestCase):
             handle.write("t0ken\n")
         proc = self.spawn(
             "--simple", "--port", "0", "--auth-token-file", token, "--public-probes",
-            "--tls-cert", cert, "--tls-key", key, module="mgit_monitoring",
+            "--tls-cert", cert, "--tls-key", key,
         )  # fmt: skip
         line = proc.stdout.readline().strip()  # type: ignore[union-attr]
         self.assertTrue(line.startswith("serving on https://127.0.0.1:"), line)

@@ -354,13 +354,20 @@ class TestGauges(SharedCase):
     def test_reused_pid_is_dead(self):
         """A stored process whose pid now belongs to another process (start time differs) is
         dead."""
-        if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        boot_id = "/proc/sys/kernel/random/boot_id"
+        if not os.path.exists(f"/proc/{os.getpid()}/stat") or not os.path.exists(boot_id):
             self.skipTest("needs /proc")
+        # The writer's /proc says our pid started at tick 1: an earlier process, same host.
+        fake = pathlib.Path(self.dir, "proc")
+        random_dir = fake / "sys" / "kernel" / "random"
+        random_dir.mkdir(parents=True)
+        (random_dir / "boot_id").write_text(pathlib.Path(boot_id).read_text())
+        (fake / str(os.getpid())).mkdir()
+        stat = f"{os.getpid()} (python3) S " + " ".join(["0"] * 18 + ["1"] + ["0"] * 5)
+        (fake / str(os.getpid()) / "stat").write_text(stat)
         reg = Registry()
         reg.gauge("g", "G.", merge="sum").set(3)
-        shared = self.shared(reg, "old")
-        shared._start_ticks = "1"  # as if an earlier process with our pid had written it
-        shared.flush()
+        self.shared(reg, "old", proc_root=str(fake)).flush()
         self.assertIsNone(merged_snapshot(self.store()).get_sample_value("g"))
 
     def test_dead_rows_are_deleted_by_the_next_writer(self):
@@ -719,14 +726,39 @@ class TestRealProcesses(SharedCase):
 
 
 class TestApi(SharedCase):
-    def test_stands_in_for_its_registry(self):
-        """A SharedMetrics creates and finds metrics on its registry (the server relies on it)."""
+    def test_is_a_snapshot_source_not_a_registry(self):
+        """SharedMetrics offers snapshot() and its registry; nothing of the Registry API is
+        imitated (the server instruments itself on ``shared.registry``)."""
         reg = Registry()
         shared = self.shared(reg, "a")
-        c = shared.counter("c_total", "C.")
-        self.assertIs(reg.get("c_total"), c)
-        with self.assertRaises(AttributeError):
-            shared.no_such_attribute  # noqa: B018
+        self.assertIs(shared.registry, reg)
+        self.assertTrue(callable(shared.snapshot))
+        for name in (
+            "get",
+            "metrics",
+            "batch",
+            "register_collector",
+            "counter",
+            "gauge",
+            "histogram",
+            "no_such_attribute",
+        ):
+            with self.subTest(name=name), self.assertRaises(AttributeError):
+                getattr(shared, name)
+
+    def test_expose_renders_the_merged_view(self):
+        """expose(SharedMetrics) serves every process's metrics plus this one's unflushed ones."""
+        from mgit_monitoring.exposition import CONTENT_TYPE_TEXT, expose
+
+        other = Registry()
+        other.counter("c_total", "C.").inc(2)
+        self.shared(other, "other").flush()
+        mine = Registry()
+        mine.counter("c_total", "C.").inc(3)
+        out = expose(self.shared(mine, "mine"), "text/plain")
+        self.assertEqual(CONTENT_TYPE_TEXT, out.content_type)
+        self.assertIsNone(out.content_encoding)
+        self.assertIn(b"\nc_total 5\n", out.body)
 
     def test_store_flush_flushes_on_demand(self):
         """After start(), Store.flush() (on demand) also writes this process's deltas."""
@@ -738,6 +770,29 @@ class TestApi(SharedCase):
         self.assertIsNone(merged_snapshot(store).get_sample_value("c_total"))
         store.flush()
         self.assertEqual(merged_snapshot(store).get_sample_value("c_total"), 3)
+
+    def test_one_flush_thread_per_store(self):
+        """Started writers flush on the store's one thread, each at its own interval."""
+        before = set(threading.enumerate())
+        store = self.store(flush_interval=3600)
+        a, b = Registry(), Registry()
+        a.counter("a_total", "A.").inc()
+        b.counter("b_total", "B.").inc(2)
+        shared_a = SharedMetrics(store, a).start(0.02)
+        self.addCleanup(shared_a.stop)
+        shared_b = SharedMetrics(store, b).start(0.05)
+        self.addCleanup(shared_b.stop)
+        shared_a.start(0.01)  # again: a new interval, still one callback
+        wait_for(lambda: shared_a.flushes >= 3 and shared_b.flushes >= 2, what="flushes")
+        new = set(threading.enumerate()) - before
+        self.assertEqual(["mgit-monitoring-store-flush"], [t.name for t in new])
+        snap = merged_snapshot(store)
+        self.assertEqual(1, snap.get_sample_value("a_total"))
+        self.assertEqual(2, snap.get_sample_value("b_total"))
+        shared_a.stop()
+        done = shared_a.flushes
+        store.flush()
+        self.assertEqual(done, shared_a.flushes)  # stopped: the store no longer calls it
 
     def test_start_rejects_a_bad_interval(self):
         """start() names a non-positive interval."""

@@ -463,6 +463,40 @@ class TestFlushing(StoreCase):
         store.add_flush_callback(called.set)
         self.assertTrue(called.wait(30))
 
+    def test_callbacks_keep_their_own_intervals_on_one_thread(self):
+        """A callback's own interval is kept; every callback runs on the store's one thread."""
+        store = self.open(flush_interval=3600)
+        fast, slow = threading.Event(), []
+        threads = set()
+
+        def fast_cb():
+            threads.add(threading.current_thread())
+            fast.set()
+
+        store.add_flush_callback(lambda: slow.append(1))
+        store.add_flush_callback(fast_cb, 0.01)  # wakes the thread sleeping for an hour
+        self.assertTrue(fast.wait(30))
+        self.assertEqual([], slow)
+        self.assertEqual(["mgit-monitoring-store-flush"], [t.name for t in threads])
+        with self.assertRaisesRegex(ValueError, "0"):
+            store.add_flush_callback(fast_cb, 0)
+
+    def test_remove_flush_callback(self):
+        """A removed callback is no longer called, by flush() or at close()."""
+        store = self.open(flush_interval=3600)
+        calls = []
+
+        def callback():
+            calls.append(1)
+
+        store.add_flush_callback(callback)
+        store.flush()
+        store.remove_flush_callback(callback)
+        store.remove_flush_callback(callback)  # no error when absent
+        store.flush()
+        store.close()
+        self.assertEqual([1], calls)
+
     def test_flush_at_exit(self):
         """A process that never calls flush() still writes at interpreter exit."""
         out = run_python(

@@ -1,0 +1,77 @@
+"""What the integration and decorator tests share: fresh package defaults, a temporary
+state dir and a JSON log capture per test."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import unittest
+from typing import Any, Dict, List, Optional
+
+from mgit_monitoring.collector import get_metrics_collector
+from mgit_monitoring.integration import (
+    MonitoringIntegration,
+    reset_monitoring_integration,
+    setup_monitoring_integration,
+)
+from mgit_monitoring.logs import StructuredFormatter
+
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+SECRET_URL = f"https://x-access-token:{TOKEN}@github.com/acme/widgets.git"
+BARE_TOKEN_URL = "https://s3cr3tpat0000000000000000000000000000000000000@dev.azure.com/o/p/_git/r"
+
+
+LOGGER = "mgit_monitoring.integration"
+"""Where monitoring's own warnings go."""
+
+
+def value(name: str, labels: Optional[Dict[str, str]] = None) -> Optional[float]:
+    """A sample of the default collector's registry (None when absent)."""
+    return get_metrics_collector().registry.snapshot().get_sample_value(name, labels)
+
+
+class IntegrationCase(unittest.TestCase):
+    """Fresh defaults, a temporary state dir and a JSON log capture per test."""
+
+    def setUp(self) -> None:
+        reset_monitoring_integration()
+        self.addCleanup(reset_monitoring_integration)
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.state_dir = tmp.name
+        self.module = f"tests.integration.{self._testMethodName}"
+        self.stream = io.StringIO()
+        self.capture(self.module)
+        self.capture(type(self).__module__)  # functions not given this test's name log here
+        self.capture(LOGGER)
+        self.capture("mgit_monitoring.performance")
+
+    def capture(self, name: str) -> None:
+        logger = logging.getLogger(name)
+        handler = logging.StreamHandler(self.stream)
+        handler.setFormatter(StructuredFormatter())
+        old = (logger.level, logger.propagate)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        self.addCleanup(logger.removeHandler, handler)
+        self.addCleanup(setattr, logger, "propagate", old[1])
+        self.addCleanup(logger.setLevel, old[0])
+
+    def setup(self, **overrides: Any) -> MonitoringIntegration:
+        overrides.setdefault("state_dir", self.state_dir)
+        overrides.setdefault("persist", False)
+        return setup_monitoring_integration(environ={}, **overrides)
+
+    def own(self, func: Any) -> Any:
+        """Give ``func`` this test's module name, hence its own logger."""
+        func.__module__ = self.module
+        return func
+
+    def lines(self) -> List[Dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
+
+    def op_lines(self) -> List[Dict[str, Any]]:
+        return [line for line in self.lines() if line["logger"] == self.module]
