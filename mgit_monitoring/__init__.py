@@ -100,6 +100,7 @@ _EXPORTS: Dict[str, str] = {
     "push_to_gateway": "push",
     "try_push_to_gateway": "push",
     "write_textfile": "push",
+    "make_wsgi_app": "wsgi",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -247,4 +248,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mgit_monitoring.structured_logger import (
         StructuredLogger,
         get_structured_logger,
+    )
+    from mgit_monitoring.wsgi import (
+        make_wsgi_app,
     )

@@ -136,19 +136,21 @@ def _method_of(obj: Any) -> Optional[str]:
     return method if isinstance(method, str) and method else None
 
 
-def describe_response(obj: Any) -> Tuple[Optional[int], Optional[str], bool]:
+def describe_response(
+    obj: Any, method: Optional[str] = None
+) -> Tuple[Optional[int], Optional[str], bool]:
     """``(status, method, rate_limited)`` of what an API call returned or raised.
 
-    ``status`` as :func:`extract_status_code` finds it (None without one); ``method`` from
-    the response's ``request.method`` (or its own ``.method``), None when unknown;
-    ``rate_limited`` as :func:`is_rate_limited`. Never raises: a strange object gives
-    ``(None, None, False)``.
+    ``status`` as :func:`extract_status_code` finds it (None without one); ``method`` as
+    given, else from the response's ``request.method`` (or its own ``.method``), None when
+    unknown; ``rate_limited`` as :func:`is_rate_limited`. Never raises: a strange object
+    gives ``(None, method, False)``.
     """
     try:
         response = _response_of(obj)
         if response is None:
-            return None, None, False
+            return None, method, False
         status = _status_of(response)
-        return status, _method_of(response), _limited(response, status)
+        return status, method or _method_of(response), _limited(response, status)
     except Exception:  # noqa: BLE001 - a strange response object must not break the call
-        return None, None, False
+        return None, method, False

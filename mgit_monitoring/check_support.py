@@ -5,7 +5,8 @@ The check modules (:mod:`~mgit_monitoring.host_checks`, :mod:`~mgit_monitoring.g
 these; nothing here knows a check or a result.
 
 - :class:`Endpoint`, :func:`as_endpoint` and :func:`provider_kind`: a provider API URL and
-  which API (github, azure_devops, bitbucket, generic) it is.
+  which API (github, azure_devops, bitbucket, generic) it is; :func:`provider_probes`: the
+  hosts and API endpoints to probe for the providers a site uses.
 - :func:`run_parallel`: tasks on daemon threads within one time budget, at most one thread
   per key still running from an earlier call.
 - :func:`url_opener`, :func:`open_url`, :func:`proxy_bypassed`: urllib with exactly the
@@ -32,6 +33,7 @@ __all__ = [
     "is_json",
     "open_url",
     "provider_kind",
+    "provider_probes",
     "proxy_bypassed",
     "run_parallel",
     "safe_url",
@@ -91,6 +93,89 @@ def provider_kind(url: str) -> str:
     if "bitbucket" in low:
         return "bitbucket"
     return "generic"
+
+
+# Where each kind's hosted service lives, for an entry that names no URL of its own.
+_CLOUD = {
+    "github": ("https://github.com", "https://api.github.com/rate_limit"),
+    "azure_devops": (
+        "https://dev.azure.com",
+        "https://status.dev.azure.com/_apis/status/health?api-version=7.1-preview.1",
+    ),
+    "bitbucket": ("https://bitbucket.org", "https://api.bitbucket.org/2.0/user"),
+}
+
+
+def _api_url(kind: str, url: str) -> Tuple[str, bool]:
+    """(the anonymous API URL to probe for a provider at ``url``, whether it answers JSON)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    root = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    path = parts.path.rstrip("/")
+    if kind == "github":
+        if host in ("github.com", "www.github.com", "api.github.com"):
+            return _CLOUD["github"][1], True
+        # GitHub Enterprise Server: /meta answers anonymously (401 in private mode); its
+        # /rate_limit is a 404 while rate limiting is off, which is the default there.
+        return root + "/api/v3/meta", True
+    if kind == "azure_devops":
+        org = path.split("/_apis", 1)[0]
+        if host == "dev.azure.com":
+            org = "/" + org.strip("/").split("/", 1)[0] if org.strip("/") else ""
+            if not org:
+                return _CLOUD["azure_devops"][1], True
+        # An organisation, or an Azure DevOps Server collection (https://host/tfs/Coll).
+        return root + org + "/_apis/connectionData", True
+    if kind == "bitbucket":
+        if host in ("bitbucket.org", "www.bitbucket.org", "api.bitbucket.org"):
+            return _CLOUD["bitbucket"][1], True
+        # Bitbucket Server / Data Center, possibly under a context path.
+        for marker in ("/projects/", "/scm/", "/rest/", "/users/"):
+            if marker in path + "/":
+                path = path[: (path + "/").index(marker)]
+                break
+        return root + path + "/rest/api/1.0/application-properties", True
+    return url.strip(), False
+
+
+def provider_probes(
+    providers: Sequence[Tuple[str, str, str]],
+) -> Tuple[List[str], List[Endpoint]]:
+    """``(hosts, endpoints)`` to probe for ``providers``, ``(name, kind, url)`` triples.
+
+    Hosts are ``host:port`` of each provider's URL (the hosted service's for an entry of a
+    known kind without a URL); endpoints are an anonymous API URL per provider: GitHub's
+    ``/rate_limit``, GitHub Enterprise's ``/api/v3/meta``, an Azure DevOps organisation's
+    or Server collection's ``_apis/connectionData`` (the public status API for a bare
+    dev.azure.com), Bitbucket Cloud's ``/2.0/user`` or Bitbucket Server's
+    ``/rest/api/1.0/application-properties``; another kind's URL itself, HTML allowed.
+    Duplicates are dropped; an entry with neither URL nor known kind gives nothing.
+    """
+    hosts: List[str] = []
+    endpoints: List[Endpoint] = []
+    seen: Set[str] = set()
+    for name, kind, url in providers:
+        if not url.lower().startswith(("http://", "https://")):
+            if kind not in _CLOUD:
+                continue
+            url = _CLOUD[kind][0]
+        parts = urllib.parse.urlsplit(url.strip())
+        if not parts.hostname:
+            continue
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            continue
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if f"{host}:{port}" not in hosts:
+            hosts.append(f"{host}:{port}")
+        api, expect_json = _api_url(kind, url)
+        if api not in seen:
+            seen.add(api)
+            endpoints.append(
+                Endpoint(name, api, kind if kind in _CLOUD else "generic", expect_json)
+            )
+    return hosts, endpoints
 
 
 def open_url(opener: Any, request: Any, timeout: float) -> Tuple[Any, str]:

@@ -61,7 +61,11 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
             sys.exit(run_command(args))
     """
     prog = parser.prog
-    commands = parser.add_subparsers(dest="monitoring_command", metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="monitoring_command",
+        metavar="COMMAND",
+        parser_class=_lazy_parser_class(type(parser)),
+    )
     commands.required = True
 
     server = commands.add_parser(
@@ -74,6 +78,7 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         formatter_class=_Formatter,
     )
     _add_server_arguments(server)
+    _add_state_dir_argument(server)
     server.set_defaults(monitoring_handler=_cmd_server)
 
     health = commands.add_parser(
@@ -131,6 +136,7 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         help="PUT replaces the whole group, POST only the pushed metric names "
         "(default: %(default)s)",
     )
+    _add_state_dir_argument(metrics)
     metrics.set_defaults(monitoring_handler=_cmd_metrics)
 
     perf = commands.add_parser(
@@ -147,11 +153,11 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         "--hours", type=float, default=24.0, help="window, in hours (default: %(default)s)"
     )
     perf.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
+    _add_state_dir_argument(perf)
     perf.set_defaults(monitoring_handler=_cmd_performance)
 
-    from mgit_monitoring import demo as _demo
-    from mgit_monitoring import generate_config as _generate
-
+    # generate-config and demo define their options in their own modules, which are only
+    # imported when one of them is parsed or asked for help (a server never loads them).
     gen = commands.add_parser(
         "generate-config",
         help="write a Grafana dashboard, Prometheus alerts and deployment files",
@@ -162,9 +168,8 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         epilog=f"example:\n  {prog} generate-config --output ./monitoring\n"
         "  cd monitoring && GRAFANA_ADMIN_PASSWORD=... docker-compose up -d",
         formatter_class=_Formatter,
+        populate=_populate_generate,
     )
-    _generate.add_arguments(gen)
-    gen.set_defaults(monitoring_handler=_generate.run)
 
     demo = commands.add_parser(
         "demo",
@@ -175,10 +180,78 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         "Ctrl-C stops it and removes everything.",
         epilog=f"example:\n  {prog} demo\n  {prog} demo --repos 3 --duration 20 --port 0",
         formatter_class=_Formatter,
+        populate=_populate_demo,
     )
-    _demo.add_arguments(demo)
-    demo.set_defaults(monitoring_handler=_demo.run)
     return parser
+
+
+def _populate_generate(parser: argparse.ArgumentParser) -> None:
+    from mgit_monitoring import generate_config
+
+    generate_config.add_arguments(parser)
+    parser.set_defaults(monitoring_handler=generate_config.run)
+
+
+def _populate_demo(parser: argparse.ArgumentParser) -> None:
+    from mgit_monitoring import demo
+
+    demo.add_arguments(parser)
+    parser.set_defaults(monitoring_handler=demo.run)
+
+
+_LAZY_CLASSES: Dict[type, type] = {}
+
+
+def _lazy_parser_class(base: type) -> type:
+    """A subclass of the host's parser class whose instances may take ``populate=fn``:
+    ``fn(parser)`` adds their arguments on first use (parsing or help), not at build time."""
+    cls = _LAZY_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    def __init__(self: Any, *args: Any, populate: Any = None, **kwargs: Any) -> None:
+        base.__init__(self, *args, **kwargs)
+        self._mgit_populate = populate
+
+    def _populated(self: Any) -> None:
+        populate, self._mgit_populate = self._mgit_populate, None
+        if populate is not None:
+            populate(self)
+
+    def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        _populated(self)
+        return base.parse_known_args(self, args, namespace)
+
+    def format_help(self: Any) -> str:
+        _populated(self)
+        return str(base.format_help(self))
+
+    def format_usage(self: Any) -> str:
+        _populated(self)
+        return str(base.format_usage(self))
+
+    cls = type(
+        f"Lazy{base.__name__}",
+        (base,),
+        {
+            "__init__": __init__,
+            "parse_known_args": parse_known_args,
+            "format_help": format_help,
+            "format_usage": format_usage,
+        },
+    )
+    _LAZY_CLASSES[base] = cls
+    return cls
+
+
+def _add_state_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the state directory mgit writes to (default: MGIT_MONITORING_STATE_DIR, "
+        "else $XDG_STATE_HOME/mgit-monitoring or ~/.local/state/mgit-monitoring); "
+        "it must exist when given",
+    )
 
 
 def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,6 +324,33 @@ def _config(environ: Mapping[str, str], **overrides: Any) -> Any:
     return MonitoringConfig.from_env(environ, **overrides)
 
 
+def _reader_config(args: argparse.Namespace, environ: Mapping[str, str], **overrides: Any) -> Any:
+    """The configuration of a command that reads the store (server, metrics, performance).
+
+    A state directory named by ``--state-dir`` or MGIT_MONITORING_STATE_DIR must exist: a
+    typo there would otherwise read as a new, empty store and show nothing, silently. The
+    default directory may be missing (mgit has not run yet: no data).
+    """
+    given = getattr(args, "state_dir", None)
+    config = _config(environ, state_dir=given, **overrides)
+    named = given or environ.get("MGIT_MONITORING_STATE_DIR")
+    store_dir = config.store_dir
+    if named and store_dir is not None:
+        where = "--state-dir" if given else "MGIT_MONITORING_STATE_DIR"
+        if not os.path.exists(store_dir):
+            raise ConfigError(f"{where} {store_dir}: no such directory (is it where mgit writes?)")
+        if not os.path.isdir(store_dir):
+            raise ConfigError(f"{where} {store_dir}: not a directory")
+    return config
+
+
+def _open_reader_store(config: Any) -> Any:
+    """The shared store opened as a reader (read-only when this user cannot write it)."""
+    from mgit_monitoring.store import Store
+
+    return Store.open(config.store_dir, timeout=config.store_timeout_seconds, reader=True)
+
+
 def _setup_logging(config: Any, environ: Mapping[str, str], console_level: str) -> None:
     """Route the package's own log lines to stderr as JSON, never to stdout."""
     from mgit_monitoring.logs import setup_structured_logging
@@ -268,13 +368,16 @@ def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     own metrics; the health checks are configured from the same environment and update the
     ``mgit_health_*`` metrics.
     """
-    from mgit_monitoring.http_auth import HttpAuth
     from mgit_monitoring.server import TLSConfig, serve
 
-    config = _config(environ, host=args.host, port=args.port, log_level=args.log_level)
+    config = _reader_config(
+        args, environ, host=args.host, port=args.port, log_level=args.log_level
+    )
     _setup_logging(config, environ, config.log_level)
     auth = None
     if args.auth_token_file or args.htpasswd:
+        from mgit_monitoring.http_auth import HttpAuth
+
         auth = HttpAuth(
             token_file=args.auth_token_file,
             htpasswd_file=args.htpasswd,
@@ -285,14 +388,17 @@ def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if not args.tls_cert:
             raise ConfigError("--tls-key needs --tls-cert")
         tls = TLSConfig(args.tls_cert, args.tls_key)
-    source, health, store = _server_sources(config, environ)
+    source, health, store = _server_sources(config, environ, simple=args.simple)
     try:
         return serve(
             config.host,
             config.port,
             ready=lambda server: print(f"serving on {server.url}", flush=True),
             registry=source,
-            health_checker=health,
+            # --simple builds the health checks on the first health request, never for a
+            # scrape (no DNS, no git, none of their imports in an idle server).
+            health_checker=None if args.simple else health(),
+            health_factory=health if args.simple else None,
             simple=args.simple,
             auth=auth,
             tls=tls,
@@ -304,26 +410,31 @@ def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             store.close()
 
 
-def _server_sources(config: Any, environ: Mapping[str, str]) -> Tuple[Any, Any, Any]:
-    """``(metrics source, health checker, store or None)`` for the standalone server.
+def _server_sources(
+    config: Any, environ: Mapping[str, str], simple: bool = False
+) -> Tuple[Any, Callable[[], Any], Any]:
+    """``(metrics source, health checker factory, store or None)`` for the standalone server.
 
     The metrics source has ``snapshot()``: with persistence on it is a
     :class:`~mgit_monitoring.shared_state.SharedMetrics` that merges the shared store with
     this process's registry without ever flushing (no background thread, so ``--simple``
-    stays minimal, and the server's own series stay its own); otherwise the registry.
+    stays minimal, and the server's own series stay its own); otherwise the registry. The
+    store is opened as a reader: read-only when this user cannot write it.
     """
     from mgit_monitoring.collector import MetricsCollector
-    from mgit_monitoring.default_checks import create_default_health_checker
 
     registry = MetricsCollector().registry
-    health = create_default_health_checker(registry=registry, config=config, environ=environ)
-    store_dir = config.store_dir
-    if store_dir is None:
+
+    def health() -> Any:
+        from mgit_monitoring.default_checks import create_default_health_checker
+
+        return create_default_health_checker(registry=registry, config=config, environ=environ)
+
+    if config.store_dir is None:
         return registry, health, None
     from mgit_monitoring.shared_state import SharedMetrics
-    from mgit_monitoring.store import Store
 
-    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
+    store = _open_reader_store(config)
     return SharedMetrics(store, registry), health, store
 
 
@@ -339,8 +450,9 @@ def _cmd_health(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     status = report["status"]
     code = 1 if status == "unhealthy" else 0
     if args.json:
-        doc = report if args.detailed else _health_brief(report)
-        _print_json(doc)
+        # The document GET /health and GET /health/detailed answer (one shape for both
+        # views); --detailed only changes the text output.
+        _print_json(report)
         return code
     out = sys.stdout
     mark = {"healthy": "OK", "degraded": "WARN", "unhealthy": "FAIL"}.get(status, "??")
@@ -361,22 +473,10 @@ def _cmd_health(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return code
 
 
-def _health_brief(report: Mapping[str, Any]) -> Dict[str, Any]:
-    """The short JSON answer: status, percentage and each check's status."""
-    checks = report.get("checks", {})
-    return {
-        "status": report.get("status"),
-        "timestamp": report.get("timestamp"),
-        "health_percentage": report.get("summary", {}).get("health_percentage"),
-        "checks": {name: check.get("status") for name, check in sorted(checks.items())},
-        "issues": list(report.get("issues", [])),
-    }
-
-
 def _cmd_metrics(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
 
-    config = _config(environ)
+    config = _reader_config(args, environ)
     _setup_logging(config, environ, "WARNING")
     snapshot = _metrics_snapshot(config)
     if args.push_gateway:
@@ -413,11 +513,12 @@ def _metrics_snapshot(config: Any) -> Any:
     if store_dir is None:
         return local.snapshot()
     from mgit_monitoring.shared_state import merged_snapshot
-    from mgit_monitoring.store import Store
 
-    store = Store.open(store_dir, timeout=config.store_timeout_seconds)
+    store = _open_reader_store(config)
     try:
-        return merged_snapshot(store, local, local_values=False)
+        # strict: a store that holds data this user cannot read is an error (exit 2), not
+        # an empty answer a cron job would export as "no activity".
+        return merged_snapshot(store, local, local_values=False, strict=True)
     finally:
         store.close()
 
@@ -437,28 +538,52 @@ def _cmd_performance(args: argparse.Namespace, environ: Mapping[str, str]) -> in
 
     if not (args.hours > 0 and math.isfinite(args.hours)):
         raise ConfigError(f"--hours {args.hours!r}: expected a number > 0")
-    config = _config(environ)
+    config = _reader_config(args, environ)
     _setup_logging(config, environ, "WARNING")
-    monitor = PerformanceMonitor.from_config(config)
+    store = None
+    if config.store_dir is not None:
+        store = _open_reader_store(config)
     try:
-        if args.operation:
-            stats = {args.operation: monitor.get_operation_metrics(args.operation, args.hours)}
-        else:
-            stats = monitor.get_all_operation_metrics(args.hours)
-        durations = {name: monitor.get_operation_durations(name, args.hours) for name in stats}
+        if store is not None:
+            store.check_readable()  # unreadable: exit 2, not "no data"
+        monitor = PerformanceMonitor.from_config(config, store=store, state_dir=None)
+        try:
+            if args.operation:
+                stats = {args.operation: monitor.get_operation_metrics(args.operation, args.hours)}
+            else:
+                stats = monitor.get_all_operation_metrics(args.hours)
+            durations = {
+                name: monitor.get_operation_durations(name, args.hours) for name in stats
+            }
+            available: List[str] = []
+            if args.operation and not stats[args.operation].count:
+                available = sorted(
+                    name
+                    for name, m in monitor.get_all_operation_metrics(args.hours).items()
+                    if m.count
+                )
+        finally:
+            monitor.close()
     finally:
-        monitor.close()
+        if store is not None:
+            store.close()
     found = {name: m for name, m in stats.items() if m.count}
     if args.json:
-        _print_json(
-            {
-                "window_hours": args.hours,
-                "operations": {name: m.as_dict() for name, m in sorted(found.items())},
-            }
-        )
+        doc: Dict[str, Any] = {
+            "window_hours": args.hours,
+            "operations": {name: m.as_dict() for name, m in sorted(found.items())},
+        }
+        if args.operation and not found:
+            doc["operations_with_data"] = available
+        _print_json(doc)
     elif not found:
         what = f"operation {args.operation!r}" if args.operation else "any operation"
         print(f"no performance data for {what} in the last {args.hours:g} hours")
+        if args.operation:
+            if available:
+                print(f"operations with data: {', '.join(available)}")
+            else:
+                print("no operation has data in that window")
     else:
         order = sorted(found.values(), key=lambda m: (-m.count, m.operation_name))
         for metrics in order:

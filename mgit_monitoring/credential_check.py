@@ -15,7 +15,7 @@ import stat
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Mapping, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Set, Tuple, Union
 
 from mgit_monitoring.check_support import (
     Endpoint,
@@ -40,6 +40,8 @@ __all__ = [
     "UNREACHABLE",
     "VALID",
     "AuthenticationCheck",
+    "ConfiguredProvider",
+    "configured_providers",
     "credential_api_urls",
     "default_mgit_config_path",
 ]
@@ -147,6 +149,8 @@ def _read_mgit_providers(path: str, keep_secrets: bool = False) -> List[Dict[str
                     current["_secret"] = value
             elif low in ("url", "org_url", "default_org_url", "workspace"):
                 current["hints"].append(value)
+            elif low in ("type", "provider", "kind") and value:
+                current["type"] = value
             elif low in _USER_KEYS and value and not current["user"]:
                 current["user"] = value
     for entry in providers:
@@ -159,11 +163,31 @@ def _read_mgit_providers(path: str, keep_secrets: bool = False) -> List[Dict[str
     return providers
 
 
+_TYPE_NAMES = {
+    "github": "github",
+    "github_enterprise": "github",
+    "ghe": "github",
+    "azuredevops": "azure_devops",
+    "azure_devops": "azure_devops",
+    "azure-devops": "azure_devops",
+    "ado": "azure_devops",
+    "bitbucket": "bitbucket",
+    "bitbucket_server": "bitbucket",
+}
+
+
 def _provider_type(entry: Mapping[str, Any]) -> str:
+    declared = _TYPE_NAMES.get(str(entry.get("type", "")).lower())
+    if declared:
+        return declared
     for hint in entry["hints"]:
         kind = provider_kind(hint)
         if kind != "generic":
             return kind
+    for hint in entry["hints"]:  # Azure DevOps Server (TFS) collection URLs
+        path = urllib.parse.urlsplit(hint).path.lower()
+        if path.startswith("/tfs") or "defaultcollection" in path:
+            return "azure_devops"
     keys = entry["keys"]
     if ("org_url" in keys or "default_org_url" in keys) and "pat" in keys:
         return "azure_devops"
@@ -175,6 +199,39 @@ def _provider_type(entry: Mapping[str, Any]) -> str:
     if kind == "generic" and any(w in entry["name"].lower() for w in ("ado", "azure", "devops")):
         kind = "azure_devops"
     return kind if kind != "generic" else "other"
+
+
+class ConfiguredProvider(NamedTuple):
+    """One provider entry of mgit's config: its name, its kind and its URL ("" if none).
+
+    ``kind`` is github, azure_devops, bitbucket or other (see the entry's ``url``,
+    ``org_url``/``default_org_url``, its keys and its name, as mgit itself guesses).
+    """
+
+    name: str
+    kind: str
+    url: str
+
+
+def configured_providers(path: str | None) -> List[ConfiguredProvider]:
+    """The providers mgit's config file at ``path`` names; [] when there is none to read.
+
+    Secrets are not kept. A file that is missing or unreadable names no provider: the
+    credential check reports an unreadable one.
+    """
+    if not path or not os.path.isfile(path):
+        return []
+    try:
+        entries = _read_mgit_providers(path)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        urls = [h for h in entry["hints"] if h.lower().startswith(("http://", "https://"))]
+        found.append(
+            ConfiguredProvider(entry["name"], _provider_type(entry), urls[0] if urls else "")
+        )
+    return found
 
 
 def _base_url(url: str, suffixes: Sequence[str] = ()) -> str:
@@ -194,9 +251,10 @@ def credential_api_urls(
 ) -> Dict[str, str]:
     """The credential-validation base URLs implied by provider endpoint configuration.
 
-    GitHub: the endpoint URL without a trailing ``/rate_limit`` (so
+    GitHub: the endpoint URL without a trailing ``/rate_limit`` or ``/meta`` (so
     ``https://ghe.example/api/v3/rate_limit`` gives ``https://ghe.example/api/v3``).
-    Bitbucket: without a trailing ``/2.0/user`` or ``/2.0``. Azure DevOps: the URL up to
+    Bitbucket: without a trailing ``/2.0/user`` or ``/2.0`` (Bitbucket Server's
+    ``/rest/api/...`` endpoints give none). Azure DevOps: the URL up to
     ``/_apis`` (an organisation or collection URL), except the public status API, which
     names no organisation. The first endpoint of each kind wins; other kinds are ignored.
     """
@@ -205,8 +263,9 @@ def credential_api_urls(
         endpoint = as_endpoint(value)
         parts = urllib.parse.urlsplit(endpoint.url)
         if endpoint.kind == "github":
-            urls.setdefault("github", _base_url(endpoint.url, ("/rate_limit",)))
-        elif endpoint.kind == "bitbucket":
+            urls.setdefault("github", _base_url(endpoint.url, ("/rate_limit", "/meta")))
+        elif endpoint.kind == "bitbucket" and "/rest/api/" not in parts.path:
+            # Bitbucket Server's REST API (/rest/api/1.0) has no /2.0/user to validate with.
             urls.setdefault("bitbucket", _base_url(endpoint.url, ("/2.0/user", "/2.0")))
         elif endpoint.kind == "azure_devops" and parts.hostname != "status.dev.azure.com":
             urls.setdefault("azure_devops", _azure_org_url(endpoint.url))
@@ -283,7 +342,9 @@ class AuthenticationCheck:
     permissions are checked too (a token readable by other users degrades).
 
     Without ``validate`` (the default) nothing is sent anywhere: healthy when at least one
-    provider has a credential, degraded when none does.
+    provider has a credential, degraded when mgit's config names providers and none has
+    one. With no mgit config (or one naming no provider) and no credential variable there
+    is nothing to authenticate to: healthy, and the message says so.
 
     With ``validate=True`` each provider that has a credential gets one cheap authenticated
     request, concurrently, each within ``timeout`` s, redirects not followed, through
@@ -358,6 +419,7 @@ class AuthenticationCheck:
         details: Dict[str, Any] = {}
         problems = []
         path = self.config_path
+        named: List[str] = []  # the provider entries of mgit's config
         if path:
             details["config_file"] = path
             details["config_file_exists"] = os.path.isfile(path)
@@ -370,6 +432,7 @@ class AuthenticationCheck:
                     entries, mode = [], 0
                 for entry in entries:
                     kind = _provider_type(entry)
+                    named.append(entry["name"])
                     sources.setdefault(kind, [])
                     if entry["credential"]:
                         sources[kind].append(f"config:{entry['name']}")
@@ -392,8 +455,23 @@ class AuthenticationCheck:
         if self.validate:
             verdicts = self._validate_all(sources, candidates)
             details["validation"] = verdicts
-        if not configured:
-            status, message = DEGRADED, "No provider credentials configured"
+        if not configured and not named:
+            # Nothing to authenticate to: no mgit config yet, or one naming no provider.
+            where = (
+                f"mgit's config {path} names no provider"
+                if details.get("config_file_exists")
+                else f"no mgit config at {path}"
+                if path
+                else "no mgit config"
+            )
+            status = HEALTHY
+            message = f"No provider credentials configured ({where}); nothing to authenticate"
+        elif not configured:
+            status = DEGRADED
+            message = (
+                "No provider credentials configured for the providers in mgit's config "
+                f"({', '.join(named)})"
+            )
         elif not self.validate:
             status, message = HEALTHY, f"Credentials configured for: {', '.join(configured)}"
         else:

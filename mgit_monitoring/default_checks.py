@@ -9,12 +9,14 @@ know no default.
 =======================  ========  =====================================================
 check                    critical  measures
 =======================  ========  =====================================================
-system_basics            yes       Python version; state and temp directories writable
+system_basics            yes       Python version; state and temp directories usable
+                                   (an unusable directory only degrades)
 git_availability         yes       ``git --version`` runs, parses, meets a minimum
-disk_space               yes       free bytes / free percent of the state (work) directory
+disk_space               yes       free bytes / free percent where the store lives
 memory_usage             no        cgroup v2/v1 limit and working set, else /proc/meminfo
 network_connectivity     no        TCP connect (IPv6 and IPv4, or via the HTTPS proxy)
 provider_endpoints       no        HTTPS reachability of the provider APIs (long ttl)
+                                   (both probe what mgit's config names, nothing else)
 authentication_status    no        which providers have credentials configured (names only);
                                    optionally whether they work (one request each, off by default)
 =======================  ========  =====================================================
@@ -23,6 +25,9 @@ Critical ones are the things that stop *this* process from working whatever the 
 world does; the network and the providers are shared dependencies (a GitHub outage would
 take every pod out of service at once if they counted for readiness), so they can only
 degrade the overall status. Memory pressure degrades too: the kernel, not a probe, acts on it.
+So readiness says whether this process can serve: a state dir it cannot write (a read-only
+container, a reader on a store it can only read) degrades with the path in the message, and
+an offline site whose mgit config names only its own servers probes only those.
 
 The default checker (:func:`get_health_checker`) registers its ``mgit_health_*`` metrics on
 :func:`mgit_monitoring.registry.get_default_registry`, the registry the default metrics
@@ -34,26 +39,30 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
-from mgit_monitoring.check_support import GIB, Endpoint, as_endpoint
-from mgit_monitoring.config import DEFAULT_NETWORK_HOSTS, MonitoringConfig
+from mgit_monitoring.check_support import GIB, Endpoint, as_endpoint, provider_probes
+from mgit_monitoring.config import DEFAULT_NETWORK_HOSTS, DEFAULT_PROVIDER_URLS, MonitoringConfig
 from mgit_monitoring.credential_check import (
     AuthenticationCheck,
+    configured_providers,
     credential_api_urls,
     default_mgit_config_path,
 )
 from mgit_monitoring.git_check import GitCheck
 from mgit_monitoring.health import HealthChecker
-from mgit_monitoring.host_checks import DiskSpaceCheck, MemoryCheck, SystemBasicsCheck
-from mgit_monitoring.network_checks import (
-    DEFAULT_PROVIDER_ENDPOINTS,
-    NetworkCheck,
-    ProviderEndpointsCheck,
+from mgit_monitoring.host_checks import (
+    MEMORY,
+    READ_WRITE,
+    DiskSpaceCheck,
+    MemoryCheck,
+    SystemBasicsCheck,
 )
+from mgit_monitoring.network_checks import NetworkCheck, ProviderEndpointsCheck
 from mgit_monitoring.registry import get_default_registry
 
 __all__ = [
+    "MgitConfigTargets",
     "create_default_health_checker",
     "get_health_checker",
     "health_check_endpoint",
@@ -65,12 +74,64 @@ __all__ = [
 ]
 
 
+class MgitConfigTargets:
+    """The hosts and provider endpoints mgit's own config names, re-read when the file changes.
+
+    ``path`` is mgit's config file (:func:`default_mgit_config_path`); the file is read
+    again only when its modification time, size or inode change, so a check refreshing
+    every 30 s costs one ``stat``. A missing file names nothing. See
+    :func:`~mgit_monitoring.check_support.provider_probes` for what each provider gives.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._key: Any = ()
+        self._targets: Tuple[List[str], List[Endpoint]] = ([], [])
+
+    def _current(self) -> Tuple[List[str], List[Endpoint]]:
+        try:
+            info = os.stat(self.path)
+            key: Any = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            key = None
+        with self._lock:
+            if key != self._key:
+                found = configured_providers(self.path) if key is not None else []
+                self._targets = provider_probes([(p.name, p.kind, p.url) for p in found])
+                self._key = key
+            return self._targets
+
+    def hosts(self) -> List[str]:
+        """``host:port`` of every provider mgit's config names."""
+        return list(self._current()[0])
+
+    def endpoints(self) -> List[Endpoint]:
+        """An anonymous API endpoint per provider mgit's config names."""
+        return list(self._current()[1])
+
+
+def _overridden(value: Any, default: Any) -> bool:
+    """Whether a configured host/endpoint list differs from the package default.
+
+    MonitoringConfig's defaults are the public hosts; they mean "not configured", so the
+    checks follow mgit's config instead of the public internet.
+    """
+    if value is None:
+        return False
+    try:
+        return tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value) != default
+    except TypeError:
+        return True
+
+
 def register_default_checks(
     checker: HealthChecker,
     *,
     config: Any = None,
     environ: Mapping[str, str] | None = None,
     state_dir: str | None = None,
+    store_access: str | None = None,
     disk_path: str | None = None,
     git: str = "git",
     git_search_path: str | None = None,
@@ -90,20 +151,41 @@ def register_default_checks(
 ) -> None:
     """Register the standard checks on ``checker`` (see the table in the module docstring).
 
-    ``config`` (a MonitoringConfig) supplies state_dir, disk_path, the disk and memory
-    thresholds, ``network_hosts``, ``provider_endpoints``, ``min_git_version`` and
-    ``validate_credentials``; explicit arguments (not None) win. ``environ`` is the
-    environment to inspect for the HTTPS proxy (HTTPS_PROXY/https_proxy/ALL_PROXY,
-    NO_PROXY), mgit's config path and credentials; None means an empty environment.
+    ``config`` (a MonitoringConfig) supplies the store (``store_dir``: None when persistence
+    is off), disk_path, the disk and memory thresholds, ``network_hosts``,
+    ``provider_endpoints``, ``min_git_version`` and ``validate_credentials``; explicit
+    arguments (not None) win. ``environ`` is the environment to inspect for the HTTPS proxy
+    (HTTPS_PROXY/https_proxy/ALL_PROXY, NO_PROXY), mgit's config path and credentials;
+    None means an empty environment.
 
-    Leaving checks out: ``network=False`` / ``providers=False`` / ``auth=False``, or an empty
-    host / endpoint list (``MGIT_MONITORING_NETWORK_HOSTS=none``). Air-gapped sites point
-    ``network_hosts`` and ``provider_endpoints`` at their own servers instead; the credential
-    validation base URLs follow the provider endpoints (:func:`credential_api_urls`) unless
-    ``credential_urls`` (provider -> base URL) is given.
+    The store: ``state_dir`` (else the config's store directory) and ``store_access``:
+    ``"read-write"`` (default), ``"read-only"`` for a reader such as the server, which needs
+    to read the store but not write it, or ``"memory"`` (no store; the default when
+    persistence is off). The disk check watches the filesystem that holds the store, or
+    ``disk_path``; with neither it watches nothing and says so.
+
+    Targets: the network and provider checks probe the providers named in mgit's own
+    config (``mgit_config_path``, else ``$MGIT_CONFIG_PATH`` or
+    ``~/.config/mgit/config.yaml``; GitHub Enterprise, Azure DevOps Server and Bitbucket
+    Server URLs included), re-read when the file changes, unless ``network_hosts`` /
+    ``provider_endpoints`` (arguments, or MGIT_MONITORING_NETWORK_HOSTS /
+    MGIT_MONITORING_PROVIDER_ENDPOINTS through ``config``) say otherwise. With nothing to
+    probe they are healthy, say so, and touch no network. An empty list
+    (``MGIT_MONITORING_NETWORK_HOSTS=none``) or ``network=False`` / ``providers=False`` /
+    ``auth=False`` leaves the check out. The credential validation base URLs follow the
+    provider endpoints (:func:`credential_api_urls`) unless ``credential_urls`` (provider ->
+    base URL) is given.
     """
     env: Mapping[str, str] = environ if environ is not None else {}
-    state = state_dir or getattr(config, "state_dir", None)
+    if state_dir is not None:
+        state: str | None = state_dir
+    elif hasattr(config, "store_dir"):
+        state = config.store_dir  # None when monitoring or persistence is off
+    else:
+        state = getattr(config, "state_dir", None)
+    access = store_access or (READ_WRITE if state else MEMORY)
+    if state is None:
+        access = MEMORY
     if proxy is None:
         proxy = next(
             (
@@ -119,17 +201,24 @@ def register_default_checks(
     timeout = float(getattr(config, "health_timeout_seconds", checker.default_timeout))
     if min_git_version is None:
         min_git_version = getattr(config, "min_git_version", None)
+    mgit_path = mgit_config_path or default_mgit_config_path(env)
+    targets = MgitConfigTargets(mgit_path)
     if network_hosts is None:
-        network_hosts = getattr(config, "network_hosts", DEFAULT_NETWORK_HOSTS)
+        configured_hosts = getattr(config, "network_hosts", None)
+        if _overridden(configured_hosts, DEFAULT_NETWORK_HOSTS):
+            network_hosts = configured_hosts
     if provider_endpoints is None:
-        provider_endpoints = getattr(config, "provider_endpoints", DEFAULT_PROVIDER_ENDPOINTS)
-    endpoints = [as_endpoint(e) for e in provider_endpoints]
+        configured_endpoints = getattr(config, "provider_endpoints", None)
+        if _overridden(configured_endpoints, DEFAULT_PROVIDER_URLS):
+            provider_endpoints = configured_endpoints
     if validate_credentials is None:
         validate_credentials = bool(getattr(config, "validate_credentials", False))
 
-    checker.register_check(
-        "system_basics", SystemBasicsCheck(state_dir=state), critical=True, ttl=ttl
+    system = SystemBasicsCheck(
+        state_dir=state if access != MEMORY else getattr(config, "state_dir", None),
+        store_access=access,
     )
+    checker.register_check("system_basics", system, critical=True, ttl=ttl)
     checker.register_check(
         "git_availability",
         GitCheck(git, git_search_path, timeout=timeout, min_version=min_git_version),
@@ -137,11 +226,17 @@ def register_default_checks(
         timeout=timeout + 1.0,
         ttl=max(ttl, 60.0),
     )
+    watched = (
+        disk_path or getattr(config, "disk_path", None) or (state if access != MEMORY else None)
+    )
     disk = DiskSpaceCheck(
-        disk_path or getattr(config, "disk_path", None) or state or ".",
+        watched,
         min_free_bytes=getattr(config, "disk_min_free_bytes", GIB),
         warn_free_percent=getattr(config, "disk_warn_free_percent", 20.0),
         fail_free_percent=getattr(config, "disk_fail_free_percent", 10.0),
+        unwatched_message=(
+            "no store on disk (persistence off) and no MGIT_MONITORING_DISK_PATH; nothing to watch"
+        ),
     )
     checker.register_check("disk_space", disk, critical=True, ttl=ttl)
     memory = MemoryCheck(
@@ -151,25 +246,47 @@ def register_default_checks(
         fail_percent=getattr(config, "memory_fail_percent", 95.0),
     )
     checker.register_check("memory_usage", memory, ttl=ttl)
-    if network and network_hosts:
+    if network and (network_hosts is None or network_hosts):
         net = NetworkCheck(
-            network_hosts, connect_timeout=min(3.0, timeout), proxy=proxy, no_proxy=no_proxy
+            targets.hosts if network_hosts is None else network_hosts,
+            connect_timeout=min(3.0, timeout),
+            proxy=proxy,
+            no_proxy=no_proxy,
+            nothing_message=(
+                f"no provider in mgit's config ({mgit_path}) and no "
+                "MGIT_MONITORING_NETWORK_HOSTS; nothing to check"
+            ),
         )
         checker.register_check(
             "network_connectivity", net, timeout=net.worst_case_seconds + 1.0, ttl=ttl
         )
-    if providers and endpoints:
-        prov = ProviderEndpointsCheck(endpoints, timeout=timeout, proxy=proxy, no_proxy=no_proxy)
+    static_endpoints = (
+        None if provider_endpoints is None else [as_endpoint(e) for e in provider_endpoints]
+    )
+    if providers and (static_endpoints is None or static_endpoints):
+        prov = ProviderEndpointsCheck(
+            targets.endpoints if static_endpoints is None else static_endpoints,
+            timeout=timeout,
+            proxy=proxy,
+            no_proxy=no_proxy,
+            nothing_message=(
+                f"no provider in mgit's config ({mgit_path}) and no "
+                "MGIT_MONITORING_PROVIDER_ENDPOINTS; nothing to check"
+            ),
+        )
         checker.register_check(
             "provider_endpoints", prov, timeout=2 * timeout + 2.0, ttl=max(ttl, 300.0)
         )
     if auth:
-        path = mgit_config_path or default_mgit_config_path(env)
+        if credential_urls is None:
+            credential_urls = credential_api_urls(
+                targets.endpoints() if static_endpoints is None else static_endpoints
+            )
         check = AuthenticationCheck(
             env,
-            path,
+            mgit_path,
             validate=validate_credentials,
-            api_urls=credential_api_urls(endpoints) if credential_urls is None else credential_urls,
+            api_urls=credential_urls,
             timeout=timeout,
             proxy=proxy,
             no_proxy=no_proxy,

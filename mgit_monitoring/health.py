@@ -464,7 +464,7 @@ class HealthChecker:
             if result.status != entry.logged_status:
                 # Log transitions only: a probe every few seconds must not flood the log.
                 entry.logged_status = result.status
-                level = logging.WARNING if result.status == UNHEALTHY else logging.INFO
+                level = logging.WARNING if result.status in (UNHEALTHY, DEGRADED) else logging.INFO
                 _LOG.log(
                     level,
                     "health check %s is %s: %s",

@@ -3,8 +3,9 @@
 =======================  ========  =====================================================
 check                    critical  measures
 =======================  ========  =====================================================
-system_basics            yes       Python version; state and temp directories writable
-disk_space               yes       free bytes / free percent of the state (work) directory
+system_basics            yes       Python version (unhealthy); state and temp dirs usable
+                                   (degraded otherwise, never unready)
+disk_space               yes       free bytes / free percent where the store lives
 memory_usage             no        cgroup v2/v1 limit and working set, else /proc/meminfo
 =======================  ========  =====================================================
 
@@ -30,8 +31,12 @@ from mgit_monitoring.health_report import (
     UNKNOWN,
     HealthCheckResult,
 )
+from mgit_monitoring.store_dir import WRITABLE, probe_store_dir
 
 __all__ = [
+    "MEMORY",
+    "READ_ONLY",
+    "READ_WRITE",
     "DiskSpaceCheck",
     "MemoryCheck",
     "SystemBasicsCheck",
@@ -40,29 +45,33 @@ __all__ = [
 
 # --------------------------------------------------------------------------- system basics
 
+READ_WRITE = "read-write"
+"""Store access of a process that records and flushes (mgit itself)."""
+READ_ONLY = "read-only"
+"""Store access of a reader (the server, ``metrics``): writing is not needed."""
+MEMORY = "memory"
+"""No store on disk: persistence is off."""
+_STORE_ACCESS = (READ_WRITE, READ_ONLY, MEMORY)
 
-def _writable(path: str) -> Tuple[bool, str]:
-    """Whether ``path`` is a writable directory; a missing one must be creatable."""
-    if os.path.isdir(path):
-        try:
-            with tempfile.NamedTemporaryFile(dir=path, prefix=".mgit-health-") as handle:
-                handle.write(b"ok")
-                handle.flush()
-            return True, "writable"
-        except OSError as exc:
-            return False, f"not writable: {exc.strerror or exc}"
-    if os.path.exists(path):
-        return False, "exists but is not a directory"
-    parent = os.path.dirname(os.path.abspath(path))
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
-    if parent and os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK):
-        return True, "missing; will be created"
-    return False, "missing and its parent directory is not writable"
+
+def _temp_dir() -> Tuple[str | None, str]:
+    try:
+        return tempfile.gettempdir(), ""
+    except FileNotFoundError as exc:  # no candidate directory is writable
+        return None, str(exc)
 
 
 class SystemBasicsCheck:
-    """Python version at least ``min_python``; the state and temp directories writable."""
+    """Python at least ``min_python`` (unhealthy otherwise); the state and temp directories.
+
+    The directories never make the process unready: one that cannot be used is *degraded*
+    with a message naming it, because this process still serves (the store falls back to
+    memory). ``store_access`` says what this process needs of the state dir:
+    :data:`READ_WRITE` (it must be writable), :data:`READ_ONLY` (a reader: readable is
+    enough, read-only by design is healthy) or :data:`MEMORY` (persistence is off: the
+    state dir is not looked at). Directories are judged by
+    :func:`mgit_monitoring.store_dir.probe_store_dir`, as the disk check judges them.
+    """
 
     name = "system_basics"
 
@@ -71,61 +80,97 @@ class SystemBasicsCheck:
         state_dir: str | None = None,
         temp_dir: str | None = None,
         min_python: Tuple[int, int] = (3, 8),
+        store_access: str = READ_WRITE,
     ) -> None:
+        if store_access not in _STORE_ACCESS:
+            raise ConfigError(
+                f"store_access={store_access!r}: expected one of {', '.join(_STORE_ACCESS)}"
+            )
         self.state_dir = state_dir
         self.temp_dir = temp_dir
         self.min_python = tuple(min_python)
+        self.store_access = store_access if state_dir else MEMORY
 
     def __call__(self) -> HealthCheckResult:
         version = ".".join(str(p) for p in sys.version_info[:3])
         details: Dict[str, Any] = {
             "python_version": version,
             "python_implementation": sys.implementation.name,
+            "store_access": self.store_access,
         }
-        problems = []
+        failures: List[str] = []
+        problems: List[str] = []
+        notes = [f"Python {version}"]
         if tuple(sys.version_info[:2]) < self.min_python:
-            problems.append(f"Python {version} is older than {'.'.join(map(str, self.min_python))}")
-        dirs = [("temp_dir", self.temp_dir or tempfile.gettempdir())]
-        if self.state_dir:
-            dirs.insert(0, ("state_dir", self.state_dir))
-        for label, path in dirs:
-            ok, note = _writable(path)
-            details[label] = path
-            details[f"{label}_writable"] = ok
-            if not ok:
-                problems.append(f"{label} {path}: {note}")
-        if problems:
-            return HealthCheckResult(
-                self.name, UNHEALTHY, "; ".join(problems), details, component_type="system"
+            failures.append(f"Python {version} is older than {'.'.join(map(str, self.min_python))}")
+        if self.store_access == MEMORY:
+            details["state_dir"] = self.state_dir
+            notes.append(
+                f"store in memory (persistence off; state dir {self.state_dir} not used)"
+                if self.state_dir
+                else "store in memory (persistence off)"
             )
-        return HealthCheckResult(
-            self.name,
-            HEALTHY,
-            f"Python {version}; directories writable",
-            details,
-            component_type="system",
-        )
+        else:
+            state = probe_store_dir(str(self.state_dir))
+            details.update(
+                state_dir=state.path,
+                state_dir_status=state.status,
+                state_dir_writable=state.writable,
+                state_dir_readable=state.readable,
+            )
+            if self.store_access == READ_ONLY and state.readable:
+                notes.append(f"store read at {state.path}")
+            elif state.writable:
+                notes.append(f"state dir {state.path} writable")
+            elif state.readable:
+                problems.append(f"state dir {state.summary}; this process's metrics stay in memory")
+            else:
+                problems.append(f"state dir {state.summary}; the store is not used")
+        temp, why = (self.temp_dir, "") if self.temp_dir else _temp_dir()
+        details["temp_dir"] = temp
+        if temp is None:
+            details["temp_dir_writable"] = False
+            problems.append(f"temp dir: {why} (set TMPDIR or mount a writable /tmp)")
+        else:
+            probed = probe_store_dir(temp)
+            details["temp_dir_writable"] = probed.status == WRITABLE
+            if probed.status != WRITABLE:
+                problems.append(f"temp dir {probed.summary}")
+        if failures:
+            status = UNHEALTHY
+            message = "; ".join(failures + problems)
+        elif problems:
+            status, message = DEGRADED, "; ".join(problems)
+        else:
+            status, message = HEALTHY, "; ".join(notes)
+        return HealthCheckResult(self.name, status, message, details, component_type="system")
 
 
 # --------------------------------------------------------------------------- disk
 
 
 class DiskSpaceCheck:
-    """Free space where mgit writes: unhealthy below ``min_free_bytes`` or ``fail_free_percent``.
+    """Free space on the filesystem that holds ``path`` (the store's directory).
 
-    Degraded below ``warn_free_percent``. A path that does not exist yet is measured at its
-    nearest existing parent. ``usage`` replaces ``shutil.disk_usage`` in tests.
+    Unhealthy below ``min_free_bytes`` or ``fail_free_percent``, degraded below
+    ``warn_free_percent``. A path that does not exist yet is measured at its nearest
+    existing parent. A path where nothing can be stored (a filesystem without storage such
+    as ``/proc``, a file) is *degraded* with the same words the system check uses (both ask
+    :func:`mgit_monitoring.store_dir.probe_store_dir`); a read-only filesystem is measured
+    but healthy, since nothing is written there. ``path=None`` (no store on disk) watches
+    nothing and says so. ``usage`` replaces ``shutil.disk_usage`` in tests.
     """
 
     name = "disk_space"
 
     def __init__(
         self,
-        path: str = ".",
+        path: str | None = ".",
         min_free_bytes: int = GIB,
         warn_free_percent: float = 20.0,
         fail_free_percent: float = 10.0,
         usage: Callable[[str], Any] = shutil.disk_usage,
+        unwatched_message: str = "no store on disk (persistence off); nothing to watch",
     ) -> None:
         if fail_free_percent > warn_free_percent:
             raise ConfigError(
@@ -137,16 +182,34 @@ class DiskSpaceCheck:
         self.warn_free_percent = warn_free_percent
         self.fail_free_percent = fail_free_percent
         self.usage = usage
+        self.unwatched_message = unwatched_message
 
     def __call__(self) -> HealthCheckResult:
-        path = os.path.abspath(self.path)
-        while not os.path.exists(path) and os.path.dirname(path) != path:
-            path = os.path.dirname(path)
+        if self.path is None:
+            return HealthCheckResult(
+                self.name,
+                HEALTHY,
+                self.unwatched_message,
+                {"path": None},
+                component_type="system",
+            )
+        state = probe_store_dir(self.path)
+        path = state.existing
+        if not state.measurable:
+            return HealthCheckResult(
+                self.name,
+                DEGRADED,
+                f"Disk space not measured: {state.summary}",
+                {"path": path, "watched": state.path, "state_dir_status": state.status},
+                component_type="system",
+            )
         total, used, free = tuple(self.usage(path))[:3]
         free_pct = 100.0 * free / total if total else 0.0
         used_pct = round(100.0 - free_pct, 2)
         details = {
             "path": path,
+            "watched": state.path,
+            "read_only_filesystem": state.read_only_fs,
             "total_bytes": total,
             "used_bytes": used,
             "free_bytes": free,
@@ -157,7 +220,9 @@ class DiskSpaceCheck:
             "free_gb": round(free / GIB, 2),
         }
         summary = f"{free / GIB:.1f} GiB free ({used_pct:.1f}% used) at {path}"
-        if free < self.min_free_bytes or free_pct < self.fail_free_percent:
+        if state.read_only_fs:
+            status, message = HEALTHY, f"Read-only filesystem, nothing written there: {summary}"
+        elif free < self.min_free_bytes or free_pct < self.fail_free_percent:
             status, message = UNHEALTHY, f"Critical: only {summary}"
         elif free_pct < self.warn_free_percent:
             status, message = DEGRADED, f"Warning: {summary}"

@@ -19,7 +19,18 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Sequence,
+    Tuple,
+    Union,
+)
 from urllib.parse import urlsplit
 
 from mgit_monitoring.exposition import FORMAT_JSON, Exposition, MetricsSource, expose
@@ -29,9 +40,10 @@ from mgit_monitoring.health_report import (
     overall_status,
     to_health_json,
 )
-from mgit_monitoring.http_auth import HttpAuth
-from mgit_monitoring.page import history_response, page_response
 from mgit_monitoring.version import __version__
+
+if TYPE_CHECKING:  # hashlib and hmac (~4 MB): loaded by the CLI only when auth is on
+    from mgit_monitoring.http_auth import HttpAuth
 
 __all__ = [
     "ENDPOINTS",
@@ -244,6 +256,22 @@ class MonitoringApp:
         """Stop background work."""
         self.health.stop()
 
+    def store_info(self) -> Dict[str, Any]:
+        """``state_dir`` and ``store`` mode (read-write, read-only, memory or unusable, with
+        ``store_problem`` then) of the store ``history`` reads, for /info and the log."""
+        store = self.history
+        path = getattr(store, "path", None)
+        if store is None or not hasattr(store, "mode"):
+            return {"state_dir": None, "store": "memory"}
+        info: Dict[str, Any] = {
+            "state_dir": os.path.dirname(path) if path else None,
+            "store": store.mode,
+        }
+        problem = getattr(store, "problem", None)
+        if problem:
+            info["store_problem"] = problem
+        return info
+
     def uptime(self) -> float:
         """Seconds since the app was created."""
         return self._clock() - self._started_mono
@@ -346,9 +374,9 @@ class MonitoringApp:
     def _status(self, hdrs: Dict[str, str]) -> Response:
         state = self.health.report(False)[0].get("status")
         body = {
-            "status": "ok" if state == "healthy" else "degraded",
+            # One word per state: the overall health, as /health and `health --json` say it.
+            "status": state,
             "healthy": state == "healthy",
-            "health": state,
             "timestamp": _utc_iso(self._wall_clock()),
             "uptime_seconds": round(self.uptime(), 3),
         }
@@ -361,6 +389,7 @@ class MonitoringApp:
             "public_probes": bool(self.auth and self.auth.public_probes),
             "health_refresh": "on request" if self.simple else "background",
         }
+        monitoring.update(self.store_info())
         monitoring.update(self.settings)
         body = {
             "application": "mgit",
@@ -379,10 +408,14 @@ class MonitoringApp:
         return _json_response(200, body)
 
     def _page(self, hdrs: Dict[str, str]) -> Response:
+        from mgit_monitoring.page import page_response  # hashlib: only when the page is asked
+
         body, headers = page_response()
         return Response(200, list(headers), body)
 
     def _history(self, hdrs: Dict[str, str]) -> Response:
+        from mgit_monitoring.page import history_response
+
         body, headers = history_response(self.history, now=self._wall_clock())
         return Response(200, list(headers), body)
 

@@ -14,9 +14,11 @@ Create a line for the file with :func:`htpasswd_line` (or ``hash_password`` for 
     >>> from mgit_monitoring.http_auth import htpasswd_line
     >>> line = htpasswd_line("prometheus", "s3cret")   # 'prometheus:$pbkdf2-sha256$600000$...'
 
-or from a shell (prompts for the password; ``--stdin`` reads it from standard input)::
+or from a shell (on a terminal it asks for the password twice; from a pipe it reads the
+first line of standard input, as ``htpasswd -i`` does)::
 
     python3 -m mgit_monitoring.http_auth prometheus >> htpasswd
+    printf '%s\n' "$PASSWORD" | python3 -m mgit_monitoring.http_auth prometheus >> htpasswd
 
 Nothing here touches the network; :class:`HttpAuth.allows` is a pure decision the server asks for
 every request.
@@ -268,26 +270,69 @@ class HttpAuth:
         return True
 
 
-def main(argv: List[str] | None = None) -> int:
-    """``python3 -m mgit_monitoring.http_auth USER [--stdin]``: print one htpasswd line."""
-    import argparse
+def _read_password(from_stdin: bool) -> str | None:
+    """The password from a pipe (one line, like ``htpasswd -i``) or a twice-asked prompt;
+    None after printing a one-line error."""
     import getpass
 
-    parser = argparse.ArgumentParser(
-        prog="python3 -m mgit_monitoring.http_auth",
-        description="Print a user:hash line for the monitoring server's --htpasswd file.",
-        epilog="example: python3 -m mgit_monitoring.http_auth prometheus >> htpasswd",
-    )
-    parser.add_argument("user")
-    parser.add_argument("--stdin", action="store_true", help="read the password from stdin")
-    args = parser.parse_args(argv)
-    if args.stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
+    stdin = sys.stdin
+    piped = stdin is None or not stdin.isatty()
+    try:
+        if from_stdin or piped:
+            if stdin is None:
+                print("error: no standard input to read the password from", file=sys.stderr)
+                return None
+            # Bytes, decoded as UTF-8 whatever the locale: basic auth credentials arrive in
+            # UTF-8 (the challenge says charset="UTF-8"), so that is what gets hashed.
+            buffer = getattr(stdin, "buffer", None)
+            raw = buffer.readline() if buffer is not None else stdin.readline()
+            if not raw:
+                print("error: no password on standard input", file=sys.stderr)
+                return None
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            return line.rstrip("\r\n")
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:
             print("error: the passwords differ", file=sys.stderr)
-            return 2
+            return None
+        return password
+    except EOFError:
+        print("\nerror: no password given", file=sys.stderr)
+    except UnicodeDecodeError:
+        print("error: the password on standard input is not valid UTF-8", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot read the password: {exc.strerror or exc}", file=sys.stderr)
+    return None
+
+
+def main(argv: List[str] | None = None) -> int:
+    """``python3 -m mgit_monitoring.http_auth USER [--stdin]``: print one htpasswd line.
+
+    The password is asked twice on a terminal; from a pipe or with ``--stdin`` it is the
+    first line of standard input (``echo "$PW" | python3 -m mgit_monitoring.http_auth USER``),
+    as with ``htpasswd -i``. An empty or missing password is a one-line error, exit 2.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python3 -m mgit_monitoring.http_auth",
+        description="Print a user:hash line for the monitoring server's --htpasswd file. "
+        "On a terminal the password is asked twice; otherwise the first line of standard "
+        "input is the password.",
+        epilog="examples: python3 -m mgit_monitoring.http_auth prometheus >> htpasswd\n"
+        "          printf '%s\\n' \"$PW\" | python3 -m mgit_monitoring.http_auth prometheus",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("user")
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the password from the first line of stdin even on a terminal",
+    )
+    args = parser.parse_args(argv)
+    password = _read_password(args.stdin)
+    if password is None:
+        return 2
     if not password:
         print("error: empty password", file=sys.stderr)
         return 2

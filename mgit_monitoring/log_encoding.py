@@ -23,7 +23,7 @@ import datetime as _dt
 import enum
 import json
 import os
-from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional
+from typing import AbstractSet, Any, Callable, Dict, Mapping, Optional
 
 from mgit_monitoring.masking import CredentialMasker
 
@@ -33,7 +33,6 @@ _MAX_DEPTH = 32
 _CACHE_ENTRIES = 2048  # remembered strings per encoder (and key fragments); cleared when full
 _CACHE_MAX_LEN = 512  # longer strings are never remembered
 _INF = float("inf")
-_BIG_INT = 10**600  # fewer digits than the lowest int_max_str_digits limit (640)
 
 
 def safe_str(obj: Any) -> str:
@@ -164,37 +163,39 @@ class LineEncoder:
 
         Keys in :attr:`reserved` are collected, in order, under one ``"fields"`` member at
         the end. The result is the same as masking the whole dict with the masker and
-        encoding it; flat fields (str, int, float, bool and None values under keys seen
-        before) are written piece by piece from remembered fragments.
+        encoding it. Flat fields (str, int, float, bool and None values under names that
+        need no masking) are written piece by piece from remembered fragments; anything
+        else takes the general path for the whole dict.
         """
         plain = self._plain_keys
         texts = self.texts
-        parts: List[str] = []
-        for key, value in fields.items():
-            prefix = plain.get(key)
-            if prefix is None:
-                return self._general_members(fields)
-            kind = type(value)
-            if kind is str:
-                parts.append(prefix)
-                parts.append(texts.get(value) or self.text(value))
-            elif kind is float and value - value == 0.0:  # finite: NaN and inf are not JSON
-                parts.append(prefix)
-                parts.append(float.__repr__(value))
-            elif kind is int and -_BIG_INT < value < _BIG_INT:  # else past str()'s digit limit
-                parts.append(prefix)
-                parts.append(int.__repr__(value))
-            elif value is None or kind is bool:
-                parts.append(prefix)
-                parts.append("null" if value is None else "true" if value else "false")
-            else:
-                return self._general_members(fields)
-        return "".join(parts)
+        out = ""
+        try:
+            for key, value in fields.items():
+                prefix = plain.get(key) or self._plain_prefix(key)
+                if prefix is None:
+                    return self._general_members(fields)
+                kind = type(value)
+                if kind is str:
+                    out += prefix + (texts.get(value) or self.text(value))
+                elif kind is int or (kind is float and value - value == 0.0):
+                    # repr() is JSON for an int (ValueError past the int_max_str_digits
+                    # limit) and for a finite float (NaN and inf are not JSON).
+                    out += prefix + repr(value)
+                elif value is None or kind is bool:
+                    out += prefix + ("null" if value is None else "true" if value else "false")
+                else:
+                    return self._general_members(fields)
+        except ValueError:
+            return self._general_members(fields)
+        return out
 
     def _plain_prefix(self, key: Any) -> Optional[str]:
         """``',"key":'`` for a field name written as it is (a str that is not reserved,
         not masked by name and holding no secret itself), remembered; None otherwise."""
-        if type(key) is not str or key in self.reserved or self.mask_text(key) is not key:
+        if type(key) is not str:
+            return None
+        if key in self.reserved or self.mask_text(key) is not key:
             return None
         if self.masker is not None and self.masker.is_sensitive_key(key):
             return None
@@ -204,12 +205,8 @@ class LineEncoder:
         return prefix
 
     def _general_members(self, fields: Mapping[Any, Any]) -> str:
-        """:meth:`members` the general way: the whole dict masked, then encoded. Learns
-        the plain field names on the way, for the fast path next time."""
-        for key in fields:
-            if key not in self._plain_keys:
-                self._plain_prefix(key)
-        masked = self.mask(fields)
+        """:meth:`members` the general way: the whole dict masked, then encoded."""
+        masked = self.mask(fields if type(fields) is dict else dict(fields))
         out: Dict[Any, Any] = {}
         clashes: Optional[Dict[Any, Any]] = None
         for key, value in masked.items():

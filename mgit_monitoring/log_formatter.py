@@ -150,10 +150,6 @@ _SITE_KEYS = {
     "ecs": operator.attrgetter("name", "levelname", "filename", "funcName", "lineno"),
     "gcp": operator.attrgetter("name", "levelname", "pathname", "funcName", "lineno"),
 }
-# One key object per formatter configuration, compared by identity: formatters that
-# render a scope the same way (the console and file handlers of one setup) share its
-# cached rendering instead of taking turns replacing it.
-_SCOPE_KEYS: Dict[Tuple[Any, ...], Tuple[Any, ...]] = {}
 
 
 def check_profile(profile: str, source: str = "profile") -> str:
@@ -217,11 +213,12 @@ class StructuredFormatter(logging.Formatter):
             self._masker = masker if masker is not None else default_masker()
         self._json = LineEncoder(self._masker, _OWN_KEYS[self.profile])
         self._texts = self._json.texts
-        key = (self._masker, self.profile, gcp_project)
-        self._scope_key = _SCOPE_KEYS.setdefault(key, key)
+        # What a scope's rendering depends on: formatters with equal keys (the console and
+        # file handlers of one setup) share it instead of taking turns replacing it.
+        self._scope_key = (self._masker, self.profile, gcp_project)
         self._millis = timespec == "milliseconds"
-        self._second: Tuple[int, str] = (-1, "")  # (second, '{"timestamp":"...:SS')
-        self._sites: Dict[Tuple[Any, ...], Tuple[str, str]] = {}  # see _site
+        self._second: Tuple[int, str] = (-1, "")  # (second, '{"timestamp":"...:SS.')
+        self._sites: Dict[Tuple[Any, ...], Tuple[str, str]] = {}  # call site -> _site()
         self._exc_template = _EXCEPTION_TEMPLATES[self.profile]
         self._stack_key = (
             ',"log.origin.stack_trace":' if self.profile == "ecs" else ',"stack_info":'
@@ -232,12 +229,48 @@ class StructuredFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as one JSON line; the record is never modified."""
+        # The hot path, kept in one function (a method call costs as much as a few dict
+        # lookups) and assembled by one f-string from fragments rendered before.
         message = record.getMessage()
         message = self._texts.get(message) or self._json.text(message)
-        # The call site's parts (level, logger, where) before and after the message.
         key = self._site_key(record)
         site = self._sites.get(key) or self._site(key)
-        line = self._timestamp(record) + site[0] + message + site[1] + self._tail(record)
+        second = self._second
+        if second[0] == int(record.created) and self._millis:
+            stamp = second[1] + _MILLIS[int(record.msecs) % 1000]
+        else:
+            stamp = self._timestamp(record)
+        d = record.__dict__
+        corr = ""
+        if self.include_correlation:
+            # The scope the record was made in; for a plain logging call, the one active
+            # now; outside any context, the process's.
+            state = d.get(CONTEXT_ATTR, _UNSET)
+            if state is _UNSET:
+                state = current_scope()
+            elif state is None:
+                state = PROCESS_SCOPE.get()
+            cache = state.log_cache
+            if cache is not None and (cache[0] is self._scope_key or cache[0] == self._scope_key):
+                corr = cache[1]
+            else:
+                corr = self._scope_fragment(state)
+        extra = ""
+        if record.exc_info or record.exc_text:
+            extra = self._exception_fragment(record)
+        if record.stack_info:
+            extra += self._stack_key + self._json.encode_str(
+                self._json.mask_text(self.formatStack(record.stack_info))
+            )
+        fields = d.get(FIELDS_ATTR)
+        # Counting is cheaper than a set difference: a record with exactly the standard
+        # attributes (plus ours and what formatters cache on it) carries no extra ones.
+        if len(d) != _BASE_ATTR_COUNT + (fields is not None) + (CONTEXT_ATTR in d) + (
+            "message" in d
+        ) + ("asctime" in d):
+            fields = self._with_extra(d, fields)
+        members = self._json.members(fields) if fields else ""
+        line = f"{stamp}{site[0]}{message}{site[1]}{corr}{extra}{members}}}"
         if not line.isascii() and (self.ensure_ascii or _SURROGATES.search(line) is not None):
             # A lone surrogate (an undecodable file name read with surrogateescape) would
             # make the stream's UTF-8 encoder fail; \udcff escapes keep the line valid
@@ -245,6 +278,19 @@ class StructuredFormatter(logging.Formatter):
             # "\xe9" (backslashreplace), which is not JSON.
             line = self._json.encode_ascii(json.loads(line))
         return line
+
+    @staticmethod
+    def _with_extra(d: Dict[str, Any], fields: Optional[Dict[str, Any]]) -> Any:
+        """The structured logger's fields, then the attributes ``extra=`` or a filter put
+        on the record, in record order (so lines are stable)."""
+        extra_keys = d.keys() - _RESERVED
+        if not extra_keys:
+            return fields
+        merged = dict(fields) if fields else {}
+        for key in d:
+            if key in extra_keys and key not in merged:
+                merged[key] = d[key]
+        return merged
 
     def _timestamp(self, record: logging.LogRecord) -> str:
         """'{"timestamp":"<RFC 3339 UTC>"' (the profile's key), milli- or microseconds and
@@ -261,11 +307,11 @@ class StructuredFormatter(logging.Formatter):
         return f'{second[1]}{int((created - secs) * 1e6):06d}Z"'
 
     def _site(self, key: Tuple[Any, ...]) -> Tuple[str, str]:
-        """The line's parts before and after the message for one call site (the key's
-        values: name, level, then where), rendered once and remembered."""
+        """The line's parts before and after the message for one call site, ``key`` being
+        (logger, level, where, function, line), rendered once and remembered."""
         name = self._json.name
         logger, level, where, func, lineno = key
-        line = int.__repr__(lineno) if type(lineno) is int else "null"
+        line = repr(lineno) if type(lineno) is int else "null"
         if self.profile == "ecs":
             site = (
                 f',"log.level":{name(safe_str(level).lower())},"message":',
@@ -292,47 +338,6 @@ class StructuredFormatter(logging.Formatter):
         except TypeError:  # an unhashable value someone put on the record
             pass
         return site
-
-    def _tail(self, record: logging.LogRecord) -> str:
-        """Everything after the call site's part: correlation, exception, stack, fields."""
-        d = record.__dict__
-        tail = ""
-        if self.include_correlation:
-            state = d.get(CONTEXT_ATTR, _UNSET)
-            if state is _UNSET:  # a plain logging call: the context it is formatted in
-                state = current_scope()
-            elif state is None:
-                state = PROCESS_SCOPE.get()
-            cache = state.log_cache
-            if cache is not None and cache[0] is self._scope_key:
-                tail = cache[1]
-            else:
-                tail = self._scope_fragment(state)
-        if record.exc_info or record.exc_text:
-            tail += self._exception_fragment(record)
-        if record.stack_info:
-            tail += self._stack_key + self._json.encode_str(
-                self._json.mask_text(self.formatStack(record.stack_info))
-            )
-        fields = d.get(FIELDS_ATTR)
-        # Counting is cheaper than a set difference: a record with exactly the standard
-        # attributes (plus ours and what formatters cache on it) carries no extra ones.
-        expected = _BASE_ATTR_COUNT + (fields is not None) + (CONTEXT_ATTR in d)
-        if "message" in d:
-            expected += 1
-        if "asctime" in d:
-            expected += 1
-        if len(d) != expected:
-            extra_keys = d.keys() - _RESERVED
-            if extra_keys:
-                merged = dict(fields) if fields else {}
-                for key in d:  # record order, not set order, so lines are stable
-                    if key in extra_keys and key not in merged:
-                        merged[key] = d[key]
-                fields = merged
-        if fields:
-            tail += self._json.members(fields)
-        return tail + "}"
 
     def _exception_fragment(self, record: logging.LogRecord) -> str:
         """The exception's members (type, message, traceback), masked; "" without one."""

@@ -40,7 +40,6 @@ from mgit_monitoring.health_report import (
     DEGRADED,
     HEALTHY,
     UNHEALTHY,
-    UNKNOWN,
     HealthCheckResult,
 )
 from mgit_monitoring.masking import mask_credentials
@@ -61,6 +60,9 @@ DEFAULT_PROVIDER_ENDPOINTS: Tuple[Endpoint, ...] = tuple(
 
 
 # --------------------------------------------------------------------------- network
+
+_Hosts = Sequence[Union[str, Tuple[str, int]]]
+_Endpoints = Sequence[Union[Endpoint, str, Tuple[str, str]]]
 
 
 def _split_host(value: Union[str, Tuple[str, int]], default_port: int = 443) -> Tuple[str, int]:
@@ -107,21 +109,27 @@ class NetworkCheck:
     thread) and each connect by ``connect_timeout``; the first IPv6 and the first IPv4
     address are tried in the resolver's order. With ``proxy`` (the HTTPS proxy URL) the
     check connects to the proxy and asks it to ``CONNECT`` to each host not matched by
-    ``no_proxy``. ``resolver`` replaces ``socket.getaddrinfo`` in tests.
+    ``no_proxy``. ``resolver`` replaces ``socket.getaddrinfo`` in tests. ``hosts`` may be a
+    callable returning the hosts, asked on every run (the default set follows mgit's config
+    this way); with no host to check the result is healthy with ``nothing_message`` and
+    nothing is resolved or connected.
     """
 
     name = "network_connectivity"
 
     def __init__(
         self,
-        hosts: Sequence[Union[str, Tuple[str, int]]] = DEFAULT_NETWORK_HOSTS,
+        hosts: Union[_Hosts, Callable[[], _Hosts]] = DEFAULT_NETWORK_HOSTS,
         connect_timeout: float = 3.0,
         dns_timeout: float = 2.0,
         proxy: str | None = None,
         no_proxy: str | None = None,
         resolver: Callable[..., Any] = socket.getaddrinfo,
+        nothing_message: str = "no hosts configured; nothing to check",
     ) -> None:
-        self.hosts = [_split_host(h) for h in hosts]
+        self._hosts_source = hosts if callable(hosts) else None
+        self._hosts = [] if callable(hosts) else [_split_host(h) for h in hosts]
+        self.nothing_message = nothing_message
         self.connect_timeout = connect_timeout
         self.dns_timeout = dns_timeout
         self.proxy = _parse_proxy(proxy)
@@ -131,6 +139,21 @@ class NetworkCheck:
         # one thread per host, not one more per run.
         self._lookups: Dict[Tuple[str, int], Tuple[threading.Event, List[Any]]] = {}
         self._lookups_lock = threading.Lock()
+
+    @property
+    def hosts(self) -> List[Tuple[str, int]]:
+        """The ``(host, port)`` pairs probed now (a source is asked again on every run)."""
+        if self._hosts_source is None:
+            return list(self._hosts)
+        found: List[Tuple[str, int]] = []
+        for value in self._hosts_source():
+            try:
+                pair = _split_host(value)
+            except ConfigError:
+                continue
+            if pair not in found:
+                found.append(pair)
+        return found
 
     @property
     def worst_case_seconds(self) -> float:
@@ -204,12 +227,15 @@ class NetworkCheck:
         return dict(report, status="unreachable", error=last_error[:200])
 
     def __call__(self) -> HealthCheckResult:
-        if not self.hosts:
-            return HealthCheckResult(self.name, UNKNOWN, "no hosts configured", {})
-        tasks = [lambda h=h, p=p: self._probe(h, p) for h, p in self.hosts]
+        targets = self.hosts
+        if not targets:
+            return HealthCheckResult(
+                self.name, HEALTHY, self.nothing_message, {"hosts": {}, "reachable": 0, "total": 0}
+            )
+        tasks = [lambda h=h, p=p: self._probe(h, p) for h, p in targets]
         found = run_parallel(tasks, self.worst_case_seconds + 0.5)
         hosts: Dict[str, Any] = {}
-        for (host, port), report in zip(self.hosts, found):
+        for (host, port), report in zip(targets, found):
             hosts[f"{host}:{port}"] = report or {"status": "timeout", "error": "no answer in time"}
         up = sum(1 for r in hosts.values() if r["status"] == "reachable")
         total = len(hosts)
@@ -267,27 +293,38 @@ class ProviderEndpointsCheck:
     it with a long ttl (the default set uses 300 s), so probes never spend API quota.
     ``proxy``/``no_proxy`` are used explicitly; the environment is not consulted here.
     ``fetch`` (endpoint -> report with a ``status``) replaces the HTTP fetch of one endpoint
-    in tests.
+    in tests. ``endpoints`` may be a callable asked on every run; with none to probe the
+    result is healthy with ``nothing_message`` and nothing is fetched.
     """
 
     name = "provider_endpoints"
 
     def __init__(
         self,
-        endpoints: Sequence[Union[Endpoint, str, Tuple[str, str]]] = DEFAULT_PROVIDER_ENDPOINTS,
+        endpoints: Union[_Endpoints, Callable[[], _Endpoints]] = DEFAULT_PROVIDER_ENDPOINTS,
         timeout: float = 5.0,
         proxy: str | None = None,
         no_proxy: str | None = None,
         user_agent: str = "mgit-monitoring-health",
         fetch: Callable[[Endpoint], Dict[str, Any]] | None = None,
+        nothing_message: str = "no provider endpoints configured; nothing to check",
     ) -> None:
-        self.endpoints = [as_endpoint(e) for e in endpoints]
+        self._source = endpoints if callable(endpoints) else None
+        self._endpoints = [] if callable(endpoints) else [as_endpoint(e) for e in endpoints]
+        self.nothing_message = nothing_message
         self.timeout = timeout
         self.proxy = proxy
         self.no_proxy = no_proxy
         self.user_agent = user_agent
         self.fetch: Callable[[Endpoint], Dict[str, Any]] = fetch or self._fetch
         self._busy: Set[str] = set()  # endpoint URLs whose fetch is still running
+
+    @property
+    def endpoints(self) -> List[Endpoint]:
+        """The endpoints probed now (a source is asked again on every run)."""
+        if self._source is None:
+            return list(self._endpoints)
+        return [as_endpoint(e) for e in self._source()]
 
     def _fetch(self, endpoint: Endpoint) -> Dict[str, Any]:
         opener = url_opener(endpoint.url, self.proxy, self.no_proxy)
@@ -325,14 +362,20 @@ class ProviderEndpointsCheck:
         return report
 
     def __call__(self) -> HealthCheckResult:
-        if not self.endpoints:
-            return HealthCheckResult(self.name, UNKNOWN, "no provider endpoints configured", {})
-        tasks = [lambda e=e: self.fetch(e) for e in self.endpoints]
+        targets = self.endpoints
+        if not targets:
+            return HealthCheckResult(
+                self.name,
+                HEALTHY,
+                self.nothing_message,
+                {"providers": {}, "reachable": 0, "total": 0},
+            )
+        tasks = [lambda e=e: self.fetch(e) for e in targets]
         # urlopen's DNS lookup has no timeout: keep at most one fetch per endpoint alive.
-        keys = [e.url for e in self.endpoints]
+        keys = [e.url for e in targets]
         found = run_parallel(tasks, self.timeout * 2 + 1.0, keys, self._busy)
         providers: Dict[str, Any] = {}
-        for endpoint, report in zip(self.endpoints, found):
+        for endpoint, report in zip(targets, found):
             providers[endpoint.name] = report or {
                 "url": safe_url(endpoint.url),
                 "status": "unreachable",

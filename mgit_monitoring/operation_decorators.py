@@ -501,8 +501,8 @@ class _ApiCall:
     def finish(self, exc: BaseException | None, result: Any = None) -> None:
         duration = _clock() - self.t0
         spec, provider = self.spec, self.provider
-        status, found_method, limited = describe_response(result if exc is None else exc)
-        method = (spec.method or found_method or "UNKNOWN").upper()
+        status, method, limited = describe_response(result if exc is None else exc, spec.method)
+        method = (method or "UNKNOWN").upper()
         if status is not None:
             code = str(status)
         else:  # no HTTP status seen: say so instead of inventing 200 or 500

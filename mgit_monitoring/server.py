@@ -25,13 +25,11 @@ import logging
 import signal
 import socket
 import socketserver
-import ssl
 import sys
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from mgit_monitoring.errors import ConfigError, ServerError
@@ -43,7 +41,11 @@ from mgit_monitoring.http_app import (
     error_response,
     route_of,
 )
-from mgit_monitoring.http_auth import HttpAuth
+
+if TYPE_CHECKING:  # ssl costs ~4 MB of resident memory: imported only to serve TLS
+    import ssl
+
+    from mgit_monitoring.http_auth import HttpAuth  # hashlib and hmac: only when auth is on
 
 __all__ = [
     "ENDPOINTS",
@@ -72,6 +74,8 @@ class TLSConfig(NamedTuple):
 
     def context(self) -> ssl.SSLContext:
         """Build the server-side ``ssl.SSLContext``; a bad file raises ConfigError."""
+        import ssl
+
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
@@ -153,7 +157,74 @@ def _request_ids(headers: Any) -> Tuple[str | None, str | None]:
     return echo, echo
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Headers:
+    """A request's header fields: case-insensitive ``get``, ``get_all``, ``in``, ``items``.
+
+    Parsed here rather than by ``http.server``/``email`` (those, with ``http.client`` and
+    ``ssl`` behind them, were a third of an idle server's memory).
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: List[Tuple[str, str]]) -> None:
+        self._fields = fields
+
+    def get(self, name: str, default: Any = None) -> Any:
+        lname = name.lower()
+        for key, value in self._fields:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def get_all(self, name: str) -> List[str] | None:
+        lname = name.lower()
+        values = [v for k, v in self._fields if k.lower() == lname]
+        return values or None
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def items(self) -> List[Tuple[str, str]]:
+        return list(self._fields)
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _parse_headers(head: bytes) -> _Headers | None:
+    """The fields of a request head (without its request line); None when malformed."""
+    fields: List[Tuple[str, str]] = []
+    for raw in head.decode("iso-8859-1").split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if not line:
+            continue
+        if line[0] in " \t":  # obsolete line folding (RFC 9112 5.2): one value, joined
+            if not fields:
+                return None
+            key, value = fields[-1]
+            fields[-1] = (key, f"{value} {line.strip()}")
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or not set(name) <= _TOKEN:
+            return None
+        fields.append((name, value.strip(" \t")))
+    return _Headers(fields)
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _http_date(ts: float) -> str:
+    """An IMF-fixdate (RFC 9110 5.6.7): ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    t = time.gmtime(ts)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+class _Handler(socketserver.BaseRequestHandler):
     """One connection: bounded head reads, then ``app.route``, one write per response."""
 
     protocol_version = "HTTP/1.1"
@@ -196,8 +267,55 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
     def handle(self) -> None:
-        if self._ok:
-            super().handle()
+        if not self._ok:
+            return
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.handle_one_request()
+
+    def date_time_string(self) -> str:
+        return _http_date(time.time())
+
+    def parse_request(self, line: bytes, head: bytes) -> bool:
+        """Request line and head -> command, path, version, headers, keep-alive; on a bad
+        request an error response is sent and False returned."""
+        self.close_connection = True
+        words = line.decode("iso-8859-1").rstrip("\r\n").split()
+        if not words:
+            return False
+        if len(words) != 3:
+            self.send_error(400)  # HTTP/0.9 (two words) is not served either
+            return False
+        command, path, version = words
+        major_minor = version[5:].split(".") if version.startswith("HTTP/") else []
+        if len(major_minor) != 2 or not all(p.isdigit() and len(p) <= 10 for p in major_minor):
+            self.send_error(400)
+            return False
+        number = (int(major_minor[0]), int(major_minor[1]))
+        if number >= (2, 0):
+            self.send_error(505)
+            return False
+        if number < (1, 0):
+            self.send_error(400)
+            return False
+        self.request_version = version
+        self.command, self.path = command, path
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")
+        headers = _parse_headers(head)
+        if headers is None:
+            self.send_error(400)
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = str(headers.get("Connection", "")).lower()
+        keep = number >= (1, 1)
+        if connection == "close":
+            keep = False
+        elif connection == "keep-alive":
+            keep = True
+        self.close_connection = not keep
+        return True
 
     def handle_expect_100(self) -> bool:
         # Never invite a body: the reply (413 or 405) follows without "100 Continue".
@@ -230,13 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
             head = self._read_head()
             if head is None:
                 return
-            self.raw_requestline = line
-            saved, self.rfile = self.rfile, io.BytesIO(head)
-            try:
-                parsed = self.parse_request()
-            finally:
-                self.rfile = saved
-            if parsed:
+            if self.parse_request(line, head):
                 self._answer()
         except OSError:  # timeouts, resets, TLS errors: the connection is done
             self.close_connection = True
@@ -339,9 +451,10 @@ def _phrase(code: int) -> str:
         return "Unknown"
 
 
-class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
+class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """ThreadingHTTPServer with a connection cap, fast 503s, drain and no reverse DNS."""
 
+    allow_reuse_address = True
     daemon_threads = True
     block_on_close = False  # close() drains with its own deadline instead
     request_queue_size = 128
@@ -378,7 +491,7 @@ class _HTTPServer(socketserver.ThreadingMixIn, HTTPServer):
             except (OSError, AttributeError):
                 pass
         socketserver.TCPServer.server_bind(self)
-        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup that can hang.
+        # No socket.getfqdn() here (http.server's): a DNS lookup that can hang.
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def track(self, handler: _Handler, *, idle: bool) -> bool:
@@ -582,7 +695,15 @@ class MonitoringServer:
                 daemon=True,
             )
             self._thread.start()
-            _log.info("monitoring server listening on %s", self.url, extra={"url": self.url})
+            store = self.app.store_info()
+            where = store["state_dir"] or "none"
+            _log.info(
+                "monitoring server listening on %s; state dir %s, store %s",
+                self.url,
+                where,
+                store["store"],
+                extra={"url": self.url, **store},
+            )
         return self
 
     @property

@@ -276,10 +276,10 @@ class _State:
         self.processes: Dict[str, Tuple[int, str, str | None, float]] = {}
 
 
-def _read_state(store: Store) -> _State:
+def _read_state(store: Store, strict: bool = False) -> _State:
     _ensure_schema(store)
     state = _State()
-    for row in store.read(_READ_ALL):
+    for row in store.read(_READ_ALL, strict=strict):
         kind = row[0]
         try:
             if kind == "t":
@@ -492,6 +492,7 @@ def merged_snapshot(
     clock: Callable[[], float] = time.time,
     proc_root: str = "/proc",
     hostname: str | None = None,
+    strict: bool = False,
 ) -> Snapshot:
     """The merged view of every process that flushed to ``store``, as a Snapshot.
 
@@ -503,10 +504,14 @@ def merged_snapshot(
     flushed yet still get HELP and TYPE, but its values, gauges and collectors are left out
     (what a ``metrics`` command or a textfile export wants: a fresh CLI process's gauges,
     such as a health of -1, must not take part in the merge).
-    Never raises for store problems: an unreadable store contributes nothing.
+    Never raises for store problems: an unreadable store contributes nothing (with the
+    store's one warning), unless ``strict``, where it raises
+    :class:`~mgit_monitoring.errors.StoreError` (what a ``metrics`` command wants: data it
+    cannot read is an error, not an empty answer). A store read read-only (another user's,
+    a read-only copy) is read like any other.
     """
     now = clock()
-    state = _read_state(store)
+    state = _read_state(store, strict)
     local = None
     if local_registry is not None:
         if local_values:

@@ -27,6 +27,20 @@ schema is current only reads, so it never waits for another process's write lock
 (:meth:`Store.begin_shutdown`) all writes together wait at most ``timeout``. All warnings
 go to the logger ``mgit_monitoring.store``.
 
+Readers (``Store(path, reader=True)``: the server, ``metrics``, ``performance``) never create,
+migrate or move aside the file. One that cannot write the file or its directory reads it
+read-only (a sqlite ``mode=ro`` connection per read; a WAL database with no ``-wal`` file,
+whose ``-shm`` cannot be created in a read-only directory, is read with ``immutable=1``,
+and the read is repeated when the file changed meanwhile), and says so once at INFO. A
+reader finds "no data yet" in a missing file, and :meth:`Store.check_readable` raises for
+a file it cannot read (the CLI's exit 2). :attr:`Store.mode` is ``read-write``,
+``read-only``, ``memory`` or ``unusable``.
+
+Permissions: a writer creates the state directory ``0750`` and the file ``0640`` (both
+further restricted by the umask; sqlite gives ``-wal``/``-shm`` the file's mode), so a
+monitoring server running as another user in the writer's group can read what mgit runs
+flushed, and nobody else can. An existing directory keeps its mode.
+
 Why these settings (measured in shared/bench/log_metrics_sqlite.py): with WAL, a 5 s busy
 timeout and ``BEGIN IMMEDIATE``, 16 processes writing at once lost nothing, and without a
 busy timeout 81 % of writes failed; a DEFERRED transaction that upgrades to a write lock
@@ -63,7 +77,13 @@ from mgit_monitoring.fork_hooks import after_fork_in_child, around_fork_in_paren
 from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "MEMORY",
+    "READ_ONLY",
+    "READ_WRITE",
     "STORE_FILENAME",
+    "UNUSABLE",
     "TRACES_COMPONENT",
     "TRACES_MIGRATIONS",
     "Migration",
@@ -73,6 +93,16 @@ __all__ = [
 
 STORE_FILENAME = "monitoring.sqlite3"
 """Name of the shared sqlite file inside the state directory."""
+
+DIR_MODE = 0o750
+"""Mode of a state directory a writer creates (before the umask): group members may read."""
+FILE_MODE = 0o640
+"""Mode of a store file a writer creates (before the umask); sqlite copies it to -wal/-shm."""
+
+READ_WRITE = "read-write"
+READ_ONLY = "read-only"
+MEMORY = "memory"
+UNUSABLE = "unusable"
 
 logger = logging.getLogger("mgit_monitoring.store")
 
@@ -135,6 +165,60 @@ _MAINTENANCE_EVERY_S = 24 * 3600.0
 def _code(exc: BaseException) -> int:
     code = getattr(exc, "sqlite_errorcode", None)
     return code & 0xFF if isinstance(code, int) else -1
+
+
+class _NoFileYet(StoreError):
+    """A reader's store file does not exist (yet): no data, not an error."""
+
+
+class _UseReadOnly(StoreError):
+    """A reader that cannot write: read through :meth:`Store._read_only_rows`."""
+
+
+def _uid() -> str:
+    getuid = getattr(os, "getuid", None)
+    return str(getuid()) if getuid is not None else "?"
+
+
+def _stat_store(path: str) -> Tuple[int, int, int, int]:
+    """(dev, inode, size, mtime ns) of the store file; _NoFileYet when there is none."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise StoreError(f"{directory} is not a directory") from None
+        raise _NoFileYet(path) from None
+    except OSError as exc:  # e.g. a directory this uid may not search
+        reason = exc.strerror or str(exc)
+        raise StoreError(f"{reason} for uid {_uid()}") from None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _missing_table(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+
+def _uri_path(path: str) -> str:
+    """``path`` escaped for a sqlite ``file:`` URI (``%``, ``?`` and ``#`` are special)."""
+    return path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def _describe_unreadable(path: str, exc: BaseException | None) -> str:
+    if not os.access(path, os.R_OK):
+        return f"permission denied for uid {_uid()}"
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unreadable"
+
+
+def _create_file(path: str) -> None:
+    """Create an empty store file with :data:`FILE_MODE` (sqlite would use 0644)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # sqlite reports the real problem when it opens the path
+    os.close(fd)
 
 
 class _ForeignFile(Exception):
@@ -241,6 +325,7 @@ class Store:
         timeout: float = 5.0,
         flush_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
+        reader: bool = False,
     ) -> None:
         if path is not None and os.fspath(path) == ":memory:":
             path = None
@@ -270,6 +355,10 @@ class Store:
         self._next_maintenance = 0.0  # monotonic time of the thread's next retention check
         self._atexit_registered = False
         self._deadline: float | None = None  # clock() value after which writes do not wait
+        self.reader = bool(reader)
+        """Only reads: never creates, migrates or moves aside the file (see the module doc)."""
+        self._readonly = False  # a reader that cannot write: one connection per read
+        self._problem: str | None = None  # why a reader cannot read the file (None: it can)
         _STORES.add(self)
         _register_fork_hooks()
 
@@ -283,11 +372,59 @@ class Store:
         return f"<Store {where}>"
 
     @property
+    def mode(self) -> str:
+        """How this process uses the store: ``read-write``, ``read-only``, ``memory`` (no
+        file, or a writer's fallback) or ``unusable`` (a reader that cannot read the file;
+        :attr:`problem` says why). Opens the store if it is not open yet."""
+        if self._memory:
+            return MEMORY
+        if not self.reader:
+            return READ_WRITE if self.persistent else MEMORY
+        try:
+            self.check_readable()
+        except StoreError:
+            return UNUSABLE
+        if self._readonly:
+            return READ_ONLY
+        if self._conn is not None:
+            return READ_WRITE
+        # No file yet: what this process will be able to do once a writer creates it.
+        directory = os.path.dirname(os.path.abspath(self.path or "."))
+        return READ_WRITE if os.access(directory, os.W_OK | os.X_OK) else READ_ONLY
+
+    @property
+    def problem(self) -> str | None:
+        """Why a reader cannot read the file (None when it can, or has no file yet)."""
+        return self._problem
+
+    def check_readable(self) -> None:
+        """Raise :class:`StoreError` (one line: path and reason) when this store cannot be
+        read; a reader's missing file is not an error (no data yet). Never logs."""
+        if self._memory:
+            return
+        with self._lock:
+            try:
+                if not self._readonly:
+                    try:
+                        self._connection()
+                        return
+                    except _UseReadOnly:
+                        pass
+                self._read_only_rows("SELECT 1")
+            except _NoFileYet:
+                return
+            except StoreError as exc:
+                if self.reader and self._problem is None:
+                    self._problem = str(exc)
+                raise
+
+    @property
     def persistent(self) -> bool:
         """True when data goes to a file other processes can read (False after a fallback)."""
         with self._lock:
-            with contextlib.suppress(StoreError):
-                self._connection()
+            if not self._readonly:
+                with contextlib.suppress(StoreError):
+                    self._connection()
             return not self._memory
 
     # -- connection management ---------------------------------------------------------
@@ -303,6 +440,8 @@ class Store:
             _ABANDONED.append(self._conn)
             self._conn = None
         self._pid = pid
+        if not self._memory and self.reader:
+            return self._reader_connection()
         if not self._memory:
             try:
                 self._conn = self._open_file()
@@ -324,10 +463,123 @@ class Store:
         self._conn = self._open_memory()
         return self._conn
 
+    def _reader_connection(self) -> sqlite3.Connection:
+        """A reader's read-write connection; raises _NoFileYet, _UseReadOnly or StoreError."""
+        assert self.path is not None
+        if self._readonly:
+            raise _UseReadOnly()
+        try:
+            _stat_store(self.path)
+        except _NoFileYet:
+            raise
+        except StoreError as exc:  # a file this uid cannot even see
+            raise self._unusable(str(exc)) from None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        files = [self.path] + [self.path + s for s in ("-wal", "-shm") if os.path.exists(self.path + s)]
+        if not (
+            os.access(directory, os.W_OK | os.X_OK) and all(os.access(f, os.W_OK) for f in files)
+        ):
+            self._become_read_only(f"this process (uid {_uid()}) cannot write {directory}")
+            raise _UseReadOnly()
+        try:
+            self._conn = self._open_file()
+            self._problem = None
+            return self._conn
+        except Exception as exc:  # noqa: BLE001 - classified here
+            if _is_transient(exc):
+                raise StoreError(f"store {self.path}: {exc}") from exc
+            if _is_corrupt(exc) or isinstance(exc, StoreError):
+                raise self._unusable(str(exc)) from exc
+            # EROFS and friends: a file the checks above could not tell was read-only.
+            self._become_read_only(f"{type(exc).__name__}: {exc}")
+            raise _UseReadOnly() from None
+
+    def _unusable(self, reason: str) -> StoreError:
+        self._problem = reason
+        return StoreError(f"cannot read the monitoring store {self.path}: {reason}")
+
+    def _become_read_only(self, why: str) -> None:
+        self._readonly = True
+        logger.info(
+            "monitoring store %s opened read-only (%s): showing what other processes "
+            "flushed, writing nothing",
+            self.path,
+            why,
+        )
+
+    def _read_only_rows(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
+        """One query on a fresh read-only connection (no lasting locks, no stale -shm).
+
+        Without a ``-wal`` file every commit is in the main file; when sqlite cannot create
+        the ``-shm`` there (a read-only directory) the file is read with ``immutable=1``,
+        and the read is repeated when the file or its WAL changed meanwhile (a writer
+        started): an immutable connection takes no locks, so it must not trust a read
+        that overlapped a checkpoint.
+        """
+        assert self.path is not None
+        path = os.path.abspath(self.path)
+        last: BaseException | None = None
+        for _attempt in range(4):
+            try:
+                before = _stat_store(path)
+            except _NoFileYet:
+                return []
+            except StoreError as exc:
+                raise self._unusable(str(exc)) from None
+            try:
+                return self._query_uri(path, "mode=ro", sql, params)
+            except sqlite3.Error as exc:
+                last = exc
+                if _missing_table(exc):
+                    return []  # a component no writer created yet: no data of that kind
+                if _is_corrupt(exc) or os.path.exists(path + "-wal"):
+                    if not os.path.exists(path + "-wal"):
+                        break
+                    continue  # a writer is starting: its -shm may not exist yet
+            try:
+                rows = self._query_uri(path, "mode=ro&immutable=1", sql, params)
+            except sqlite3.Error as exc:
+                if _missing_table(exc):
+                    return []
+                last = exc
+                continue
+            try:
+                after = _stat_store(path)
+            except StoreError:  # gone or hidden meanwhile: read again
+                after = None
+            if after == before and not os.path.exists(path + "-wal"):
+                self._problem = None
+                return rows
+        reason = _describe_unreadable(path, last)
+        raise self._unusable(reason)
+
+    def _query_uri(
+        self, path: str, flags: str, sql: str, params: Sequence[Any]
+    ) -> List[Tuple[Any, ...]]:
+        conn = sqlite3.connect(
+            f"file:{_uri_path(path)}?{flags}",
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            versions = self._stored_versions(conn, foreign_check=True)
+            for component, migrations in self._schemas.items():
+                if versions is not None:
+                    self._check_not_newer(component, versions.get(component, 0), len(migrations))
+            return list(conn.execute(sql, tuple(params)))
+        except (_ForeignFile, StoreError) as exc:
+            raise sqlite3.DatabaseError(str(exc)) from exc
+        finally:
+            conn.close()
+
     def _open_file(self) -> sqlite3.Connection:
         assert self.path is not None
         directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not self.reader:
+            os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+            _create_file(self.path)
         # isolation_level=None: no implicit DEFERRED BEGIN; writes issue BEGIN IMMEDIATE.
         conn = sqlite3.connect(
             self.path, timeout=self._wait_budget(), isolation_level=None, check_same_thread=False
@@ -335,6 +587,14 @@ class Store:
         try:
             # Read first: a corrupt or foreign file is found before anything is changed in it.
             versions = self._stored_versions(conn, foreign_check=True)
+            if self.reader:  # never changes the file: a missing table reads as no data
+                if versions is not None:
+                    for component, migrations in self._schemas.items():
+                        known = versions.get(component, 0)
+                        self._check_not_newer(component, known, len(migrations))
+                st = os.stat(self.path)
+                self._file_id = (st.st_dev, st.st_ino)
+                return conn
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
             if mode and str(mode[0]).lower() != "wal":
                 logger.debug("store %s: journal_mode is %s, not wal", self.path, mode[0])
@@ -426,6 +686,8 @@ class Store:
         """
         with self._lock:
             self._schemas[component] = tuple(migrations)
+            if self.reader:
+                return  # readers never change the file; a missing table reads as no data
             if self._conn is not None and self._pid == os.getpid():
                 try:
                     self._apply_one(self._conn, component, self._schemas[component], None)
@@ -602,10 +864,14 @@ class Store:
                 with self.transaction() as conn:
                     fn(conn)
                 return True
+            except (_NoFileYet, _UseReadOnly):
+                self.dropped_writes += 1  # a reader that cannot write: nothing to warn about
+                logger.debug("store %s: %s dropped (read-only for this process)", self.path, what)
+                return False
             except StoreError as exc:
                 cause = exc.__cause__ if exc.__cause__ is not None else exc
                 with self._lock:
-                    if _is_corrupt(cause) and attempt == 1:
+                    if _is_corrupt(cause) and attempt == 1 and not self.reader:
                         self._recover_from_corruption(cause)
                         continue
                     self._handle_error(cause, what)
@@ -615,23 +881,44 @@ class Store:
                 return False
         return False  # pragma: no cover - loop always returns
 
-    def read(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
-        """Rows of a query, or ``[]`` (with the store's warning policy) when it fails."""
-        rows = self._read(sql, params)
+    def read(
+        self, sql: str, params: Sequence[Any] = (), *, strict: bool = False
+    ) -> List[Tuple[Any, ...]]:
+        """Rows of a query, or ``[]`` (with the store's warning policy) when it fails.
+
+        ``strict=True`` raises :class:`StoreError` instead (and logs nothing: the caller
+        reports it). A reader's missing file or missing table is no data, not a failure.
+        """
+        rows = self._read(sql, params, strict)
         return [] if rows is None else rows
 
-    def _read(self, sql: str, params: Sequence[Any]) -> List[Tuple[Any, ...]] | None:
+    def _read(
+        self, sql: str, params: Sequence[Any], strict: bool = False
+    ) -> List[Tuple[Any, ...]] | None:
         for attempt in (1, 2):
             with self._lock:
                 try:
-                    return list(self._connection().execute(sql, tuple(params)))
+                    if self._readonly and not self._memory:
+                        return self._read_only_rows(sql, params)
+                    try:
+                        return list(self._connection().execute(sql, tuple(params)))
+                    except _UseReadOnly:
+                        return self._read_only_rows(sql, params)
+                except _NoFileYet:
+                    return []
                 except StoreError as exc:
+                    if strict:
+                        raise
                     self._handle_error(exc.__cause__ or exc, "read")
                     return None
                 except sqlite3.Error as exc:
-                    if _is_corrupt(exc) and attempt == 1:
+                    if self.reader and _missing_table(exc):
+                        return []
+                    if _is_corrupt(exc) and attempt == 1 and not self.reader:
                         self._recover_from_corruption(exc)
                         continue
+                    if strict:
+                        raise StoreError(f"store {self.path or ':memory:'}: {exc}") from exc
                     self._handle_error(exc, "read")
                     return None
         return None  # pragma: no cover
@@ -792,7 +1079,7 @@ class Store:
     def _maintain(self) -> None:
         # Opportunistic retention, off the hot path; a random skip spreads the work when
         # many processes exit at once.
-        if self._retention and random.random() < 0.5:
+        if self._retention and not self.reader and random.random() < 0.5:
             self.maybe_cleanup()
 
     def close(self) -> None:

@@ -7,17 +7,21 @@ dict (:data:`~mgit_monitoring.log_formatter.FIELDS_ATTR`), and the correlation s
 active at the call (:data:`~mgit_monitoring.log_formatter.CONTEXT_ATTR`). Any handler
 works; :class:`~mgit_monitoring.log_formatter.StructuredFormatter` writes them as JSON.
 
-A call below the logger's level returns after one ``isEnabledFor`` check, before any
-record, caller lookup or field dict is built.
+A call below the logger's level returns before any record, caller lookup or field dict
+is built: after one ``isEnabledFor`` check, or at once when the level is below the
+logger's own (a logger given a level with ``setLevel``, which then is its effective
+level whatever its ancestors say).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import sys
 import time
 import traceback
-from typing import Any, Callable, Dict, Tuple, Union
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
 
 from mgit_monitoring.context import CURRENT_SCOPE
 from mgit_monitoring.errors import ConfigError
@@ -29,6 +33,7 @@ LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """The level names :func:`parse_level` accepts (any case; also WARN, FATAL, NOTSET)."""
 
 _DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
+_NO_FLOOR = SimpleNamespace(level=0)  # for loggers whose class decides levels its own way
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
@@ -69,21 +74,47 @@ class StructuredLogger:
     :func:`~mgit_monitoring.logs.setup_structured_logging`).
     """
 
-    __slots__ = ("_clock", "logger", "name")
+    __slots__ = ("_clock", "_direct", "_floor", "_logger", "name")
 
     def __init__(
         self, logger: Union[str, logging.Logger], *, clock: Callable[[], float] = time.time
     ) -> None:
-        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
-        self.name = self.logger.name
+        lg = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self._logger = lg
+        self.name = lg.name
         self._clock = clock
+        # Decided once, for a logger class that works as logging.Logger does:
+        # - _floor: where the level methods read the logger's own level; below it a call
+        #   is off whatever isEnabledFor would say (NOTSET, 0, lets every call through);
+        # - _direct: a record goes straight to callHandlers() when the logger has no
+        #   filters and is not disabled (what handle() would do after checking those).
+        cls = type(lg)
+        std = logging.Logger
+        self._floor = (
+            lg
+            if cls.isEnabledFor is std.isEnabledFor
+            and cls.getEffectiveLevel is std.getEffectiveLevel
+            else _NO_FLOOR
+        )
+        self._direct = cls.handle is std.handle and cls.filter is std.filter
+
+    if TYPE_CHECKING:
+
+        @property
+        def logger(self) -> logging.Logger:
+            """The ``logging.Logger`` records go to (read-only)."""
+
+    else:  # the same, read without a Python call
+        logger = property(
+            operator.attrgetter("_logger"), doc="The ``logging.Logger`` records go to (read-only)."
+        )
 
     def __repr__(self) -> str:
         return f"<StructuredLogger {self.name!r}>"
 
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - the logging name
         """Whether a record at ``level`` would be processed."""
-        return self.logger.isEnabledFor(level)
+        return self._logger.isEnabledFor(level)
 
     def _log(self, level: int, msg: Any, args: Tuple[Any, ...], fields: Dict[str, Any]) -> None:
         # ``fields`` is always a dict this class built (from **kwargs), never the caller's.
@@ -112,53 +143,56 @@ class StructuredLogger:
                 exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
             elif not isinstance(exc_info, tuple):
                 exc_info = sys.exc_info()
-        lg = self.logger
+        lg = self._logger
         record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
         attrs = record.__dict__
         if fields:
             attrs[FIELDS_ATTR] = fields
         attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
-        lg.handle(record)
+        if self._direct and not lg.filters and not lg.disabled:
+            lg.callHandlers(record)
+        else:
+            lg.handle(record)
 
     def debug(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at DEBUG with ``fields``."""
-        if self.logger.isEnabledFor(_DEBUG):
+        if self._floor.level <= _DEBUG and self._logger.isEnabledFor(_DEBUG):
             self._log(_DEBUG, message, args, fields)
 
     def info(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at INFO with ``fields``."""
-        if self.logger.isEnabledFor(_INFO):
+        if self._floor.level <= _INFO and self._logger.isEnabledFor(_INFO):
             self._log(_INFO, message, args, fields)
 
     def warning(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at WARNING with ``fields``."""
-        if self.logger.isEnabledFor(_WARNING):
+        if self._floor.level <= _WARNING and self._logger.isEnabledFor(_WARNING):
             self._log(_WARNING, message, args, fields)
 
     def error(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at ERROR with ``fields``."""
-        if self.logger.isEnabledFor(_ERROR):
+        if self._floor.level <= _ERROR and self._logger.isEnabledFor(_ERROR):
             self._log(_ERROR, message, args, fields)
 
     def exception(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at ERROR with the exception being handled (its traceback) and ``fields``."""
-        if self.logger.isEnabledFor(_ERROR):
+        if self._floor.level <= _ERROR and self._logger.isEnabledFor(_ERROR):
             fields.setdefault("exc_info", True)
             self._log(_ERROR, message, args, fields)
 
     def critical(self, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at CRITICAL with ``fields``."""
-        if self.logger.isEnabledFor(_CRITICAL):
+        if self._floor.level <= _CRITICAL and self._logger.isEnabledFor(_CRITICAL):
             self._log(_CRITICAL, message, args, fields)
 
     def log(self, level: int, message: Any, /, *args: Any, **fields: Any) -> None:
         """Log at ``level`` with ``fields``."""
-        if self.logger.isEnabledFor(level):
+        if level >= self._floor.level and self._logger.isEnabledFor(level):
             self._log(level, message, args, fields)
 
     def operation_start(self, operation: str, /, **fields: Any) -> None:
         """INFO "Operation started: <operation>" with operation, operation_status, start_time."""
-        if self.logger.isEnabledFor(_INFO):
+        if self._floor.level <= _INFO and self._logger.isEnabledFor(_INFO):
             fields.update(operation=operation, operation_status="started", start_time=self._clock())
             self._log(_INFO, "Operation started: %s", (operation,), fields)
 
@@ -172,7 +206,7 @@ class StructuredLogger:
     ) -> None:
         """INFO (ERROR on failure) "Operation completed|failed: <op> (took N.NNs)"."""
         level = _INFO if success else _ERROR
-        if not self.logger.isEnabledFor(level):
+        if level < self._floor.level or not self._logger.isEnabledFor(level):
             return
         status = "completed" if success else "failed"
         fields.update(

@@ -88,6 +88,8 @@ class ApiResponsesTest(unittest.TestCase):
         self.assertEqual((None, None, False), describe_response(["plain", "data"]))
         self.assertEqual((None, None, False), describe_response(Hostile()))
         self.assertEqual((None, None, False), describe_response(None))
+        self.assertEqual((429, "GET", True), describe_response(Response(), "GET"))  # as given
+        self.assertEqual((None, "GET", False), describe_response(Hostile(), "GET"))
 
 
 if __name__ == "__main__":

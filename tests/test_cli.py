@@ -277,20 +277,25 @@ class TestHealthCommand(CliTestCase):
         self.assertIn("git_availability", out.stdout)
 
     def test_json_stays_pure_when_warnings_are_logged(self):
-        """With an unusable state dir (logged warnings), `--json` stdout is still only JSON."""
+        """With a state dir that is a file, `health --json` stdout is still only JSON (what the
+        checks say about it goes to stderr or into the report); the readers exit 2."""
         not_a_dir = os.path.join(self.state, "file")
         with open(not_a_dir, "w", encoding="utf-8") as fh:
             fh.write("x")
-        for args in (
-            ("health", "--json"),
-            ("metrics", "--format", "json"),
-            ("performance", "--json"),
-        ):
+        out = self.run_cli("health", "--json", MGIT_MONITORING_STATE_DIR=not_a_dir)
+        self.assertIsInstance(json.loads(out.stdout), dict)
+        self.assertNotIn(out.returncode, (2,), out.stderr)
+        self.assertIn(not_a_dir, out.stdout)  # the report names the unusable directory
+        # Readers named a state dir that is not one: a one-line error, nothing on stdout.
+        for args in (("metrics", "--format", "json"), ("performance", "--json")):
             with self.subTest(args=args):
                 out = self.run_cli(*args, MGIT_MONITORING_STATE_DIR=not_a_dir)
-                self.assertIsInstance(json.loads(out.stdout), dict)
-                self.assertNotIn(out.returncode, (2,), out.stderr)
-        self.assertIn("WARNING", out.stderr)  # the warning went to stderr, not stdout
+                self.assertEqual(2, out.returncode, out.stderr)
+                self.assertEqual("", out.stdout)
+                self.assertEqual(
+                    [f"error: MGIT_MONITORING_STATE_DIR {not_a_dir}: not a directory"],
+                    out.stderr.splitlines(),
+                )
 
     def test_detailed_json_has_original_shape(self):
         """`health --detailed --json` keeps the original's summary and checks fields."""

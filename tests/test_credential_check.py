@@ -10,6 +10,8 @@ import unittest
 
 from mgit_monitoring.credential_check import (
     AuthenticationCheck,
+    ConfiguredProvider,
+    configured_providers,
     credential_api_urls,
     default_mgit_config_path,
 )
@@ -73,11 +75,55 @@ class TestAuthentication(TempDirCase):
         self.assertEqual(result.details["credential_sources"]["github"], ["env:GITHUB_TOKEN"])
         self.assertNotIn(self.SECRET, json.dumps(result.to_dict()))
 
-    def test_nothing_configured_degrades(self):
-        """No credentials anywhere is degraded, as in the original."""
-        result = AuthenticationCheck({}, config_path=os.path.join(self.tmp, "none.yaml"))()
-        self.assertEqual(result.status, DEGRADED)
+    def test_no_mgit_config_yet_is_healthy(self):
+        """No mgit config and no credential variable: nothing to authenticate, healthy, said so."""
+        missing = os.path.join(self.tmp, "none.yaml")
+        result = AuthenticationCheck({}, config_path=missing)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertIn(f"no mgit config at {missing}", result.message)
         self.assertFalse(result.details["config_file_exists"])
+        empty = self.write("empty.yaml", "global:\n  log_level: INFO\n", mode=0o600)
+        result = AuthenticationCheck({}, config_path=empty)()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertIn("names no provider", result.message)
+
+    def test_providers_without_credentials_degrade(self):
+        """mgit's config names providers but none has a credential: degraded, names them."""
+        path = self.write(
+            "config.yaml",
+            "providers:\n  work:\n    url: https://dev.azure.com/org\n    token: ''\n",
+            mode=0o600,
+        )
+        result = AuthenticationCheck({}, config_path=path)()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertIn("work", result.message)
+
+    def test_configured_providers(self):
+        """configured_providers lists name, kind and URL; Server and Enterprise URLs included."""
+        path = self.write(
+            "config.yaml",
+            "global:\n  default_provider: ghe\n"
+            "providers:\n"
+            "  ghe:\n    url: https://git.corp.example\n    user: me\n    token: t1\n"
+            "  tfs:\n    url: https://tfs.corp.example/tfs/DefaultCollection\n"
+            "    user: me\n    token: t2\n"
+            "  bbs:\n    type: bitbucket\n    url: https://bitbucket.corp.example\n"
+            "    token: t3\n"
+            "  cloud:\n    username: me\n    app_password: t4\n",
+            mode=0o600,
+        )
+        self.assertEqual(
+            configured_providers(path),
+            [
+                ConfiguredProvider("ghe", "github", "https://git.corp.example"),
+                ConfiguredProvider(
+                    "tfs", "azure_devops", "https://tfs.corp.example/tfs/DefaultCollection"
+                ),
+                ConfiguredProvider("bbs", "bitbucket", "https://bitbucket.corp.example"),
+                ConfiguredProvider("cloud", "bitbucket", ""),
+            ],
+        )
+        self.assertEqual(configured_providers(os.path.join(self.tmp, "missing.yaml")), [])
 
     def test_mgit_config_file(self):
         """Providers in mgit's config.yaml are detected by URL and keys; values are never shown."""

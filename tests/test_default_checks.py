@@ -28,7 +28,6 @@ from mgit_monitoring.health import (
     HealthChecker,
     HealthCheckResult,
 )
-from mgit_monitoring.network_checks import DEFAULT_PROVIDER_ENDPOINTS
 from tests.support import GH_TOKEN, ProviderApiCase, TempDirCase
 
 POSIX = os.name == "posix"
@@ -103,19 +102,114 @@ class TestChecksFollowConfig(ProviderApiCase):
         self.assertEqual(auth.check.api_urls["github"], f"{self.base}/gh-ok")
         self.assertGreater(auth.timeout, auth.check.timeout)  # the runner outlasts the request
 
-    def test_defaults_match_the_module_constants(self):
-        """Without configuration the checks use the documented defaults, validation off."""
-        checker = create_default_health_checker(config=MonitoringConfig(state_dir=self.tmp))
+    def test_defaults_follow_mgit_config_not_the_internet(self):
+        """Without overrides the network and provider checks probe what mgit's config names:
+        nothing at all when there is no mgit config (healthy, said so); validation off."""
+        missing = os.path.join(self.tmp, "no-mgit", "config.yaml")
+        checker = create_default_health_checker(
+            config=MonitoringConfig(state_dir=self.tmp), mgit_config_path=missing
+        )
         entries = {c.name: c for c in checker.registered_checks}
-        self.assertEqual(
-            entries["network_connectivity"].check.hosts,
-            [("github.com", 443), ("dev.azure.com", 443), ("bitbucket.org", 443)],
-        )
-        self.assertEqual(
-            entries["provider_endpoints"].check.endpoints, list(DEFAULT_PROVIDER_ENDPOINTS)
-        )
+        self.assertEqual(entries["network_connectivity"].check.hosts, [])
+        self.assertEqual(entries["provider_endpoints"].check.endpoints, [])
         self.assertIsNone(entries["git_availability"].check.min_version)
         self.assertFalse(entries["authentication_status"].check.validate)
+        for name in ("network_connectivity", "provider_endpoints"):
+            result = checker.run_check_sync(name)
+            self.assertEqual(result.status, HEALTHY, result.message)
+            self.assertIn(f"no provider in mgit's config ({missing})", result.message)
+            self.assertIn("nothing to check", result.message)
+
+    def test_targets_from_mgit_config_are_reread(self):
+        """GitHub Enterprise, Azure DevOps Server and Bitbucket Server URLs in mgit's config
+        become the hosts and endpoints; a config written later is picked up."""
+        path = os.path.join(self.tmp, "mgit", "config.yaml")
+        checker = create_default_health_checker(
+            config=MonitoringConfig(state_dir=self.tmp), mgit_config_path=path
+        )
+        network = checker.get_check("network_connectivity").check
+        endpoints = checker.get_check("provider_endpoints").check
+        self.assertEqual(network.hosts, [])
+        self.write(
+            "mgit/config.yaml",
+            "providers:\n"
+            "  ghe:\n    url: https://git.corp.example\n    token: t\n"
+            "  tfs:\n    url: https://tfs.corp.example:8443/tfs/DefaultCollection\n"
+            "    token: t\n"
+            "  bbs:\n    type: bitbucket\n    url: https://bb.corp.example/bitbucket\n"
+            "    token: t\n",
+            mode=0o600,
+        )
+        self.assertEqual(
+            network.hosts,
+            [("git.corp.example", 443), ("tfs.corp.example", 8443), ("bb.corp.example", 443)],
+        )
+        self.assertEqual(
+            [e.url for e in endpoints.endpoints],
+            [
+                "https://git.corp.example/api/v3/meta",
+                "https://tfs.corp.example:8443/tfs/DefaultCollection/_apis/connectionData",
+                "https://bb.corp.example/bitbucket/rest/api/1.0/application-properties",
+            ],
+        )
+        self.assertEqual(
+            [e.kind for e in endpoints.endpoints], ["github", "azure_devops", "bitbucket"]
+        )
+
+    def test_overrides_still_win_over_mgit_config(self):
+        """MGIT_MONITORING_NETWORK_HOSTS / _PROVIDER_ENDPOINTS replace mgit's config's hosts."""
+        self.write("mgit/config.yaml", "providers:\n  gh:\n    token: t\n", mode=0o600)
+        env = {
+            "HOME": self.tmp,
+            "MGIT_CONFIG_PATH": os.path.join(self.tmp, "mgit", "config.yaml"),
+            "MGIT_MONITORING_NETWORK_HOSTS": "git.internal:22",
+            "MGIT_MONITORING_PROVIDER_ENDPOINTS": f"github={self.base}/gh-ok/rate_limit",
+        }
+        config = MonitoringConfig.from_env(env, state_dir=self.tmp)
+        checker = create_default_health_checker(config=config, environ=env)
+        self.assertEqual(
+            checker.get_check("network_connectivity").check.hosts, [("git.internal", 22)]
+        )
+        self.assertEqual(
+            [e.url for e in checker.get_check("provider_endpoints").check.endpoints],
+            [f"{self.base}/gh-ok/rate_limit"],
+        )
+        env.pop("MGIT_MONITORING_NETWORK_HOSTS")
+        env.pop("MGIT_MONITORING_PROVIDER_ENDPOINTS")
+        config = MonitoringConfig.from_env(env, state_dir=self.tmp)
+        checker = create_default_health_checker(config=config, environ=env)
+        self.assertEqual(
+            checker.get_check("network_connectivity").check.hosts, [("github.com", 443)]
+        )
+
+    def test_store_follows_persistence(self):
+        """Persistence off: the state dir is not required and the disk check watches nothing;
+        a reader's read-only store is healthy; an unusable one degrades, never unready."""
+        mgit = os.path.join(self.tmp, "no-mgit.yaml")
+        config = MonitoringConfig(state_dir="/nonexistent/state", persist=False)
+        checker = create_default_health_checker(
+            config=config, environ={}, network=False, mgit_config_path=mgit
+        )
+        system = checker.run_check_sync("system_basics")
+        self.assertEqual(system.status, HEALTHY, system.message)
+        self.assertEqual(system.details["store_access"], "memory")
+        disk = checker.run_check_sync("disk_space")
+        self.assertEqual(disk.status, HEALTHY)
+        self.assertIn("nothing to watch", disk.message)
+        self.assertTrue(checker.is_ready_sync())
+        state = self.write("state-file", "x")  # a file where the state dir should be
+        config = MonitoringConfig(state_dir=state)
+        checker = create_default_health_checker(
+            config=config, environ={}, network=False, mgit_config_path=mgit
+        )
+        self.assertEqual(checker.get_check("disk_space").check.path, os.path.abspath(state))
+        self.assertEqual(checker.run_check_sync("system_basics").status, DEGRADED)
+        self.assertTrue(checker.is_ready_sync())
+        reader = HealthChecker()
+        register_default_checks(
+            reader, state_dir=self.tmp, store_access="read-only", mgit_config_path=mgit
+        )
+        self.assertEqual(reader.get_check("system_basics").check.store_access, "read-only")
 
     def test_none_disables_network_and_provider_checks(self):
         """MGIT_MONITORING_NETWORK_HOSTS=none and PROVIDER_ENDPOINTS=off leave those checks out."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -10,8 +12,14 @@ from collections import namedtuple
 
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN
-from mgit_monitoring.host_checks import DiskSpaceCheck, MemoryCheck, SystemBasicsCheck
-from tests.support import TempDirCase, open_to_all, run_unprivileged
+from mgit_monitoring.host_checks import (
+    MEMORY,
+    READ_ONLY,
+    DiskSpaceCheck,
+    MemoryCheck,
+    SystemBasicsCheck,
+)
+from tests.support import ROOT, TempDirCase, open_to_all, run_unprivileged
 
 GIB = 1024**3
 Usage = namedtuple("Usage", "total used free")
@@ -35,14 +43,21 @@ class TestSystemBasics(TempDirCase):
         self.assertFalse(os.path.exists(state))
 
     def test_state_dir_is_a_file(self):
-        """A state path that is a file is unhealthy and says why."""
+        """A state path that is a file degrades (never unready), says why, and the disk
+        check says the same words about it."""
         path = self.write("file", "x")
         result = SystemBasicsCheck(state_dir=path, temp_dir=self.tmp)()
-        self.assertEqual(result.status, UNHEALTHY)
-        self.assertIn("not a directory", result.message)
+        self.assertEqual(result.status, DEGRADED)
+        self.assertIn(f"{path}: exists but is not a directory", result.message)
+        disk = DiskSpaceCheck(path)()
+        self.assertEqual(disk.status, DEGRADED)
+        self.assertIn(f"{path}: exists but is not a directory", disk.message)
 
     def test_read_only_dir(self):
-        """A read-only state directory is unhealthy (checked as a user file modes apply to)."""
+        """A read-only state directory degrades with its path; for a reader it is by design.
+
+        Checked as a user file modes apply to (nobody, when run as root).
+        """
         state = os.path.join(self.tmp, "state")
         os.mkdir(state)
         open_to_all(state)
@@ -51,9 +66,65 @@ class TestSystemBasics(TempDirCase):
 
         def check() -> None:
             result = SystemBasicsCheck(state_dir=state, temp_dir=tempfile.gettempdir())()
-            self.assertEqual(result.status, UNHEALTHY)
+            self.assertEqual(result.status, DEGRADED)
+            self.assertIn(f"state dir {state}: read-only", result.message)
+            self.assertFalse(result.details["state_dir_writable"])
+            self.assertTrue(result.details["state_dir_readable"])
+            reader = SystemBasicsCheck(
+                state_dir=state, temp_dir=tempfile.gettempdir(), store_access=READ_ONLY
+            )()
+            self.assertEqual(reader.status, HEALTHY, reader.message)
+            self.assertIn(f"store read at {state}", reader.message)
 
         run_unprivileged(self, check)
+
+    def test_state_dir_under_read_only_parent(self):
+        """A state dir that cannot be created degrades and names the path and the parent."""
+        parent = os.path.join(self.tmp, "ro")
+        os.mkdir(parent)
+        open_to_all(parent)
+        os.chmod(parent, 0o555)
+        self.addCleanup(os.chmod, parent, 0o700)
+        state = os.path.join(parent, "state")
+
+        def check() -> None:
+            result = SystemBasicsCheck(state_dir=state, temp_dir=tempfile.gettempdir())()
+            self.assertEqual(result.status, DEGRADED)
+            self.assertIn(f"state dir {state}: missing, and cannot be created", result.message)
+            reader = SystemBasicsCheck(state_dir=state, store_access=READ_ONLY)()
+            self.assertEqual(reader.status, DEGRADED)  # a reader cannot read it either
+
+        run_unprivileged(self, check)
+
+    @unittest.skipUnless(os.path.isdir("/proc/self"), "needs /proc")
+    def test_proc_agrees(self):
+        """A state dir under /proc is unusable to both the system and the disk check."""
+        state = "/proc/mgit-monitoring-state"
+        system = SystemBasicsCheck(state_dir=state, temp_dir=self.tmp)()
+        disk = DiskSpaceCheck(state)()
+        self.assertEqual((system.status, disk.status), (DEGRADED, DEGRADED))
+        self.assertFalse(system.details["state_dir_writable"])
+        words = f"{state}: /proc is on a filesystem without storage"
+        self.assertIn(words, system.message)
+        self.assertIn(words, disk.message)
+
+    def test_memory_store_ignores_the_state_dir(self):
+        """With persistence off (store_access memory) the state dir is named, not used."""
+        result = SystemBasicsCheck(
+            state_dir="/nonexistent/state", temp_dir=self.tmp, store_access=MEMORY
+        )()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertIn("/nonexistent/state not used", result.message)
+        self.assertEqual(result.details["store_access"], "memory")
+        with self.assertRaisesRegex(ConfigError, "store_access='rw'"):
+            SystemBasicsCheck(state_dir=self.tmp, store_access="rw")
+
+    def test_unusable_temp_dir_degrades(self):
+        """A temp dir that cannot be written degrades with its path."""
+        missing = os.path.join(self.write("file", "x"), "tmp")
+        result = SystemBasicsCheck(temp_dir=missing)()
+        self.assertEqual(result.status, DEGRADED)
+        self.assertIn(f"temp dir {missing}", result.message)
 
     def test_python_too_old(self):
         """A Python older than min_python is unhealthy."""
@@ -97,6 +168,48 @@ class TestDisk(TempDirCase):
         self.assertIn(
             DiskSpaceCheck(self.tmp, min_free_bytes=0)().status, (HEALTHY, DEGRADED, UNHEALTHY)
         )
+
+    def test_no_store_on_disk(self):
+        """path=None (persistence off, no disk path) watches nothing, healthy, and says so."""
+        result = DiskSpaceCheck(None, usage=lambda p: self.fail(f"measured {p}"))()
+        self.assertEqual(result.status, HEALTHY)
+        self.assertIn("nothing to watch", result.message)
+
+    @unittest.skipUnless(sys.platform.startswith("linux"), "needs Linux mount namespaces")
+    def test_read_only_filesystem_is_not_full(self):
+        """A tiny read-only mount is measured but healthy: nothing is written there."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a private read-only mount")
+        mount = os.path.join(self.tmp, "ro")
+        os.mkdir(mount)
+        code = (
+            "import sys; from mgit_monitoring.host_checks import DiskSpaceCheck; "
+            "r = DiskSpaceCheck(sys.argv[1])(); print(r.status); print(r.message)"
+        )
+        proc = subprocess.run(
+            [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                'mount -t tmpfs -o ro,size=1m none "$1" && exec "$2" -c "$3" "$1/state"',
+                "sh",
+                mount,
+                sys.executable,
+                code,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=ROOT),
+        )
+        if proc.returncode != 0 and "mount" in proc.stderr:
+            self.skipTest(f"cannot mount here: {proc.stderr.strip()[:200]}")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        status, message = proc.stdout.splitlines()[:2]
+        self.assertEqual(status, HEALTHY, message)
+        self.assertIn("Read-only filesystem, nothing written there: 0.0 GiB free", message)
 
     def test_bad_thresholds(self):
         """A fail threshold above the warn threshold is rejected."""

@@ -169,6 +169,73 @@ class TestLineShape(LogTestCase):
         self.log.error("also hidden")
         self.assertEqual("", self.stream.getvalue())
 
+    def test_levels_are_read_live_own_or_inherited(self) -> None:
+        """A level set on the logger or on an ancestor, raised or lowered at any time, decides
+        at the next call (nothing about levels is remembered by the structured logger)."""
+        parent = logging.getLogger(unique_name())
+        child = logging.getLogger(parent.name + ".child")
+        child.addHandler(self.handler)
+        child.propagate = False
+        self.addCleanup(child.removeHandler, self.handler)
+        slog = StructuredLogger(child)
+        parent.setLevel(logging.WARNING)
+        slog.info("hidden by the parent")
+        parent.setLevel(logging.DEBUG)
+        slog.info("shown 1")
+        child.setLevel(logging.ERROR)
+        slog.warning("hidden by the child")
+        child.level = logging.DEBUG  # even without setLevel
+        slog.debug("shown 2")
+        child.setLevel(logging.NOTSET)
+        parent.setLevel(logging.ERROR)
+        slog.warning("hidden by the parent again")
+        self.assertEqual(["shown 1", "shown 2"], [x["message"] for x in self.lines()])
+
+    def test_a_logger_class_deciding_levels_its_own_way_is_asked(self) -> None:
+        """A Logger subclass whose isEnabledFor ignores its level is asked on every call."""
+
+        class Chatty(logging.Logger):
+            def isEnabledFor(self, level: int) -> bool:  # noqa: N802
+                return True
+
+        chatty = Chatty(unique_name(), logging.ERROR)
+        chatty.addHandler(self.handler)
+        StructuredLogger(chatty).debug("asked anyway")
+        self.assertEqual("asked anyway", self.one()["message"])
+
+    def test_logger_filters_and_disabled_flag_apply(self) -> None:
+        """The logger's own filters see (and may drop or annotate) the structured logger's
+        records; a disabled logger writes nothing."""
+
+        def only_kept(record: logging.LogRecord) -> bool:
+            record.filtered = True  # type: ignore[attr-defined]
+            return record.getMessage() != "dropped"
+
+        self.std.addFilter(only_kept)
+        self.log.info("dropped")
+        self.log.info("kept", repo="r")
+        self.std.removeFilter(only_kept)
+        self.std.disabled = True
+        self.addCleanup(setattr, self.std, "disabled", False)
+        self.log.error("disabled")
+        line = self.one()
+        self.assertEqual(("kept", True, "r"), (line["message"], line["filtered"], line["repo"]))
+
+    def test_logger_subclass_handle_is_honoured(self) -> None:
+        """A Logger subclass overriding handle() receives every record."""
+        seen: List[str] = []
+
+        class Watching(logging.Logger):
+            def handle(self, record: logging.LogRecord) -> None:
+                seen.append(record.getMessage())
+                super().handle(record)
+
+        watching = Watching(unique_name())
+        watching.addHandler(self.handler)
+        StructuredLogger(watching).warning("watched")
+        self.assertEqual(["watched"], seen)
+        self.assertEqual("watched", self.one()["message"])
+
     def test_colliding_field_names_are_kept(self) -> None:
         """Fields named like LogRecord attributes or the line's own keys are kept, not a crash."""
         self.log.info(

@@ -10,7 +10,7 @@ import threading
 import unittest
 
 from mgit_monitoring.check_support import Endpoint
-from mgit_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, UNKNOWN, HealthChecker
+from mgit_monitoring.health import DEGRADED, HEALTHY, UNHEALTHY, HealthChecker
 from mgit_monitoring.network_checks import NetworkCheck, ProviderEndpointsCheck
 from tests.support import closed_port
 
@@ -223,8 +223,28 @@ class TestNetwork(unittest.TestCase):
         self.assertNotIn("via_proxy", result.details["hosts"][direct])
 
     def test_no_hosts(self):
-        """An empty host list (air-gapped and nothing configured) is unknown, not unhealthy."""
-        self.assertEqual(NetworkCheck([])().status, UNKNOWN)
+        """Nothing to check is healthy, says so, and resolves nothing."""
+
+        def resolver(*args):
+            raise AssertionError(f"resolved {args!r}")
+
+        result = NetworkCheck([], resolver=resolver, nothing_message="nothing here")()
+        self.assertEqual((result.status, result.message), (HEALTHY, "nothing here"))
+        self.assertEqual(result.details["total"], 0)
+
+    def test_hosts_from_a_source_each_run(self):
+        """A callable source is asked on every run: hosts added later are probed then."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        self.addCleanup(listener.close)
+        found = []
+        check = NetworkCheck(lambda: list(found), connect_timeout=2)
+        self.assertEqual(check().status, HEALTHY)
+        self.assertEqual(check().details["total"], 0)
+        found.append(f"127.0.0.1:{listener.getsockname()[1]}")
+        result = check()
+        self.assertEqual((result.status, result.details["reachable"]), (HEALTHY, 1))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -319,8 +339,13 @@ class TestProviderEndpoints(unittest.TestCase):
         self.assertEqual(calls, ["gh"])
 
     def test_no_endpoints(self):
-        """No endpoints configured is unknown."""
-        self.assertEqual(ProviderEndpointsCheck([])().status, UNKNOWN)
+        """No endpoints to probe is healthy with the message given, and fetches nothing."""
+
+        def fetch(endpoint):
+            raise AssertionError(f"fetched {endpoint!r}")
+
+        result = ProviderEndpointsCheck(lambda: [], fetch=fetch, nothing_message="none here")()
+        self.assertEqual((result.status, result.message), (HEALTHY, "none here"))
 
 
 if __name__ == "__main__":
