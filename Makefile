@@ -46,6 +46,14 @@ lint:
 	  $(PYTHON) -m mypy mgit_monitoring; \
 	else echo "mypy not installed: typecheck skipped"; fi
 
+# The wheel and the sdist in $(DIST), offline: tools/build_backend.py (the PEP 517 backend that
+# pyproject.toml names) needs no setuptools, wheel, build or index. Install the wheel anywhere
+# with `pip install --no-index dist/mgit_monitoring-*.whl`.
+DIST ?= dist
+.PHONY: dist
+dist:
+	$(PYTHON) tools/build_backend.py --outdir $(DIST) wheel sdist
+
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -158,7 +158,7 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
 
     # generate-config and demo define their options in their own modules, which are only
     # imported when one of them is parsed or asked for help (a server never loads them).
-    gen = commands.add_parser(
+    commands.add_parser(
         "generate-config",
         help="write a Grafana dashboard, Prometheus alerts and deployment files",
         description="Write grafana-dashboard.json, prometheus-alerts.yml (and its promtool "
@@ -171,7 +171,7 @@ def register_monitoring_commands(parser: argparse.ArgumentParser) -> argparse.Ar
         populate=_populate_generate,
     )
 
-    demo = commands.add_parser(
+    commands.add_parser(
         "demo",
         help="run real git work offline and serve the live dashboard",
         description="Create small local git repositories in a temporary directory, run real "
@@ -370,9 +370,7 @@ def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """
     from mgit_monitoring.server import TLSConfig, serve
 
-    config = _reader_config(
-        args, environ, host=args.host, port=args.port, log_level=args.log_level
-    )
+    config = _reader_config(args, environ, host=args.host, port=args.port, log_level=args.log_level)
     _setup_logging(config, environ, config.log_level)
     auth = None
     if args.auth_token_file or args.htpasswd:
@@ -424,11 +422,16 @@ def _server_sources(
     from mgit_monitoring.collector import MetricsCollector
 
     registry = MetricsCollector().registry
+    store = None
 
     def health() -> Any:
         from mgit_monitoring.default_checks import create_default_health_checker
 
-        return create_default_health_checker(registry=registry, config=config, environ=environ)
+        # The server only reads the store: a store it cannot write is read-only by design.
+        access = None if store is None else store.mode
+        return create_default_health_checker(
+            registry=registry, config=config, environ=environ, store_access=access
+        )
 
     if config.store_dir is None:
         return registry, health, None
@@ -552,9 +555,7 @@ def _cmd_performance(args: argparse.Namespace, environ: Mapping[str, str]) -> in
                 stats = {args.operation: monitor.get_operation_metrics(args.operation, args.hours)}
             else:
                 stats = monitor.get_all_operation_metrics(args.hours)
-            durations = {
-                name: monitor.get_operation_durations(name, args.hours) for name in stats
-            }
+            durations = {name: monitor.get_operation_durations(name, args.hours) for name in stats}
             available: List[str] = []
             if args.operation and not stats[args.operation].count:
                 available = sorted(

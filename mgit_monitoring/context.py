@@ -25,7 +25,6 @@ import random
 import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ContextDecorator
 from types import MappingProxyType
 from typing import (
     Any,
@@ -359,7 +358,7 @@ def _new_state(operation: Optional[str], correlation_id: Any, attrs: Dict[str, A
     return Scope(trace_id, new_span_id(), flags, changes)
 
 
-class _ScopeManager(ContextDecorator):
+class _ScopeManager:
     """What :func:`correlation_context` returns: ``with`` it (or decorate a function)."""
 
     __slots__ = ("_args", "_token")
@@ -368,22 +367,27 @@ class _ScopeManager(ContextDecorator):
         self._args = (operation, correlation_id, attrs)
         self._token: Any = None
 
-    def _recreate_cm(self) -> _ScopeManager:  # used as a decorator: one scope per call
-        return _ScopeManager(*self._args)
-
     def __call__(self, func: _F) -> _F:
+        """Decorate ``func``: each call (each run of a coroutine) gets a scope of its own."""
         import inspect  # decoration time only; not worth its import cost at start-up
 
-        if not inspect.iscoroutinefunction(func):
-            return super().__call__(func)
+        scope_args = self._args
+        if inspect.iscoroutinefunction(func):
+            # Entered when the coroutine runs, not when it is created (which is when the
+            # call returns, before the body even starts).
+            @functools.wraps(func)
+            async def run_in_scope(*args: Any, **kwargs: Any) -> Any:
+                with _ScopeManager(*scope_args):
+                    return await func(*args, **kwargs)
 
-        # ContextDecorator would leave the scope before the coroutine's body even starts.
+            return cast(_F, run_in_scope)
+
         @functools.wraps(func)
-        async def run_in_scope(*args: Any, **kwargs: Any) -> Any:
-            with self._recreate_cm():
-                return await func(*args, **kwargs)
+        def call_in_scope(*args: Any, **kwargs: Any) -> Any:
+            with _ScopeManager(*scope_args):
+                return func(*args, **kwargs)
 
-        return cast(_F, run_in_scope)
+        return cast(_F, call_in_scope)
 
     def __enter__(self) -> str:
         if self._token is not None:

@@ -31,7 +31,13 @@ from mgit_monitoring.health_report import (
     UNKNOWN,
     HealthCheckResult,
 )
-from mgit_monitoring.store_dir import WRITABLE, probe_store_dir
+from mgit_monitoring.store_dir import (
+    STORE_MEMORY,
+    STORE_READ_ONLY,
+    STORE_READ_WRITE,
+    WRITABLE,
+    probe_store_dir,
+)
 
 __all__ = [
     "MEMORY",
@@ -45,12 +51,9 @@ __all__ = [
 
 # --------------------------------------------------------------------------- system basics
 
-READ_WRITE = "read-write"
-"""Store access of a process that records and flushes (mgit itself)."""
-READ_ONLY = "read-only"
-"""Store access of a reader (the server, ``metrics``): writing is not needed."""
-MEMORY = "memory"
-"""No store on disk: persistence is off."""
+READ_WRITE = STORE_READ_WRITE
+READ_ONLY = STORE_READ_ONLY
+MEMORY = STORE_MEMORY
 _STORE_ACCESS = (READ_WRITE, READ_ONLY, MEMORY)
 
 

@@ -74,6 +74,12 @@ from typing import (
 
 from mgit_monitoring.errors import StoreError
 from mgit_monitoring.fork_hooks import after_fork_in_child, around_fork_in_parent
+from mgit_monitoring.store_dir import (
+    STORE_MEMORY,
+    STORE_READ_ONLY,
+    STORE_READ_WRITE,
+    STORE_UNUSABLE,
+)
 from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
@@ -99,10 +105,10 @@ DIR_MODE = 0o750
 FILE_MODE = 0o640
 """Mode of a store file a writer creates (before the umask); sqlite copies it to -wal/-shm."""
 
-READ_WRITE = "read-write"
-READ_ONLY = "read-only"
-MEMORY = "memory"
-UNUSABLE = "unusable"
+READ_WRITE = STORE_READ_WRITE
+READ_ONLY = STORE_READ_ONLY
+MEMORY = STORE_MEMORY
+UNUSABLE = STORE_UNUSABLE
 
 logger = logging.getLogger("mgit_monitoring.store")
 
@@ -475,7 +481,9 @@ class Store:
         except StoreError as exc:  # a file this uid cannot even see
             raise self._unusable(str(exc)) from None
         directory = os.path.dirname(os.path.abspath(self.path))
-        files = [self.path] + [self.path + s for s in ("-wal", "-shm") if os.path.exists(self.path + s)]
+        files = [self.path] + [
+            self.path + s for s in ("-wal", "-shm") if os.path.exists(self.path + s)
+        ]
         if not (
             os.access(directory, os.W_OK | os.X_OK) and all(os.access(f, os.W_OK) for f in files)
         ):

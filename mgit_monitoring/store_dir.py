@@ -16,6 +16,10 @@ from typing import NamedTuple
 __all__ = [
     "CREATABLE",
     "READ_ONLY",
+    "STORE_MEMORY",
+    "STORE_READ_ONLY",
+    "STORE_READ_WRITE",
+    "STORE_UNUSABLE",
     "UNUSABLE",
     "WRITABLE",
     "StoreDirState",
@@ -31,6 +35,16 @@ READ_ONLY = "read_only"
 """The directory exists and can be read, but nothing can be written in it."""
 UNUSABLE = "unusable"
 """Neither: not a directory, unreadable, or missing where it cannot be created."""
+
+# How a process uses the store (Store.mode, and what the checks are told to expect).
+STORE_READ_WRITE = "read-write"
+"""A process that records and flushes (mgit itself)."""
+STORE_READ_ONLY = "read-only"
+"""A reader (the server, ``metrics``) that cannot or need not write."""
+STORE_MEMORY = "memory"
+"""No store on disk: persistence is off, or a writer's fallback."""
+STORE_UNUSABLE = "unusable"
+"""A reader that cannot read the file."""
 
 
 class StoreDirState(NamedTuple):

@@ -52,6 +52,8 @@ class EndToEnd(unittest.TestCase):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.state = tmp.name
+        # A reader (the server) needs the named state dir to exist; mgit runs create it.
+        os.makedirs(os.path.join(self.state, "state"))
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MGIT_")}
         self.env.update(
             PYTHONPATH=str(ROOT),

@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import select
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
+from typing import Dict, List, Tuple
 from unittest import mock
 
 from mgit_monitoring import http_auth
@@ -19,6 +24,7 @@ from mgit_monitoring.http_auth import (
     main,
     verify_password,
 )
+from tests.support import ROOT, TempDirCase, basic_auth
 
 FAST = 1000  # iterations for tests; the default (600,000) is for real files
 
@@ -111,6 +117,158 @@ class TestMain(unittest.TestCase):
         user, encoded = out.getvalue().strip().split(":", 1)
         self.assertEqual("prom", user)
         self.assertTrue(verify_password("pw", encoded))
+
+
+def _command(*args: str) -> List[str]:
+    return [sys.executable, "-m", "mgit_monitoring.http_auth", *args]
+
+
+def _env() -> Dict[str, str]:
+    return dict(os.environ, PYTHONPATH=ROOT)
+
+
+class TestCommandLine(TempDirCase):
+    """``python3 -m mgit_monitoring.http_auth USER`` as a script runs it: a real process."""
+
+    def run_with_stdin(self, data: bytes, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            _command(*args),
+            input=data,
+            capture_output=True,
+            env=_env(),
+            cwd=self.tmp,
+            timeout=60,
+        )
+
+    def assert_one_line_error(self, out: subprocess.CompletedProcess, text: str) -> None:
+        self.assertEqual(2, out.returncode, out.stderr)
+        self.assertEqual(b"", out.stdout)
+        err = out.stderr.decode()
+        self.assertNotIn("Traceback", err)
+        self.assertEqual(1, len(err.strip().splitlines()), err)
+        self.assertIn(text, err)
+
+    def test_password_from_a_pipe_verifies(self) -> None:
+        """`echo PW | python3 -m ...http_auth USER` prints a line HttpAuth accepts for PW only."""
+        out = self.run_with_stdin(b"s3cret pass\n", "prometheus")
+        self.assertEqual(0, out.returncode, out.stderr)
+        self.assertEqual(b"", out.stderr)
+        lines = out.stdout.decode().splitlines()
+        self.assertEqual(1, len(lines), lines)
+        path = self.write("htpasswd", lines[0] + "\n")
+        auth = HttpAuth(htpasswd_file=path)
+        self.assertTrue(auth.allows("/metrics", basic_auth("prometheus", "s3cret pass")))
+        self.assertFalse(auth.allows("/metrics", basic_auth("prometheus", "s3cret pass\n")))
+        self.assertFalse(auth.allows("/metrics", basic_auth("prometheus", "s3cret")))
+
+    def test_only_the_first_line_counts_and_crlf_is_stripped(self) -> None:
+        """Like `htpasswd -i`: the first line is the password, without its line ending."""
+        out = self.run_with_stdin("pä\r\nignored\n".encode(), "prom")
+        self.assertEqual(0, out.returncode, out.stderr)
+        user, encoded = out.stdout.decode().strip().split(":", 1)
+        self.assertEqual("prom", user)
+        self.assertTrue(verify_password("pä", encoded))
+
+    def test_empty_or_missing_password_is_a_one_line_error(self) -> None:
+        """Nothing, an empty line, or invalid UTF-8 on stdin: exit 2 and one line, no traceback."""
+        for data, text in (
+            (b"", "no password on standard input"),
+            (b"\n", "empty password"),
+            (b"\xff\xfe\n", "not valid UTF-8"),
+        ):
+            with self.subTest(data=data):
+                self.assert_one_line_error(self.run_with_stdin(data, "prom"), text)
+
+    def test_closed_stdin_is_a_one_line_error(self) -> None:
+        """Run with standard input closed (`<&-`): an error line, not an AttributeError."""
+        out = subprocess.run(
+            ["/bin/sh", "-c", '"$0" -m mgit_monitoring.http_auth prom <&-', sys.executable],
+            capture_output=True,
+            env=_env(),
+            cwd=self.tmp,
+            timeout=60,
+        )
+        self.assert_one_line_error(out, "no standard input")
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "needs a Linux pty")
+class TestTerminal(TempDirCase):
+    """On a terminal the command still prompts twice (the pipe path does not take over)."""
+
+    def spawn(self) -> Tuple[subprocess.Popen, int]:
+        master, slave = os.openpty()
+        # The child makes the pty its controlling terminal, as a login shell's would be,
+        # so getpass reads /dev/tty with echo off.
+        boot = (
+            "import fcntl, runpy, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+            "sys.argv = ['http_auth', 'prom']; "
+            "runpy.run_module('mgit_monitoring.http_auth', run_name='__main__')"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", boot],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=_env(),
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.addCleanup(os.close, master)
+        self.addCleanup(_reap, proc)
+        return proc, master
+
+    def test_prompts_twice_and_prints_a_line(self) -> None:
+        """Typing the password twice at the prompts prints a verifying line."""
+        proc, master = self.spawn()
+        _read_until(master, b"password: ")
+        os.write(master, b"tty-secret\n")
+        _read_until(master, b"again: ")
+        os.write(master, b"tty-secret\n")
+        self.assertEqual(0, proc.wait(60))
+        text = _read_until(master, None).decode()
+        line = next(x for x in text.splitlines() if x.startswith("prom:"))
+        self.assertTrue(verify_password("tty-secret", line.split(":", 1)[1]))
+        self.assertNotIn("tty-secret", text)  # never echoed
+
+    def test_ctrl_d_at_the_prompt_is_a_one_line_error(self) -> None:
+        """End of input at the prompt (Ctrl-D) exits 2 with an error line, not an EOFError."""
+        proc, master = self.spawn()
+        _read_until(master, b"password: ")
+        os.write(master, b"\x04")
+        self.assertEqual(2, proc.wait(60))
+        text = _read_until(master, None).decode()
+        self.assertIn("error: no password given", text)
+        self.assertNotIn("Traceback", text)
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+def _read_until(fd: int, marker: bytes | None, timeout: float = 30.0) -> bytes:
+    """Read ``fd`` until ``marker`` appears (or, for None, until the other side closes)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while marker is None or marker not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{marker!r} did not appear; got {data!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            chunk = b""
+        if not chunk:
+            if marker is None:
+                return data
+            raise AssertionError(f"{marker!r} did not appear before the end; got {data!r}")
+        data += chunk
+    return data
 
 
 class TestHttpAuth(unittest.TestCase):

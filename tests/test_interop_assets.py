@@ -320,6 +320,7 @@ class TestEndToEndWithPrometheus(unittest.TestCase):
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         self.tmp = tmp.name
+        os.makedirs(os.path.join(self.tmp, "state"))  # a reader needs the named dir to exist
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MGIT_")}
         self.env.update(
             PYTHONPATH=ROOT,

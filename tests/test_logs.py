@@ -23,7 +23,6 @@ import time
 import unittest
 from types import MappingProxyType
 from typing import Any, Dict, List
-from unittest import mock
 
 from mgit_monitoring.context import correlation_context, provider_context, reset_process_trace
 from mgit_monitoring.errors import ConfigError
@@ -58,6 +57,17 @@ class RecordingHandler(logging.StreamHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
         self.errors.append(record)
+
+
+class CapturingHandler(logging.Handler):
+    """Keeps the records it is given, unformatted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 class LogTestCase(unittest.TestCase):
@@ -208,7 +218,7 @@ class TestLineShape(LogTestCase):
         records; a disabled logger writes nothing."""
 
         def only_kept(record: logging.LogRecord) -> bool:
-            record.filtered = True  # type: ignore[attr-defined]
+            record.filtered = True
             return record.getMessage() != "dropped"
 
         self.std.addFilter(only_kept)
@@ -375,10 +385,9 @@ class TestCorrelationInLines(LogTestCase):
 
     def test_record_keeps_the_context_it_was_made_in(self) -> None:
         """A record formatted later (e.g. by a QueueListener) keeps its creation context."""
-        captured: List[logging.LogRecord] = []
+        catcher = CapturingHandler()
+        captured = catcher.records
         self.std.removeHandler(self.handler)
-        catcher = logging.Handler()
-        catcher.emit = captured.append  # type: ignore[method-assign]
         self.std.addHandler(catcher)
         self.addCleanup(self.std.removeHandler, catcher)
         with correlation_context(operation="queued") as cid:
@@ -391,9 +400,8 @@ class TestCorrelationInLines(LogTestCase):
     def test_records_survive_pickling_with_their_context(self) -> None:
         """A record sent through SocketHandler (pickle protocol 1) or a process queue keeps
         its correlation when formatted on the other side, after a formatter has cached it."""
-        captured: List[logging.LogRecord] = []
-        catcher = logging.Handler()
-        catcher.emit = captured.append  # type: ignore[method-assign]
+        catcher = CapturingHandler()
+        captured = catcher.records
         self.std.addHandler(catcher)
         self.addCleanup(self.std.removeHandler, catcher)
         with correlation_context(operation="clone_all") as cid:
@@ -417,9 +425,8 @@ class TestCorrelationRenderingCache(unittest.TestCase):
     def capture(self) -> List[logging.LogRecord]:
         name = unique_name()
         logger = logging.getLogger(name)
-        records: List[logging.LogRecord] = []
-        catcher = logging.Handler()
-        catcher.emit = records.append  # type: ignore[method-assign]
+        catcher = CapturingHandler()
+        records = catcher.records
         logger.addHandler(catcher)
         logger.setLevel(logging.INFO)
         logger.propagate = False
@@ -572,9 +579,8 @@ class TestRobustness(LogTestCase):
             self.assertNotIn("taskName", line)
 
     def capture_records(self) -> List[logging.LogRecord]:
-        captured: List[logging.LogRecord] = []
-        catcher = logging.Handler()
-        catcher.emit = captured.append  # type: ignore[method-assign]
+        catcher = CapturingHandler()
+        captured = catcher.records
         self.std.addHandler(catcher)
         self.addCleanup(self.std.removeHandler, catcher)
         return captured
@@ -589,7 +595,13 @@ class TestRobustness(LogTestCase):
         line_no = sys._getframe().f_lineno - 1
         made = captured[0]
         ref = self.std.makeRecord(
-            self.name, logging.WARNING, __file__, line_no, "m %(k)s", (args,), None,
+            self.name,
+            logging.WARNING,
+            __file__,
+            line_no,
+            "m %(k)s",
+            (args,),
+            None,
             "test_records_are_the_loggers_own",
         )
         self.assertIs(type(ref), type(made))
@@ -608,7 +620,7 @@ class TestRobustness(LogTestCase):
         class TaggingLogger(logging.Logger):
             def makeRecord(self, *args: Any, **kwargs: Any) -> logging.LogRecord:  # noqa: N802
                 record = super().makeRecord(*args, **kwargs)
-                record.host_tag = "tagged"  # type: ignore[attr-defined]
+                record.host_tag = "tagged"
                 return record
 
         host = TaggingLogger(unique_name())
@@ -648,7 +660,7 @@ class TestRobustness(LogTestCase):
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = old(*args, **kwargs)
-            record.host_tag = "tagged"  # type: ignore[attr-defined]
+            record.host_tag = "tagged"
             return record
 
         logging.setLogRecordFactory(factory)
@@ -727,7 +739,7 @@ class TestMaskingInLines(LogTestCase):
         """Attributes a host filter adds, and the source lines in stack_info, are masked."""
 
         def add_header(record: logging.LogRecord) -> bool:
-            record.request = "GET / Authorization: Bearer abc123"  # type: ignore[attr-defined]
+            record.request = "GET / Authorization: Bearer abc123"
             return True
 
         self.std.addFilter(add_header)
@@ -909,10 +921,24 @@ class TestLineEncoder(unittest.TestCase):
                 return rng.choice(["café ✓", 'quo"te\\', "line\nbreak", ""])
             return rng.choice(["github.com/org/repo", "clone", "main", "3f786850e387"])
 
-        keys = ["repo", "n", "duration_ms", "message", "level", "fields", "password",
-                "github_token", "api-key", secret_url, "café", "x y"]
+        keys = [
+            "repo",
+            "n",
+            "duration_ms",
+            "message",
+            "level",
+            "fields",
+            "password",
+            "github_token",
+            "api-key",
+            secret_url,
+            "café",
+            "x y",
+        ]
         maskers: List[CredentialMasker | None] = [
-            CredentialMasker(), CredentialMasker(cache_size=0), None
+            CredentialMasker(),
+            CredentialMasker(cache_size=0),
+            None,
         ]
         for i in range(300):
             fields = {rng.choice(keys): value() for _ in range(rng.randrange(6))}
@@ -931,9 +957,11 @@ class TestLineEncoder(unittest.TestCase):
         encoder = LineEncoder(CredentialMasker())
         cyclic: List[Any] = []
         cyclic.append(cyclic)
-        body = "{" + encoder.members(
-            {"raw": b"password=hunter2", "tags": {"b", "a"}, "loop": cyclic}
-        )[1:] + "}"
+        body = (
+            "{"
+            + encoder.members({"raw": b"password=hunter2", "tags": {"b", "a"}, "loop": cyclic})[1:]
+            + "}"
+        )
         self.assertEqual(
             {"raw": "password=***", "tags": ["a", "b"], "loop": ["<circular>"]}, json.loads(body)
         )
