@@ -142,14 +142,15 @@ def describe_response(
     """``(status, method, rate_limited)`` of what an API call returned or raised.
 
     ``status`` as :func:`extract_status_code` finds it (None without one); ``method`` as
-    given, else from the response's ``request.method`` (or its own ``.method``), None when
-    unknown; ``rate_limited`` as :func:`is_rate_limited`. Never raises: a strange object
-    gives ``(None, method, False)``.
+    given, else from the response's ``request.method`` (or its own ``.method``), else from
+    ``obj``'s own request (a transport error of requests or httpx carries ``.request``
+    without a response), None when unknown; ``rate_limited`` as :func:`is_rate_limited`.
+    Never raises: a strange object gives ``(None, method, False)``.
     """
     try:
         response = _response_of(obj)
         if response is None:
-            return None, method, False
+            return None, method or (_method_of(obj) if obj is not None else None), False
         status = _status_of(response)
         return status, method or _method_of(response), _limited(response, status)
     except Exception:  # noqa: BLE001 - a strange response object must not break the call

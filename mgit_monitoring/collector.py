@@ -267,13 +267,16 @@ class MetricsCollector:
     ) -> None:
         """Count a provider API call; status >= 400 is an error, 429 also a rate-limit hit.
 
-        The endpoint's query string is dropped (it may carry tokens and unbounded values).
-        Never raises.
+        ``method`` is upper-cased (``get`` -> ``GET``), except ``unknown``, the package's
+        one spelling of "not known" (as a ``status_code`` of ``unknown``). The endpoint's
+        query string is dropped (it may carry tokens and unbounded values). Never raises.
         """
         if not self.enabled:
             return
         try:
             m = str(method).upper()
+            if m == "UNKNOWN":  # the package spells "not known" one way, as in status_code
+                m = "unknown"
             ep = "" if endpoint is None else str(endpoint).split("?", 1)[0]
             code = str(status_code)
             try:
@@ -494,14 +497,15 @@ def get_metrics_collector() -> MetricsCollector:
 
 
 def _enabled_from_env() -> bool:
-    """``MGIT_MONITORING_ENABLED`` (via the configuration), read when the default is created."""
+    """``MGIT_MONITORING_ENABLED`` (via the configuration), read when the default is created;
+    a bad value is one warning and "off" (:func:`~mgit_monitoring.config.enabled_from_env`)."""
     try:
         from mgit_monitoring.config import enabled_from_env
 
-        return enabled_from_env()
-    except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
-        _logger().warning("metrics stay enabled: the configuration is invalid: %s", exc)
-        return True
+        return enabled_from_env(strict=False)
+    except Exception as exc:  # noqa: BLE001 - a broken environment must not break mgit
+        _logger().warning("metrics disabled: the environment cannot be read: %s", exc)
+        return False
 
 
 def setup_metrics(registry: Registry | None = None, **options: Any) -> MetricsCollector:

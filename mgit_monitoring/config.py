@@ -4,6 +4,18 @@ Every other module takes its settings through its constructor; this module (and 
 the only place that reads ``MGIT_MONITORING_*`` variables, and it does so only when
 :meth:`MonitoringConfig.from_env` is called with a mapping (``os.environ`` when ``None``),
 never at import.
+
+Two ways to read the environment, chosen explicitly by the caller:
+
+- ``from_env(strict=True)`` (the default; the CLI and the server): a bad value raises
+  :class:`~mgit_monitoring.errors.ConfigError` with a one-line message naming the variable,
+  and the command exits 2 with it.
+- ``from_env(strict=False)`` (inside an application: ``setup_monitoring_integration()``,
+  the decorators and the package defaults): a bad variable is ONE warning naming it (logger
+  ``mgit_monitoring.config``, once per variable and value for the life of the process) and
+  its default is used, except ``MGIT_MONITORING_ENABLED``, which then means disabled (see
+  :func:`enabled_from_env`). Monitoring must never stop mgit. Keyword overrides are code, not
+  environment: a bad one raises in both modes.
 """
 
 from __future__ import annotations
@@ -15,14 +27,16 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = [
     "DEFAULT_NETWORK_HOSTS",
     "DEFAULT_PROVIDER_URLS",
     "ENV_PREFIX",
+    "ENV_WARNINGS",
     "MonitoringConfig",
     "default_state_dir",
     "enabled_from_env",
@@ -37,7 +51,9 @@ DEFAULT_NETWORK_HOSTS: Tuple[str, ...] = (
     "dev.azure.com:443",
     "bitbucket.org:443",
 )
-"""Hosts the network check connects to unless configured (air-gapped sites replace them)."""
+"""The public providers' hosts (what :class:`~mgit_monitoring.network_checks.NetworkCheck`
+probes when constructed without hosts). Not a configuration default: an unset
+``network_hosts`` means "the providers in mgit's own config"."""
 
 DEFAULT_PROVIDER_URLS: Tuple[Tuple[str, str], ...] = (
     # /rate_limit does not count against GitHub's (anonymous) rate limit.
@@ -50,7 +66,8 @@ DEFAULT_PROVIDER_URLS: Tuple[Tuple[str, str], ...] = (
     # Anonymous: answers 401 with JSON, which proves the API is up without spending quota.
     ("bitbucket", "https://api.bitbucket.org/2.0/user"),
 )
-"""(name, url) pairs the provider endpoint check probes unless configured."""
+"""The public providers' anonymous API endpoints, as (name, url) pairs. Not a configuration
+default: an unset ``provider_endpoints`` means "the providers in mgit's own config"."""
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
@@ -87,6 +104,11 @@ _APP_DIR = "mgit-monitoring"
 _DISABLED = frozenset(("", "none", "off"))
 _ENDPOINT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _VERSION_RE = re.compile(r"^\d+(?:\.\d+){0,2}$")
+
+ENV_WARNINGS = WarnOnce("mgit_monitoring.config", limit=64)
+"""Which bad variables the lenient reading already warned about, keyed by (variable, value):
+one warning per variable for the life of the process however many times the configuration
+is read (tests clear it; so does ``reset_monitoring_integration``)."""
 
 
 def _bad(label: str, value: Any, why: str) -> ConfigError:
@@ -223,7 +245,9 @@ def _host_port(item: Any) -> str | None:
     return f"{host}:{int(port)}" if _HOSTNAME_RE.match(host) else None
 
 
-def _parse_hosts(value: Any, label: str) -> Tuple[str, ...]:
+def _parse_hosts(value: Any, label: str) -> Tuple[str, ...] | None:
+    if value is None:
+        return None  # follow mgit's config
     hosts = []
     for item in _items(value, label, "host[:port]"):
         host = _host_port(item)
@@ -260,7 +284,9 @@ def _redact_userinfo(value: Any) -> Any:
     return value
 
 
-def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...]:
+def _parse_endpoints(value: Any, label: str) -> Tuple[Tuple[str, str], ...] | None:
+    if value is None:
+        return None  # follow mgit's config
     if isinstance(value, Mapping):
         value = tuple(value.items())
     if isinstance(value, list):
@@ -343,19 +369,42 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
 }
 
 
-def enabled_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """``MGIT_MONITORING_ENABLED`` alone (default true); ConfigError only for that variable.
+def enabled_from_env(environ: Mapping[str, str] | None = None, *, strict: bool = True) -> bool:
+    """``MGIT_MONITORING_ENABLED`` alone (default true).
 
     What the package defaults created before any setup consult: a bad value in an
     unrelated variable (say ``MGIT_MONITORING_PORT``) must not cancel
     ``MGIT_MONITORING_ENABLED=false``, as building the whole configuration would.
+
+    A value that is not a boolean raises ConfigError with ``strict``; without it, it is one
+    warning (:data:`ENV_WARNINGS`) and the answer is False: monitoring off. Someone who set
+    the variable at all most likely meant to change the default (on), and off is the
+    choice that cannot touch mgit (no files, threads or output).
     """
     env = os.environ if environ is None else environ
     var = ENV_PREFIX + _FIELDS["enabled"][0]
     raw = env.get(var)
     if raw is None or raw.strip() == "":
         return True
-    return parse_bool(raw, var)
+    try:
+        return parse_bool(raw, var)
+    except ConfigError as exc:
+        if strict:
+            raise
+        _warn_bad(var, raw, exc, "enabled")
+        return False
+
+
+def _warn_bad(var: str, raw: str, exc: ConfigError, name: str) -> None:
+    """The one warning of the lenient reading for a bad variable; never raises."""
+    if name == "enabled":
+        outcome = "monitoring is disabled until it is fixed"
+    else:
+        outcome = f"using the default ({_default(name)!r})"
+    try:
+        ENV_WARNINGS.warn((var, raw), "%s; %s", exc, outcome)
+    except Exception:  # noqa: BLE001 - logging itself may be what is broken
+        pass
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> str:
@@ -436,17 +485,19 @@ class MonitoringConfig:
     - ``memory_fail_percent`` (MEMORY_FAIL_PERCENT): 95.0; fail above this % used.
     - ``health_interval_seconds`` (HEALTH_INTERVAL): 30.0; background re-check period.
     - ``health_timeout_seconds`` (HEALTH_TIMEOUT): 5.0; bound on one check.
-    - ``network_hosts`` (NETWORK_HOSTS): github.com:443,dev.azure.com:443,bitbucket.org:443
-      (:data:`DEFAULT_NETWORK_HOSTS`); comma-separated ``host[:port]`` (port 443 when
-      omitted), IPv6 literals in brackets (``[2001:db8::1]:443``). ``none`` or ``off``
-      disables the network check; so does ``()`` or ``""`` passed as an argument (an
-      empty *variable* counts as unset, like every other, so it keeps the default).
-    - ``provider_endpoints`` (PROVIDER_ENDPOINTS): github=https://api.github.com/rate_limit,
-      azure_devops=<the Azure DevOps status API>, bitbucket=https://api.bitbucket.org/2.0/user
-      (:data:`DEFAULT_PROVIDER_URLS`); comma-separated ``name=url`` with http(s) URLs and
-      no ``user:password@``. Names github, azure_devops and bitbucket tell the checks which
-      API it is (GitHub Enterprise: ``github=https://ghe.example/api/v3/rate_limit``).
-      ``none`` or ``off`` disables the provider endpoint check.
+    - ``network_hosts`` (NETWORK_HOSTS): None, meaning "follow mgit's config": the network
+      check connects to the hosts of the providers mgit's own config names (none: healthy,
+      nothing checked, no network touched). Set, it overrides that: comma-separated
+      ``host[:port]`` (port 443 when omitted), IPv6 literals in brackets
+      (``[2001:db8::1]:443``). ``none`` or ``off`` disables the network check; so does
+      ``()`` or ``""`` passed as an argument (an empty *variable* counts as unset, like
+      every other, so it follows mgit's config).
+    - ``provider_endpoints`` (PROVIDER_ENDPOINTS): None, meaning "follow mgit's config" (an
+      anonymous API endpoint per provider it names). Set, it overrides that:
+      comma-separated ``name=url`` with http(s) URLs and no ``user:password@``. Names
+      github, azure_devops and bitbucket tell the checks which API it is (GitHub Enterprise:
+      ``github=https://ghe.example/api/v3/rate_limit``). ``none`` or ``off`` disables the
+      provider endpoint check. (:data:`DEFAULT_PROVIDER_URLS` lists the public ones.)
     - ``min_git_version`` (MIN_GIT_VERSION): None (no minimum); e.g. ``2.30`` or ``2.30.1``.
     - ``validate_credentials`` (VALIDATE_CREDENTIALS): false; when true the authentication
       check makes one authenticated request per provider with a credential configured
@@ -458,7 +509,8 @@ class MonitoringConfig:
 
     A bad value raises :class:`~mgit_monitoring.errors.ConfigError` with a one-line message
     naming the variable (or the field, for arguments) and the value, e.g.
-    ``MGIT_MONITORING_PORT='80a': expected an integer``.
+    ``MGIT_MONITORING_PORT='80a': expected an integer``; ``from_env(strict=False)`` turns a
+    bad *variable* into one warning and its default instead (see the module docstring).
     """
 
     enabled: bool = True
@@ -482,8 +534,8 @@ class MonitoringConfig:
     memory_fail_percent: float = 95.0
     health_interval_seconds: float = 30.0
     health_timeout_seconds: float = 5.0
-    network_hosts: Tuple[str, ...] = DEFAULT_NETWORK_HOSTS
-    provider_endpoints: Tuple[Tuple[str, str], ...] = DEFAULT_PROVIDER_URLS
+    network_hosts: Tuple[str, ...] | None = None
+    provider_endpoints: Tuple[Tuple[str, str], ...] | None = None
     min_git_version: str | None = None
     validate_credentials: bool = False
 
@@ -491,30 +543,26 @@ class MonitoringConfig:
         for name, (_var, parser) in _FIELDS.items():
             # Normalise in place ("warn" -> "WARNING", "8080" -> 8080); frozen, hence setattr.
             object.__setattr__(self, name, parser(getattr(self, name), name))
-        self._check_pairs({name: name for name in _FIELDS})
-
-    def _check_pairs(self, labels: Mapping[str, str]) -> None:
-        pairs = (
-            ("disk_fail_free_percent", "disk_warn_free_percent"),
-            ("memory_warn_percent", "memory_fail_percent"),
-        )
-        for low, high in pairs:
-            if getattr(self, low) > getattr(self, high):
-                msg = (
-                    f"{labels[low]}={getattr(self, low)!r} must be <= "
-                    f"{labels[high]}={getattr(self, high)!r}"
-                )
-                raise ConfigError(msg)
+        problems = _pair_problems(self.__getattribute__, {name: name for name in _FIELDS})
+        if problems:
+            raise ConfigError(problems[0][1])
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+        cls, environ: Mapping[str, str] | None = None, *, strict: bool = True, **overrides: Any
     ) -> MonitoringConfig:
         """Build a configuration: defaults < ``environ`` (``os.environ`` if None) < ``overrides``.
 
         ``overrides`` are field names (``port=0``, ``state_dir="/tmp/x"``); a value of ``None``
         means "not given", so a CLI can pass its unset argparse flags straight through.
         Unknown field names raise ConfigError.
+
+        ``strict`` (the default, for the CLI and the server): a bad variable raises
+        ConfigError naming it. ``strict=False`` (for an application): a bad variable is one
+        warning naming it (:data:`ENV_WARNINGS`) and its default is used; a bad
+        ``MGIT_MONITORING_ENABLED`` disables monitoring (:func:`enabled_from_env`), and a
+        pair of thresholds set out of order by variables falls back to both defaults.
+        ``overrides`` are validated strictly in both modes.
         """
         env = os.environ if environ is None else environ
         unknown = sorted(set(overrides) - set(_FIELDS))
@@ -526,8 +574,15 @@ class MonitoringConfig:
             var = ENV_PREFIX + suffix
             raw = env.get(var)
             if raw is not None and raw.strip() != "":
-                values[name] = parser(raw, var)
-                labels[name] = var
+                try:
+                    values[name] = parser(raw, var)
+                    labels[name] = var
+                except ConfigError as exc:
+                    if strict:
+                        raise
+                    _warn_bad(var, raw, exc, name)
+                    if name == "enabled":
+                        values[name] = False
             given = overrides.get(name)
             if given is not None:
                 values[name] = parser(given, name)
@@ -539,10 +594,28 @@ class MonitoringConfig:
         for name in _FIELDS:
             labels.setdefault(name, name)
         # Cross-field checks name the variables that set the values, not just the fields.
-        probe = cls.__new__(cls)
-        for name in _FIELDS:
-            object.__setattr__(probe, name, values.get(name, _default(name)))
-        probe._check_pairs(labels)
+        for low, message in _pair_problems(lambda n: values.get(n, _default(n)), labels):
+            high = _PAIRS[low]
+            from_env = [n for n in (low, high) if labels[n] != n]
+            if strict or not from_env:
+                raise ConfigError(message)
+            for name in from_env:  # the variables' values are dropped: both defaults, or
+                values.pop(name, None)  # the override against the other's default
+            try:
+                ENV_WARNINGS.warn(
+                    tuple((labels[n], env.get(labels[n])) for n in from_env),
+                    "%s; using the default%s",
+                    message,
+                    " for " + " and ".join(labels[n] for n in from_env),
+                )
+            except Exception:  # noqa: BLE001
+                pass
+            for name in from_env:
+                labels[name] = name
+        if not strict:
+            leftover = _pair_problems(lambda n: values.get(n, _default(n)), labels)
+            if leftover:  # an override against a default: the code's mistake, not the env's
+                raise ConfigError(leftover[0][1])
         return cls(**values)
 
     @property
@@ -563,6 +636,26 @@ class MonitoringConfig:
             return ENV_PREFIX + _FIELDS[field_name][0]
         except KeyError:
             raise ConfigError(f"unknown configuration field: {field_name!r}") from None
+
+
+_PAIRS = {
+    "disk_fail_free_percent": "disk_warn_free_percent",
+    "memory_warn_percent": "memory_fail_percent",
+}
+"""Thresholds that must be ordered: low field -> high field (low <= high)."""
+
+
+def _pair_problems(
+    get: Callable[[str], Any], labels: Mapping[str, str]
+) -> List[Tuple[str, str]]:
+    """(low field, one-line message) for each ordered pair out of order."""
+    problems = []
+    for low, high in _PAIRS.items():
+        if get(low) > get(high):
+            problems.append(
+                (low, f"{labels[low]}={get(low)!r} must be <= {labels[high]}={get(high)!r}")
+            )
+    return problems
 
 
 def _default(name: str) -> Any:

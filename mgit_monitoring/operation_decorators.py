@@ -54,6 +54,7 @@ from mgit_monitoring.wrapping import for_descriptors, is_success, wrap_generator
 
 __all__ = [
     "REPOSITORY_PARAMETERS",
+    "UNKNOWN_METHOD",
     "WARNINGS",
     "MonitoringContext",
     "is_monitoring_enabled",
@@ -68,6 +69,11 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+UNKNOWN_METHOD = "unknown"
+"""The ``method`` label of a provider API call when nothing tells the method: the decorator
+was given no ``method=`` and the result (or error) carries no request, e.g. a function that
+returns None or parsed data."""
 
 LOGGER_NAME = "mgit_monitoring.integration"
 """Where monitoring's own warnings go (a skipped step, a bad setting)."""
@@ -130,10 +136,11 @@ def _resolve_enabled() -> bool:
     with _enabled_lock:
         if _enabled is None:
             try:
-                _enabled = enabled_from_env()  # that variable alone: see its docstring
-            except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
+                # That variable alone, leniently: a bad value is one warning and "off".
+                _enabled = enabled_from_env(strict=False)
+            except Exception as exc:  # noqa: BLE001 - a broken environment must not break mgit
                 warn_skipped("configuration", exc)
-                _enabled = True
+                _enabled = False
         return _enabled
 
 
@@ -289,7 +296,10 @@ class _Spec:
         self.slogger: Optional[StructuredLogger] = None
         # Computed once: the per-call path only copies these when a repository is added.
         self.git = kind == "git"
-        self.op_name = "git_" + name if self.git else name
+        # One name per operation: the metric label, the error label, the trace and the log
+        # lines all say ``name`` ("pull", not "git_pull" in some of them); a Git operation
+        # is told apart by its metric family (mgit_git_*) and its ``git_operation`` field.
+        self.op_name = name
         fields: Dict[str, Any] = {}
         if provider is not None:
             fields["provider"] = provider
@@ -502,7 +512,9 @@ class _ApiCall:
         duration = _clock() - self.t0
         spec, provider = self.spec, self.provider
         status, method, limited = describe_response(result if exc is None else exc, spec.method)
-        method = (method or "UNKNOWN").upper()
+        # Nothing said which method (no method= given, and the result or error carries no
+        # request): "unknown", the package's one spelling of it, as for the status code.
+        method = method.upper() if method else UNKNOWN_METHOD
         if status is not None:
             code = str(status)
         else:  # no HTTP status seen: say so instead of inventing 200 or 500
@@ -515,7 +527,8 @@ class _ApiCall:
             if limited and status != 429:  # record_api_call already counts 429
                 collector.record_rate_limit_hit(provider)
             if error_type is not None:
-                collector.record_error(error_type, spec.name, provider)
+                # Named as the API metrics name the call: by its endpoint.
+                collector.record_error(error_type, endpoint, provider)
         except Exception as err:  # noqa: BLE001
             warn_skipped("metrics", err)
         if not spec.log:
@@ -579,6 +592,7 @@ class _AuthCall:
             return
         try:
             fields: Dict[str, Any] = {
+                "operation": spec.name,
                 "auth_provider": provider,
                 "auth_organization": org,
                 "auth_success": success,
@@ -691,8 +705,12 @@ def monitor_git_operation(
     of them the function has; passed by position or keyword, else its default), otherwise
     the first positional string containing "/" or ".git". It is masked
     (:func:`mask_repository`) before it reaches the log lines, the correlation scope
-    (``git_operation``, ``repository``), the trace (``git_<type>``, tag ``repository``) and
+    (``git_operation``, ``repository``), the trace (tag ``repository``) and
     ``mgit_git_operations_total{operation,status}``/``mgit_git_operation_duration_seconds``.
+
+    The operation has ONE name everywhere: ``operation_type`` ("pull") is the metric label,
+    the ``operation`` of ``mgit_errors_total``, the trace's name and the ``operation`` of
+    the log lines (which also carry ``git_operation``).
     """
     if callable(operation_type) or isinstance(operation_type, (classmethod, staticmethod)):
         return monitor_git_operation(None, track_performance, log_result)(operation_type)
@@ -718,13 +736,17 @@ def monitor_provider_api_call(
 
     ``provider_name`` defaults to ``self.provider_name`` (the first argument's), then a
     ``provider`` keyword argument; ``endpoint`` to the function name; ``method`` to the
-    response's ``request.method``, else ``UNKNOWN``. The status code is the one the result
+    request method the result or the raised error carries (``response.request.method``, as
+    requests and httpx set it, or a ``.method``), else ``unknown`` (:data:`UNKNOWN_METHOD`):
+    a function that returns None or parsed data says nothing about the request, so pass
+    ``method="GET"`` to label it. The status code is the one the result
     or the raised error carries (:func:`~mgit_monitoring.api_responses.extract_status_code`);
     without one it is recorded as ``unknown`` (returned) or ``error`` (raised), never
     invented. Records ``mgit_api_requests_total``, ``mgit_api_request_duration_seconds``,
     ``mgit_api_errors_total`` (status >= 400), ``mgit_api_rate_limit_hits_total``
     (:func:`~mgit_monitoring.api_responses.is_rate_limited`), ``mgit_errors_total`` for a
-    raised error, and one log line (INFO; WARNING for 4xx; ERROR for 5xx or an exception).
+    raised error (``operation`` is the endpoint, the name the API metrics use), and one log
+    line (INFO; WARNING for 4xx; ERROR for 5xx or an exception).
     """
     if callable(provider_name) or isinstance(provider_name, (classmethod, staticmethod)):
         return monitor_provider_api_call(None, endpoint, method, log_result)(provider_name)

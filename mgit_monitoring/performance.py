@@ -28,6 +28,7 @@ import random
 import threading
 import time
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Deque,
@@ -52,13 +53,15 @@ from mgit_monitoring.operation_stats import (
     percentile,
 )
 from mgit_monitoring.registry import get_default_registry
-from mgit_monitoring.store import Store, StoreError, TraceRow
 from mgit_monitoring.wrapping import (
     for_descriptors,
     is_success,
     qualified_name,
     wrap_generator_function,
 )
+
+if TYPE_CHECKING:  # the store (and sqlite3) load when a store is first used, not at import
+    from mgit_monitoring.store import Store, TraceRow
 
 __all__ = [
     "PERCENTILE_METHOD",
@@ -81,7 +84,20 @@ logger = logging.getLogger("mgit_monitoring.performance")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _Record = Tuple[Any, ...]
 """A completed trace in memory: TraceRow's fields in its order, as a plain tuple."""
-_START, _METADATA = TraceRow._fields.index("start_time"), TraceRow._fields.index("metadata")
+# TraceRow's field positions (tests/test_performance.py checks them against TraceRow).
+_START, _METADATA = 1, 9
+_row_type: Any = None
+
+
+def _trace_row() -> Any:
+    """The TraceRow class, imported on first use (its module loads sqlite3)."""
+    global _row_type
+    row_type = _row_type
+    if row_type is None:
+        from mgit_monitoring.store import TraceRow
+
+        row_type = _row_type = TraceRow
+    return row_type
 _SWEEP_EVERY_S = 60.0
 _MAX_ERROR_TEXT = 200
 
@@ -232,8 +248,11 @@ class PerformanceMonitor:
         registry: a metrics registry; ``mgit_performance_anomalies_total{operation,type}``
             is registered on it and counts anomalies. Optional.
         store: a :class:`~mgit_monitoring.store.Store` to share history with other
-            processes, or ``state_dir`` to open ``<state_dir>/monitoring.sqlite3``. Neither:
-            memory only.
+            processes, or ``state_dir`` to open ``<state_dir>/monitoring.sqlite3``, or
+            ``store_opener``, a function returning the store (or None), called once, when
+            the store is first needed (the first completed trace, a query, a flush): what
+            ``setup_monitoring_integration`` passes, so that sqlite3 is not loaded at
+            start-up. None of them: memory only.
         trace_timeout: seconds after which a trace never ended is dropped (expired).
         anomaly_avg_factor / anomaly_p95_factor: a trace slower than baseline average x
             the first factor is a ``slow_operation`` anomaly, else slower than baseline p95 x
@@ -253,6 +272,7 @@ class PerformanceMonitor:
         registry: Any = None,
         store: Store | None = None,
         state_dir: str | os.PathLike | None = None,
+        store_opener: Callable[[], Store | None] | None = None,
         flush_interval: float = 5.0,
         store_timeout: float = 5.0,
         trace_timeout: float = 6 * 3600.0,
@@ -308,14 +328,23 @@ class PerformanceMonitor:
         )
         self._owned_store: Store | None = None
         if store is None and state_dir is not None:
+            from mgit_monitoring.store import Store
+
             store = self._owned_store = Store.open(
                 cast(Union[str, os.PathLike], state_dir),
                 timeout=store_timeout,
                 flush_interval=flush_interval,
             )
-        self._store = store if self.enabled else None
-        if self._store is not None:
-            self._store.register_retention("perf_traces", "start_time", self.retention_hours * 3600)
+        self._store: Store | None = None
+        self._opener: Callable[[], Store | None] | None = None
+        # Whether completed traces go to a store (one given, or one opened on first need).
+        self._persist = False
+        if self.enabled:
+            if store is not None:
+                self._attach(store)
+            elif store_opener is not None:
+                self._opener = store_opener
+                self._persist = True
         self._persisting = False
         self._anomalies: Any = None
         if registry is not None:
@@ -341,8 +370,35 @@ class PerformanceMonitor:
 
     @property
     def store(self) -> Store | None:
-        """The shared store, or None for a memory-only monitor."""
-        return self._store
+        """The shared store (opened now if it was to be opened on first need), or None for a
+        memory-only monitor."""
+        return self._open_store()
+
+    def _attach(self, store: Store) -> None:
+        self._store = store
+        self._persist = True
+        store.register_retention("perf_traces", "start_time", self.retention_hours * 3600)
+
+    def _open_store(self) -> Store | None:
+        """The store, opening it through ``store_opener`` the first time; never raises."""
+        store = self._store
+        if store is not None or self._opener is None:
+            return store
+        with self._flush_lock:
+            opener, self._opener = self._opener, None
+            if opener is not None and self._store is None:
+                try:
+                    opened = opener()
+                except Exception as exc:  # noqa: BLE001 - persistence is best effort
+                    logger.warning("trace history stays in memory: the store: %s", exc)
+                    opened = None
+                if opened is not None:
+                    self._attach(opened)
+                else:
+                    self._persist = False
+                    with self._lock:
+                        self._pending.clear()
+            return self._store
 
     # -- traces ----------------------------------------------------------------------------
 
@@ -463,7 +519,7 @@ class PerformanceMonitor:
                 horizon = start - self.retention_hours * 3600.0
                 while completed[0][_START] < horizon:
                     completed.popleft()
-                if self._store is not None:
+                if self._persist:
                     # The store gets metadata without the error text: exception messages
                     # can carry URLs with credentials, and the shared file outlives us.
                     pending = self._pending
@@ -486,7 +542,7 @@ class PerformanceMonitor:
         if start_persisting:
             self._start_persisting()
         if self._baselines or self.learn_baselines:
-            self._check_anomaly(TraceRow(*record))
+            self._check_anomaly(_trace_row()(*record))
         return duration
 
     def trace_operation(
@@ -533,7 +589,8 @@ class PerformanceMonitor:
         retention window. Unlike the statistics, traces of other processes are not read."""
         with self._lock:
             completed = list(self._completed)
-        return [TraceRow(*r) for r in completed if operation_name is None or r[0] == operation_name]
+        row = _trace_row()
+        return [row(*r) for r in completed if operation_name is None or r[0] == operation_name]
 
     def _expire_locked(self, now: float) -> None:
         """Drop traces older than the timeout, and the oldest beyond the cap (lock held)."""
@@ -559,14 +616,14 @@ class PerformanceMonitor:
     # -- persistence -----------------------------------------------------------------------
 
     def _start_persisting(self) -> None:
-        store = self._store
+        store = self._open_store()
         if store is not None:
             # Starts the store's flush thread and its atexit hook: first use, never import.
             store.add_flush_callback(self.flush)
 
     def flush(self) -> bool:
         """Write buffered traces to the store now; True when nothing is left unwritten."""
-        store = self._store
+        store = self._store if not self._pending else self._open_store()
         if store is None:
             return True
         with self._flush_lock:
@@ -579,8 +636,10 @@ class PerformanceMonitor:
                 # The store fell back to memory: keep history in our own bounded memory
                 # instead of an in-memory database that would only grow.
                 self._store = None
+                self._persist = False
                 return False
-            if store.insert_traces([TraceRow(*r) for r in batch]):
+            row = _trace_row()
+            if store.insert_traces([row(*r) for r in batch]):
                 return True
             with self._lock:  # put them back, oldest first; the deque keeps the newest
                 self._pending.extendleft(reversed(batch[-self.max_traces :]))
@@ -600,8 +659,10 @@ class PerformanceMonitor:
         if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not hours > 0:
             raise ValueError(f"hours={hours!r}: expected a number > 0")
         since = self._wall() - float(hours) * 3600.0
-        store = self._store
+        store = self._open_store()
         if store is not None:
+            from mgit_monitoring.store import StoreError
+
             # The flush lock keeps a batch from being counted twice (pending and stored)
             # or not at all (in flight).
             with self._flush_lock:
@@ -650,7 +711,7 @@ class PerformanceMonitor:
     def get_summary(self, hours: float = 24) -> Dict[str, Any]:
         """A JSON-ready summary: every operation's statistics plus the monitor's own state."""
         operations = self.get_all_operation_metrics(hours)
-        store = self._store
+        store = self._open_store()
         return {
             "window_hours": float(hours),
             "percentile_method": PERCENTILE_METHOD,
@@ -770,8 +831,9 @@ class PerformanceMonitor:
 
 def _select(records: Iterable[_Record], since: float, operation: str | None) -> List[TraceRow]:
     """The records started at or after ``since`` (of ``operation`` when given), as TraceRows."""
+    row = _trace_row()
     return [
-        TraceRow(*r)
+        row(*r)
         for r in records
         if r[_START] >= since and (operation is None or r[0] == operation)
     ]
@@ -809,10 +871,10 @@ def _create_default() -> PerformanceMonitor:
     with _default_lock:
         if _default is None:
             try:
-                enabled = enabled_from_env()
-            except Exception as exc:  # noqa: BLE001 - a bad variable must not break mgit
-                logger.warning("performance monitor stays enabled: %s", exc)
-                enabled = True
+                enabled = enabled_from_env(strict=False)  # a bad value: one warning, off
+            except Exception as exc:  # noqa: BLE001 - a broken environment must not break mgit
+                logger.warning("performance monitor disabled: %s", exc)
+                enabled = False
             _default = PerformanceMonitor(registry=get_default_registry(), enabled=enabled)
         return _default
 

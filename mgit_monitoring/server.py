@@ -6,12 +6,20 @@ Three layers, each usable alone:
   pure ``route(method, path, headers) -> Response``: no sockets, so most behaviour is
   testable by calling it;
 * :class:`MonitoringServer` - a ``ThreadingHTTPServer`` around an app, with HTTP/1.1
-  keep-alive, a cap on concurrent connections (excess gets a fast 503), per-request read
-  deadlines (slowloris), request line and header size limits, optional TLS and auth, a
-  graceful drain on :meth:`~MonitoringServer.close`; :func:`start_monitoring_server` runs
-  one in a background thread for applications and tests (port 0 works);
+  keep-alive, request line and header size limits, optional TLS and auth, a graceful drain
+  on :meth:`~MonitoringServer.close`; :func:`start_monitoring_server` runs one in a
+  background thread for applications and tests (port 0 works);
 * :func:`serve` - the blocking loop of ``mgit-monitoring server`` (whose options live in
   :mod:`mgit_monitoring.cli`): SIGTERM/SIGINT drain and return.
+
+Idle and slow clients hold no thread. One thread accepts connections and collects request
+heads with :mod:`selectors`; only a complete head goes to a worker thread, which runs a
+``BaseHTTPRequestHandler`` over the buffered bytes. A keep-alive connection waiting for its
+next request goes back to the selector. A whole-head deadline (``request_timeout``, from
+the first byte of a head; the same span bounds a keep-alive connection's idle wait) closes
+a client that trickles its head however slowly it sends; at ``max_connections`` the
+longest-idle connection is closed to admit a new one, then the slowest partial head; only
+when every connection is in a worker does a new one get a fast 503.
 
 Endpoints: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by
 ``Accept-Encoding``), ``/metrics/json``, ``/health`` (200 healthy/degraded, 503 unhealthy),
@@ -20,8 +28,11 @@ Endpoints: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by
 
 from __future__ import annotations
 
+import collections
+import errno
 import io
 import logging
+import selectors
 import signal
 import socket
 import socketserver
@@ -29,7 +40,8 @@ import sys
 import threading
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Sequence, Tuple
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NamedTuple, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from mgit_monitoring.errors import ConfigError, ServerError
@@ -42,7 +54,7 @@ from mgit_monitoring.http_app import (
     route_of,
 )
 
-if TYPE_CHECKING:  # ssl costs ~4 MB of resident memory: imported only to serve TLS
+if TYPE_CHECKING:
     import ssl
 
     from mgit_monitoring.http_auth import HttpAuth  # hashlib and hmac: only when auth is on
@@ -61,6 +73,10 @@ _log = logging.getLogger("mgit_monitoring.server")
 _MAX_LINE = 8192  # request line; longer -> 414
 _MAX_HEAD = 16384  # all header lines together; more -> 431
 _MAX_HEADER_COUNT = 100
+_RECV = 32768
+_WORKER_IDLE = 2.0  # s a worker thread waits for the next request before it ends
+_DEFAULT_MAX_CONNECTIONS = 1024
+_FD_RESERVE = 64  # descriptors kept free for the listener, workers' files, logs, the store
 _access_log = logging.getLogger("mgit_monitoring.server.access")
 
 
@@ -90,29 +106,6 @@ class TLSConfig(NamedTuple):
         return ctx
 
 
-class _DeadlineReader(io.RawIOBase):
-    """Socket reads bounded by one deadline for a whole request head (slowloris guard).
-
-    A per-recv timeout alone lets a client pin a thread forever by sending one byte just
-    before each timeout; here every recv gets only the time left until the deadline.
-    """
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.deadline: float | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.deadline is not None:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise socket.timeout("request read deadline passed")
-            self.sock.settimeout(remaining)
-        return int(self.sock.recv_into(buffer))
-
-
 class _Writer:
     """The ``wfile`` stdlib paths expect; our own responses use one ``sendall``."""
 
@@ -140,7 +133,6 @@ def _busy_response() -> bytes:
 
 
 _BUSY = _busy_response()
-_HEX = frozenset("0123456789abcdef")
 _PRINTABLE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 
@@ -157,60 +149,6 @@ def _request_ids(headers: Any) -> Tuple[str | None, str | None]:
     return echo, echo
 
 
-class _Headers:
-    """A request's header fields: case-insensitive ``get``, ``get_all``, ``in``, ``items``.
-
-    Parsed here rather than by ``http.server``/``email`` (those, with ``http.client`` and
-    ``ssl`` behind them, were a third of an idle server's memory).
-    """
-
-    __slots__ = ("_fields",)
-
-    def __init__(self, fields: List[Tuple[str, str]]) -> None:
-        self._fields = fields
-
-    def get(self, name: str, default: Any = None) -> Any:
-        lname = name.lower()
-        for key, value in self._fields:
-            if key.lower() == lname:
-                return value
-        return default
-
-    def get_all(self, name: str) -> List[str] | None:
-        lname = name.lower()
-        values = [v for k, v in self._fields if k.lower() == lname]
-        return values or None
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def items(self) -> List[Tuple[str, str]]:
-        return list(self._fields)
-
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _parse_headers(head: bytes) -> _Headers | None:
-    """The fields of a request head (without its request line); None when malformed."""
-    fields: List[Tuple[str, str]] = []
-    for raw in head.decode("iso-8859-1").split("\n"):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if not line:
-            continue
-        if line[0] in " \t":  # obsolete line folding (RFC 9112 5.2): one value, joined
-            if not fields:
-                return None
-            key, value = fields[-1]
-            fields[-1] = (key, f"{value} {line.strip()}")
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or not set(name) <= _TOKEN:
-            return None
-        fields.append((name, value.strip(" \t")))
-    return _Headers(fields)
-
-
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -224,98 +162,84 @@ def _http_date(ts: float) -> str:
     )
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    """One connection: bounded head reads, then ``app.route``, one write per response."""
+class _Conn:
+    """One client connection and the bytes of its next request head read so far."""
+
+    __slots__ = ("sock", "addr", "buf", "since", "eol", "scanned", "handshaking", "closed")
+
+    def __init__(self, sock: Any, addr: Any, handshaking: bool) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.handshaking = handshaking
+        self.closed = False
+        self.reset(b"")
+
+    def reset(self, buf: bytes) -> None:
+        """Start waiting for the next request head, ``buf`` being its first bytes if any."""
+        self.buf = bytearray(buf)
+        self.since = time.monotonic()
+        self.eol = -1  # end of the request line, once seen
+        self.scanned = 0  # no head end before this offset
+
+    def head_ready(self) -> bool:
+        """True once the buffer holds a whole head, or enough to refuse it (414, 431)."""
+        buf = self.buf
+        skip = 2 if buf[:2] == b"\r\n" else 1 if buf[:1] == b"\n" else 0  # RFC 9112 2.2
+        if self.eol < 0:
+            eol = buf.find(b"\n", max(skip, self.scanned))
+            if eol < 0:
+                self.scanned = len(buf)
+                return len(buf) - skip > _MAX_LINE
+            self.eol = self.scanned = eol
+            if eol - skip >= _MAX_LINE:
+                return True
+        start = max(self.eol, self.scanned - 2)
+        if buf.find(b"\n\r\n", start) >= 0 or buf.find(b"\n\n", start) >= 0:
+            return True
+        self.scanned = len(buf)
+        return len(buf) > skip + _MAX_LINE + _MAX_HEAD + 4
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """A connection's complete request head(s): ``app.route``, one write per response.
+
+    The selector hands over a :class:`_Conn` whose buffer holds a whole head; ``rfile`` is
+    those bytes. After a keep-alive response the connection goes back to the selector,
+    unless the buffer already holds the next request (pipelining).
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "mgit-monitoring"
     sys_version = ""
     server: _HTTPServer
+    request: _Conn  # type: ignore[assignment]
 
     def setup(self) -> None:
-        srv = self.server
-        sock = self.request
-        self._ok = True
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
-        sock.settimeout(srv.request_timeout)
-        if srv.ssl_context is not None:
-            try:
-                # Handshake here, in the connection's thread under its timeout: a client that
-                # stalls the handshake must not stall the accept loop.
-                sock = srv.ssl_context.wrap_socket(sock, server_side=True)
-            except (OSError, ValueError):
-                _log.debug("TLS handshake with %s failed", self.client_address, exc_info=True)
-                self._ok = False
-        self.connection = sock
-        self._reader = _DeadlineReader(sock)
-        self.rfile = io.BufferedReader(self._reader, 16384)
-        self.wfile = _Writer(sock)  # type: ignore[assignment]
-
-    def finish(self) -> None:
-        self.server.untrack(self)
-        try:
-            self.rfile.close()
-        except OSError:
-            pass
-        if self.server.ssl_context is not None and self._ok:
-            try:
-                self.connection.close()
-            except OSError:
-                pass
+        conn = self.request
+        self.close_connection = True
+        self.keep = False
+        self.connection = conn.sock
+        conn.sock.settimeout(self.server.write_timeout)
+        self.rfile = io.BytesIO(bytes(conn.buf))
+        self.wfile = _Writer(conn.sock)  # type: ignore[assignment]
 
     def handle(self) -> None:
-        if not self._ok:
-            return
-        self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
+        conn = self.request
+        while True:
             self.handle_one_request()
+            if self.close_connection:
+                return
+            conn.reset(self.rfile.read())
+            if not conn.head_ready():
+                self.keep = True  # back to the selector for the rest of the next head
+                return
+            self.rfile = io.BytesIO(bytes(conn.buf))
 
-    def date_time_string(self) -> str:
-        return _http_date(time.time())
+    def finish(self) -> None:
+        self.server.release(self.request, keep=self.keep and not self.close_connection)
 
-    def parse_request(self, line: bytes, head: bytes) -> bool:
-        """Request line and head -> command, path, version, headers, keep-alive; on a bad
-        request an error response is sent and False returned."""
-        self.close_connection = True
-        words = line.decode("iso-8859-1").rstrip("\r\n").split()
-        if not words:
-            return False
-        if len(words) != 3:
-            self.send_error(400)  # HTTP/0.9 (two words) is not served either
-            return False
-        command, path, version = words
-        major_minor = version[5:].split(".") if version.startswith("HTTP/") else []
-        if len(major_minor) != 2 or not all(p.isdigit() and len(p) <= 10 for p in major_minor):
-            self.send_error(400)
-            return False
-        number = (int(major_minor[0]), int(major_minor[1]))
-        if number >= (2, 0):
-            self.send_error(505)
-            return False
-        if number < (1, 0):
-            self.send_error(400)
-            return False
-        self.request_version = version
-        self.command, self.path = command, path
-        if self.path.startswith("//"):
-            self.path = "/" + self.path.lstrip("/")
-        headers = _parse_headers(head)
-        if headers is None:
-            self.send_error(400)
-            return False
-        self.headers = headers  # type: ignore[assignment]
-        connection = str(headers.get("Connection", "")).lower()
-        keep = number >= (1, 1)
-        if connection == "close":
-            keep = False
-        elif connection == "keep-alive":
-            keep = True
-        self.close_connection = not keep
-        return True
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return _http_date(time.time() if timestamp is None else timestamp)
 
     def handle_expect_100(self) -> bool:
         # Never invite a body: the reply (413 or 405) follows without "100 Continue".
@@ -325,18 +249,11 @@ class _Handler(socketserver.BaseRequestHandler):
         pass  # our access log is structured; see _log_access
 
     def handle_one_request(self) -> None:
-        srv = self.server
         self.close_connection = True
-        self._reader.deadline = time.monotonic() + srv.request_timeout
-        if not srv.track(self, idle=True):
-            return  # draining: take no new request on this connection
         try:
-            try:
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):  # RFC 9112: ignore one empty line before a request
                 line = self.rfile.readline(_MAX_LINE + 1)
-                if line in (b"\r\n", b"\n"):  # RFC 9112: ignore one empty line before a request
-                    line = self.rfile.readline(_MAX_LINE + 1)
-            finally:
-                srv.track(self, idle=False)
             if not line:
                 return
             self._t0 = time.perf_counter()
@@ -348,11 +265,27 @@ class _Handler(socketserver.BaseRequestHandler):
             head = self._read_head()
             if head is None:
                 return
-            if self.parse_request(line, head):
+            self.raw_requestline = line
+            saved, self.rfile = self.rfile, io.BytesIO(head)
+            try:
+                parsed = self.parse_request()
+            finally:
+                self.rfile = saved
+            if parsed:
                 self._answer()
         except OSError:  # timeouts, resets, TLS errors: the connection is done
             self.close_connection = True
             _log.debug("connection from %s closed", self.client_address[0], exc_info=True)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # two words: not served, as HTTP/1.x goes
+            self.send_error(400)
+            return False
+        if self.path.startswith("//"):  # never read as a scheme-relative URL
+            self.path = "/" + self.path.lstrip("/")
+        return True
 
     def _read_head(self) -> bytes | None:
         lines: List[bytes] = []
@@ -364,7 +297,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 self.send_error(431)
                 return None
             if not line.endswith(b"\n"):
-                return None  # the client went away mid-head
+                return None  # the head ends without its empty line
             lines.append(line)
             if line in (b"\r\n", b"\n"):
                 return b"".join(lines)
@@ -444,6 +377,7 @@ class _Handler(socketserver.BaseRequestHandler):
         )
 
 
+
 def _phrase(code: int) -> str:
     try:
         return HTTPStatus(code).phrase
@@ -451,13 +385,49 @@ def _phrase(code: int) -> str:
         return "Unknown"
 
 
-class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """ThreadingHTTPServer with a connection cap, fast 503s, drain and no reverse DNS."""
+def _fd_limit() -> int | None:
+    """The soft limit on open files, None when unknown or unlimited."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else int(soft)
 
-    allow_reuse_address = True
+
+def _raise_fd_limit(wanted: int) -> Callable[[], None]:
+    """Raise the soft open-files limit toward ``wanted`` (never past the hard limit); returns
+    a function that restores the previous limit."""
+    try:
+        import resource
+    except ImportError:
+        return lambda: None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return lambda: None
+    new = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if new <= soft:
+        return lambda: None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        return lambda: None
+    _log.debug("open-files limit raised from %d to %d", soft, new)
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer whose request heads are read by one selector thread.
+
+    ``serve_forever`` runs the selector: it accepts, completes TLS handshakes, collects
+    request heads and enforces the head deadline; a complete head is queued for a pool of
+    worker threads (started on demand, ended after ``_WORKER_IDLE`` s without work) that
+    run :class:`_Handler`. No reverse DNS, a cap on held connections, fast 503s, a drain.
+    """
+
     daemon_threads = True
     block_on_close = False  # close() drains with its own deadline instead
-    request_queue_size = 128
+    request_queue_size = 1024  # the listen backlog: a burst of probes and scrapers
 
     def __init__(
         self,
@@ -467,6 +437,7 @@ class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         family: int,
         ssl_context: ssl.SSLContext | None,
         max_connections: int,
+        max_workers: int,
         request_timeout: float,
         write_timeout: float,
     ) -> None:
@@ -475,14 +446,40 @@ class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.ssl_context = ssl_context
         self.request_timeout = request_timeout
         self.write_timeout = write_timeout
+        self.max_workers = max_workers
+        limit = _fd_limit()
+        # Every held connection is a descriptor: stay below the soft limit, so accept()
+        # never fails with EMFILE while a connection could be evicted instead.
+        room = max_connections if limit is None else min(max_connections, limit - _FD_RESERVE)
+        self.capacity = max(1, room)
         self.closing = False
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._reject_slots = threading.BoundedSemaphore(8)
+        if ssl_context is not None:
+            import ssl
+
+            self._tls_wait: Tuple[type, ...] = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+        else:
+            self._tls_wait = ()
         self._lock = threading.Lock()
+        self._jobs = threading.Condition(self._lock)
+        self._queue: Deque[_Conn] = collections.deque()
+        self._waiting_workers = 0
         self._workers: set = set()
-        self._idle: Dict[_Handler, bool] = {}
+        self._returns: Deque[_Conn] = collections.deque()
+        self._held = 0
+        self._loop_done = False
+        self._stop = False
+        self._stopped = threading.Event()
+        self._reject_slots = threading.BoundedSemaphore(8)
         self._last_busy_log = -3600.0
-        super().__init__(address, _Handler)
+        # Waiting connections, oldest first: no byte of a next request yet, and partial heads.
+        self._idle: collections.OrderedDict[_Conn, None] = collections.OrderedDict()
+        self._partial: collections.OrderedDict[_Conn, None] = collections.OrderedDict()
+        self._accept_paused_until = 0.0
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        super().__init__(address, _Handler)  # binds; on failure it calls server_close()
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and self.server_address[0] in ("::", ""):
@@ -491,51 +488,231 @@ class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             except (OSError, AttributeError):
                 pass
         socketserver.TCPServer.server_bind(self)
-        # No socket.getfqdn() here (http.server's): a DNS lookup that can hang.
+        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup that can hang.
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
-    def track(self, handler: _Handler, *, idle: bool) -> bool:
-        with self._lock:
-            if idle and self.closing:
-                return False
-            self._idle[handler] = idle
-            return True
+    # -- the selector thread ----------------------------------------------------------
 
-    def untrack(self, handler: _Handler) -> None:
-        with self._lock:
-            self._idle.pop(handler, None)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if self.closing:
-            self.shutdown_request(request)
-        elif self._slots.acquire(blocking=False):
-            self._spawn(self._work, request, client_address)
-        elif self._reject_slots.acquire(blocking=False):
-            self._spawn(self._reject, request, client_address)
-        else:
-            self.shutdown_request(request)
-
-    def _spawn(self, target: Callable[..., None], request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=target, args=(request, client_address), name="mgit-monitoring-http", daemon=True
-        )
-        with self._lock:
-            self._workers.add(thread)
-        thread.start()
-
-    def _work(self, request: Any, client_address: Any) -> None:
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept and read request heads until :meth:`shutdown`."""
+        sel = self._selector
+        self.socket.setblocking(False)
+        sel.register(self.socket, selectors.EVENT_READ, None)
+        sel.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
         try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
+            while not self._stop:
+                for key, _events in sel.select(self._timeout(poll_interval)):
+                    data = key.data
+                    if data is None:
+                        self._accept()
+                    elif data is self._wake_r:
+                        self._drain_wakeups()
+                    else:
+                        self._readable(data)
+                self._take_returns()
+                self._expire()
         finally:
-            self.shutdown_request(request)
-            self._slots.release()
             with self._lock:
-                self._workers.discard(threading.current_thread())
+                self._loop_done = True
+            for conn in [*self._idle, *self._partial, *self._returns]:
+                self._close(conn)
+            self._idle.clear()
+            self._partial.clear()
+            self._returns.clear()
+            for key in list(sel.get_map().values()):
+                sel.unregister(key.fileobj)
+            self._stopped.set()
 
-    def _reject(self, request: Any, client_address: Any) -> None:
-        """Over the cap: answer 503 at once from a small separate pool, then close."""
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait for it to return."""
+        self._stop = True
+        self._wake()
+        self._stopped.wait()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is pending anyway) or closed
+            pass
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _timeout(self, poll_interval: float) -> float:
+        timeout = poll_interval
+        now = time.monotonic()
+        for waiting in (self._idle, self._partial):
+            if waiting:
+                oldest = next(iter(waiting))
+                timeout = min(timeout, oldest.since + self.request_timeout - now)
+        if self._accept_paused_until:
+            timeout = min(timeout, self._accept_paused_until - now)
+        return max(0.0, timeout)
+
+    def _expire(self) -> None:
+        """Close connections whose idle wait or head deadline has passed."""
+        now = time.monotonic()
+        if self.closing:
+            while self._idle:  # draining: no new request on a waiting connection
+                self._drop(self._idle.popitem(last=False)[0])
+        cutoff = now - self.request_timeout
+        for waiting in (self._idle, self._partial):
+            while waiting:
+                oldest = next(iter(waiting))
+                if oldest.since > cutoff:
+                    break
+                del waiting[oldest]
+                self._drop(oldest)
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self.socket, selectors.EVENT_READ, None)
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, addr = self.get_request()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    if not self._evict():  # out of descriptors: pause accepting a moment
+                        self._selector.unregister(self.socket)
+                        self._accept_paused_until = time.monotonic() + 0.1
+                        _log.warning("cannot accept connections: %s", exc.strerror)
+                return
+            if self.closing:
+                self.shutdown_request(sock)
+                continue
+            with self._lock:
+                full = self._held >= self.capacity
+            if full and not self._evict():
+                self._busy(sock, addr)
+                continue
+            self._admit(sock, addr)
+
+    def _admit(self, sock: Any, addr: Any) -> None:
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+        tls = self.ssl_context is not None
+        if self.ssl_context is not None:
+            try:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            except (OSError, ValueError):
+                self.shutdown_request(sock)
+                return
+        conn = _Conn(sock, addr, handshaking=tls)
+        with self._lock:
+            self._held += 1
+        self._selector.register(sock, selectors.EVENT_READ, conn)
+        self._idle[conn] = None
+
+    def _evict(self) -> bool:
+        """At capacity: close the longest-idle connection, else the oldest partial head."""
+        for waiting in (self._idle, self._partial):
+            if waiting:
+                self._drop(waiting.popitem(last=False)[0])
+                return True
+        return False
+
+    def _readable(self, conn: _Conn) -> None:
+        if conn in self._idle:  # the first bytes of a head: its deadline starts now
+            del self._idle[conn]
+            conn.since = time.monotonic()
+            self._partial[conn] = None
+        sock = conn.sock
+        if conn.handshaking:
+            try:
+                sock.do_handshake()
+            except self._tls_wait:
+                return
+            except (OSError, ValueError):
+                _log.debug("TLS handshake with %s failed", conn.addr, exc_info=True)
+                self._forget(conn)
+                self._drop(conn)
+                return
+            conn.handshaking = False
+        while True:
+            try:
+                data = sock.recv(_RECV)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if isinstance(exc, self._tls_wait):
+                    return
+                self._forget(conn)
+                self._drop(conn)
+                return
+            if not data:  # the client went away (mid-head or between requests)
+                self._forget(conn)
+                self._drop(conn)
+                return
+            conn.buf += data
+            if conn.head_ready():
+                self._forget(conn)
+                self._selector.unregister(sock)
+                self._submit(conn)
+                return
+            if self.ssl_context is None or not sock.pending():
+                return  # plain sockets: the selector reports what is left; TLS may buffer
+
+    def _forget(self, conn: _Conn) -> None:
+        self._idle.pop(conn, None)
+        self._partial.pop(conn, None)
+
+    def _drop(self, conn: _Conn) -> None:
+        """Close a connection the selector holds."""
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        with self._lock:  # before the close: a client that sees EOF finds the room free
+            self._held -= 1
+        self.shutdown_request(conn.sock)
+
+    def _take_returns(self) -> None:
+        """Keep-alive connections back from the workers: wait for their next request."""
+        while self._returns:
+            conn = self._returns.popleft()
+            if self.closing:
+                self._close(conn)
+                continue
+            try:
+                conn.sock.setblocking(False)
+                self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+            except (OSError, ValueError):
+                self._close(conn)
+                continue
+            (self._partial if conn.buf else self._idle)[conn] = None
+
+    def _busy(self, sock: Any, addr: Any) -> None:
+        """Every held connection is in a worker: a fast 503 from a small pool, or a close."""
+        if self._reject_slots.acquire(blocking=False):
+            thread = threading.Thread(
+                target=self._reject, args=(sock,), name="mgit-monitoring-busy", daemon=True
+            )
+            with self._lock:
+                self._workers.add(thread)
+            thread.start()
+        else:
+            self.shutdown_request(sock)
+
+    def _reject(self, request: Any) -> None:
+        """Answer 503 at once, then close."""
         sock = request
         try:
             sock.settimeout(1.0)
@@ -563,30 +740,74 @@ class _HTTPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             with self._lock:
                 self._workers.discard(threading.current_thread())
 
+    # -- the worker threads -----------------------------------------------------------
+
+    def _submit(self, conn: _Conn) -> None:
+        with self._jobs:
+            self._queue.append(conn)
+            if len(self._queue) > self._waiting_workers and len(self._workers) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._work, name="mgit-monitoring-http", daemon=True
+                )
+                self._workers.add(thread)
+                thread.start()
+            else:
+                self._jobs.notify()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._jobs:
+                idle_until = time.monotonic() + _WORKER_IDLE
+                while not self._queue:
+                    remaining = idle_until - time.monotonic()
+                    if remaining <= 0 or self.closing:
+                        self._workers.discard(me)
+                        return
+                    self._waiting_workers += 1
+                    self._jobs.wait(remaining)
+                    self._waiting_workers -= 1
+                conn = self._queue.popleft()
+            try:
+                self.finish_request(conn, conn.addr)  # type: ignore[arg-type]
+            except Exception:  # the handler's finish() released it unless setup() failed
+                self.handle_error(conn, conn.addr)  # type: ignore[arg-type]
+                self._close(conn)
+
+    def release(self, conn: _Conn, *, keep: bool) -> None:
+        """A worker is done with ``conn``: back to the selector, or closed."""
+        if conn.closed:
+            return
+        if keep and not self.closing:
+            with self._lock:
+                if not self._loop_done:
+                    self._returns.append(conn)
+                    keep = True
+                else:
+                    keep = False
+            if keep:
+                self._wake()
+                return
+        self._close(conn)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         _log.debug("error on connection from %s", client_address, exc_info=True)
 
     def drain(self, timeout: float) -> None:
-        """Stop taking requests, wake idle keep-alive connections, wait for the rest."""
-        with self._lock:
+        """Stop taking requests, answer those already read, wait for the workers."""
+        with self._jobs:
             self.closing = True
-            idle = [h for h, is_idle in self._idle.items() if is_idle]
-        for handler in idle:
-            try:  # shut the read side through a dup: works for plain and TLS sockets alike
-                dup = socket.fromfd(
-                    handler.connection.fileno(), self.address_family, socket.SOCK_STREAM
-                )
-                try:
-                    dup.shutdown(socket.SHUT_RD)
-                finally:
-                    dup.close()
-            except (OSError, ValueError):
-                pass
-        end = time.monotonic() + timeout
-        with self._lock:
+            self._jobs.notify_all()  # idle workers end now instead of lingering
             workers = list(self._workers)
+        end = time.monotonic() + timeout
         for thread in workers:
             thread.join(max(0.0, end - time.monotonic()))
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
 
 # -- lifecycle ------------------------------------------------------------------------------
@@ -604,9 +825,14 @@ class MonitoringServer:
     :class:`MonitoringApp`. ``history`` (a :class:`~mgit_monitoring.store.Store` or None)
     feeds ``/history``, the dashboard's last hour. ``tls`` is a :class:`TLSConfig` or an
     ``ssl.SSLContext``; ``auth`` an :class:`HttpAuth`.
-    ``max_connections`` caps concurrent connections (each has one thread; the excess gets a
-    503 at once); ``request_timeout`` bounds the wait for one request head, keep-alive idle
-    time included; ``write_timeout`` bounds sending one response. A port in use or a bad
+    ``max_connections`` caps the connections held open (idle and slow ones hold a file
+    descriptor, not a thread; it is lowered to fit the open-files limit): at the cap the
+    longest-idle connection is closed to admit a new one, then the oldest partial head, and
+    only when all are being answered does a new one get a 503 at once. ``max_workers`` caps
+    the threads answering complete requests (started on demand, ended when idle).
+    ``request_timeout`` bounds the time to send one whole request head from its first byte,
+    however slowly it trickles, and separately a keep-alive connection's wait for its next
+    request; ``write_timeout`` bounds sending one response. A port in use or a bad
     address raises :class:`~mgit_monitoring.errors.ServerError` with a one-line message.
     Use it as a context manager, or call :meth:`close` (drains in-flight requests).
     """
@@ -623,7 +849,8 @@ class MonitoringServer:
         simple: bool = False,
         auth: HttpAuth | None = None,
         tls: Any = None,
-        max_connections: int = 64,
+        max_connections: int = _DEFAULT_MAX_CONNECTIONS,
+        max_workers: int = 32,
         request_timeout: float = 10.0,
         write_timeout: float = 30.0,
         app: MonitoringApp | None = None,
@@ -631,6 +858,10 @@ class MonitoringServer:
     ) -> None:
         if max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {max_connections!r}")
+        if max_workers < 1:
+            raise ConfigError(f"max_workers must be >= 1, got {max_workers!r}")
+        if not request_timeout > 0:
+            raise ConfigError(f"request_timeout must be > 0, got {request_timeout!r}")
         if not (isinstance(port, int) and 0 <= port <= 65535):
             raise ConfigError(f"port must be an integer in 0..65535, got {port!r}")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -665,6 +896,7 @@ class MonitoringServer:
                 family=family,
                 ssl_context=ctx,
                 max_connections=max_connections,
+                max_workers=max_workers,
                 request_timeout=request_timeout,
                 write_timeout=write_timeout,
             )
@@ -772,9 +1004,17 @@ def serve(
     ``switch_interval`` (seconds; None leaves it) is set as the interpreter's thread switch
     interval while serving: this process is the server's own, and a 1 ms interval lets a
     probe overtake a large ``/metrics`` render instead of queueing 5 ms per GIL handoff.
+    For the same reason the soft open-files limit is raised (up to the hard limit) to fit
+    ``max_connections``, and restored on return.
     Raises :class:`~mgit_monitoring.errors.ServerError` when the address cannot be used.
     """
-    server = MonitoringServer(host, port, **options)
+    wanted = int(options.get("max_connections", _DEFAULT_MAX_CONNECTIONS)) + _FD_RESERVE
+    restore_fd_limit = _raise_fd_limit(wanted)
+    try:
+        server = MonitoringServer(host, port, **options)
+    except BaseException:
+        restore_fd_limit()
+        raise
     previous_interval = sys.getswitchinterval()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
@@ -800,6 +1040,7 @@ def serve(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.setswitchinterval(previous_interval)
+        restore_fd_limit()
     return 0
 
 

@@ -455,18 +455,67 @@ class TestServerLimits(_Base):
         self.assertLess(len(sent), len(data), "the server waited for the whole trickle")
         self.assertEqual(200, self.get(server, "/health/live")[0].status)
 
-    def test_connection_cap_answers_503(self) -> None:
-        """Over max_connections a new connection gets a quick 503 with Retry-After."""
-        server = self.start(max_connections=1, request_timeout=30)
+    def test_connection_cap_answers_503_when_every_connection_is_busy(self) -> None:
+        """At max_connections with every connection being answered, a new one gets a quick
+        503 with Retry-After."""
+        started, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+
+        class Blocking(Registry):
+            def snapshot(inner) -> Any:  # noqa: N805 - inner: the registry, self: the test
+                started.set()
+                release.wait(30)
+                return Registry.snapshot(inner)
+
+        server = self.start(registry=Blocking(), max_connections=1, request_timeout=30)
         holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         self.addCleanup(holder.close)
-        holder.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        self.assertIn(b"200 OK", holder.recv(65536))  # now idle on keep-alive, holding the slot
+        holder.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(started.wait(10))  # the only connection is in a worker
         response, body = self.get(server, "/health/live")
         self.assertEqual(503, response.status)
         self.assertEqual("1", response.getheader("Retry-After"))
         self.assertEqual("Server busy", json.loads(body)["error"])
-        holder.close()
+        release.set()
+        self.assertIn(b"200 OK", holder.recv(65536))
+
+    def close_get(self, server: MonitoringServer, path: str) -> bytes:
+        """One request with ``Connection: close``; the reply once the server has closed."""
+        return self.raw(server, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path.encode())
+
+    def test_at_capacity_an_idle_connection_is_closed_before_a_partial_head(self) -> None:
+        """At max_connections a new client is served: the idle connection is closed to make
+        room, not the client still sending its head, which is served when it completes."""
+        server = self.start(max_connections=2, request_timeout=30)
+        partial = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(partial.close)
+        partial.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        # Served after the partial head's bytes were read (they came first): 1 + 1 held.
+        self.assertTrue(self.close_get(server, "/health/live").startswith(b"HTTP/1.1 200 "))
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(idle.close)
+        self.assertTrue(self.close_get(server, "/health/live").startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(b"", idle.recv(1024))  # closed by the server to make room
+        partial.sendall(b"\r\n")
+        self.assertIn(b"200 OK", partial.recv(65536))
+
+    def test_at_capacity_an_idle_keep_alive_connection_is_closed(self) -> None:
+        """With max_connections=1 held by an idle keep-alive client, a new client is served
+        and the idle one is closed."""
+        server = self.start(max_connections=1, request_timeout=30)
+        holder = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(holder.close)
+        holder.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", holder.recv(65536))
+        # The holder's connection goes back to waiting just after its reply is written: a
+        # client arriving in that instant finds every connection busy (503, Retry-After).
+        deadline = time.monotonic() + 10
+        reply = self.close_get(server, "/health/live")
+        while reply.startswith(b"HTTP/1.1 503 ") and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+            reply = self.close_get(server, "/health/live")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 "), reply[:40])
+        self.assertEqual(b"", holder.recv(1024))
 
     def test_error_text_never_sent(self) -> None:
         """An exception in an exporter is logged, and the client sees only a generic 500."""

@@ -265,7 +265,7 @@ class TestConstruction(unittest.TestCase):
         app = make_wsgi_app(metrics, checker)
         self.assertEqual("200 OK", self.call(app, "/metrics", CONTENT_LENGTH="")[0])
         status = self.call(app, "/metrics", CONTENT_LENGTH="5")[0]
-        self.assertEqual("413 Request Entity Too Large", status)
+        self.assertTrue(status.startswith("413 "), status)
 
     def test_defaults_serve_the_default_collector(self) -> None:
         """make_wsgi_app() exposes what the module-level recorders put in the default

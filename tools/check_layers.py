@@ -22,7 +22,34 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = "mgit_monitoring"
 
 #: Bottom to top. A module may import only modules of lower layers.
-LAYERS: List[List[str]] = []
+LAYERS: List[List[str]] = [
+    # 0. Foundations: data and helpers that import nothing from the package.
+    ["errors", "version", "metric_definitions", "fork_hooks", "warn_once", "masking",
+     "wrapping", "api_responses", "check_support", "store_dir", "yaml_text", "page"],
+    # 1. Values and settings: samples, configuration, correlation scopes, the store file.
+    ["samples", "config", "context", "store", "health_report", "http_auth", "log_encoding",
+     "promql"],
+    # 2. Instruments, renderers and the single checks.
+    ["metric_types", "exposition", "operation_stats", "log_formatter", "health",
+     "host_checks", "git_check", "network_checks", "credential_check", "alert_rules",
+     "grafana_dashboard"],
+    # 3. Registries, the structured logger, the pure HTTP application, deployment files.
+    ["registry", "push", "structured_logger", "http_app", "deploy_files"],
+    # 4. What builds on a registry or on the checks: shared state, the performance
+    #    monitor, log setup, the default checker, process metrics, generate-config.
+    ["shared_state", "performance", "logs", "default_checks", "process_metrics",
+     "generate_config"],
+    # 5. The seed's MetricsCollector.
+    ["collector"],
+    # 6. The decorators, and the two ways to serve the app (sockets, WSGI).
+    ["operation_decorators", "server", "wsgi"],
+    # 7. setup_monitoring_integration(): wires everything for an application.
+    ["integration"],
+    # 8. The demo (uses integration and server).
+    ["demo"],
+    # 9. The command line.
+    ["cli"],
+]  # fmt: skip
 
 
 def _layer_of() -> Dict[str, int]:
