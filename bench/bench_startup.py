@@ -1,5 +1,22 @@
 #!/usr/bin/env python3
-"""Idle memory of the monitoring server, side by side with its anchors.
+"""Start-up costs, side by side with prometheus_client: cold setup time, and idle memory.
+
+Part 1, cold setup (issue 13, item 11). Three one-statement programs, each run in a fresh
+interpreter (``-X importtime`` off, bytecode caches warm), in turn A B C A B C ... so that
+a machine whose speed drifts affects all of them alike:
+
+* A: ``from mgit_monitoring.integration import setup_monitoring_integration;
+  setup_monitoring_integration()`` with persistence on (a temp state dir), what mgit runs
+  at start-up;
+* B: ``import prometheus_client`` - the anchor;
+* C: ``pass`` - the bare interpreter.
+
+Each program times its own statement with ``time.perf_counter`` (interpreter start-up is
+the same for all and left out) and reports the modules it loaded. Reported: median ms of
+A and B, the median of the per-round ratio A/B, and the module counts. Goal: A/B <= 0.5;
+floor: never above 1.0. Also the whole-process wall time of each (start to exit, median).
+
+Part 2, idle memory of the monitoring server:
 
 Three processes, each started by the same interpreter, each measured the same way: VmRSS
 from ``/proc/<pid>/status`` after start and one ``GET /metrics`` (what an idle server holds
@@ -11,7 +28,7 @@ between scrapes):
 * prometheus_client's ``start_http_server(0)`` with its default registry - the anchor.
 
 Goal (issue 13): ours at most 25 MB. Reported: kB for each and ours minus bare. Linux only
-(``/proc``). Usage: python3 bench/bench_startup.py [--repeat N]
+(``/proc``). Usage: python3 bench/bench_startup.py [--repeat N] [--setup-rounds R]
 """
 
 from __future__ import annotations
@@ -24,7 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOAL_KB = 25 * 1024
@@ -82,11 +99,81 @@ def _measure(argv: List[str], env: dict, scrape: bool) -> int:
         proc.communicate(timeout=30)
 
 
+_TIMED = """
+import sys, time
+before = len(sys.modules)
+t0 = time.perf_counter()
+exec(compile(sys.argv[1], "<timed>", "exec"))
+elapsed = time.perf_counter() - t0
+print(elapsed, len(sys.modules) - before)
+"""
+
+_SETUP = (
+    "from mgit_monitoring.integration import setup_monitoring_integration\n"
+    "setup_monitoring_integration()"
+)
+
+
+def _timed(py: str, code: str, env: dict) -> Tuple[float, int, float]:
+    """(seconds of the statement, modules it loaded, wall seconds of the whole process)."""
+    start = time.perf_counter()
+    out = subprocess.run(
+        [py, "-c", _TIMED, code], env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    wall = time.perf_counter() - start
+    return float(out[0]), int(out[1]), wall
+
+
+def cold_setup(py: str, rounds: int) -> None:
+    """Part 1: cold setup against ``import prometheus_client``, round-robin."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        print("prometheus_client is not installed: cold-setup anchor skipped (make test-deps)")
+        return
+    with tempfile.TemporaryDirectory() as state:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MGIT_MONITORING_")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # a user's bytecode cache is warm
+        env.update(PYTHONPATH=ROOT, MGIT_MONITORING_STATE_DIR=state, HOME=state)
+        env["MGIT_CONFIG_PATH"] = os.path.join(state, "no-mgit-config.yaml")
+        programs = (("setup", _SETUP), ("prometheus", "import prometheus_client"), ("bare", "pass"))
+        for _name, code in programs:  # warm-up: bytecode caches, page cache
+            _timed(py, code, env)
+        runs: Dict[str, List[Tuple[float, int, float]]] = {name: [] for name, _ in programs}
+        for _ in range(rounds):
+            for name, code in programs:
+                runs[name].append(_timed(py, code, env))
+    ratios = [a[0] / b[0] for a, b in zip(runs["setup"], runs["prometheus"])]
+    print(f"cold setup vs import prometheus_client ({sys.version.split()[0]}, {rounds} rounds, "
+          "median)")
+    for name, label in (
+        ("setup", "setup_monitoring_integration()"),
+        ("prometheus", "import prometheus_client"),
+        ("bare", "pass (bare interpreter)"),
+    ):
+        values = runs[name]
+        ms = statistics.median(v[0] for v in values) * 1000
+        wall = statistics.median(v[2] for v in values) * 1000
+        modules = values[-1][1]
+        print(f"  {label:<34} {ms:7.1f} ms in-process  {modules:4d} modules  "
+              f"{wall:7.1f} ms whole process")
+    ratio = statistics.median(ratios)
+    verdict = "ok" if ratio <= 0.5 else ("over the goal" if ratio <= 1.0 else "OVER THE FLOOR")
+    print(f"  setup / import prometheus_client: {ratio:.2f}x "
+          f"(per-round min {min(ratios):.2f}, max {max(ratios):.2f}); "
+          f"goal <= 0.5x, floor 1.0x -> {verdict}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per process (median)")
+    parser.add_argument(
+        "--setup-rounds", type=int, default=15, help="rounds of the cold-setup comparison"
+    )
     args = parser.parse_args()
     py = sys.executable
+    cold_setup(py, args.setup_rounds)
+    print()
     with tempfile.TemporaryDirectory() as state:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MGIT_MONITORING_")}
         env.update(PYTHONPATH=ROOT, MGIT_MONITORING_STATE_DIR=state, HOME=state)

@@ -278,7 +278,25 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     parser.add_argument(
-        "--max-connections", type=int, default=64, help="concurrent connections (default: 64)"
+        "--max-connections",
+        type=int,
+        default=1024,
+        help="connections held open; idle ones hold no thread (default: %(default)s, lowered "
+        "to fit the open-files limit)",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=32,
+        help="threads answering complete requests (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request head must arrive whole within this time from its first byte; idle "
+        "keep-alive connections close after it too (default: %(default)s)"
     )
 
 
@@ -401,6 +419,8 @@ def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             auth=auth,
             tls=tls,
             max_connections=args.max_connections,
+            max_workers=args.max_workers,
+            request_timeout=args.request_timeout,
             history=store,
         )
     finally:
@@ -428,7 +448,10 @@ def _server_sources(
         from mgit_monitoring.default_checks import create_default_health_checker
 
         # The server only reads the store: a store it cannot write is read-only by design.
+        # A store it cannot read at all is still probed as a reader's directory (degraded).
         access = None if store is None else store.mode
+        if access == "unusable":
+            access = "read-only"
         return create_default_health_checker(
             registry=registry, config=config, environ=environ, store_access=access
         )

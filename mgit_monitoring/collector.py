@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Sequence, Tuple, Uni
 
 from mgit_monitoring import metric_definitions
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
-from mgit_monitoring.exposition import render_json, render_openmetrics, render_text
 from mgit_monitoring.registry import Registry, get_default_registry, reset_default_registry
 from mgit_monitoring.samples import Sample, Snapshot, validate_metric_name
 
@@ -460,14 +459,20 @@ class MetricsCollector:
 
     def export_prometheus(self) -> str:
         """The registry in Prometheus text format 0.0.4, as a str."""
+        from mgit_monitoring.exposition import render_text  # on first export, not at import
+
         return render_text(self.registry.snapshot()).decode("utf-8")
 
     def export_openmetrics(self) -> str:
         """The registry in OpenMetrics 1.0 text, as a str."""
+        from mgit_monitoring.exposition import render_openmetrics
+
         return render_openmetrics(self.registry.snapshot()).decode("utf-8")
 
     def export_json(self, indent: int | None = 2) -> str:
         """The JSON document of :func:`~mgit_monitoring.exposition.render_json`, as a str."""
+        from mgit_monitoring.exposition import render_json
+
         return render_json(self.registry.snapshot(), indent=indent)
 
 

@@ -645,9 +645,7 @@ _PAIRS = {
 """Thresholds that must be ordered: low field -> high field (low <= high)."""
 
 
-def _pair_problems(
-    get: Callable[[str], Any], labels: Mapping[str, str]
-) -> List[Tuple[str, str]]:
+def _pair_problems(get: Callable[[str], Any], labels: Mapping[str, str]) -> List[Tuple[str, str]]:
     """(low field, one-line message) for each ordered pair out of order."""
     problems = []
     for low, high in _PAIRS.items():

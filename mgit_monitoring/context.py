@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import os
 import random
 import re
@@ -167,6 +166,8 @@ def _normalise_id(value: Any) -> Tuple[str | None, str | None]:
     if _HEX32.match(candidate):
         return candidate, None
     text = text[:_MAX_EXTERNAL_ID]
+    import hashlib  # here, not at import: ~3 MB of OpenSSL an idle server never needs
+
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], text
 
 

@@ -332,14 +332,15 @@ def get_health_checker() -> HealthChecker:
     The first call builds it with :func:`create_default_health_checker` on
     :func:`mgit_monitoring.registry.get_default_registry` (the registry the default metrics
     collector exports, so ``mgit_health_*`` appear there) from
-    ``MonitoringConfig.from_env()`` (a bad ``MGIT_MONITORING_*`` value raises ConfigError),
+    ``MonitoringConfig.from_env(strict=False)`` (a bad ``MGIT_MONITORING_*`` value is one
+    warning and its default),
     inspecting the process environment for the HTTPS proxy and for which providers have
     credentials.
     """
     global _default
     with _default_lock:
         if _default is None:
-            config = MonitoringConfig.from_env(os.environ)
+            config = MonitoringConfig.from_env(os.environ, strict=False)
             _default = create_default_health_checker(
                 get_default_registry(), config=config, environ=os.environ
             )

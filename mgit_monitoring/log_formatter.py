@@ -44,6 +44,7 @@ __all__ = [
     "PROFILES",
     "StructuredFormatter",
     "check_profile",
+    "record_fields",
 ]
 
 PROFILES = ("default", "ecs", "gcp")
@@ -152,6 +153,20 @@ _SITE_KEYS = {
 }
 
 
+def record_fields(record: logging.LogRecord) -> Dict[str, Any]:
+    """The caller's fields on ``record``: the structured logger's (:data:`FIELDS_ATTR`),
+    then the attributes ``extra=`` or a filter put on it, in record order (a new dict)."""
+    d = record.__dict__
+    fields = d.get(FIELDS_ATTR)
+    merged = dict(fields) if fields else {}
+    extra_keys = d.keys() - _RESERVED
+    if extra_keys:
+        for key in d:
+            if key in extra_keys and key not in merged:
+                merged[key] = d[key]
+    return merged
+
+
 def check_profile(profile: str, source: str = "profile") -> str:
     """``profile`` normalised (``" ECS"`` -> ``"ecs"``); ConfigError naming ``source``
     for an unknown one."""
@@ -234,7 +249,10 @@ class StructuredFormatter(logging.Formatter):
         message = record.getMessage()
         message = self._texts.get(message) or self._json.text(message)
         key = self._site_key(record)
-        site = self._sites.get(key) or self._site(key)
+        try:
+            site = self._sites[key]
+        except (KeyError, TypeError):  # a new call site (or an unhashable value on the record)
+            site = self._site(key)
         second = self._second
         if second[0] == int(record.created) and self._millis:
             stamp = second[1] + _MILLIS[int(record.msecs) % 1000]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import codecs
 import logging
-import logging.handlers
 import os
 import sys
 from typing import Any, List, Mapping, Union
 
 from mgit_monitoring import context
 from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.log_console import ConsoleFormatter
 from mgit_monitoring.log_formatter import PROFILES, StructuredFormatter, check_profile
 from mgit_monitoring.structured_logger import (
     StructuredLogger,
@@ -31,7 +31,9 @@ from mgit_monitoring.structured_logger import (
 )
 
 __all__ = [
+    "LOG_FORMATS",
     "LOG_FORMAT_ENV",
+    "ConsoleFormatter",
     "LOG_LEVEL_ENV",
     "PROFILES",
     "StructuredFormatter",
@@ -44,7 +46,11 @@ LOG_LEVEL_ENV = "MGIT_MONITORING_LOG_LEVEL"
 """Environment variable giving the default level of :func:`setup_structured_logging`."""
 
 LOG_FORMAT_ENV = "MGIT_MONITORING_LOG_FORMAT"
-"""Environment variable choosing the output profile (``default``, ``ecs``, ``gcp``)."""
+"""Environment variable choosing the format: ``console`` or a JSON profile (``json`` is
+``default``; ``ecs``, ``gcp``). Unset: console on a terminal, JSON otherwise."""
+
+LOG_FORMATS = ("console", "json") + PROFILES
+"""The formats :func:`setup_structured_logging` accepts (``json`` means ``default``)."""
 
 _HANDLER_MARK = "_mgit_monitoring_handler"
 _LEVEL_MARK = "_mgit_monitoring_level"  # the level the last call set on the logger
@@ -59,32 +65,6 @@ def _is_utf8(stream: Any) -> bool:
         return codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
     except LookupError:
         return False
-
-
-def _create_private(path: str) -> None:
-    """Create ``path`` if missing, and make it mode 0600 (an existing file may be wider)."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    try:
-        os.chmod(path, 0o600)
-    except OSError:
-        pass
-
-
-class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler whose files, including each new one after a rollover, are
-    mode 0600: the file is created private before the handler opens it (for append)."""
-
-    def __init__(self, filename: str, **kwargs: Any) -> None:
-        _create_private(filename)
-        if sys.version_info >= (3, 9):  # FileHandler's errors= is 3.9+
-            # An undecodable surrogate never turns into "--- Logging error ---".
-            kwargs.setdefault("errors", "backslashreplace")
-        super().__init__(filename, **kwargs)
-
-    def rotate(self, source: str, dest: str) -> None:
-        """Rotate as usual, then create the next file (``source``) private."""
-        super().rotate(source, dest)
-        _create_private(source)
 
 
 def setup_structured_logging(

@@ -40,15 +40,13 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
 
 from mgit_monitoring.api_responses import describe_response
 from mgit_monitoring.collector import get_metrics_collector
 from mgit_monitoring.config import enabled_from_env
 from mgit_monitoring.context import CURRENT_SCOPE, enter_scope
-from mgit_monitoring.masking import mask_credentials
 from mgit_monitoring.performance import get_performance_monitor
-from mgit_monitoring.structured_logger import StructuredLogger, get_structured_logger
 from mgit_monitoring.warn_once import WarnOnce
 from mgit_monitoring.wrapping import for_descriptors, is_success, wrap_generator_function
 
@@ -68,7 +66,11 @@ __all__ = [
     "warn_skipped",
 ]
 
+if TYPE_CHECKING:  # loaded on the first log line that is emitted, not at import
+    from mgit_monitoring.structured_logger import StructuredLogger
+
 _F = TypeVar("_F", bound=Callable[..., Any])
+_mask_credentials: Any = None  # masking.mask_credentials, imported on first use
 
 UNKNOWN_METHOD = "unknown"
 """The ``method`` label of a provider API call when nothing tells the method: the decorator
@@ -95,7 +97,7 @@ _ORG_PARAMETERS = ("organization", "org", "org_name", "organization_name")
 _URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s]*@")
 _MAX_ERROR_TEXT = 500
 _CONCURRENT = "mgit_concurrent_operations"
-_INFO, _ERROR = logging.INFO, logging.ERROR
+_INFO, _WARNING, _ERROR = logging.INFO, logging.WARNING, logging.ERROR
 _clock = time.perf_counter
 _reset_scope = CURRENT_SCOPE.reset
 
@@ -168,7 +170,18 @@ def mask_repository(repository: Any) -> str:
     text = repository if isinstance(repository, str) else str(repository)
     if "@" in text:
         text = _URL_USERINFO.sub(r"\1***@", text)
-    return mask_credentials(text)
+    mask = _mask_credentials
+    if mask is None:
+        mask = _load_masking()
+    return cast(str, mask(text))
+
+
+def _load_masking() -> Any:
+    global _mask_credentials
+    from mgit_monitoring.masking import mask_credentials  # its patterns compile on import
+
+    _mask_credentials = mask_credentials
+    return mask_credentials
 
 
 def _error_text(exc: BaseException) -> str:
@@ -269,6 +282,7 @@ class _Spec:
         "scope",
         "scope_cache",
         "slogger",
+        "stdlogger",
         "tags",
         "track",
     )
@@ -294,6 +308,7 @@ class _Spec:
         self.method: Optional[str] = None
         self.picker: Optional[_ArgPicker] = None
         self.slogger: Optional[StructuredLogger] = None
+        self.stdlogger: Optional[logging.Logger] = None
         # Computed once: the per-call path only copies these when a repository is added.
         self.git = kind == "git"
         # One name per operation: the metric label, the error label, the trace and the log
@@ -321,8 +336,18 @@ class _Spec:
         # singleton, and the level/handler configuration still applies at call time.
         slogger = self.slogger
         if slogger is None:
+            from mgit_monitoring.structured_logger import get_structured_logger
+
             slogger = self.slogger = get_structured_logger(self.logger_name)
         return slogger
+
+    def enabled_for(self, level: int) -> bool:
+        """Whether a line at ``level`` would be emitted: asked of the standard logger, so a
+        process whose lines are all filtered never loads the structured logger."""
+        std = self.stdlogger
+        if std is None:
+            std = self.stdlogger = logging.getLogger(self.logger_name)
+        return std.isEnabledFor(level)
 
     def pick(self, names: Tuple[str, ...], args: Tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         picker = self.picker
@@ -416,8 +441,8 @@ class _Run:
         self.fields = fields
         if spec.log:
             try:
-                slogger = spec.slogger or spec.logger()
-                if slogger.logger.isEnabledFor(_INFO):  # no field dicts for a filtered line
+                if spec.enabled_for(_INFO):  # no field dicts for a filtered line
+                    slogger = spec.slogger or spec.logger()
                     if metadata:
                         fields = {**metadata, **fields}
                     slogger.operation_start(spec.op_name, stacklevel=_STACKLEVEL, **fields)
@@ -461,8 +486,8 @@ class _Run:
                 warn_skipped("trace", err)
         if spec.log:
             try:
-                slogger = spec.slogger or spec.logger()
-                if slogger.logger.isEnabledFor(_INFO if success else _ERROR):
+                if spec.enabled_for(_INFO if success else _ERROR):
+                    slogger = spec.slogger or spec.logger()
                     fields = self.fields
                     if error_type is not None:
                         fields = {
@@ -533,7 +558,15 @@ class _ApiCall:
             warn_skipped("metrics", err)
         if not spec.log:
             return
+        if error_type is not None or (status is not None and status >= 500):
+            level = _ERROR
+        elif status is not None and status >= 400:
+            level = _WARNING
+        else:
+            level = _INFO
         try:
+            if not spec.enabled_for(level):
+                return
             fields: Dict[str, Any] = {
                 "provider": provider,
                 "endpoint": endpoint,
@@ -548,12 +581,7 @@ class _ApiCall:
                 fields["error_type"] = error_type
                 fields["error"] = _error_text(cast(BaseException, exc))
             logger = spec.logger()
-            if error_type is not None or (status is not None and status >= 500):
-                log = logger.error
-            elif status is not None and status >= 400:
-                log = logger.warning
-            else:
-                log = logger.info
+            log = {_ERROR: logger.error, _WARNING: logger.warning, _INFO: logger.info}[level]
             log("API %s %s -> %s (%.3fs)", method, endpoint, code, duration, **fields)
         except Exception as err:  # noqa: BLE001
             warn_skipped("logging", err)
@@ -591,6 +619,8 @@ class _AuthCall:
         if not spec.log:
             return
         try:
+            if not spec.enabled_for(_INFO if success else _WARNING):
+                return
             fields: Dict[str, Any] = {
                 "operation": spec.name,
                 "auth_provider": provider,

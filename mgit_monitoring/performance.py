@@ -98,6 +98,8 @@ def _trace_row() -> Any:
 
         row_type = _row_type = TraceRow
     return row_type
+
+
 _SWEEP_EVERY_S = 60.0
 _MAX_ERROR_TEXT = 200
 
@@ -833,9 +835,7 @@ def _select(records: Iterable[_Record], since: float, operation: str | None) -> 
     """The records started at or after ``since`` (of ``operation`` when given), as TraceRows."""
     row = _trace_row()
     return [
-        row(*r)
-        for r in records
-        if r[_START] >= since and (operation is None or r[0] == operation)
+        row(*r) for r in records if r[_START] >= since and (operation is None or r[0] == operation)
     ]
 
 

@@ -212,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "mgit-monitoring"
     sys_version = ""
     server: _HTTPServer
-    request: _Conn  # type: ignore[assignment]
+    request: _Conn
 
     def setup(self) -> None:
         conn = self.request
@@ -377,7 +377,6 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-
 def _phrase(code: int) -> str:
     try:
         return HTTPStatus(code).phrase
@@ -456,14 +455,18 @@ class _HTTPServer(ThreadingHTTPServer):
         if ssl_context is not None:
             import ssl
 
-            self._tls_wait: Tuple[type, ...] = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+            self._tls_wait: Tuple[type[BaseException], ...] = (
+                ssl.SSLWantReadError,
+                ssl.SSLWantWriteError,
+            )
         else:
             self._tls_wait = ()
         self._lock = threading.Lock()
         self._jobs = threading.Condition(self._lock)
         self._queue: Deque[_Conn] = collections.deque()
         self._waiting_workers = 0
-        self._workers: set = set()
+        self._pool = 0  # worker threads, busy or waiting for a job
+        self._workers: set[threading.Thread] = set()
         self._returns: Deque[_Conn] = collections.deque()
         self._held = 0
         self._loop_done = False
@@ -476,6 +479,8 @@ class _HTTPServer(ThreadingHTTPServer):
         self._partial: collections.OrderedDict[_Conn, None] = collections.OrderedDict()
         self._accept_paused_until = 0.0
         self._selector = selectors.DefaultSelector()
+        if isinstance(self._selector, selectors.SelectSelector):  # Windows: FD_SETSIZE 512
+            self.capacity = min(self.capacity, 500)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -507,14 +512,21 @@ class _HTTPServer(ThreadingHTTPServer):
                         self._accept()
                     elif data is self._wake_r:
                         self._drain_wakeups()
-                    else:
-                        self._readable(data)
+                    elif not data.closed:  # (closed: evicted earlier in this round)
+                        try:
+                            self._readable(data)
+                        except Exception:  # one connection's trouble never stops the loop
+                            _log.exception("error reading from %s", data.addr)
+                            self._forget(data)
+                            self._drop(data)
                 self._take_returns()
                 self._expire()
         finally:
             with self._lock:
                 self._loop_done = True
-            for conn in [*self._idle, *self._partial, *self._returns]:
+            for conn in [*self._idle, *self._partial]:
+                self._drop(conn)
+            for conn in self._returns:
                 self._close(conn)
             self._idle.clear()
             self._partial.clear()
@@ -578,11 +590,11 @@ class _HTTPServer(ThreadingHTTPServer):
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    if not self._evict():  # out of descriptors: pause accepting a moment
-                        self._selector.unregister(self.socket)
-                        self._accept_paused_until = time.monotonic() + 0.1
-                        _log.warning("cannot accept connections: %s", exc.strerror)
+                out_of_room = exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+                if out_of_room and not self._evict():  # no descriptor: pause accepting a moment
+                    self._selector.unregister(self.socket)
+                    self._accept_paused_until = time.monotonic() + 0.1
+                    _log.warning("cannot accept connections: %s", exc.strerror)
                 return
             if self.closing:
                 self.shutdown_request(sock)
@@ -745,11 +757,12 @@ class _HTTPServer(ThreadingHTTPServer):
     def _submit(self, conn: _Conn) -> None:
         with self._jobs:
             self._queue.append(conn)
-            if len(self._queue) > self._waiting_workers and len(self._workers) < self.max_workers:
+            if len(self._queue) > self._waiting_workers and self._pool < self.max_workers:
                 thread = threading.Thread(
                     target=self._work, name="mgit-monitoring-http", daemon=True
                 )
                 self._workers.add(thread)
+                self._pool += 1
                 thread.start()
             else:
                 self._jobs.notify()
@@ -763,15 +776,16 @@ class _HTTPServer(ThreadingHTTPServer):
                     remaining = idle_until - time.monotonic()
                     if remaining <= 0 or self.closing:
                         self._workers.discard(me)
+                        self._pool -= 1
                         return
                     self._waiting_workers += 1
                     self._jobs.wait(remaining)
                     self._waiting_workers -= 1
                 conn = self._queue.popleft()
             try:
-                self.finish_request(conn, conn.addr)  # type: ignore[arg-type]
+                self.finish_request(conn, conn.addr)  # type: ignore[arg-type]  # a _Conn
             except Exception:  # the handler's finish() released it unless setup() failed
-                self.handle_error(conn, conn.addr)  # type: ignore[arg-type]
+                self.handle_error(conn, conn.addr)
                 self._close(conn)
 
     def release(self, conn: _Conn, *, keep: bool) -> None:
@@ -884,7 +898,11 @@ class MonitoringServer:
                 health_factory=health_factory,
                 auth=auth,
                 simple=simple,
-                settings={"tls": ctx is not None, "max_connections": max_connections},
+                settings={
+                    "tls": ctx is not None,
+                    "max_connections": max_connections,
+                    "max_workers": max_workers,
+                },
                 history=history,
             )
         self.app = app

@@ -11,6 +11,14 @@ A call below the logger's level returns before any record, caller lookup or fiel
 is built: after one ``isEnabledFor`` check, or at once when the level is below the
 logger's own (a logger given a level with ``setLevel``, which then is its effective
 level whatever its ancestors say).
+
+Like a library's logger, it writes only through handlers the application configured: a
+record that finds no handler on its logger or an ancestor (logging never configured) is
+dropped, not handed to ``logging.lastResort`` (which would print it bare on stderr). A
+decorated mgit function that fails in an application without logging configuration
+therefore prints nothing from this package; its exception still reaches the caller.
+A logger under ``mgit_monitoring`` also gets the package's ``NullHandler`` (see
+:mod:`mgit_monitoring.package_log`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
 from mgit_monitoring.context import CURRENT_SCOPE
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR
+from mgit_monitoring.package_log import PACKAGE_LOGGER, install_null_handler
 
 __all__ = ["LEVEL_NAMES", "StructuredLogger", "get_structured_logger", "parse_level"]
 
@@ -71,7 +80,8 @@ class StructuredLogger:
     ``stack_info`` and ``stacklevel`` keep their ``logging`` meaning. The record's
     module/function/line are the caller's. It adds no handler and sets no level: output
     goes wherever ``logging`` is configured (see
-    :func:`~mgit_monitoring.logs.setup_structured_logging`).
+    :func:`~mgit_monitoring.logs.setup_structured_logging`), and nowhere when it is not
+    (no ``logging.lastResort`` output).
     """
 
     __slots__ = ("_clock", "_direct", "_floor", "_logger", "name")
@@ -80,14 +90,17 @@ class StructuredLogger:
         self, logger: Union[str, logging.Logger], *, clock: Callable[[], float] = time.time
     ) -> None:
         lg = logging.getLogger(logger) if isinstance(logger, str) else logger
+        if lg.name == PACKAGE_LOGGER or lg.name.startswith(PACKAGE_LOGGER + "."):
+            install_null_handler()
         self._logger = lg
         self.name = lg.name
         self._clock = clock
         # Decided once, for a logger class that works as logging.Logger does:
         # - _floor: where the level methods read the logger's own level; below it a call
         #   is off whatever isEnabledFor would say (NOTSET, 0, lets every call through);
-        # - _direct: a record goes straight to callHandlers() when the logger has no
-        #   filters and is not disabled (what handle() would do after checking those).
+        # - _direct: a record goes straight to the handlers (callHandlers() as logging
+        #   does it, minus lastResort) when the logger has no filters and is not disabled
+        #   (what handle() would do after checking those).
         cls = type(lg)
         std = logging.Logger
         self._floor = (
@@ -96,7 +109,11 @@ class StructuredLogger:
             and cls.getEffectiveLevel is std.getEffectiveLevel
             else _NO_FLOOR
         )
-        self._direct = cls.handle is std.handle and cls.filter is std.filter
+        self._direct = (
+            cls.handle is std.handle
+            and cls.filter is std.filter
+            and cls.callHandlers is std.callHandlers
+        )
 
     if TYPE_CHECKING:
 
@@ -150,8 +167,16 @@ class StructuredLogger:
             attrs[FIELDS_ATTR] = fields
         attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
         if self._direct and not lg.filters and not lg.disabled:
-            lg.callHandlers(record)
-        else:
+            # Logger.callHandlers without its lastResort fallback (with no handler on the
+            # way, logging is not configured and a library prints nothing): walk up the
+            # hierarchy while propagate, handing the record to each handler at its level.
+            c: Any = lg
+            while c is not None:
+                for handler in c.handlers:
+                    if level >= handler.level:
+                        handler.handle(record)
+                c = c.parent if c.propagate else None
+        elif lg.hasHandlers():
             lg.handle(record)
 
     def debug(self, message: Any, /, *args: Any, **fields: Any) -> None:

@@ -47,6 +47,7 @@ class IntegrationCase(unittest.TestCase):
         self.capture(type(self).__module__)  # functions not given this test's name log here
         self.capture(LOGGER)
         self.capture("mgit_monitoring.performance")
+        self.capture("mgit_monitoring.config")  # a bad MGIT_MONITORING_* value's one warning
 
     def capture(self, name: str) -> None:
         logger = logging.getLogger(name)

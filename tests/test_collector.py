@@ -582,12 +582,19 @@ class TestDefaultCollectorEnabled(unittest.TestCase):
         with mock.patch.dict(os.environ, env):
             self.assertFalse(get_metrics_collector().enabled)
 
-    def test_invalid_environment_keeps_metrics_on(self):
-        """An invalid configuration variable never breaks metrics: enabled, with one warning."""
+    def test_invalid_enabled_value_turns_metrics_off(self):
+        """An invalid ENABLED never raises: metrics off (the safe choice), one warning."""
+        from mgit_monitoring.config import ENV_WARNINGS
+
+        ENV_WARNINGS.clear()
+        self.addCleanup(ENV_WARNINGS.clear)
         env = mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "maybe"})
-        with env, self.assertLogs("mgit_monitoring.collector", logging.WARNING) as logs:
-            self.assertTrue(get_metrics_collector().enabled)
-        self.assertIn("MGIT_MONITORING_ENABLED", "\n".join(logs.output))
+        with env, self.assertLogs("mgit_monitoring.config", logging.WARNING) as logs:
+            collector = get_metrics_collector()
+            self.assertFalse(collector.enabled)
+            collector.record_operation("clone", True, 0.1)  # a pass-through, no error
+        self.assertEqual(len(logs.records), 1, logs.output)
+        self.assertIn("MGIT_MONITORING_ENABLED='maybe'", logs.output[0])
 
 
 class TestDefaultCollector(unittest.TestCase):

@@ -13,6 +13,7 @@ from mgit_monitoring.config import (
     DEFAULT_NETWORK_HOSTS,
     DEFAULT_PROVIDER_URLS,
     ENV_PREFIX,
+    ENV_WARNINGS,
     MonitoringConfig,
     default_state_dir,
     enabled_from_env,
@@ -189,15 +190,23 @@ class TestErrors(unittest.TestCase):
 
 class TestHealthCheckFields(unittest.TestCase):
     def test_defaults(self):
-        """The health check fields default to the documented hosts, endpoints and switches."""
+        """Unset hosts and endpoints are None ("follow mgit's config"), not the public hosts."""
         config = MonitoringConfig.from_env(BASE)
+        self.assertIsNone(config.network_hosts)
+        self.assertIsNone(config.provider_endpoints)
+        self.assertIsNone(MonitoringConfig().network_hosts)
+        self.assertIsNone(MonitoringConfig(provider_endpoints=None).provider_endpoints)
+        # The public lists stay available, and setting them explicitly is honoured as given.
         self.assertEqual(
-            ("github.com:443", "dev.azure.com:443", "bitbucket.org:443"), config.network_hosts
+            ("github.com:443", "dev.azure.com:443", "bitbucket.org:443"), DEFAULT_NETWORK_HOSTS
         )
-        self.assertEqual(DEFAULT_NETWORK_HOSTS, config.network_hosts)
-        self.assertEqual(DEFAULT_PROVIDER_URLS, config.provider_endpoints)
+        public = MonitoringConfig.from_env(
+            env(NETWORK_HOSTS=",".join(DEFAULT_NETWORK_HOSTS)),
+            provider_endpoints=DEFAULT_PROVIDER_URLS,
+        )
+        self.assertEqual(DEFAULT_NETWORK_HOSTS, public.network_hosts)
         self.assertEqual(
-            ["github", "azure_devops", "bitbucket"], [n for n, _ in config.provider_endpoints]
+            ["github", "azure_devops", "bitbucket"], [n for n, _ in public.provider_endpoints]
         )
         self.assertIsNone(config.min_git_version)
         self.assertFalse(config.validate_credentials)
@@ -225,8 +234,8 @@ class TestHealthCheckFields(unittest.TestCase):
             (), MonitoringConfig(network_hosts="", provider_endpoints=()).network_hosts
         )
         unset = MonitoringConfig.from_env(env(NETWORK_HOSTS="", PROVIDER_ENDPOINTS=" "))
-        self.assertEqual(DEFAULT_NETWORK_HOSTS, unset.network_hosts)
-        self.assertEqual(DEFAULT_PROVIDER_URLS, unset.provider_endpoints)
+        self.assertIsNone(unset.network_hosts)
+        self.assertIsNone(unset.provider_endpoints)
 
     def test_provider_endpoints(self):
         """name=url pairs, from the environment or a mapping, keep their order."""
@@ -274,9 +283,13 @@ class TestHealthCheckFields(unittest.TestCase):
         ):
             self.assertEqual("MGIT_MONITORING_" + var, MonitoringConfig.env_var(field))
         data = json.loads(json.dumps(MonitoringConfig.from_env(BASE).as_dict()))
-        self.assertEqual(
-            ["github", "https://api.github.com/rate_limit"], data["provider_endpoints"][0]
+        self.assertIsNone(data["provider_endpoints"])
+        data = json.loads(
+            json.dumps(
+                MonitoringConfig.from_env(env(PROVIDER_ENDPOINTS="gh=https://g.example/")).as_dict()
+            )
         )
+        self.assertEqual([["gh", "https://g.example/"]], data["provider_endpoints"])
 
     def test_override_wins(self):
         """Keyword overrides beat the environment for the new fields too."""
@@ -318,6 +331,74 @@ class TestEnabledAlone(unittest.TestCase):
         self.assertFalse(enabled_from_env(env(ENABLED="off", PORT="80a", HOST="a b")))
         with self.assertRaisesRegex(ConfigError, "^MGIT_MONITORING_ENABLED='maybe': "):
             enabled_from_env(env(ENABLED="maybe"))
+
+
+class TestLenient(unittest.TestCase):
+    """from_env(strict=False): what an application gets; the strict default is the CLI's."""
+
+    def setUp(self) -> None:
+        ENV_WARNINGS.clear()
+        self.addCleanup(ENV_WARNINGS.clear)
+
+    def lenient(self, environ: dict, **overrides: object) -> tuple:
+        with self.assertLogs("mgit_monitoring.config", "DEBUG") as logs:
+            config = MonitoringConfig.from_env(environ, strict=False, **overrides)
+        warnings = [r.getMessage() for r in logs.records if r.levelname == "WARNING"]
+        return config, warnings
+
+    def test_bad_variable_is_one_warning_and_its_default(self):
+        """Each bad value names its variable once and falls back to the documented default."""
+        for suffix, raw, field, default in (
+            ("PORT", "abc", "port", 8080),
+            ("HEALTH_INTERVAL", "0", "health_interval_seconds", 30.0),
+            ("LOG_LEVEL", "loud", "log_level", "INFO"),
+            ("NETWORK_HOSTS", "a:b:c", "network_hosts", None),
+        ):
+            with self.subTest(variable=suffix):
+                config, warnings = self.lenient(env(**{suffix: raw}))
+                self.assertEqual(default, getattr(config, field))
+                self.assertEqual(1, len(warnings), warnings)
+                self.assertTrue(warnings[0].startswith(f"MGIT_MONITORING_{suffix}={raw!r}: "))
+                self.assertIn("using the default", warnings[0])
+                with self.assertRaisesRegex(ConfigError, f"^MGIT_MONITORING_{suffix}="):
+                    MonitoringConfig.from_env(env(**{suffix: raw}))  # strict: the CLI's
+
+    def test_bad_enabled_means_disabled(self):
+        """ENABLED=maybe: off (the choice that cannot touch mgit), said once."""
+        config, warnings = self.lenient(env(ENABLED="maybe", PORT="9000"))
+        self.assertFalse(config.enabled)
+        self.assertIsNone(config.store_dir)
+        self.assertEqual(9000, config.port)  # the good variables still apply
+        self.assertEqual(1, len(warnings), warnings)
+        self.assertIn("MGIT_MONITORING_ENABLED='maybe'", warnings[0])
+        self.assertIn("disabled", warnings[0])
+        with self.assertLogs("mgit_monitoring.config", "DEBUG") as logs:
+            self.assertFalse(enabled_from_env(env(ENABLED="maybe"), strict=False))
+        # Already said for this value: the repeat is DEBUG, not a second warning.
+        self.assertEqual(["DEBUG"], [r.levelname for r in logs.records])
+
+    def test_thresholds_out_of_order_fall_back_to_defaults(self):
+        """Two variables out of order: both defaults, one warning naming both."""
+        config, warnings = self.lenient(
+            env(MEMORY_WARN_PERCENT="99", MEMORY_FAIL_PERCENT="90")
+        )
+        self.assertEqual((85.0, 95.0), (config.memory_warn_percent, config.memory_fail_percent))
+        self.assertEqual(1, len(warnings), warnings)
+        self.assertIn("MGIT_MONITORING_MEMORY_WARN_PERCENT", warnings[0])
+        self.assertIn("MGIT_MONITORING_MEMORY_FAIL_PERCENT", warnings[0])
+
+    def test_overrides_stay_strict(self):
+        """A bad keyword override is the calling code's bug: it raises in both modes."""
+        with self.assertRaisesRegex(ConfigError, "^port="):
+            MonitoringConfig.from_env(BASE, strict=False, port="x")
+        with self.assertRaises(ConfigError):
+            MonitoringConfig.from_env(
+                BASE, strict=False, memory_warn_percent=99, memory_fail_percent=90
+            )
+        # An override wins over a bad variable, which is still reported once.
+        config, warnings = self.lenient(env(PORT="x"), port=1)
+        self.assertEqual(1, config.port)
+        self.assertEqual(1, len(warnings))
 
 
 class TestDocumentation(unittest.TestCase):

@@ -328,8 +328,12 @@ class TestDefault(unittest.TestCase):
         self.assertTrue(checker.get_check("authentication_status").check.validate)
         reset_health_checker()
         os.environ["MGIT_MONITORING_NETWORK_HOSTS"] = "bad host"
-        with self.assertRaisesRegex(ConfigError, "^MGIT_MONITORING_NETWORK_HOSTS='bad host'"):
-            get_health_checker()
+        # The default checker serves applications: a bad value is one warning naming the
+        # variable, and its default (follow mgit's own config) is used.
+        with self.assertLogs("mgit_monitoring.config", "WARNING") as logs:
+            checker = get_health_checker()
+        self.assertIn("MGIT_MONITORING_NETWORK_HOSTS='bad host'", logs.output[0])
+        self.assertIsInstance(checker, HealthChecker)
 
     def test_set_health_checker(self):
         """An installed checker becomes the default and the previous one is returned."""

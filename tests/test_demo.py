@@ -253,7 +253,7 @@ class DemoTest(unittest.TestCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         operations = json.loads(done.stdout)["operations"]
-        self.assertEqual(operations["git_clone"]["count"], 2 + summary["clone_missing_failed"])
+        self.assertEqual(operations["clone"]["count"], 2 + summary["clone_missing_failed"])
         self.assertEqual(operations["sync_repository"]["count"], 2)
 
     def test_sigterm_during_the_work_exits_130_and_cleans_up(self) -> None:

@@ -45,7 +45,8 @@ class SetupTest(IntegrationCase):
         self.assertIs(wired.metrics.registry, wired.registry)
         self.assertIs(get_metrics_collector(), wired.metrics)
         self.assertIs(get_performance_monitor(), wired.performance)
-        self.assertIs(get_health_checker(), wired.health)
+        # Built on first use, then the package default.
+        self.assertIs(wired.health, get_health_checker())
         self.assertIs(get_monitoring_integration(), wired)
         for name in (
             "mgit_performance_anomalies_total",
@@ -120,12 +121,24 @@ class SetupTest(IntegrationCase):
         wired = setup_monitoring_integration(cfg, port=4321)
         self.assertEqual((wired.config.port, wired.config.state_dir), (4321, self.state_dir))
 
-    def test_bad_environment_names_the_variable(self) -> None:
-        """A bad value fails setup with a one-line error naming the variable."""
-        with self.assertRaises(ConfigError) as caught:
-            setup_monitoring_integration(environ={"MGIT_MONITORING_ENABLED": "maybe"})
-        self.assertIn("MGIT_MONITORING_ENABLED", str(caught.exception))
-        self.assertIsNone(get_monitoring_integration())
+    def test_bad_environment_is_one_warning_not_an_error(self) -> None:
+        """Inside an application a bad value never raises: one warning naming the variable,
+        its default (for ENABLED: off); a bad keyword override is the code's error."""
+        wired = setup_monitoring_integration(
+            environ={"MGIT_MONITORING_ENABLED": "maybe", "MGIT_MONITORING_PORT": "abc"},
+            state_dir=self.state_dir,
+        )
+        self.assertIs(get_monitoring_integration(), wired)
+        self.assertFalse(wired.config.enabled)
+        self.assertFalse(is_monitoring_enabled())
+        self.assertEqual(wired.config.port, 8080)
+        warnings = [line for line in self.lines() if line["level"] == "WARNING"]
+        self.assertEqual(
+            [w["message"].split("=")[0] for w in warnings],
+            ["MGIT_MONITORING_ENABLED", "MGIT_MONITORING_PORT"],
+        )
+        with self.assertRaisesRegex(ConfigError, "^port="):
+            setup_monitoring_integration(environ={}, force=True, port="abc")
 
     def test_logging_left_alone_unless_asked(self) -> None:
         """No handler is added by default; configure_logging=True installs the JSON handler."""
@@ -262,7 +275,7 @@ class SeedSnippetTest(IntegrationCase):
         self.assertEqual(
             value("mgit_git_operations_total", {"operation": "clone", "status": "success"}), 1
         )
-        api = {"method": "UNKNOWN", "provider": "github", "status_code": "unknown"}
+        api = {"method": "unknown", "provider": "github", "status_code": "unknown"}
         self.assertEqual(value("mgit_api_requests_total", dict(api, endpoint="/repos")), 1)
 
     def test_best_practices_section(self) -> None:
@@ -353,11 +366,13 @@ class EnvironmentRobustnessTest(IntegrationCase):
             self.assertFalse(is_monitoring_enabled())
             self.assertFalse(get_metrics_collector().enabled)
             self.assertFalse(get_performance_monitor().enabled)
-            with self.assertRaisesRegex(ConfigError, "MGIT_MONITORING_PORT='80a'"):
-                setup_monitoring_integration()
+            wired = setup_monitoring_integration(state_dir=self.state_dir)
+        self.assertFalse(wired.config.enabled)
+        self.assertIn("MGIT_MONITORING_PORT='80a'", self.stream.getvalue())
 
     def test_bad_enabled_value_keeps_decorators_working(self) -> None:
-        """An invalid ENABLED value: decorating and calling still work (monitoring on)."""
+        """An invalid ENABLED value before any setup: decorating and calling still work,
+        monitoring is off, and the one warning names the variable."""
         self.capture("mgit_monitoring.collector")
         with mock.patch.dict(os.environ, {"MGIT_MONITORING_ENABLED": "maybe"}):
 
@@ -366,7 +381,12 @@ class EnvironmentRobustnessTest(IntegrationCase):
                 return 1
 
             self.assertEqual(op(), 1)
-        self.assertIn("MGIT_MONITORING_ENABLED", self.stream.getvalue())
+            self.assertFalse(is_monitoring_enabled())
+            self.assertFalse(get_metrics_collector().enabled)
+            self.assertFalse(get_performance_monitor().enabled)
+        warnings = [line for line in self.lines() if line["level"] == "WARNING"]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("MGIT_MONITORING_ENABLED='maybe'", warnings[0]["message"])
 
     def test_default_persistence_survives_the_process(self) -> None:
         """Two processes that only call setup and a decorated function, then exit: a third

@@ -1,4 +1,5 @@
-"""Tests for mgit_monitoring.logs: the JSON formatter, the structured logger and the setup."""
+"""Tests for the logging modules: the JSON formatter (log_formatter), its encoding
+(log_encoding), the structured logger (structured_logger) and the setup (logs)."""
 
 from __future__ import annotations
 
@@ -1374,6 +1375,28 @@ class TestGetStructuredLogger(unittest.TestCase):
         self.assertEqual(([], logging.NOTSET), (std.handlers, std.level))
         get_structured_logger(name, level="debug")
         self.assertEqual(logging.DEBUG, std.level)
+
+
+class TestWhereNamesLive(unittest.TestCase):
+    def test_logs_reexports_the_homes_and_the_package_root_agrees(self) -> None:
+        """`from mgit_monitoring.logs import X` and `mgit_monitoring.X` give the objects
+        defined in log_formatter and structured_logger."""
+        import mgit_monitoring
+        import mgit_monitoring.logs as logs
+        from mgit_monitoring import log_formatter, structured_logger
+
+        homes = {
+            "StructuredFormatter": log_formatter,
+            "PROFILES": log_formatter,
+            "StructuredLogger": structured_logger,
+            "get_structured_logger": structured_logger,
+        }
+        for name, home in homes.items():
+            self.assertIs(getattr(home, name), getattr(logs, name), name)
+            self.assertIn(name, logs.__all__)
+        for name in ("StructuredFormatter", "StructuredLogger", "get_structured_logger"):
+            self.assertIs(getattr(homes[name], name), getattr(mgit_monitoring, name), name)
+        self.assertIs(logs.setup_structured_logging, mgit_monitoring.setup_structured_logging)
 
 
 if __name__ == "__main__":

@@ -699,7 +699,7 @@ class ApiDecoratorTest(IntegrationCase):
         self.assertEqual(
             value(
                 "mgit_errors_total",
-                {"error_type": "HTTPError", "operation": "call", "provider": "github"},
+                {"error_type": "HTTPError", "operation": "/repos", "provider": "github"},
             ),
             1,
         )
@@ -784,13 +784,17 @@ class ApiDecoratorTest(IntegrationCase):
         self.assertEqual(Client().list(), ["a"])
         with self.assertRaises(ConnectionError):
             asyncio.run(Client().down())
-        base = {"provider": "bitbucket", "endpoint": "/workspaces", "method": "UNKNOWN"}
+        base = {"provider": "bitbucket", "endpoint": "/workspaces", "method": "unknown"}
         self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="unknown")), 1)
         self.assertEqual(value("mgit_api_requests_total", dict(base, status_code="error")), 1)
         self.assertEqual(
             value(
                 "mgit_errors_total",
-                {"error_type": "ConnectionError", "operation": "down", "provider": "bitbucket"},
+                {
+                    "error_type": "ConnectionError",
+                    "operation": "/workspaces",
+                    "provider": "bitbucket",
+                },
             ),
             1,
         )
@@ -983,7 +987,7 @@ class CallableKindsTest(IntegrationCase):
         self.assertEqual(value("mgit_concurrent_operations"), 0)
         rows = get_performance_monitor().recent_traces()
         (parent,) = [r for r in rows if r.operation == "listing"]
-        children = [r for r in rows if r.operation == "git_fetch"]
+        children = [r for r in rows if r.operation == "fetch"]
         self.assertEqual([r.parent_id for r in children], [parent.trace_id] * 2)
 
     def test_generator_failure_early_stop_send_and_return(self) -> None:
@@ -1120,7 +1124,7 @@ class CallableKindsTest(IntegrationCase):
         rows = get_performance_monitor().recent_traces()
         (top,) = [r for r in rows if r.operation == "clone_all"]
         self.assertEqual(
-            [r.parent_id for r in rows if r.operation == "git_clone"], [top.trace_id] * 2
+            [r.parent_id for r in rows if r.operation == "clone"], [top.trace_id] * 2
         )
         self.assertEqual(len({r.correlation_id for r in rows}), 1)
 
@@ -1149,7 +1153,7 @@ class StatusAndMaskingTest(IntegrationCase):
 
         with self.assertRaises(ProviderError):
             call()
-        labels = {"method": "UNKNOWN", "provider": "github", "endpoint": "/orgs"}
+        labels = {"method": "unknown", "provider": "github", "endpoint": "/orgs"}
         self.assertEqual(value("mgit_api_requests_total", dict(labels, status_code="429")), 1)
         self.assertEqual(value("mgit_api_rate_limit_hits_total", {"provider": "github"}), 1)
         try:
@@ -1171,6 +1175,144 @@ class StatusAndMaskingTest(IntegrationCase):
             mask_repository("clone of https://u:tok@h/x failed; mail a@b.c"),
             "clone of https://***@h/x failed; mail a@b.c",
         )
+
+
+class OneNamePerOperationTest(IntegrationCase):
+    """The same operation has the same name in every metric, trace and log record."""
+
+    def names(self, error_type: str) -> Dict[str, Any]:
+        samples = list(get_metrics_collector().registry.snapshot().samples())
+
+        def label(sample: str, key: str = "operation") -> set:
+            return {s.labels.get(key) for s in samples if s.name == sample}
+
+        return {
+            "errors": {
+                s.labels["operation"]
+                for s in samples
+                if s.name == "mgit_errors_total" and s.labels["error_type"] == error_type
+            },
+            "label": label,
+            "traces": {r.operation for r in get_performance_monitor().recent_traces()},
+            "logs": {line["operation"] for line in self.op_lines() if "operation" in line},
+        }
+
+    def test_git_operation(self) -> None:
+        """A failing git pull: "pull" in its metrics, its error, its trace and its log lines."""
+        self.setup()
+
+        def git_pull(repo_path: str) -> None:
+            raise RuntimeError("not a git repository")
+
+        pull = monitor_git_operation()(self.own(git_pull))
+        with self.assertRaises(RuntimeError):
+            pull("/srv/repos/widgets")
+        names = self.names("RuntimeError")
+        self.assertEqual(names["label"]("mgit_git_operations_total"), {"pull"})
+        self.assertEqual(names["label"]("mgit_git_operation_duration_seconds_count"), {"pull"})
+        self.assertEqual(names["errors"], {"pull"})
+        self.assertEqual(names["traces"], {"pull"})
+        self.assertEqual(names["logs"], {"pull"})
+        failed = [line for line in self.op_lines() if line.get("operation_status") == "failed"]
+        self.assertEqual(failed[0]["git_operation"], "pull")
+        self.assertTrue(failed[0]["message"].startswith("Operation failed: pull "))
+
+    def test_mgit_operation_and_context(self) -> None:
+        """An mgit operation and a MonitoringContext block keep the name they were given."""
+        self.setup()
+
+        def clone_all() -> None:
+            raise KeyError("x")
+
+        with self.assertRaises(KeyError):
+            monitor_mgit_operation("clone-all")(self.own(clone_all))()
+        names = self.names("KeyError")
+        self.assertEqual(names["label"]("mgit_operations_total"), {"clone-all"})
+        self.assertEqual(names["errors"], {"clone-all"})
+        self.assertEqual(names["traces"], {"clone-all"})
+        self.assertEqual(names["logs"], {"clone-all"})
+
+    def test_api_call(self) -> None:
+        """A provider call is named by its endpoint in its metrics, its error and its log."""
+        self.setup()
+
+        def list_repositories() -> None:
+            raise ConnectionError("refused")
+
+        call = monitor_provider_api_call("github", endpoint="/orgs/acme/repos")(
+            self.own(list_repositories)
+        )
+        with self.assertRaises(ConnectionError):
+            call()
+        endpoints = self.names("ConnectionError")["label"]("mgit_api_requests_total", "endpoint")
+        self.assertEqual(endpoints, {"/orgs/acme/repos"})
+        self.assertEqual(self.names("ConnectionError")["errors"], {"/orgs/acme/repos"})
+        self.assertEqual(
+            {line["endpoint"] for line in self.op_lines()}, {"/orgs/acme/repos"}
+        )
+
+    def test_authentication(self) -> None:
+        """A failed authentication: "authentication" in its error and its log line."""
+        self.setup()
+
+        def login(organization: str) -> None:
+            raise PermissionError("bad token")
+
+        with self.assertRaises(PermissionError):
+            monitor_authentication("github")(self.own(login))("acme")
+        self.assertEqual(self.names("PermissionError")["errors"], {"authentication"})
+        self.assertEqual(self.names("PermissionError")["logs"], {"authentication"})
+
+
+class ApiMethodTest(IntegrationCase):
+    """The ``method`` label: given, else carried by the response or the error, else unknown."""
+
+    def methods(self) -> set:
+        samples = get_metrics_collector().registry.snapshot().samples()
+        return {
+            (s.labels["method"], s.labels["status_code"])
+            for s in samples
+            if s.name == "mgit_api_requests_total"
+        }
+
+    def test_none_return(self) -> None:
+        """A function returning None: the decorator's method if given, else "unknown"."""
+        self.setup()
+
+        def delete_hook() -> None:
+            return None
+
+        monitor_provider_api_call("github", "/hooks/1", method="delete")(self.own(delete_hook))()
+        monitor_provider_api_call("github", "/hooks/2")(self.own(delete_hook))()
+        self.assertEqual(self.methods(), {("DELETE", "unknown"), ("unknown", "unknown")})
+        lines = self.op_lines()
+        self.assertEqual([line["api_method"] for line in lines], ["DELETE", "unknown"])
+
+    def test_method_from_a_transport_error(self) -> None:
+        """A requests-style ConnectionError carries .request (no response): its method counts."""
+        self.setup()
+
+        class Request:
+            method = "patch"
+
+        class TransportError(Exception):
+            request = Request()
+            response = None
+
+        def update() -> None:
+            raise TransportError("connection reset")
+
+        with self.assertRaises(TransportError):
+            monitor_provider_api_call("gitlab", "/projects/1")(self.own(update))()
+        self.assertEqual(self.methods(), {("PATCH", "error")})
+
+    def test_recorded_directly(self) -> None:
+        """record_api_call upper-cases methods but spells "unknown" one way."""
+        self.setup()
+        collector = get_metrics_collector()
+        collector.record_api_call("get", "github", 200, 0.1, "/a")
+        collector.record_api_call("UNKNOWN", "github", 200, 0.1, "/a")
+        self.assertEqual(self.methods(), {("GET", "200"), ("unknown", "200")})
 
 
 if __name__ == "__main__":

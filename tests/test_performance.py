@@ -737,5 +737,55 @@ class TestPersistence(unittest.TestCase):
         self.assertEqual(["new"], [row.operation for row in store.query_traces(0)])
 
 
+class TestStoreOpenedOnFirstNeed(unittest.TestCase):
+    """store_opener: the store is opened when a trace must be kept, not when the monitor is
+    built (setup_monitoring_integration relies on it to keep sqlite3 out of start-up)."""
+
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.state_dir = tmp.name
+        self.opened = []
+
+    def opener(self) -> Store:
+        store = Store.open(self.state_dir)
+        self.addCleanup(store.close)
+        self.opened.append(store)
+        return store
+
+    def test_opened_by_the_first_completed_trace(self) -> None:
+        monitor = PerformanceMonitor(store_opener=self.opener)
+        trace = monitor.start_trace("clone")
+        self.assertEqual(self.opened, [])
+        monitor.end_trace(trace, True)
+        self.assertEqual(len(self.opened), 1)
+        self.assertTrue(monitor.flush())
+        self.assertEqual(["clone"], [r.operation for r in self.opened[0].query_traces(0)])
+        monitor.end_trace(monitor.start_trace("clone"), True)
+        self.assertEqual(len(self.opened), 1)  # once
+
+    def test_opened_by_a_query_and_failures_fall_back_to_memory(self) -> None:
+        self.assertEqual(PerformanceMonitor(store_opener=self.opener).store, self.opened[0])
+
+        def broken() -> Store:
+            raise OSError("read-only file system")
+
+        monitor = PerformanceMonitor(store_opener=broken)
+        with self.assertLogs("mgit_monitoring.performance", logging.WARNING):
+            monitor.end_trace(monitor.start_trace("pull"), True)
+        self.assertIsNone(monitor.store)
+        self.assertEqual(1, monitor.get_operation_metrics("pull").count)  # kept in memory
+
+    def test_trace_row_positions(self) -> None:
+        """The positions the monitor uses for its in-memory records are TraceRow's."""
+        from mgit_monitoring import performance
+        from mgit_monitoring.store import TraceRow
+
+        fields = TraceRow._fields
+        self.assertEqual(fields.index("start_time"), performance._START)
+        self.assertEqual(fields.index("metadata"), performance._METADATA)
+        self.assertEqual(len(fields), 10)
+
+
 if __name__ == "__main__":
     unittest.main()

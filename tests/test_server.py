@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -22,7 +23,7 @@ import unittest
 import warnings
 from typing import Any, Dict, List, Tuple
 
-from mgit_monitoring.errors import ServerError
+from mgit_monitoring.errors import ConfigError, ServerError
 from mgit_monitoring.health import HealthChecker, HealthCheckResult
 from mgit_monitoring.http_auth import HttpAuth, htpasswd_line
 from mgit_monitoring.logs import StructuredFormatter
@@ -516,6 +517,34 @@ class TestServerLimits(_Base):
             reply = self.close_get(server, "/health/live")
         self.assertTrue(reply.startswith(b"HTTP/1.1 200 "), reply[:40])
         self.assertEqual(b"", holder.recv(1024))
+
+    def test_pipelined_requests_are_answered_in_order(self) -> None:
+        """Two requests in one write, then a third split across writes: three replies in order
+        on the one connection."""
+        server = self.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /metr"
+            )
+            threading.Event().wait(0.05)  # not an assertion: lets the third head arrive split
+            sock.sendall(b"ics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        reply = b"".join(chunks)
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+        self.assertEqual([b"200", b"404", b"200"], statuses)
+        self.assertIn(b"mgit_operations_total", reply)
+
+    def test_bad_limits_are_config_errors(self) -> None:
+        """max_connections, max_workers and request_timeout must be positive."""
+        for options in ({"max_connections": 0}, {"max_workers": 0}, {"request_timeout": 0}):
+            with self.subTest(**options), self.assertRaises(ConfigError):
+                MonitoringServer(registry=self.registry, **options)
 
     def test_error_text_never_sent(self) -> None:
         """An exception in an exporter is logged, and the client sees only a generic 500."""
