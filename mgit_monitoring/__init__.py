@@ -59,6 +59,7 @@ _EXPORTS: Dict[str, str] = {
     "mask_credentials": "masking",
     "mask_structure": "masking",
     "StructuredFormatter": "log_formatter",
+    "ConsoleFormatter": "log_console",
     "StructuredLogger": "structured_logger",
     "get_structured_logger": "structured_logger",
     "setup_structured_logging": "logs",
@@ -183,6 +184,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         monitor_provider_api_call,
         reset_monitoring_integration,
         setup_monitoring_integration,
+    )
+    from mgit_monitoring.log_console import (
+        ConsoleFormatter,
     )
     from mgit_monitoring.log_formatter import (
         StructuredFormatter,

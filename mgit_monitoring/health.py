@@ -11,7 +11,8 @@ that asking is always cheap and bounded in time:
   deadline (default 10 s). A check that raises becomes ``unhealthy`` with the exception in
   its message; one that runs past its timeout becomes ``unhealthy`` ("timed out"); one that
   returns something that is not a result becomes ``unknown``. Callers never see an exception.
-- **Cached and single-flight.** A result is reused for the check's ``ttl``. While a run is in
+- **Cached and single-flight.** A result is reused for the check's ``ttl`` (``ttl=0``: never
+  reused, every request runs the check). While a run is in
   flight every caller - async or sync, on any thread or loop - waits for that same run
   instead of starting another. Python cannot kill a thread, so a check that hangs keeps its
   one thread; single-flight guarantees it is *only* one: until that thread returns, callers
@@ -147,7 +148,7 @@ class RegisteredCheck(NamedTuple):
     timeout: float
     """Seconds one run may take."""
     ttl: float
-    """Seconds a result is reused."""
+    """Seconds a result is reused (0: never, every request runs the check)."""
 
 
 # --------------------------------------------------------------------------- the runner
@@ -204,6 +205,15 @@ def _done(result: HealthCheckResult) -> concurrent.futures.Future:
 def _positive(value: Any, label: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{label}={value!r}: expected a number > 0")
+    if not math.isfinite(value):
+        raise ConfigError(f"{label}={value!r}: expected a finite number")
+    return float(value)
+
+
+def _non_negative(value: Any, label: str) -> float:
+    """A ttl: 0 is allowed and means "never cache"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigError(f"{label}={value!r}: expected a number >= 0 (0: never cache)")
     if not math.isfinite(value):
         raise ConfigError(f"{label}={value!r}: expected a finite number")
     return float(value)
@@ -318,7 +328,9 @@ class HealthChecker:
         It may return a :class:`HealthCheckResult`, ``None`` (healthy), a bool, a status string
         or a ``{"status", "message", "details"}`` mapping; raising means unhealthy.
         ``critical`` makes it count for readiness; ``timeout`` bounds one run; ``ttl`` is how
-        long a result is reused (``interval`` is the original's name for it).
+        long a result is reused (``interval`` is the original's name for it). ``ttl=0`` never
+        reuses a result: every request runs the check again, and concurrent requests still
+        share one run (single-flight), so a burst of probes starts one thread, not one each.
         """
         if not isinstance(name, str) or not name.strip() or any(c in name for c in " :\n\t"):
             raise ConfigError(
@@ -332,7 +344,7 @@ class HealthChecker:
             check,
             bool(critical),
             self.default_timeout if timeout is None else _positive(timeout, f"{name}.timeout"),
-            self.default_ttl if ttl is None else _positive(ttl, f"{name}.ttl"),
+            self.default_ttl if ttl is None else _non_negative(ttl, f"{name}.ttl"),
         )
         with self._lock:
             self._entries[name] = entry
@@ -690,7 +702,10 @@ class HealthChecker:
     # ------------------------------------------------------------------ background refresh
 
     def start_background(self, interval: float | None = None) -> None:
-        """Re-run stale checks every ``interval`` s (default: the smallest ttl) on a daemon thread.
+        """Re-run stale checks every ``interval`` s on a daemon thread.
+
+        The default period is the smallest non-zero ttl (``default_ttl`` when every check has
+        ``ttl=0``: such a check is re-run on each pass, it does not set the pace).
 
         Optional: probes and :meth:`latest_results` already refresh on demand; this keeps
         results warm (and the metrics current) when nobody asks. :meth:`stop_background` ends it.
@@ -703,7 +718,7 @@ class HealthChecker:
 
             def loop() -> None:
                 while True:
-                    ttls = [e.ttl for e in self._entries_for(None)]
+                    ttls = [e.ttl for e in self._entries_for(None) if e.ttl > 0]
                     if stop.wait(period or min(ttls or [self.default_ttl])):
                         return
                     self.latest_results(refresh=True)

@@ -238,6 +238,58 @@ class TestRunner(unittest.TestCase):
         checker.run_check_sync("c", use_cache=False)
         self.assertEqual(len(calls), 3)
 
+    def test_ttl_zero_never_caches(self):
+        """ttl=0 (or interval=0): every request runs the check, even when the clock stands still."""
+        clock = Clock()
+        checker = HealthChecker(clock=clock)
+        calls = []
+        checker.register_check("c", lambda: calls.append(1), ttl=0)
+        checker.register_check("d", lambda: calls.append(2), interval=0)
+        self.assertEqual(checker.get_check("c").ttl, 0.0)
+        self.assertEqual(checker.get_check("d").ttl, 0.0)
+        for _ in range(3):
+            self.assertEqual(checker.run_check_sync("c").status, HEALTHY)
+        self.assertEqual(checker.check_health_sync()["status"], HEALTHY)
+        self.assertEqual(calls, [1, 1, 1, 1, 2])
+
+    def test_ttl_zero_is_still_single_flight(self):
+        """With ttl=0, concurrent requests share the run in flight; the next request runs again."""
+        checker = HealthChecker(clock=Clock())
+        blocker = Blocker(HealthCheckResult("x", "pass", "shared"))
+        self.addCleanup(blocker.release.set)
+        checker.register_check("z", blocker, ttl=0)
+        first = checker.run_check_sync  # one caller starts the run...
+        results = []
+        starter = threading.Thread(target=lambda: results.append(first("z")))
+        starter.start()
+        self.assertTrue(blocker.entered.wait(10))
+        # ...and every caller arriving while it is in flight joins it instead of starting one.
+        joiners = [
+            threading.Thread(target=lambda: results.append(checker.run_check_sync("z")))
+            for _ in range(8)
+        ]
+        for t in joiners:
+            t.start()
+        latest = checker.latest_results(refresh=True)  # also joins, never starts a second run
+        self.assertEqual(latest[0].status, UNKNOWN)
+        blocker.release.set()
+        for t in [starter, *joiners]:
+            t.join(10)
+        self.assertEqual(blocker.calls, 1)
+        self.assertEqual(len(results), 9)
+        self.assertEqual({x.message for x in results}, {"shared"})
+        self.assertEqual(checker.run_check_sync("z").message, "shared")
+        self.assertEqual(blocker.calls, 2)
+
+    def test_ttl_validation(self):
+        """A negative, infinite or non-numeric ttl is refused by name; 0 is accepted."""
+        for bad in (-1, float("nan"), float("inf"), "5", True):
+            with self.subTest(ttl=bad):
+                with self.assertRaisesRegex(ConfigError, "x.ttl="):
+                    self.checker.register_check("x", lambda: None, ttl=bad)
+        self.checker.register_check("x", lambda: None, ttl=0.0)
+        self.assertEqual(self.checker.get_check("x").ttl, 0.0)
+
     def test_get_overall_health_async_and_sync_agree(self):
         """The async and sync entry points give the same document."""
         self.checker.register_check("a", lambda: None, critical=True)

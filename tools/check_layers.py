@@ -25,7 +25,8 @@ PACKAGE = "mgit_monitoring"
 LAYERS: List[List[str]] = [
     # 0. Foundations: data and helpers that import nothing from the package.
     ["errors", "version", "metric_definitions", "fork_hooks", "warn_once", "masking",
-     "wrapping", "api_responses", "check_support", "store_dir", "yaml_text", "page"],
+     "wrapping", "api_responses", "check_support", "store_dir", "yaml_text", "page",
+     "log_file", "package_log"],
     # 1. Values and settings: samples, configuration, correlation scopes, the store file.
     ["samples", "config", "context", "store", "health_report", "http_auth", "log_encoding",
      "promql"],
@@ -34,7 +35,7 @@ LAYERS: List[List[str]] = [
      "host_checks", "git_check", "network_checks", "credential_check", "alert_rules",
      "grafana_dashboard"],
     # 3. Registries, the structured logger, the pure HTTP application, deployment files.
-    ["registry", "push", "structured_logger", "http_app", "deploy_files"],
+    ["registry", "push", "structured_logger", "log_console", "http_app", "deploy_files"],
     # 4. What builds on a registry or on the checks: shared state, the performance
     #    monitor, log setup, the default checker, process metrics, generate-config.
     ["shared_state", "performance", "logs", "default_checks", "process_metrics",
