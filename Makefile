@@ -4,7 +4,7 @@ PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the interop tests talk to (real peers, never mocks).
 DEB_PEERS := prometheus prometheus-node-exporter prometheus-pushgateway prometheus-alertmanager \
-	docker-compose systemd jq wrk openssl git
+	docker-compose systemd jq wrk openssl git chromium faketime util-linux
 PY_VERSIONS := 3.8 3.9 3.10 3.11 3.12 3.13
 
 .PHONY: test test-matrix test-deps bench lint typecheck clean assets

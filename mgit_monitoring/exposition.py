@@ -113,8 +113,10 @@ def _simple(out: List[str], sname: str, fam: MetricFamily) -> None:
     )
 
 
-def _histogram(out: List[str], fam: MetricFamily, with_sum: bool) -> None:
-    """Bucket lines, then ``_sum`` and ``_count`` unless ``with_sum`` is False."""
+def _histogram(out: List[str], fam: MetricFamily, with_sum: Union[bool, None]) -> None:
+    """Bucket lines, then ``_sum`` and ``_count`` unless ``with_sum`` is False. For
+    OpenMetrics (``with_sum`` None) a series whose sum is negative or NaN (a negative
+    observation) has neither: there ``_sum`` is a counter, never negative."""
     name = fam.name
     le_parts = [f'le="{format_bound(b)}"}} ' for b in fam.bounds]
     bucket = name + "_bucket{"
@@ -123,7 +125,7 @@ def _histogram(out: List[str], fam: MetricFamily, with_sum: bool) -> None:
         hv = s.value
         pre = f"{bucket}{lt}," if lt else bucket
         out.extend([pre + le + str(c) for le, c in zip(le_parts, hv.buckets)])
-        if with_sum:
+        if with_sum or (with_sum is None and hv.sum >= 0):  # False for NaN
             tail = f"{{{lt}}} " if lt else " "
             out.append(f"{name}_sum{tail}{_fmt(hv.sum)}")
             out.append(f"{name}_count{tail}{hv.count}")
@@ -169,7 +171,7 @@ def render_openmetrics(snapshot: Snapshot) -> bytes:
         if ftype == "histogram":
             # With a negative bucket bound _sum is not a counter: OpenMetrics forbids it, and
             # _count goes with it (present iff _sum is; the +Inf bucket still carries the count).
-            _histogram(out, fam, not fam.bounds or fam.bounds[0] >= 0)
+            _histogram(out, fam, None if not fam.bounds or fam.bounds[0] >= 0 else False)
         else:
             _simple(out, sname, fam)
     out.append("# EOF\n")

@@ -401,7 +401,7 @@ def setup_monitoring_integration(
             from mgit_monitoring.logs import setup_structured_logging
 
             setup_structured_logging(
-                log_level=cfg.log_level, console_level=cfg.log_level, environ=env
+                log_level=cfg.log_level, console_level=cfg.log_level, environ=env, strict=False
             )
         # Adopts an existing default collector: replacing it orphaned its holders.
         metrics = setup_metrics()

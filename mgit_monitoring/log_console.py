@@ -2,9 +2,10 @@
 
 :class:`ConsoleFormatter` is what ``MGIT_MONITORING_LOG_FORMAT=console`` selects (and what
 :func:`~mgit_monitoring.logs.setup_structured_logging` uses for a terminal when no format
-is set)::
+is set); one line, wrapped here::
 
-    2026-01-01 12:00:00.123 ERROR    [mgit.git] Operation failed: pull (took 0.25s)  operation=pull repository=repo1 success=false correlation_id=4bf92f3577b34da6a3ce929d0e0e4736
+    2026-01-01 12:00:00.123 ERROR    [mgit.git] Operation failed: pull (took 0.25s)  \
+    operation=pull repository=repo1 success=false correlation_id=4bf92f3577b34da6a3ce929d0e0e4736
     Traceback (most recent call last):
       ...
 
@@ -40,7 +41,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-def _escape_control(match: "re.Match[str]") -> str:
+def _escape_control(match: re.Match[str]) -> str:
     char = match.group()
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or f"\\x{ord(char):02x}"
 

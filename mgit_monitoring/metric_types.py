@@ -6,9 +6,11 @@ and takes its recording methods (``c.inc()`` is the child's ``inc``). Design cho
 * Label values are tuples of ``str`` and children are cached in a dict keyed by that tuple,
   so ``labels(*values)`` on an existing child is one dict lookup. Each child pre-renders
   (and escapes) its label text once when created, so exposition does no per-line escaping.
-* Every child has its own small lock (exact totals under contention; a histogram's buckets,
-  ``_sum`` and ``_count`` always agree); the recording methods use ``acquire``/``release``
-  rather than ``with`` because it is measurably cheaper on the hot path.
+* Counters and histograms record without a lock: each thread adds into its own cell of the
+  child, which no other thread writes, and a read sums the cells. Totals are exact and
+  threads never contend (a shared lock made 4 busy threads 2-3x slower than one); a version
+  number in each histogram cell makes a read see its buckets, ``_sum`` and ``_count`` agree.
+  A gauge's ``set`` cannot be split that way: each gauge child has its own small lock.
 * Cardinality guard: a metric holds at most ``series_limit`` children
   (:data:`DEFAULT_SERIES_LIMIT` unless the metric or registry says otherwise). Past it a new
   label set gets a shared no-op child (the caller never errors); the metric's
@@ -29,6 +31,7 @@ import time
 from bisect import bisect_left
 from itertools import accumulate
 from operator import itemgetter
+from threading import get_ident
 from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 from mgit_monitoring.errors import MetricError
@@ -60,6 +63,7 @@ DEFAULT_SERIES_LIMIT = 10_000
 MERGE_MODES: Tuple[str, ...] = ("sum", "max", "min", "last")
 
 _INF = float("inf")
+_INT64 = 2**63 - 1
 # Sample-name suffixes a family of another type would generate (checklist rules 9 and 12).
 _RESERVED_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 
@@ -82,44 +86,77 @@ def _as_float(x: Any) -> float | None:
         return None
 
 
-class _CounterChild:
-    """One counter series. ``inc`` is the hot path: one comparison and one locked add."""
+def _sample(v: Any) -> Any:
+    """A value as a snapshot holds it: a float, or an int within SQLite's INTEGER range.
 
-    __slots__ = ("_lock", "_value", "label_text", "labelvalues")
+    Ints beyond that range (a gauge ``set(10**400)``, a counter fed huge ints) become floats,
+    +-Inf past the float range: a parser reads every exposed value, the store can keep it.
+    """
+    if type(v) is float or (type(v) is int and -_INT64 <= v <= _INT64):
+        return v
+    try:
+        return float(v)
+    except OverflowError:
+        return _INF if v > 0 else -_INF
+
+
+class _CounterChild:
+    """One counter series. ``inc`` is the hot path: one comparison and one add, no lock.
+
+    Each thread adds into its own cell (a one-item list in ``_cells``, keyed by thread ident)
+    that no other thread ever writes, so increments are exact without a lock and threads
+    never contend for one; reading sums the cells. The OS reuses a finished thread's ident
+    and the next thread given it carries on in that cell (its count is kept), so there are
+    about as many cells as threads that ever ran at the same time.
+    """
+
+    __slots__ = ("_cells", "_lock", "label_text", "labelvalues")
 
     def __init__(self, labelvalues: Tuple[str, ...], label_text: str) -> None:
         self.labelvalues = labelvalues
         self.label_text = label_text
-        self._value: Union[int, float] = 0  # stays an int while increments are ints
-        self._lock = threading.Lock()
+        # ident -> [value]; a value stays an int while increments are ints.
+        self._cells: Dict[int, List[Any]] = {}
+        self._lock = threading.Lock()  # adding a cell, and reading them all
 
     def inc(self, amount: float = 1) -> None:
         """Add ``amount`` (>= 0; NaN, negatives and non-numbers raise MetricError)."""
-        # acquire/release instead of ``with``: ~35% cheaper per call on CPython 3.11.
         try:
             if amount >= 0:  # False for NaN
-                lock = self._lock
-                lock.acquire()
                 try:
-                    self._value += amount
-                finally:
-                    lock.release()
+                    self._cells[get_ident()][0] += amount  # only this thread writes this cell
+                except KeyError:  # this thread's first increment
+                    self._cell()[0] += amount
                 return
-        except TypeError:  # e.g. a Decimal after a float: redo it in floats
+        except (TypeError, OverflowError):  # a Decimal or a huge int after a float
             f = _as_float(amount)
             if f is not None and f >= 0:
-                with self._lock:
-                    self._value = float(self._value) + f
+                cell = self._cell()
+                cell[0] = float(_sample(cell[0])) + f
                 return
         raise MetricError(f"counters only go up: invalid increment {amount!r}")
 
+    def _cell(self) -> List[Any]:
+        """The calling thread's cell, created on its first use."""
+        ident = get_ident()
+        with self._lock:
+            cell = self._cells.get(ident)
+            if cell is None:
+                cell = self._cells[ident] = [0]
+        return cell
+
     def get(self) -> float:
         """The current value."""
-        return self._value
+        with self._lock:
+            values = [cell[0] for cell in self._cells.values()]
+        try:
+            total: float = sum(values)
+        except (TypeError, OverflowError):  # e.g. a Decimal in one cell, a float in another
+            total = sum(float(_sample(v)) for v in values)
+        return total
 
     def _read(self) -> Any:
-        v = self._value
-        return v if type(v) is int or type(v) is float else float(v)
+        return _sample(self.get())
 
 
 class _Timer:
@@ -206,11 +243,11 @@ class _GaugeChild:
                 finally:
                     lock.release()
                 return
-        except TypeError:
+        except (TypeError, OverflowError):  # OverflowError: an int past the float range
             f = _as_float(amount)
             if f is not None and f == f:
                 with self._lock:
-                    self._value = float(self._value) + f
+                    self._value = float(_sample(self._value)) + f
                 return
         raise MetricError(f"gauge increment must be a number, got {amount!r}")
 
@@ -225,11 +262,11 @@ class _GaugeChild:
                 finally:
                     lock.release()
                 return
-        except TypeError:
+        except (TypeError, OverflowError):  # OverflowError: an int past the float range
             f = _as_float(amount)
             if f is not None and f == f:
                 with self._lock:
-                    self._value = float(self._value) - f
+                    self._value = float(_sample(self._value)) - f
                 return
         raise MetricError(f"gauge decrement must be a number, got {amount!r}")
 
@@ -246,14 +283,20 @@ class _GaugeChild:
         return self._value
 
     def _read(self) -> Any:
-        v = self._value
-        return v if type(v) is int or type(v) is float else float(v)
+        return _sample(self._value)
 
 
 class _HistogramChild:
-    """One histogram series: per-bucket counts and a sum under one lock (always consistent)."""
+    """One histogram series: per-bucket counts and a sum that a reader always sees agree.
 
-    __slots__ = ("_bounds", "_counts", "_lock", "_sum", "label_text", "labelvalues")
+    Like a counter, each thread records into its own cell (``[count per bucket..., sum,
+    version]``, keyed by thread ident) that only it writes, so ``observe`` takes no lock and
+    threads never contend. The writer makes ``version`` odd while it updates the cell and
+    even again after; a reader copies a cell until it gets an even, unchanged version, so a
+    snapshot never shows a count without its sum.
+    """
+
+    __slots__ = ("_bounds", "_cells", "_lock", "_width", "label_text", "labelvalues")
 
     def __init__(
         self, labelvalues: Tuple[str, ...], label_text: str, bounds: Tuple[float, ...]
@@ -261,30 +304,40 @@ class _HistogramChild:
         self.labelvalues = labelvalues
         self.label_text = label_text
         self._bounds = bounds  # finite upper bounds; index len(bounds) is +Inf
-        self._counts = [0] * (len(bounds) + 1)
-        self._sum: float = 0.0
-        self._lock = threading.Lock()
+        self._width = len(bounds) + 1
+        self._cells: Dict[int, List[Any]] = {}
+        self._lock = threading.Lock()  # adding a cell, and reading them all
 
     def observe(self, value: float) -> None:
         """Count ``value`` in the first bucket whose bound is >= it (NaN raises MetricError)."""
         try:
             if value == value:  # False for NaN
                 i = bisect_left(self._bounds, value)
-                lock = self._lock
-                lock.acquire()
                 try:
-                    total = self._sum + value  # first: if it raises, nothing has changed
-                    self._counts[i] += 1
-                    self._sum = total
-                finally:
-                    lock.release()
+                    cell = self._cells[get_ident()]  # only this thread writes this cell
+                except KeyError:  # this thread's first observation
+                    cell = self._cell()
+                total = cell[-2] + value  # first: if it raises, nothing has changed
+                cell[-1] += 1  # odd: being updated
+                cell[i] += 1
+                cell[-2] = total
+                cell[-1] += 1  # even: whole again
                 return
-        except TypeError:
+        except (TypeError, OverflowError):  # OverflowError: an int past the float range
             f = _as_float(value)
             if f is not None and f == f:
                 self.observe(f)
                 return
         raise MetricError(f"histogram observation must be a number, got {value!r}")
+
+    def _cell(self) -> List[Any]:
+        """The calling thread's cell, created on its first use."""
+        ident = get_ident()
+        with self._lock:
+            cell = self._cells.get(ident)
+            if cell is None:
+                cell = self._cells[ident] = [0] * self._width + [0.0, 0]
+        return cell
 
     def time(self) -> _Timer:
         """``with h.time():`` observes the block's duration in seconds."""
@@ -293,12 +346,33 @@ class _HistogramChild:
     def get(self) -> HistogramValue:
         """The current buckets (cumulative), sum and count."""
         with self._lock:
-            counts = self._counts[:]
-            total = self._sum
-        cum = tuple(accumulate(counts))
-        return HistogramValue(cum, total, cum[-1])
+            cells = list(self._cells.values())
+        if not cells:
+            cum = (0,) * self._width
+            return HistogramValue(cum, 0.0, 0)
+        copies = [_whole(cell) for cell in cells]
+        totals = copies[0] if len(copies) == 1 else [sum(col) for col in zip(*copies)]
+        cum = tuple(accumulate(totals[: self._width]))
+        return HistogramValue(cum, float(totals[-2]), cum[-1])
 
     _read = get
+
+    def settle_after_fork(self) -> None:
+        """In a forked child, close an update a vanished thread left half done."""
+        for cell in list(self._cells.values()):
+            if cell[-1] & 1:
+                cell[-1] += 1
+
+
+def _whole(cell: List[Any]) -> List[Any]:
+    """A copy of a histogram cell with no update half applied (see :class:`_HistogramChild`)."""
+    for _ in range(10_000):
+        version = cell[-1]
+        copy = cell[:]
+        if not version & 1 and copy[-1] == version:
+            return copy
+        time.sleep(0)  # the writer was switched out mid-update: let it finish
+    return copy  # a writer stopped mid-update for good (cannot happen short of a fork)
 
 
 class _NoopChild:
@@ -648,6 +722,13 @@ class Histogram(Metric):
 
     def _new_child(self, values: Tuple[str, ...]) -> _HistogramChild:
         return _HistogramChild(values, label_text(self.labelnames, values), self.buckets)
+
+    def renew_locks(self) -> None:
+        """New locks, and close the updates that threads gone in a fork left half done."""
+        super().renew_locks()
+        for child in self._children_list():
+            if isinstance(child, _HistogramChild):
+                child.settle_after_fork()
 
     def definition(self) -> Tuple[Any, ...]:
         """Type, label names and bucket bounds."""

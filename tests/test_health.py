@@ -253,31 +253,31 @@ class TestRunner(unittest.TestCase):
         self.assertEqual(calls, [1, 1, 1, 1, 2])
 
     def test_ttl_zero_is_still_single_flight(self):
-        """With ttl=0, concurrent requests share the run in flight; the next request runs again."""
+        """With ttl=0, requests arriving while a run is in flight share it; the next one runs again."""
         checker = HealthChecker(clock=Clock())
         blocker = Blocker(HealthCheckResult("x", "pass", "shared"))
         self.addCleanup(blocker.release.set)
         checker.register_check("z", blocker, ttl=0)
-        first = checker.run_check_sync  # one caller starts the run...
         results = []
-        starter = threading.Thread(target=lambda: results.append(first("z")))
+        starter = threading.Thread(target=lambda: results.append(checker.run_check_sync("z")))
         starter.start()
         self.assertTrue(blocker.entered.wait(10))
-        # ...and every caller arriving while it is in flight joins it instead of starting one.
-        joiners = [
-            threading.Thread(target=lambda: results.append(checker.run_check_sync("z")))
-            for _ in range(8)
-        ]
-        for t in joiners:
-            t.start()
-        latest = checker.latest_results(refresh=True)  # also joins, never starts a second run
-        self.assertEqual(latest[0].status, UNKNOWN)
-        blocker.release.set()
-        for t in [starter, *joiners]:
-            t.join(10)
+
+        async def joiners():
+            tasks = [asyncio.ensure_future(checker.run_check("z")) for _ in range(8)]
+            await asyncio.sleep(0)  # each task has now asked for the check and is waiting
+            self.assertFalse(any(t.done() for t in tasks))
+            # A refresh while in flight joins the run too, it does not start a second one.
+            self.assertEqual(checker.latest_results(refresh=True)[0].status, UNKNOWN)
+            blocker.release.set()
+            return await asyncio.gather(*tasks)
+
+        results.extend(asyncio.run(joiners()))
+        starter.join(10)
         self.assertEqual(blocker.calls, 1)
         self.assertEqual(len(results), 9)
         self.assertEqual({x.message for x in results}, {"shared"})
+        # The run is over: the next request does not reuse its result.
         self.assertEqual(checker.run_check_sync("z").message, "shared")
         self.assertEqual(blocker.calls, 2)
 

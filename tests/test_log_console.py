@@ -62,9 +62,7 @@ class TestConsoleLine(ConsoleCase):
         assert m is not None
         self.assertEqual("INFO", m["level"])
         self.assertEqual(self.name, m["logger"])
-        self.assertEqual(
-            "Starting clone operation  repository=repo1 count=3 ok=true", m["rest"]
-        )
+        self.assertEqual("Starting clone operation  repository=repo1 count=3 ok=true", m["rest"])
         stamp = time.mktime(time.strptime(m["date"][:19], "%Y-%m-%d %H:%M:%S"))
         self.assertLessEqual(abs(stamp - before), 2)
 
@@ -107,9 +105,7 @@ class TestConsoleLine(ConsoleCase):
         and the context."""
         url = f"https://x-access-token:{GH_TOKEN}@github.com/o/r.git"
         with correlation_context("clone", remote=url):
-            self.log.info(
-                f"cloning {url}", url=url, password="hunter2", nested={"token": "abc"}
-            )
+            self.log.info(f"cloning {url}", url=url, password="hunter2", nested={"token": "abc"})
         text = self.text()
         self.assertNotIn(GH_TOKEN, text)
         self.assertNotIn("hunter2", text)
@@ -170,7 +166,7 @@ class TestConsoleLine(ConsoleCase):
         """bytes, sets, exceptions and lone surrogates become text; the line still writes."""
         self.log.info("m", data=b"\xff", tags={"b", "a"}, err=ValueError("bad"), name="\udcff")
         text = self.text()
-        self.assertIn("tags=[\"a\",\"b\"]", text)
+        self.assertIn('tags=["a","b"]', text)
         self.assertIn('err="ValueError: bad"', text)
         self.assertIn("\\udcff", text)
         text.encode("utf-8")  # writable to a UTF-8 stream
@@ -189,7 +185,9 @@ class TestFormatChoice(SetupTestCase):
         """MGIT_MONITORING_LOG_FORMAT=console gives readable lines on any stream."""
         self.setup(environ={"MGIT_MONITORING_LOG_FORMAT": "console"})
         get_structured_logger(self.name).info("hello", repo="r1")
-        self.assertRegex(self.stream.getvalue(), r"^\S+ \S+ INFO +\[test\.setup\.[^\]]+\] hello  repo=r1\n$")
+        self.assertRegex(
+            self.stream.getvalue(), r"^\S+ \S+ INFO +\[test\.setup\.[^\]]+\] hello  repo=r1\n$"
+        )
 
     def test_profile_argument_console_and_json(self) -> None:
         """profile="console" and profile="json" (the default JSON shape) are accepted."""
@@ -299,8 +297,12 @@ class TestTerminalInARealProcess(unittest.TestCase):
         text = self._run_on_pty(_PROGRAM, env)
         self.assertRegex(text, r"^\S+ \S+ INFO +\[app\] ready  repo=r1\n$")
         piped = subprocess.run(
-            [sys.executable, "-c", _PROGRAM], cwd=ROOT, env=env, capture_output=True,
-            text=True, timeout=60,
+            [sys.executable, "-c", _PROGRAM],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         self.assertEqual("ready", json.loads(piped.stderr)["message"])
         text = self._run_on_pty(_PROGRAM, dict(env, MGIT_MONITORING_LOG_FORMAT="json"))
