@@ -518,6 +518,66 @@ class TestThreadSafety(unittest.TestCase):
         self.assertEqual(80_000, c.get())
         self.assertEqual((80_000, 80_000.0), (h.get().count, h.get().sum))
 
+    def test_threads_that_come_and_go_lose_no_count(self):
+        """Short-lived threads (a server's per-request ones) leave every count and sum behind."""
+        c = self.reg.counter("c_total", "h")
+        lc = self.reg.counter("l_total", "h", ("k",))
+        h = self.reg.histogram("h_seconds", "h", buckets=(1.0,))
+        lh = self.reg.histogram("lh_seconds", "h", ("k",), buckets=(1.0,))
+
+        def work():
+            for i in range(250):
+                c.inc()
+                lc.labels("x").inc(2)
+                v = 0.5 if i % 2 else 4.0  # sums of these are exact in floating point
+                h.observe(v)
+                lh.labels("x").observe(v)
+
+        for _ in range(40):  # 40 rounds of 4 new threads: idents are reused, cells are kept
+            self._run(work)
+        n = 40 * 4 * 250
+        self.assertEqual(n, c.get())
+        self.assertEqual(2 * n, lc.labels("x").get())
+        expected = HistogramValue((n // 2, n), n // 2 * 0.5 + n // 2 * 4.0, n)
+        self.assertEqual(expected, h.get())
+        self.assertEqual(expected, lh.labels("x").get())
+        snap = self.reg.snapshot()
+        self.assertEqual(n, snap.get_sample_value("c_total"))
+        self.assertEqual(2 * n, snap.get_sample_value("l_total", {"k": "x"}))
+        self.assertEqual(expected.sum, snap.get_sample_value("lh_seconds_sum", {"k": "x"}))
+        self.assertEqual(n, snap.get_sample_value("h_seconds_count"))
+
+    def test_histogram_consistent_when_threads_switch_mid_update(self):
+        """Rule 55 with a 1 us switch interval: writers preempted anywhere, snapshots still agree."""
+        self.addCleanup(sys.setswitchinterval, sys.getswitchinterval())
+        sys.setswitchinterval(1e-6)
+        h = self.reg.histogram("h_seconds", "h", ("k",), buckets=(1.0, 2.0))
+        child = h.labels("a")
+        stop = threading.Event()
+        bad = []
+        reads = []
+
+        def scrape():
+            while not stop.is_set():
+                hv = child.get()
+                # observe(1.0) and observe(2.0) alternate: sum = 1 * le1 + 2 * (le2 - le1)
+                if hv.sum != hv.buckets[0] + 2 * (hv.buckets[1] - hv.buckets[0]):
+                    bad.append(hv)
+                if hv.count != hv.buckets[-1]:
+                    bad.append(hv)
+                reads.append(1)
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        try:
+            self._run(lambda: [child.observe(1.0 + i % 2) for i in range(10_000)])
+        finally:
+            stop.set()
+            scraper.join()
+        self.assertEqual([], bad)
+        self.assertGreater(len(reads), 0)
+        self.assertEqual(HistogramValue((20_000, 40_000, 40_000), 60_000.0, 40_000), child.get())
+
     def test_snapshot_waits_for_an_open_batch(self):
         """A snapshot started in the middle of a batch returns only after the batch completes."""
         total = self.reg.counter("ops_total", "h")
