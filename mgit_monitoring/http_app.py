@@ -114,8 +114,14 @@ def error_response(status: int, message: str, extra: Sequence[Tuple[str, str]] =
 
 
 def route_of(path: str) -> Tuple[str, str]:
-    """(path without query or trailing slash, route template: that path or "other")."""
-    target = urlsplit(path).path or "/"
+    """(path without query or trailing slash, route template: that path or "other").
+
+    Never raises: a target ``urlsplit`` refuses (an absolute URI with a broken bracketed
+    host, ``http://[::1/metrics``) is kept whole, which routes to nothing ("other")."""
+    try:
+        target = urlsplit(path).path or "/"
+    except ValueError:
+        return path, "other"
     if len(target) > 1 and target.endswith("/"):
         target = target[:-1]
     return target, target if (target in ENDPOINTS or target == "/") else "other"

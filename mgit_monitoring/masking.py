@@ -16,6 +16,8 @@ occurs in the text, so a clean line costs a few substring tests, not a dozen reg
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Pattern, Set, Tuple
 
@@ -33,6 +35,37 @@ MASK = "***"
 
 _TAIL = r"(?![A-Za-z0-9_\-])"
 
+# (kept prefix, body) of token shapes outside the catalogue's git hosts; published formats.
+_OTHER_PROVIDERS = (
+    (r"xox[abposre]-", r"[0-9A-Za-z\-]{10,250}"),  # Slack bot/user/app-level tokens
+    (r"xapp-", r"[0-9A-Za-z\-]{20,250}"),  # Slack app token
+    (r"https://hooks\.slack\.com/services/", r"[A-Za-z0-9+/]{20,120}"),  # Slack webhook
+    (r"[sr]k_(?:live|test)_", r"[0-9A-Za-z]{20,247}"),  # Stripe secret / restricted key
+    (r"AIza", r"[0-9A-Za-z_\-]{35}"),  # Google API key
+    (r"npm_", r"[A-Za-z0-9]{36}"),  # npm access token
+    (r"pypi-", r"AgE[A-Za-z0-9_\-]{50,}"),  # PyPI API token (macaroon)
+    (r"dckr_pat_", r"[A-Za-z0-9_\-]{20,}"),  # Docker Hub personal access token
+    (r"SG\.", r"[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}"),  # SendGrid
+    (r"SK", r"[0-9a-fA-F]{32}"),  # Twilio API key
+    (r"sk-", r"[A-Za-z0-9_\-]{32,}"),  # OpenAI (sk-, sk-proj-) and Anthropic (sk-ant-)
+    (r"hf_", r"[A-Za-z0-9]{34}"),  # Hugging Face
+    (r"shp(?:at|ss|ca|pa)_", r"[a-fA-F0-9]{32}"),  # Shopify
+    (r"do[opr]_v1_", r"[a-f0-9]{64}"),  # DigitalOcean
+    (r"glsa_", r"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),  # Grafana service account
+    (r"glc_", r"[A-Za-z0-9+/]{32,}={0,2}"),  # Grafana Cloud
+    (r"hv[sb]\.", r"[A-Za-z0-9_\-]{24,}"),  # HashiCorp Vault
+    (r"PMAK-", r"[a-f0-9]{24}-[a-f0-9]{34}"),  # Postman
+    (r"key-", r"[a-f0-9]{32}"),  # Mailgun
+    (r"lin_api_", r"[A-Za-z0-9]{40}"),  # Linear
+    (r"NRAK-", r"[A-Z0-9]{27}"),  # New Relic user key
+    (r"sntry[su]_", r"[A-Za-z0-9+/=_\-]{40,}"),  # Sentry auth tokens
+)
+_OTHER_PROVIDERS_RX = "|".join(f"({p}){b}(?![A-Za-z0-9_\\-])" for p, b in _OTHER_PROVIDERS)
+_OTHER_GATE = re.compile(
+    r"xox|xapp-|hooks\.slack|k_live_|k_test_|AIza|npm_|pypi-|dckr_|SG\.|SK|sk-|hf_|shp|_v1_|"
+    r"glsa_|glc_|hv[sb]\.|PMAK-|key-|lin_api_|NRAK-|sntry"
+)
+
 # (name, regex, replacement, literal keywords, keywords are case-insensitive, strict only)
 # Order matters: provider shapes first, then the context rules, which also catch tokens of
 # unknown shape. Regexes are the catalogue's (shared/bench/log_mask_patterns.py) with two
@@ -42,7 +75,7 @@ _TAIL = r"(?![A-Za-z0-9_\-])"
 _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     (
         "github_classic",
-        r"(gh[pousr]_)(?<=\bgh[pousr]_)[A-Za-z0-9_]{36,251}(?![A-Za-z0-9_])",
+        r"(gh[pousr]_)[A-Za-z0-9_]{36,251}(?![A-Za-z0-9_])",
         r"\1***",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
         False,
@@ -50,7 +83,7 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "github_fine_grained",
-        r"(github_pat_)(?<=\bgithub_pat_)[A-Za-z0-9_]{82,251}(?![A-Za-z0-9_])",
+        r"(github_pat_)[A-Za-z0-9_]{82,251}(?![A-Za-z0-9_])",
         r"\1***",
         ("github_pat_",),
         False,
@@ -58,8 +91,8 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "gitlab",
-        r"(gl(?<=\bgl)(?:pat|dt|rt|ptt|cbt|ft|soat|imt|agent|oas|ffct)-)[A-Za-z0-9_\-]{20,}"
-        r"(?:\.[0-9a-z]{9})?" + _TAIL,
+        r"(gl(?:pat|dt|rt|ptt|cbt|ft|soat|imt|agent|oas|ffct)-)[A-Za-z0-9_\-]{20,}"
+        r"(?:\.[0-9a-z]{2}\.[0-9a-z]{7,9}|\.[0-9a-z]{9})?" + _TAIL,
         r"\1***",
         (
             "glpat-",
@@ -79,7 +112,7 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "gitlab_runner_registration",
-        r"(GR1348941)(?<=\bGR1348941)[A-Za-z0-9_\-]{20,}" + _TAIL,
+        r"(GR1348941)[A-Za-z0-9_\-]{20,}" + _TAIL,
         r"\1***",
         ("GR1348941",),
         False,
@@ -87,7 +120,7 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "azure_devops_pat_84",
-        r"\b[A-Za-z0-9]{52}JQQJ[A-Za-z0-9]{20}AZDO[A-Za-z0-9]{4}\b",
+        r"[A-Za-z0-9]{52}JQQJ[A-Za-z0-9]{20}AZDO[A-Za-z0-9]{4}(?![A-Za-z0-9])",
         "***ADO_PAT***",
         ("JQQJ",),
         False,
@@ -95,7 +128,7 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "bitbucket_app_password",
-        r"(ATBB)(?<=\bATBB)[A-Za-z0-9_=.\-]{32,}(?![A-Za-z0-9_=.\-])",
+        r"(ATBB)[A-Za-z0-9_=.\-]{20,}(?![A-Za-z0-9_=.\-])",
         r"\1***",
         ("ATBB",),
         False,
@@ -111,7 +144,7 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "aws_access_key_id",
-        r"(A(?<=\bA)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9]))[A-Z0-9]{16}\b",
+        r"(A(?:KIA|SIA|BIA|CCA|3T[A-Z0-9]))[A-Z0-9]{16}(?![A-Za-z0-9])",
         r"\1***",
         ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
         False,
@@ -119,10 +152,39 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "jwt",
-        r"eyJ(?<=\beyJ)[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+        r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}(?:\.[A-Za-z0-9_\-]*)?",
         "***JWT***",
         ("eyJ",),
         False,
+        False,
+    ),
+    (
+        "azure_ad_client_secret",
+        r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])",
+        MASK,
+        ("Q~",),
+        False,
+        False,
+    ),
+    (
+        # Providers outside the git hosts (Slack, Stripe, Google, npm, PyPI, Docker Hub,
+        # SendGrid, Twilio, OpenAI/Anthropic, Hugging Face, Shopify, DigitalOcean, Grafana,
+        # Vault, Postman, Mailgun, Linear, New Relic, Sentry): one alternation, prefix kept.
+        "other_providers",
+        _OTHER_PROVIDERS_RX,
+        None,
+        (),
+        False,
+        False,
+    ),
+    (
+        # An AWS secret access key (40 base64 characters, mixed case) in a line that talks
+        # about AWS, whatever key names it; a git object id is lower-case hex, never mixed.
+        "aws_secret_access_key",
+        r"[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])",
+        MASK,
+        ("aws", "akia", "asia"),
+        True,
         False,
     ),
     (
@@ -133,14 +195,14 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
         r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?"
         r"-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)",
         "***PRIVATE_KEY***",
-        ("PRIVATE KEY",),
-        False,
+        ("private key", "private-lines"),
+        True,
         False,
     ),
     (
         "url_userinfo_password",
         r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://)(?P<user>[^\s/@:]*):(?![^\s/@]*\*\*\*)"
-        r"(?P<pw>[^\s/]+)@(?=[^\s/@]+)",
+        r"(?P<pw>[^\s/?#\"']+)@(?=[^\s/@]+)",
         r"\g<pre>\g<user>:***@",
         ("://",),
         False,
@@ -156,11 +218,44 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
     ),
     (
         "authorization_header",
-        r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*"
-        r"(?:(?:basic|bearer|token|digest|negotiate|ntlm)\s+)?)[^\s\"',;]+",
+        r"(?i)((?:proxy-)?authorization(?:\\?[\"'])?[ \t]*(?:[:=]|,[ \t]*)[ \t]*(?:\\?[\"'])?[ \t]*"
+        r"(?:(?:basic|bearer|token|digest|negotiate|ntlm)(?:[ \t]+|%20))?)[^\s\"',;\\]+",
         r"\1***",
         ("authorization",),
         True,
+        False,
+    ),
+    (
+        # "Bearer <token>" outside a header, and "Basic <base64 of user:password>".
+        "bearer_or_basic",
+        r"(?i)((?:bearer|basic)(?:[ \t]+|%20))([A-Za-z0-9\-._~+/]{16,}=*)",
+        None,
+        ("bearer", "basic"),
+        True,
+        False,
+    ),
+    (
+        # Command lines: --token X, --password=X, '--password', 'X' (a repr'd argv),
+        # docker/mysql "-u user -p X", curl "-u user:password" / "--user user:password".
+        "argv_secret",
+        r"(--(?:[A-Za-z0-9_\-]*?[_\-])?(?:token|password|passwd|secret|pat|api-key|apikey|"
+        r"access-key|creds|credentials|passphrase)(?:=|[ \t]+|[\"'],[ \t]*[\"']))(?!-)([^\s\"']+)"
+        r"|((?:^|(?<=[\s\"'\[]))-u[ \t]*[^\s\-][^\s]*[ \t]+"
+        r"(?:-h[ \t]*[^\s]+[ \t]+)?-p[ \t]*)([^\s\-][^\s]*)"
+        r"|((?:^|(?<=[\s\"'\[]))(?:-u|--user)[ \t]*[^\s:\"'\-][^\s:\"']*:)([^\s\"']+)",
+        None,
+        ("--", "-u"),
+        False,
+        False,
+    ),
+    (
+        # Kubernetes-style env lists: {"name": "GITLAB_TOKEN", "value": "..."}.
+        "name_value_pair",
+        r"([\"']name[\"'][ \t]*:[ \t]*[\"'])([A-Za-z0-9_.\-]+)"
+        r"([\"'][ \t]*,[ \t]*[\"']value[\"'][ \t]*:[ \t]*[\"'])([^\"'\n]*)",
+        None,
+        ("value",),
+        False,
         False,
     ),
     (
@@ -172,19 +267,20 @@ _RULES: Tuple[Tuple[str, str, Any, Tuple[str, ...], bool, bool], ...] = (
         r"access[_\-]?key|private[_\-]?key|credentials?|passphrase|[_\-]pat))(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
         r"(?![^\s\"'&,;]*\*\*\*)(?P<val>[^\s\"'&,;]+)",
         r"\g<key>\g<sep>***",
-        ("pass", "pwd", "secret", "token", "key", "credential", "_pat", "-pat"),
+        ("pass", "pwd", "secret", "token", "key", "credential", "creds", "auth", "pat"),
         True,
         False,
     ),
     (
-        # A legacy 52-char Azure DevOps PAT has no prefix: a bare rule would hit long
-        # lowercase words, so it runs only in strict mode; contexts catch the real uses.
+        # A legacy 52-char Azure DevOps PAT has no prefix. By default a run of exactly 52
+        # [a-z2-7] characters counts only when it holds a digit (a random PAT does with
+        # probability 1 - 2e-5; 52 letters are a word run, kept); strict mode masks any.
         "azure_devops_pat_52_legacy",
-        r"(?<![A-Za-z0-9])[a-z2-7]{52}(?![A-Za-z0-9])",
+        r"[a-z2-7]{52}(?![A-Za-z0-9])",
         MASK,
         (),
         False,
-        True,
+        False,
     ),
 )
 
@@ -202,17 +298,32 @@ _KV_WORDS = (
     "accesskey",
     "access_key",
     "access-key",
+    "secretkey",
+    "secret_key",
+    "secret-key",
     "privatekey",
     "private_key",
     "private-key",
     "credential",
     "credentials",
     "passphrase",
-    "_pat",  # AZURE_DEVOPS_EXT_PAT=, SYSTEM_PAT: (an env dump, catalogue 2.1)
-    "-pat",
+    # These four count only as a whole word or after "_", "-", "." (DB_PASS, _auth, GIT_CREDS,
+    # AZURE_DEVOPS_EXT_PAT, {"pat": ...}), so bypass=, oauth=, compat= stay.
+    "pass",
+    "auth",
+    "creds",
+    "pat",
 )
-_KV_SEP = re.compile(r"[\"']?\s*[:=]\s*([\"']?)")
-_KV_VALUE = re.compile(r"[^\s\"'&,;]+")
+_KV_WORD_START = frozenset({"pass", "auth", "creds", "pat"})
+# The separator never crosses a line: an empty "GH_TOKEN=" must not swallow the next line.
+_KV_SEP = re.compile(r"(?:\\?[\"'])?[ \t]*(?::=|=>|\?=|[:=])[ \t]*(\\?[\"'])?")
+_KV_VALUE = re.compile(r"(?:[^\s\"'&,;\\<]|\\(?![nrtu\"'\\/]))+")
+_KV_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+# Values that are not secrets whatever the key: use_token=True, require_password=false.
+_NOT_SECRET_VALUES = frozenset(
+    {"true", "false", "none", "null", "nil", "yes", "no", "on", "off", "undefined"}
+)
+_PROSE_NEXT = re.compile(r"[ \t]+[a-z]")
 
 # Structured keys whose value is replaced whole (Sentry's DEFAULT_DENYLIST plus the git
 # providers'); compared after lower-casing and mapping "-" to "_".
@@ -249,6 +360,8 @@ _SENSITIVE_KEYS = frozenset(
         "extraheader",
         "http.extraheader",
         "passphrase",
+        "pass",
+        "creds",
     }
 )
 # ... and any key ENDING with one of these (ghp_token, git_password, aws_secret_access_key
@@ -270,7 +383,45 @@ _SENSITIVE_SUFFIXES = (
     "authorization",
     "_pat",
     "passphrase",
+    "secret_key",
+    "secretkey",
+    "_pass",
+    "_auth",
+    "creds",
 )
+
+_OVERLAP = 1024  # longer than any token shape the rules know (GitHub caps at 255)
+_CUT_AFTER_BAD = frozenset(":=,'\"-")
+
+
+def _safe_cut(line: str, lo: int, hi: int) -> int | None:
+    """A cut position in [lo, hi) where no rule can match across (see _mask_chunked)."""
+    i = hi - 1
+    while i >= lo:
+        c = line[i]
+        if c in " \t":
+            j = i
+            while j > lo and line[j - 1] in " \t":
+                j -= 1
+            k = j
+            while k > lo and line[k - 1] not in " \t":
+                k -= 1
+            word = line[k:j].lower().lstrip("\"'([{<`")
+            if (
+                word
+                and word[-1] not in _CUT_AFTER_BAD
+                and not word.startswith("-")
+                and line[i + 1 : i + 2] not in (":", "=", "?", ">")  # "key := value"
+            ) and (word not in ("basic", "bearer", "token", "digest", "negotiate", "ntlm")):
+                return i + 1
+            i = k - 1
+            continue
+        i -= 1
+    for i in range(hi - 1, lo - 1, -1):
+        if line[i] in ";,()[]{}<>|":
+            return i + 1
+    return None
+
 
 _MAX_DEPTH = 32
 _CIRCULAR = "<circular>"
@@ -314,8 +465,11 @@ class CredentialMasker:
         for name, rx, repl, kws, ci, strict_only in _RULES:
             if strict_only and not strict:
                 continue
-            rules.append((name, _rule_function(name, rx, repl), kws, ci))
+            rules.append((name, _rule_function(name, rx, repl, strict), kws, ci))
         self._rules = tuple(rules)
+        self._ado52 = next(
+            apply for name, apply, _k, _c in rules if name == "azure_devops_pat_52_legacy"
+        )
         # Strings seen to be clean (nothing to mask): log messages and field values repeat,
         # so most lines are answered by one hash lookup. Only clean strings are kept, never
         # secrets; bounded in count and length.
@@ -352,8 +506,12 @@ class CredentialMasker:
         return self._strict
 
     def _mask_line(self, text: str) -> str:
+        if 20 <= len(text) <= 100 and _KEY_BODY_LINE.fullmatch(text) and _mixed(text):
+            return MASK  # one line of a private key logged on its own
         if not self._strict and not _maybe_secret(text):
-            return text
+            if len(text) < 52:
+                return text
+            return self._ado52(text, None)
         low: str | None = None
         for name, apply, kws, ci in self._rules:
             if name.startswith("url_") and "@" not in text:
@@ -382,8 +540,50 @@ class CredentialMasker:
             text = _mask_private_keys(text)
         lines = text.split("\n")
         for i, line in enumerate(lines):
-            lines[i] = _unscanned(len(line)) if len(line) > self.max_line else self._mask_line(line)
+            lines[i] = (
+                self._mask_chunked(line) if len(line) > self.max_line else self._mask_line(line)
+            )
         return "\n".join(lines)
+
+    def _mask_chunked(self, line: str) -> str:
+        """Mask a line longer than ``max_line`` in pieces of at most ``max_line``
+        characters, so a large legitimate line keeps its text and the cost stays linear.
+
+        Each cut is placed where no rule can straddle it: in the last quarter of the piece,
+        at a space or tab that follows no key, separator, flag or auth scheme (``token: X``,
+        ``--password X``, ``Basic X``), else at a delimiter that no token contains (``,``
+        ``;`` quotes, brackets). A line without any such place (one huge token-like run) is
+        cut hard at the limit; the piece after a hard cut is scanned together with the
+        ``_OVERLAP`` characters before it, so a secret on the boundary is still seen whole.
+        """
+        out: List[str] = []
+        n, size = len(line), max(self.max_line, 2 * _OVERLAP)
+        pos = 0
+        while pos < n:
+            if n - pos <= size:
+                out.append(self._mask_line(line[pos:]))
+                break
+            cut = _safe_cut(line, pos + size - size // 4, pos + size)
+            if cut is not None:
+                out.append(self._mask_line(line[pos:cut]))
+                pos = cut
+                continue
+            # Hard cut: mask [pos, pos + size); then continue with an overlap window.
+            piece = self._mask_line(line[pos : pos + size])
+            out.append(piece)
+            nxt = pos + size
+            # The next window starts _OVERLAP characters back; only its part after the cut
+            # is emitted, and only if the overlap came out unchanged (else mask it whole).
+            start = nxt - _OVERLAP
+            end = min(n, start + size)
+            window = self._mask_line(line[start:end])
+            head = line[start:nxt]
+            if window.startswith(head) and piece.endswith(head):
+                out.append(window[len(head) :])
+            else:
+                out.append(MASK)  # a secret across the hard cut: fail closed on the window
+            pos = end
+        return "".join(out)
 
     # -- structures ---------------------------------------------------------------------
 
@@ -487,9 +687,11 @@ def _maybe_secret(text: str) -> bool:
         or ("gl" in text and "-" in text)
         or ("://" in text and "@" in text)
         or "eyJ" in text
-        or "PRIVATE KEY" in text
         or "JQQJ" in text
         or "GR1348941" in text
+        or "Q~" in text
+        or "--" in text
+        or "-u" in text
     ):
         return True
     if "A" in text and (
@@ -505,14 +707,20 @@ def _maybe_secret(text: str) -> bool:
         return True
     low = text.lower()
     return (
-        "authorization" in low
+        "auth" in low
         or "pass" in low
         or "pwd" in low
         or "secret" in low
         or "token" in low
         or "key" in low
         or "credential" in low
-        or ("pat" in low and ("_pat" in low or "-pat" in low))
+        or "creds" in low
+        or "pat" in low
+        or "bearer" in low
+        or "basic" in low
+        or "private-lines" in low
+        or "aws" in low
+        or _OTHER_GATE.search(text) is not None
     )
 
 
@@ -526,31 +734,53 @@ def _mask_key_values(text: str, low: str) -> str:
     64 KiB). Spans are replaced by position, never by value (GitPython's
     ``replace(password, ...)`` corrupts a URL whose host contains the password). A value
     that already contains ``***`` is left alone, so masking is idempotent.
+
+    Not secrets: a key that is part of a path (``/etc/passwd: Permission denied``), the
+    shell's ``PWD=``/``OLDPWD=``, boolean/null values, and prose after ``word: `` (a commit
+    subject ``password: enforce minimum length``).
     """
-    ends = set()
+    ends = {}
     for kw in _KV_WORDS:
         i = low.find(kw)
         while i != -1:
-            ends.add(i + len(kw))
+            if kw not in _KV_WORD_START or i == 0 or not low[i - 1].isalpha():
+                ends[i + len(kw)] = i
             i = low.find(kw, i + 1)
     out: List[str] = []
     last = 0  # end of the last masked value
     run_start = run_end = run_star = -1  # the last unquoted value run measured
     for end in sorted(ends):
-        sep = _KV_SEP.match(text, end)
-        if sep is None:
-            continue
-        a = sep.end()
+        k = ends[end]
+        while k > 0 and low[k - 1] in _KV_KEY_CHARS:
+            k -= 1
+        if k > 0 and text[k - 1] in "/\\":
+            continue  # a file name: cat: /etc/passwd: Permission denied
+        if text[k:end] in ("PWD", "OLDPWD"):
+            continue  # the shell's working directory
+        quote = ""
+        b = -1
+        if k > 0 and text[k - 1] == "<" and text.startswith(">", end):
+            a = end + 1  # <password>...</password>
+            b = text.find("<", a)
+            nl = text.find("\n", a)
+            if b == -1 or (nl != -1 and nl < b) or b == a:
+                continue
+        else:
+            sep = _KV_SEP.match(text, end)
+            if sep is None:
+                continue
+            a = sep.end()
+            quote = sep.group(1) or ""
         if a < last:
             continue
-        quote = sep.group(1)
-        b = -1
         if quote:
             # A quoted value runs to its closing quote on the same line ("a b c" is one
-            # password); an escaped quote (\") does not close it.
+            # password); an escaped quote (\") does not close it, unless the value was
+            # opened by one (escaped JSON inside a message: {\"token\": \"...\"}).
             b = text.find(quote, a)
-            while b > a and text[b - 1] == "\\":
-                b = text.find(quote, b + 1)
+            if len(quote) == 1:
+                while b > a and text[b - 1] == "\\":
+                    b = text.find(quote, b + 1)
             if b != -1 and (b == a or "\n" in text[a:b]):
                 b = -1
             if b != -1 and "***" in text[a:b]:
@@ -565,6 +795,22 @@ def _mask_key_values(text: str, low: str) -> str:
             if run_star >= a:  # already masked
                 continue
             b = run_end
+            value = text[a:b]
+            if value.lower() in _NOT_SECRET_VALUES:
+                continue
+            if (
+                not quote
+                and value.isalpha()
+                and value.islower()
+                and text[k:end].replace("_", "").replace("-", "").islower()
+                and text[k:end].replace("_", "").replace("-", "").isalpha()
+                and ":" in text[end:a]
+                and "=" not in text[end:a]
+                and _PROSE_NEXT.match(text, b)
+            ):
+                continue  # prose: "3f2a1b4 password: enforce minimum length"
+        elif text[a:b].lower() in _NOT_SECRET_VALUES:
+            continue
         out.append(text[last:a])
         out.append(MASK)
         last = b
@@ -577,24 +823,34 @@ def _mask_key_values(text: str, low: str) -> str:
 def _mask_private_keys(text: str) -> str:
     """Mask private-key blocks (BEGIN to the first END) and, fail closed, a block whose
     END is missing (truncated text) to the end of the text; linear in the text length."""
-    out: List[str] = []
-    pos = 0
-    while True:
-        begin = _PK_BEGIN.search(text, pos)
-        if begin is None:
-            break
-        out.append(text[pos : begin.start()])
-        out.append("***PRIVATE_KEY***")
-        end = _PK_END.search(text, begin.end())
-        pos = len(text) if end is None else end.end()
-    if not out:
-        return text
-    out.append(text[pos:])
-    return "".join(out)
+    for begin_rx, end_rx, keep_begin in ((_PK_BEGIN, _PK_END, False), (_PPK_BEGIN, _PPK_END, True)):
+        out: List[str] = []
+        pos = 0
+        while True:
+            begin = begin_rx.search(text, pos)
+            if begin is None:
+                break
+            out.append(text[pos : begin.end() if keep_begin else begin.start()])
+            out.append("***PRIVATE_KEY***")
+            end = end_rx.search(text, begin.end())
+            pos = len(text) if end is None else end.end()
+        if out:
+            out.append(text[pos:])
+            text = "".join(out)
+    return text
 
 
-_PK_BEGIN = re.compile(r"-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
-_PK_END = re.compile(r"-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+_PK_BEGIN = re.compile(r"(?i)-----BEGIN[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+_PK_END = re.compile(r"(?i)-----END[ A-Z0-9_\-]{0,100}PRIVATE KEY(?: BLOCK)?-----")
+# PuTTY .ppk: the lines after "Private-Lines: N" through the "Private-MAC:" value.
+_PPK_BEGIN = re.compile(r"Private-Lines:[ \t]*\d+[ \t]*\r?\n")
+_PPK_END = re.compile(r"Private-(?:MAC|Hash):[ \t]*[0-9A-Fa-f]*")
+# One line of a key body logged on its own (a subprocess' stderr, line by line): the DER
+# or OpenSSH start of a key, or a full-width base64 line (64 PEM, 70 OpenSSH, 76 MIME).
+_KEY_BODY_LINE = re.compile(
+    r"[ \t]*(?:MII[A-Za-z0-9+/]{20,}={0,2}|b3BlbnNzaC1rZXktdjE[A-Za-z0-9+/]*={0,2}"
+    r"|[A-Za-z0-9+/]{64}|[A-Za-z0-9+/]{70}|[A-Za-z0-9+/]{76})[ \t\r]*"
+)
 
 
 def _run_skipping_sub(
@@ -616,7 +872,7 @@ def _run_skipping_sub(
             if s is None:
                 break
             i = s.start()
-            m = rule.match(text, i)
+            m = rule.match(text, i) if _start_ok(text, i) else None
             if m is None:
                 pos = max(run.match(text, i).end(), i + 1)  # type: ignore[union-attr]
                 continue
@@ -634,12 +890,12 @@ def _run_skipping_sub(
 _RUN_RULES = {
     # name: (where a match may start, the rule anchored there, the run it begins with)
     "jwt": (
-        r"eyJ(?<=\beyJ)",
-        r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+        r"eyJ",
+        r"eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}(?:\.[A-Za-z0-9_\-]*)?",
         r"[A-Za-z0-9_\-]*",
     ),
     "atlassian_api_token": (
-        r"AT[AC]TT3(?<=\bAT[AC]TT3)",
+        r"AT[AC]TT3",
         r"(AT[AC]TT3)[A-Za-z0-9_\-]+=[A-F0-9]{8}\b",
         r"[A-Za-z0-9_\-]*",
     ),
@@ -658,7 +914,84 @@ def _aligned_lower(text: str) -> str:
     return "".join([c.lower()[:1] for c in text])
 
 
-def _rule_function(name: str, rx: str, repl: Any) -> Callable[[str, Any], str]:
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_HEXCH = frozenset("0123456789abcdefABCDEF")
+
+
+def _start_ok(text: str, i: int) -> bool:
+    """Whether a token may start at ``text[i]``: at a word boundary, or right after a
+    URL-encoded byte (``%3Dghp_``, ``Bearer%20eyJ``) or a backslash escape in escaped text
+    (``\\nghp_``, ``\\u0022ghp_``, ``\\x3dghp_``) - the escape glues it to a letter."""
+    if i == 0 or text[i - 1] not in _WORD:
+        return True
+    if i >= 3 and text[i - 3] == "%" and text[i - 2] in _HEXCH and text[i - 1] in _HEXCH:
+        return True
+    if i >= 2 and text[i - 2] == "\\" and text[i - 1] in "nrtbf":
+        return True
+    if i >= 6 and text[i - 6 : i - 4] == "\\u" and all(c in _HEXCH for c in text[i - 4 : i]):
+        return True
+    return i >= 4 and text[i - 4 : i - 2] == "\\x" and all(c in _HEXCH for c in text[i - 2 : i])
+
+
+def _mixed(value: str) -> bool:
+    """Upper case, lower case and a digit: a random token, not a word or a hex id."""
+    return (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+    )
+
+
+def _basic_credentials(value: str) -> bool:
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    return b":" in raw
+
+
+def _boundary_sub(rx: Pattern[str], repl: Callable[[Any], str]) -> Callable[[str], str]:
+    def fn(m: Any) -> str:
+        if not _start_ok(m.string, m.start()):
+            return str(m.group(0))
+        return repl(m)
+
+    return lambda text: rx.sub(fn, text)
+
+
+def _argv_repl(m: Any) -> str:
+    for g in (1, 3, 5):
+        if m.group(g) is not None:
+            value = m.group(g + 1)
+            if "***" in value or value.lower() in _NOT_SECRET_VALUES:
+                return str(m.group(0))
+            return str(m.group(g)) + MASK
+    return str(m.group(0))  # pragma: no cover - one alternative always matched
+
+
+def _name_value_repl(m: Any) -> str:
+    norm = m.group(2).lower().replace("-", "_")
+    if (
+        m.group(4)
+        and "***" not in m.group(4)
+        and (norm in _SENSITIVE_KEYS or norm.endswith(_SENSITIVE_SUFFIXES))
+    ):
+        return f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}"
+    return str(m.group(0))
+
+
+def _bearer_repl(m: Any) -> str:
+    value = m.group(2)
+    if m.group(1)[:1] in "bB" and m.group(1)[1:2] in "eE":  # bearer: a token, not a word
+        ok = any(c.isdigit() for c in value) or len(value) >= 24
+    else:
+        ok = _basic_credentials(value)
+    return f"{m.group(1)}{MASK}" if ok else str(m.group(0))
+
+
+def _rule_function(
+    name: str, rx: str, repl: Any, strict: bool = False
+) -> Callable[[str, Any], str]:
     """How rule ``name`` is applied: ``apply(text, low)`` (``low``: the aligned
     lower-cased text when already computed, else None). Every rule runs in linear time."""
     if name == "secret_key_value":
@@ -672,7 +1005,29 @@ def _rule_function(name: str, rx: str, repl: Any) -> Callable[[str, Any], str]:
         sub = _run_skipping_sub(re.compile(start), re.compile(rule), re.compile(run), repl)
         return lambda text, _low: sub(text)
     compiled = re.compile(rx)
-    return lambda text, _low: compiled.sub(repl, text)
+    if name == "other_providers":
+        other = _boundary_sub(compiled, lambda m: m.group(m.lastindex) + MASK)
+        return lambda text, _low: other(text) if _OTHER_GATE.search(text) else text
+    if name == "aws_secret_access_key":
+        fn = _boundary_sub(compiled, lambda m: MASK if _mixed(m.group(0)) else m.group(0))
+        return lambda text, _low: fn(text)
+    if name == "azure_devops_pat_52_legacy":
+        fn = _boundary_sub(
+            compiled,
+            lambda m: MASK if strict or any(c.isdigit() for c in m.group(0)) else m.group(0),
+        )
+        return lambda text, _low: fn(text) if len(text) >= 52 else text
+    if name == "argv_secret":
+        return lambda text, _low: compiled.sub(_argv_repl, text)
+    if name == "name_value_pair":
+        return lambda text, _low: compiled.sub(_name_value_repl, text)
+    if name == "bearer_or_basic":
+        fn = _boundary_sub(compiled, _bearer_repl)
+        return lambda text, _low: fn(text)
+    if name.startswith("url_"):
+        return lambda text, _low: compiled.sub(repl, text)
+    fn = _boundary_sub(compiled, lambda m: m.expand(repl))
+    return lambda text, _low: fn(text)
 
 
 _DEFAULT = CredentialMasker()

@@ -289,21 +289,24 @@ class _GaugeChild:
 class _HistogramChild:
     """One histogram series: per-bucket counts and a sum that a reader always sees agree.
 
-    Like a counter, each thread records into its own cell (``[count per bucket..., sum,
-    version]``, keyed by thread ident) that only it writes, so ``observe`` takes no lock and
-    threads never contend. The writer makes ``version`` odd while it updates the cell and
-    even again after; a reader copies a cell until it gets an even, unchanged version, so a
-    snapshot never shows a count without its sum.
+    Like a counter, each thread records into its own cell, keyed by thread ident, that only
+    it writes, so ``observe`` takes no lock and threads never contend. A cell is ``[sum,
+    started, count per bucket...]``: the writer bumps ``started``, then the sum, then the
+    bucket, so a copy of the cell whose ``started`` equals its buckets' total holds no half
+    update; a reader copies until it gets one (a snapshot never shows a count without its
+    sum). The indexes are small non-negative constants: the cheapest list access there is.
     """
 
-    __slots__ = ("_bounds", "_cells", "_lock", "_width", "label_text", "labelvalues")
+    __slots__ = ("_cells", "_keys", "_lock", "_width", "label_text", "labelvalues")
 
     def __init__(
         self, labelvalues: Tuple[str, ...], label_text: str, bounds: Tuple[float, ...]
     ) -> None:
         self.labelvalues = labelvalues
         self.label_text = label_text
-        self._bounds = bounds  # finite upper bounds; index len(bounds) is +Inf
+        # The finite upper bounds behind two unused places: bisect_left(..., lo=2) gives the
+        # bucket's index in a cell directly (len(bounds) + 2 is +Inf).
+        self._keys = (0.0, 0.0, *bounds)
         self._width = len(bounds) + 1
         self._cells: Dict[int, List[Any]] = {}
         self._lock = threading.Lock()  # adding a cell, and reading them all
@@ -312,16 +315,15 @@ class _HistogramChild:
         """Count ``value`` in the first bucket whose bound is >= it (NaN raises MetricError)."""
         try:
             if value == value:  # False for NaN
-                i = bisect_left(self._bounds, value)
+                i = bisect_left(self._keys, value, 2)
                 try:
                     cell = self._cells[get_ident()]  # only this thread writes this cell
                 except KeyError:  # this thread's first observation
                     cell = self._cell()
-                total = cell[-2] + value  # first: if it raises, nothing has changed
-                cell[-1] += 1  # odd: being updated
+                total = cell[0] + value  # first: if it raises, nothing has changed
+                cell[1] += 1  # started: ahead of the buckets until this update is whole
+                cell[0] = total
                 cell[i] += 1
-                cell[-2] = total
-                cell[-1] += 1  # even: whole again
                 return
         except (TypeError, OverflowError):  # OverflowError: an int past the float range
             f = _as_float(value)
@@ -336,7 +338,7 @@ class _HistogramChild:
         with self._lock:
             cell = self._cells.get(ident)
             if cell is None:
-                cell = self._cells[ident] = [0] * self._width + [0.0, 0]
+                cell = self._cells[ident] = [0.0, 0, *([0] * self._width)]
         return cell
 
     def time(self) -> _Timer:
@@ -352,27 +354,27 @@ class _HistogramChild:
             return HistogramValue(cum, 0.0, 0)
         copies = [_whole(cell) for cell in cells]
         totals = copies[0] if len(copies) == 1 else [sum(col) for col in zip(*copies)]
-        cum = tuple(accumulate(totals[: self._width]))
-        return HistogramValue(cum, float(totals[-2]), cum[-1])
+        cum = tuple(accumulate(totals[2:]))
+        return HistogramValue(cum, float(totals[0]), cum[-1])
 
     _read = get
 
     def settle_after_fork(self) -> None:
-        """In a forked child, close an update a vanished thread left half done."""
+        """In a forked child, close the updates that threads gone in the fork left half done."""
         for cell in list(self._cells.values()):
-            if cell[-1] & 1:
-                cell[-1] += 1
+            cell[1] = sum(cell[2:])
 
 
 def _whole(cell: List[Any]) -> List[Any]:
     """A copy of a histogram cell with no update half applied (see :class:`_HistogramChild`)."""
-    for _ in range(10_000):
-        version = cell[-1]
-        copy = cell[:]
-        if not version & 1 and copy[-1] == version:
+    for attempt in range(10_000):
+        copy = cell[:]  # one step under the GIL
+        if copy[1] == sum(copy[2:]):
             return copy
-        time.sleep(0)  # the writer was switched out mid-update: let it finish
-    return copy  # a writer stopped mid-update for good (cannot happen short of a fork)
+        # Its thread was switched out mid-update (Python < 3.10 switches between any two
+        # bytecodes): let it run. sleep(0) may take the GIL straight back, so then sleep.
+        time.sleep(0 if attempt < 8 else 0.0001)
+    return copy  # not whole for over a second: a thread stopped mid-update for good
 
 
 class _NoopChild:

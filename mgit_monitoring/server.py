@@ -285,6 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if self.path.startswith("//"):  # never read as a scheme-relative URL
             self.path = "/" + self.path.lstrip("/")
+        try:
+            urlsplit(self.path)
+        except ValueError:  # an absolute URI with a broken bracketed host: http://[::1/x
+            self.send_error(400)
+            return False
         return True
 
     def _read_head(self) -> bytes | None:
@@ -303,7 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return b"".join(lines)
 
     def send_error(self, code: int, message: str | None = None, explain: Any = None) -> None:
-        """JSON errors (never HTML, never exception text); the connection closes after."""
+        """JSON errors (never HTML, never exception text); the connection closes after.
+
+        A request in a version other than HTTP/1.x (``HTTP/2.0``, the HTTP/2 prior-knowledge
+        preface ``PRI * HTTP/2.0``) gets 400, not http.server's 505: it is the client's
+        mistake on an HTTP/1.1 connection, and 5xx stays the sign of a server fault."""
+        if code == 505:
+            code = 400
         self.close_connection = True
         phrase = _phrase(code)
         self._send(error_response(code, phrase), "other")
@@ -364,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = getattr(self, "headers", None)
         fields = {
             "method": self.command,
-            "path": urlsplit(self.path).path[:200],
+            "path": _path_of(self.path)[:200],
             "route": handler,
             "status_code": response.status,
             "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3) if t0 else None,
@@ -375,6 +386,14 @@ class _Handler(BaseHTTPRequestHandler):
         _access_log.log(
             level, "%s %s -> %d", self.command, fields["path"], response.status, extra=fields
         )
+
+
+def _path_of(target: str) -> str:
+    """The path of a request target, for the access log (never raises)."""
+    try:
+        return urlsplit(target).path
+    except ValueError:
+        return target.split("?", 1)[0]
 
 
 def _phrase(code: int) -> str:

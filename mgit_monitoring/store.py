@@ -122,6 +122,8 @@ _SQLITE_NOTADB = 26
 _SQLITE_FULL = 13
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
+_SQLITE_IOERR = 10
+_NEARLY_FULL_BYTES = 256 * 1024  # an I/O error with less free than this is a full disk
 _CORRUPT_TEXT = ("not a database", "malformed", "file is encrypted")
 
 #: Connections inherited across fork() are never closed in the child: SQLite forbids using
@@ -240,15 +242,30 @@ def _is_corrupt(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and any(t in text for t in _CORRUPT_TEXT)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def _is_transient(exc: BaseException, path: str | None = None) -> bool:
     """A lock held too long or a full disk: worth trying again later, unlike EROFS or EACCES."""
-    return isinstance(exc, sqlite3.Error) and _drop_reason(exc) != "store error"
+    return isinstance(exc, sqlite3.Error) and _drop_reason(exc, path) != "store error"
 
 
-def _drop_reason(exc: BaseException) -> str:
+def _no_space(path: str | None) -> bool:
+    """True when the filesystem of ``path``'s directory has (almost) no space left."""
+    if path is None or not hasattr(os, "statvfs"):
+        return False
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES
+
+
+def _drop_reason(exc: BaseException, path: str | None = None) -> str:
     code = _code(exc)
     text = str(exc).lower()
     if code == _SQLITE_FULL or "disk is full" in text or "disk full" in text:
+        return "disk full"
+    # A full disk met while sqlite grows its -shm or -wal file is reported as an I/O error
+    # (SQLITE_IOERR_SHMSIZE, _WRITE...); the filesystem says what it really is.
+    if (code == _SQLITE_IOERR or "disk i/o error" in text) and _no_space(path):
         return "disk full"
     if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
         return "store locked past the busy timeout"
@@ -460,7 +477,7 @@ class Store:
                         return self._conn
                     except Exception as again:  # noqa: BLE001
                         exc = again
-                if _is_transient(exc):
+                if _is_transient(exc, self.path):
                     # Locked by another writer or a full disk: this operation is lost, the
                     # next one tries the file again.
                     msg = f"store {self.path}: {exc}"
@@ -494,7 +511,7 @@ class Store:
             self._problem = None
             return self._conn
         except Exception as exc:  # noqa: BLE001 - classified here
-            if _is_transient(exc):
+            if _is_transient(exc, self.path):
                 raise StoreError(f"store {self.path}: {exc}") from exc
             if _is_corrupt(exc) or isinstance(exc, StoreError):
                 raise self._unusable(str(exc)) from exc
@@ -934,10 +951,13 @@ class Store:
     def _handle_error(self, exc: BaseException, what: str) -> None:
         if what != "read":
             self.dropped_writes += 1
-        reason = _drop_reason(exc)
+        reason = _drop_reason(exc, self.path)
+        # One warning per cause: a locked store or a full disk costs the shared metrics,
+        # the traces and the retention at once, and that is one problem for the user.
         self._warnings.warn(
-            (what, reason),
-            "monitoring store %s: %s lost (%s: %s)",
+            reason,
+            "monitoring store %s: %s lost (%s: %s); later losses for this reason are "
+            "logged at DEBUG",
             self.path or ":memory:",
             what,
             reason,

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any, Callable, Counter, Dict, List, NamedTuple, Tuple
+from typing import Any, Callable, Counter, List, NamedTuple, Tuple
 
 from tests.support import ROOT, need_executable, need_module
 
@@ -107,11 +107,16 @@ def _header(rng: random.Random) -> bytes:
     if roll == 4:
         return b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n"
     if roll == 5:
-        return b"Content-Length: " + rng.choice(
-            [b"-1", b"1e3", b"99999999999999999999999", b"0x10", b" 7 ", b"1, 2", b"", b"+3"]
-        ) + b"\r\n"
+        return (
+            b"Content-Length: "
+            + rng.choice(
+                [b"-1", b"1e3", b"99999999999999999999999", b"0x10", b" 7 ", b"1, 2", b"", b"+3"]
+            )
+            + b"\r\n"
+        )
     if roll == 6:
-        return b"Transfer-Encoding: " + rng.choice([b"chunked", b"gzip, chunked", b"x", b""]) + b"\r\n"
+        coding = rng.choice([b"chunked", b"gzip, chunked", b"x", b""])
+        return b"Transfer-Encoding: " + coding + b"\r\n"
     if roll == 7:
         return b"NoColonHere\r\n"
     if roll == 8:
@@ -126,15 +131,24 @@ def _header(rng: random.Random) -> bytes:
              b"application/openmetrics-text;version=9", b";q=1", b"a" * 4000, b"\xff"]
         ) + b"\r\n"  # fmt: skip
     if roll == 12:
-        return b"Accept-Encoding: " + rng.choice(
-            [b"gzip", b"gzip;q=0", b"gzip;q=x", b"*", b"br, gzip;q=0.5", b"identity;q=0"]
-        ) + b"\r\n"
+        return (
+            b"Accept-Encoding: "
+            + rng.choice(
+                [b"gzip", b"gzip;q=0", b"gzip;q=x", b"*", b"br, gzip;q=0.5", b"identity;q=0"]
+            )
+            + b"\r\n"
+        )
     if roll == 13:
-        return b"traceparent: " + rng.choice(
-            [b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01", b"zz", b"00-" + b"0" * 32 + b"-x"]
-        ) + b"\r\n"
+        return (
+            b"traceparent: "
+            + rng.choice(
+                [b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01", b"zz", b"00-" + b"0" * 32 + b"-x"]
+            )
+            + b"\r\n"
+        )
     if roll == 14:
-        return b"X-Correlation-ID: " + rng.choice([b"abc", b"\x00\n", b"a" * 500, b"\xe9"]) + b"\r\n"
+        given = rng.choice([b"abc", b"\x00\n", b"a" * 500, b"\xe9"])
+        return b"X-Correlation-ID: " + given + b"\r\n"
     if roll == 15:
         return b"Authorization: " + rng.choice([b"Basic ???", b"Bearer ", b"a" * 9000]) + b"\r\n"
     if roll == 16:
@@ -306,7 +320,7 @@ class FuzzHttp(unittest.TestCase):
             MGIT_MONITORING_PROVIDER_ENDPOINTS="none",
         )
         self.stderr_path = os.path.join(tmp.name, "server.err")
-        stderr = open(self.stderr_path, "wb")
+        stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - the server process's stderr
         self.addCleanup(stderr.close)
         cmd = [
             sys.executable, "-m", "mgit_monitoring", "server", "--simple", "--host",
@@ -369,7 +383,8 @@ class FuzzHttp(unittest.TestCase):
         )
         print(summary, file=sys.stderr)
         if problems:
-            self.fail(f"{len(problems)} problems, the first:\n" + "\n".join(problems[:20]) + "\n" + summary)
+            first = "\n".join(problems[:20])
+            self.fail(f"{len(problems)} problems, the first:\n{first}\n{summary}")
 
         # Afterwards: no client socket held, the server answers, /metrics parses.
         self.assertTrue(
@@ -384,6 +399,21 @@ class FuzzHttp(unittest.TestCase):
             log = handle.read()
         self.assertNotIn("Traceback", log)
         self.assertNotIn('"level":"ERROR"', log.replace(" ", ""))
+
+    def test_what_the_fuzzer_found_stays_fixed(self):
+        """The HTTP/2 preface and other versions get 400, not 505; an absolute URI with a
+        broken bracketed host gets 400 instead of a dropped connection."""
+        for data in (
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n",
+            b"GET /metrics HTTP/3.0\r\n\r\n",
+            b"GET http://[::1/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST http://[::1/health HTTP/1.1\r\n\r\n",
+        ):
+            out = run_case(self.port, Case("regression", [data], True))
+            self.assertEqual([400], out.statuses, data)
+            self.assertEqual("", out.error, data)
+        self.assertEqual(200, _get(self.port, "/metrics")[0])
 
     def check_exposition(self, body: bytes) -> None:
         promtool = need_executable("promtool")

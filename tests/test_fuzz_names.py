@@ -43,12 +43,12 @@ RESERVED_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 # Characters a hostile caller reaches for: syntax of the text formats, controls, line and
 # paragraph separators other than "\n", invisible and wide characters, lone surrogates.
 HOSTILE = (
-    list('"\\\n\r\t\x00\x01\x0b\x0c\x1b\x7f{}=,# \'`$%')
+    list("\"\\\n\r\t\x00\x01\x0b\x0c\x1b\x7f{}=,# '`$%")
     + ["\u0085", "\u2028", "\u2029", "\ufeff", "\u200b", "\u202e", "\x80", "\xff"]
     + ["\ud800", "\udcff", "\U0001f600", "\u00e9", "\u4e2d", "e\u0301", "\\n", '\\"', "\\\\"]
     + ["# EOF", "\n# EOF\n", "} 1\nx 2", 'a="b"', "NaN", "+Inf", "_total", "le", "quantile"]
 )
-NAME_CHARS = "abcXYZ_09:-. é\n\"\\{}\x00"
+NAME_CHARS = 'abcXYZ_09:-. é\n"\\{}\x00'
 
 
 def _seed() -> int:
@@ -166,10 +166,20 @@ class FuzzNames(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.seed = _seed()
 
+    # The peers, looked up by the tests that use them (skip or fail when missing).
+    @property
+    def text_parser(self) -> Any:
+        return need_module("prometheus_client.parser")
+
+    @property
+    def om_parser(self) -> Any:
+        return need_module("prometheus_client.openmetrics.parser")
+
+    @property
+    def promtool(self) -> str:
+        return need_executable("promtool")
+
     def setUp(self) -> None:
-        self.text_parser = need_module("prometheus_client.parser")
-        self.om_parser = need_module("prometheus_client.openmetrics.parser")
-        self.promtool = need_executable("promtool")
         # A cardinality drop logs a WARNING on mgit_monitoring.registry: keep the run quiet.
         logger = logging.getLogger("mgit_monitoring.registry")
         self.addCleanup(setattr, logger, "disabled", logger.disabled)
@@ -185,6 +195,7 @@ class FuzzNames(unittest.TestCase):
     def test_registries_of_hostile_names_and_values_always_parse(self):
         """Invalid names raise MetricError; all else renders to text and OpenMetrics that
         prometheus_client's parsers and promtool accept, with the label values recorded."""
+        text_parser, om_parser = self.text_parser, self.om_parser
         rng = random.Random(self.seed)
         bodies: List[bytes] = []
         accepted = 0
@@ -199,8 +210,8 @@ class FuzzNames(unittest.TestCase):
             text = render_text(reg.snapshot())
             om = render_openmetrics(reg.snapshot())
             try:
-                found = parsed_text(self.text_parser, text)
-                list(self.om_parser.text_string_to_metric_families(om.decode("utf-8")))
+                found = parsed_text(text_parser, text)
+                list(om_parser.text_string_to_metric_families(om.decode("utf-8")))
             except Exception as exc:
                 self.fail(f"{where}: {exc!r}\n{text[:3000]!r}")
             for sample, label_sets in recorded.items():
@@ -212,6 +223,34 @@ class FuzzNames(unittest.TestCase):
         self.assertGreater(accepted, 100, "the fuzzer hardly ever got past validation")
         for i, body in enumerate(bodies):
             self.promtool_accepts(body, f"seed={self.seed} round={i}")
+
+    def test_what_the_fuzzer_found_stays_fixed(self):
+        """Ints past the float range are exposed as +-Inf (not 400 digits promtool refuses)
+        or refused with MetricError where they meet a float; a negative observation drops
+        _sum/_count from that OpenMetrics series instead of a negative counter."""
+        reg = Registry()
+        reg.gauge("big_gauge", "h").set(10**400)
+        reg.counter("big_counter", "h").inc(10**400)
+        reg.gauge("small_gauge", "h").set(-(10**400))
+        h = reg.histogram("neg_seconds", "h", ("op",))
+        h.labels("neg").observe(-2.0)
+        h.labels("pos").observe(2.0)
+        for call in (h.labels("pos").observe, reg.gauge("float_gauge", "h").inc):
+            reg.gauge("float_gauge", "h").set(0.5)
+            with self.assertRaises(MetricError):
+                call(10**400)
+        text = render_text(reg.snapshot())
+        self.assertIn(b"\nbig_gauge +Inf\n", text)
+        self.assertIn(b"\nbig_counter_total +Inf\n", text)
+        self.assertIn(b"\nsmall_gauge -Inf\n", text)
+        self.promtool_accepts(text, "regression")
+        om = render_openmetrics(reg.snapshot()).decode("utf-8")
+        families = list(self.om_parser.text_string_to_metric_families(om))
+        names = {(s.name, s.labels.get("op")) for f in families for s in f.samples}
+        self.assertIn(("neg_seconds_sum", "pos"), names)
+        self.assertNotIn(("neg_seconds_sum", "neg"), names)
+        self.assertNotIn(("neg_seconds_count", "neg"), names)
+        self.assertIn('neg_seconds_sum{op="neg"} -2.0', render_text(reg.snapshot()).decode())
 
     def test_invalid_names_raise_metric_error_only(self):
         """Every name outside the grammar is refused with MetricError, whatever its type."""

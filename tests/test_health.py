@@ -253,7 +253,7 @@ class TestRunner(unittest.TestCase):
         self.assertEqual(calls, [1, 1, 1, 1, 2])
 
     def test_ttl_zero_is_still_single_flight(self):
-        """With ttl=0, requests arriving while a run is in flight share it; the next one runs again."""
+        """ttl=0: requests arriving while a run is in flight share it; the next one runs again."""
         checker = HealthChecker(clock=Clock())
         blocker = Blocker(HealthCheckResult("x", "pass", "shared"))
         self.addCleanup(blocker.release.set)
@@ -284,9 +284,8 @@ class TestRunner(unittest.TestCase):
     def test_ttl_validation(self):
         """A negative, infinite or non-numeric ttl is refused by name; 0 is accepted."""
         for bad in (-1, float("nan"), float("inf"), "5", True):
-            with self.subTest(ttl=bad):
-                with self.assertRaisesRegex(ConfigError, "x.ttl="):
-                    self.checker.register_check("x", lambda: None, ttl=bad)
+            with self.subTest(ttl=bad), self.assertRaisesRegex(ConfigError, "x.ttl="):
+                self.checker.register_check("x", lambda: None, ttl=bad)
         self.checker.register_check("x", lambda: None, ttl=0.0)
         self.assertEqual(self.checker.get_check("x").ttl, 0.0)
 

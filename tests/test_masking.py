@@ -149,11 +149,16 @@ class TestCatalogue(unittest.TestCase):
             with self.subTest(text=once):
                 self.assertEqual(once, mask_credentials(once))
 
-    def test_strict_mode_masks_legacy_azure_pats(self) -> None:
-        """A bare 52-char legacy Azure DevOps PAT is masked only in strict mode."""
+    def test_legacy_azure_pats_are_masked_without_a_key(self) -> None:
+        """A bare 52-char legacy Azure DevOps PAT is masked by default when it holds a digit
+        (echo <pat> | az devops login); a 52-letter run only in strict mode."""
         pat = "fake2345" * 6 + "fake"
-        self.assertEqual(f"pat {pat}", mask_credentials(f"pat {pat}"))
-        self.assertEqual("pat ***", CredentialMasker(strict=True).mask_text(f"pat {pat}"))
+        self.assertEqual(
+            "echo *** | az devops login", mask_credentials(f"echo {pat} | az devops login")
+        )
+        letters = "abcdefghijklmnopqrstuvwxyz" * 2
+        self.assertEqual(f"run {letters}", mask_credentials(f"run {letters}"))
+        self.assertEqual("run ***", CredentialMasker(strict=True).mask_text(f"run {letters}"))
 
     def test_password_in_host_is_replaced_by_position(self) -> None:
         """A password that also occurs in the host name does not corrupt the host."""
@@ -162,13 +167,25 @@ class TestCatalogue(unittest.TestCase):
             mask_credentials("https://git:github@github.com/org/repo.git"),
         )
 
-    def test_oversized_line_fails_closed(self) -> None:
-        """A line longer than max_line is replaced, not printed; other lines are scanned."""
+    def test_oversized_line_is_scanned_in_chunks(self) -> None:
+        """A line longer than max_line keeps its text and is still masked, also when a
+        secret sits on a chunk boundary."""
         masker = CredentialMasker(max_line=100)
         text = "ok password=hunter2\n" + "x" * 150 + "\nend"
-        self.assertEqual(
-            "ok password=***\n***[150 characters not scanned]***\nend", masker.mask_text(text)
-        )
+        self.assertEqual(text.replace("hunter2", "***"), masker.mask_text(text))
+        tok = "ghp_" + "A1b2" * 9
+        words = " ".join(f"w{i}" for i in range(3000))
+        for where in range(0, 4200, 97):  # a secret at every offset around the cuts
+            line = words[:where] + " " + tok + " token=" + "s3cr3t" + " " + words[where:]
+            out = CredentialMasker(max_line=2048).mask_text(line)
+            self.assertNotIn(tok[4:], out, where)
+            self.assertNotIn("s3cr3t", out, where)
+            self.assertEqual(line.replace(tok, "ghp_***").replace("s3cr3t", "***"), out)
+        blob = "x" * 5000 + "/" + tok + "/" + "y" * 5000  # no place to cut: hard cuts
+        for max_line in (2048, 3000, 4100, 5010, 5030):
+            out = CredentialMasker(max_line=max_line).mask_text(blob + blob)
+            self.assertTrue(tok[4:] not in out, f"max_line={max_line}: token survived")
+            self.assertTrue(out.startswith("x" * 2000), f"max_line={max_line}: text lost")
 
     def test_private_key_spanning_lines_in_long_text(self) -> None:
         """A key block in text longer than max_line is still masked as a whole."""
@@ -212,7 +229,7 @@ class TestCatalogue(unittest.TestCase):
     def test_strict_is_fixed_at_construction(self) -> None:
         """strict cannot be flipped later, so cached clean verdicts always match the rules."""
         masker = CredentialMasker()
-        pat = "fake2345" * 6 + "fake"
+        pat = "abcdefghijklmnopqrstuvwxyz" * 2
         self.assertEqual(pat, masker.mask_text(pat))  # clean for this masker, now cached
         with self.assertRaises(AttributeError):
             masker.strict = True  # type: ignore[misc]

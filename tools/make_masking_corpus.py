@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the corpus templates read best as one line each)
 """Build the masking corpus: fake secrets in realistic mgit log lines, and ordinary lines.
 
 Writes tests/data/masking/corpus.jsonl, one JSON record a line:
@@ -59,8 +60,10 @@ class Gen:
         (a real random token of this length has them; keeps the corpus honest)."""
         while True:
             v = self.s(alphabet, n)
-            if any(c.isupper() for c in v) and any(c.islower() for c in v) and any(
-                c.isdigit() for c in v
+            if all(
+                any(test(c) for c in v)
+                for test in (str.isupper, str.islower, str.isdigit)
+                if any(test(c) for c in alphabet)
             ):
                 return v
 
@@ -95,7 +98,13 @@ class Gen:
             text.append(piece)
             pos += len(piece)
         self.records.append(
-            {"group": group, "kind": kind, "context": context, "text": "".join(text), "secrets": spans}
+            {
+                "group": group,
+                "kind": kind,
+                "context": context,
+                "text": "".join(text),
+                "secrets": spans,
+            }
         )
 
 
@@ -117,7 +126,11 @@ Context = Callable[[Gen, str, str], Pieces]
 
 def _ctx_table() -> Dict[str, Context]:
     def plain(g: Gen, p: str, s: str) -> Pieces:
-        return [(f"push to {g.repo()} failed: token {p}", False), (s, True), (" rejected (401)", False)]
+        return [
+            (f"push to {g.repo()} failed: token {p}", False),
+            (s, True),
+            (" rejected (401)", False),
+        ]
 
     def env(g: Gen, p: str, s: str) -> Pieces:
         var = g.pick(["GH_TOKEN", "GITLAB_TOKEN", "MGIT_TOKEN", "CI_JOB_TOKEN", "TOKEN"])
@@ -125,51 +138,110 @@ def _ctx_table() -> Dict[str, Context]:
 
     def clone_url(g: Gen, p: str, s: str) -> Pieces:
         user = g.pick(["x-access-token", "oauth2", "jdoe", "x-token-auth"])
-        return [(f"running git clone https://{user}:{p}", False), (s, True), (f"@github.com/{g.repo()}.git", False)]
+        return [
+            (f"running git clone https://{user}:{p}", False),
+            (s, True),
+            (f"@github.com/{g.repo()}.git", False),
+        ]
 
     def token_url(g: Gen, p: str, s: str) -> Pieces:
-        return [("git remote set-url origin https://" + p, False), (s, True), (f"@github.com/{g.repo()}.git", False)]
+        return [
+            ("git remote set-url origin https://" + p, False),
+            (s, True),
+            (f"@github.com/{g.repo()}.git", False),
+        ]
 
     def json_field(g: Gen, p: str, s: str) -> Pieces:
         key = g.pick(["token", "access_token", "private_token", "auth_token"])
-        return [(f'{{"repo": "{g.repo()}", "{key}": "{p}', False), (s, True), ('", "ok": false}', False)]
+        return [
+            (f'{{"repo": "{g.repo()}", "{key}": "{p}', False),
+            (s, True),
+            ('", "ok": false}', False),
+        ]
 
     def escaped_json(g: Gen, p: str, s: str) -> Pieces:
-        return [('api error body: {\\"message\\": \\"Bad credentials\\", \\"token\\": \\"' + p, False), (s, True), ('\\"}', False)]
+        return [
+            ('api error body: {\\"message\\": \\"Bad credentials\\", \\"token\\": \\"' + p, False),
+            (s, True),
+            ('\\"}', False),
+        ]
 
     def dict_header(g: Gen, p: str, s: str) -> Pieces:
         scheme = g.pick(["token ", "Bearer ", "bearer "])
-        return [(f"request headers: {{'Accept': 'application/json', 'Authorization': '{scheme}{p}", False), (s, True), ("'}", False)]
+        return [
+            (
+                f"request headers: {{'Accept': 'application/json', 'Authorization': '{scheme}{p}",
+                False,
+            ),
+            (s, True),
+            ("'}", False),
+        ]
 
     def bytes_header(g: Gen, p: str, s: str) -> Pieces:
-        return [(f"sent b'GET /repos/{g.repo()} HTTP/1.1\\r\\nHost: api.github.com\\r\\nAuthorization: token {p}", False), (s, True), ("\\r\\nUser-Agent: mgit\\r\\n\\r\\n'", False)]
+        return [
+            (
+                f"sent b'GET /repos/{g.repo()} HTTP/1.1\\r\\nHost: api.github.com\\r\\nAuthorization: token {p}",
+                False,
+            ),
+            (s, True),
+            ("\\r\\nUser-Agent: mgit\\r\\n\\r\\n'", False),
+        ]
 
     def argv_flag(g: Gen, p: str, s: str) -> Pieces:
         flag = g.pick(["--token", "--pat", "--access-token", "--auth-token"])
         return [(f"argv: mgit sync {g.repo()} {flag} {p}", False), (s, True), (" --verbose", False)]
 
     def argv_list(g: Gen, p: str, s: str) -> Pieces:
-        return [(f"argv=['mgit', 'push', '--token', '{p}", False), (s, True), ("', '--force']", False)]
+        return [
+            (f"argv=['mgit', 'push', '--token', '{p}", False),
+            (s, True),
+            ("', '--force']", False),
+        ]
 
     def url_encoded(g: Gen, p: str, s: str) -> Pieces:
-        return [("GET /oauth/callback?redirect=https%3A%2F%2Fexample.com%2Fcb%3Ftoken%3D" + p, False), (s, True), ("%26state%3Dabc HTTP/1.1", False)]
+        return [
+            ("GET /oauth/callback?redirect=https%3A%2F%2Fexample.com%2Fcb%3Ftoken%3D" + p, False),
+            (s, True),
+            ("%26state%3Dabc HTTP/1.1", False),
+        ]
 
     def escaped_newline(g: Gen, p: str, s: str) -> Pieces:
-        return [('{"stderr": "remote: invalid credentials\\n' + p, False), (s, True), ('\\nfatal: Authentication failed"}', False)]
+        return [
+            ('{"stderr": "remote: invalid credentials\\n' + p, False),
+            (s, True),
+            ('\\nfatal: Authentication failed"}', False),
+        ]
 
     def k8s_env(g: Gen, p: str, s: str) -> Pieces:
         var = g.pick(["GITLAB_TOKEN", "GITHUB_TOKEN", "MGIT_PAT", "REGISTRY_PASSWORD"])
-        return [(f'pod env: [{{"name": "LOG_LEVEL", "value": "debug"}}, {{"name": "{var}", "value": "{p}', False), (s, True), ('"}]', False)]
+        return [
+            (
+                f'pod env: [{{"name": "LOG_LEVEL", "value": "debug"}}, {{"name": "{var}", "value": "{p}',
+                False,
+            ),
+            (s, True),
+            ('"}]', False),
+        ]
 
     def xml(g: Gen, p: str, s: str) -> Pieces:
         tag = g.pick(["password", "token", "accessToken", "secret"])
-        return [(f"settings.xml: <server><id>repo</id><username>ci</username><{tag}>{p}", False), (s, True), (f"</{tag}></server>", False)]
+        return [
+            (f"settings.xml: <server><id>repo</id><username>ci</username><{tag}>{p}", False),
+            (s, True),
+            (f"</{tag}></server>", False),
+        ]
 
     def traceback(g: Gen, p: str, s: str) -> Pieces:
-        return [(
-            "Traceback (most recent call last):\n  File \"/usr/lib/mgit/sync.py\", line 88, in push\n"
-            f"    run(['git', 'push', url])\nsubprocess.CalledProcessError: Command '['git', 'push', "
-            f"'https://ci:{p}", False), (s, True), (f"@gitlab.com/{g.repo()}.git']' returned non-zero exit status 128.", False)]
+        return [
+            (
+                'Traceback (most recent call last):\n  File "/usr/lib/mgit/sync.py", line 88, in push\n'
+                f"    run(['git', 'push', url])\nsubprocess.CalledProcessError: Command '['git', 'push', "
+                f"'https://ci:{p}",
+                False,
+            ),
+            (s, True),
+            (f"@gitlab.com/{g.repo()}.git']' returned non-zero exit status 128.", False),
+        ]
 
     def walrus(g: Gen, p: str, s: str) -> Pieces:
         sep = g.pick([":=", "=>", "?="])
@@ -210,27 +282,56 @@ def token_kinds(g: Gen) -> Dict[str, Callable[[], Tuple[str, str]]]:
         "github_app_installation": lambda: ("ghs_", g.mixed(ALNUM, 36)),
         "github_app_user_to_server": lambda: ("ghu_", g.mixed(ALNUM, 36)),
         "github_refresh": lambda: ("ghr_", g.mixed(ALNUM, 76)),
-        "github_fine_grained": lambda: ("github_pat_", "11" + g.mixed(UP + DIG, 20) + "_" + g.mixed(ALNUM, 59)),
-        "gitlab_pat": lambda: (g.pick(["glpat-", "gldt-", "glptt-", "glft-", "glcbt-"]), g.mixed(ALNUM + "_-", 20)),
+        "github_fine_grained": lambda: (
+            "github_pat_",
+            "11" + g.mixed(UP + DIG, 20) + "_" + g.mixed(ALNUM, 59),
+        ),
+        "gitlab_pat": lambda: (
+            g.pick(["glpat-", "gldt-", "glptt-", "glft-", "glcbt-"]),
+            g.mixed(ALNUM + "_-", 20),
+        ),
         "gitlab_routable": lambda: (
             g.pick(["glpat-", "glrt-", "gldt-"]),
             g.mixed(ALNUM + "_-", g.rng.randrange(27, 60)) + ".01." + g.s(LO + DIG, 9),
         ),
         "gitlab_runner_registration": lambda: ("GR1348941", g.mixed(ALNUM + "_-", 20)),
-        "azure_devops_pat_84": lambda: ("", g.mixed(ALNUM, 52) + "JQQJ99" + g.pick("BCDEF") + g.pick("ABCDEFGHIJKL") + g.mixed(ALNUM, 16) + "AZDO" + g.mixed(ALNUM, 4)),
+        "azure_devops_pat_84": lambda: (
+            "",
+            g.mixed(ALNUM, 52)
+            + "JQQJ99"
+            + g.pick("BCDEF")
+            + g.pick("ABCDEFGHIJKL")
+            + g.mixed(ALNUM, 16)
+            + "AZDO"
+            + g.mixed(ALNUM, 4),
+        ),
         "bitbucket_app_password": lambda: ("ATBB", g.mixed(ALNUM, 24) + g.s(UP + DIG, 8)),
         "bitbucket_atbb_27": lambda: ("ATBB", g.mixed(ALNUM, 15) + g.s(UP + DIG, 8)),
-        "atlassian_token": lambda: (g.pick(["ATATT3", "ATCTT3"]), "xFfGF0" + g.mixed(B64U, 170) + "=" + g.s("0123456789ABCDEF", 8)),
+        "atlassian_token": lambda: (
+            g.pick(["ATATT3", "ATCTT3"]),
+            "xFfGF0" + g.mixed(B64U, 170) + "=" + g.s("0123456789ABCDEF", 8),
+        ),
         "aws_access_key_id": lambda: (g.pick(["AKIA", "ASIA"]), g.s(UP + "234567", 16)),
         "jwt": lambda: ("", jwt(g, signed=True)),
         "jwt_unsigned": lambda: ("", jwt(g, signed=False)),
-        "azure_ad_client_secret": lambda: ("", g.mixed(ALNUM + "_~.", 3) + "8Q~" + g.mixed(ALNUM + "_~.-", 34)),
+        "azure_ad_client_secret": lambda: (
+            "",
+            g.mixed(ALNUM + "_~.", 3) + "8Q~" + g.mixed(ALNUM + "_~.-", 34),
+        ),
     }
 
 
 def jwt(g: Gen, signed: bool) -> str:
     head = b64u(json.dumps({"alg": "RS256" if signed else "none", "typ": "JWT"}))
-    body = b64u(json.dumps({"sub": g.user(), "iss": "https://token.actions.githubusercontent.com", "exp": g.rng.randrange(1700000000, 1800000000)}))
+    body = b64u(
+        json.dumps(
+            {
+                "sub": g.user(),
+                "iss": "https://token.actions.githubusercontent.com",
+                "exp": g.rng.randrange(1700000000, 1800000000),
+            }
+        )
+    )
     if signed:
         return f"{head}.{body}.{g.s(B64U, 43)}"
     return g.pick([f"{head}.{body}", f"{head}.{body}."])
@@ -238,10 +339,19 @@ def jwt(g: Gen, signed: bool) -> str:
 
 OTHER_PROVIDERS: Dict[str, Callable[[Gen], Tuple[str, str]]] = {
     "slack_bot": lambda g: ("xoxb-", f"{g.s(DIG, 12)}-{g.s(DIG, 13)}-{g.mixed(ALNUM, 24)}"),
-    "slack_user": lambda g: ("xoxp-", f"{g.s(DIG, 12)}-{g.s(DIG, 12)}-{g.s(DIG, 13)}-{g.s(HEX, 32)}"),
+    "slack_user": lambda g: (
+        "xoxp-",
+        f"{g.s(DIG, 12)}-{g.s(DIG, 12)}-{g.s(DIG, 13)}-{g.s(HEX, 32)}",
+    ),
     "slack_app": lambda g: ("xapp-", f"1-A{g.s(UP + DIG, 10)}-{g.s(DIG, 13)}-{g.s(HEX, 64)}"),
-    "slack_webhook": lambda g: ("https://hooks.slack.com/services/", f"T{g.s(UP + DIG, 8)}/B{g.s(UP + DIG, 10)}/{g.mixed(ALNUM, 24)}"),
-    "stripe_secret": lambda g: (g.pick(["sk_live_", "sk_test_"]), g.mixed(ALNUM, 24 + g.rng.randrange(0, 76))),
+    "slack_webhook": lambda g: (
+        "https://hooks.slack.com/services/",
+        f"T{g.s(UP + DIG, 8)}/B{g.s(UP + DIG, 10)}/{g.mixed(ALNUM, 24)}",
+    ),
+    "stripe_secret": lambda g: (
+        g.pick(["sk_live_", "sk_test_"]),
+        g.mixed(ALNUM, 24 + g.rng.randrange(0, 76)),
+    ),
     "stripe_restricted": lambda g: ("rk_live_", g.mixed(ALNUM, 24 + g.rng.randrange(0, 76))),
     "google_api_key": lambda g: ("AIza", g.mixed(ALNUM + "-_", 35)),
     "npm": lambda g: ("npm_", g.mixed(ALNUM, 36)),
@@ -264,9 +374,20 @@ OTHER_PROVIDERS: Dict[str, Callable[[Gen], Tuple[str, str]]] = {
 }
 
 
-def private_key_block(g: Gen, label: str, lines: int, width: int, lower: bool = False) -> Tuple[str, List[str]]:
-    first = {"RSA ": "MIIEpAIBAAKCAQEA", "OPENSSH ": "b3BlbnNzaC1rZXktdjEAAAAA", "EC ": "MHcCAQEEI", "": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"}.get(label, "MII")
-    body = [first + g.s(B64, width - len(first))] + [g.s(B64, width) for _ in range(lines - 2)] + [g.s(B64, g.rng.randrange(12, width - 4)) + g.pick(["", "=", "=="])]
+def private_key_block(
+    g: Gen, label: str, lines: int, width: int, lower: bool = False
+) -> Tuple[str, List[str]]:
+    first = {
+        "RSA ": "MIIEpAIBAAKCAQEA",
+        "OPENSSH ": "b3BlbnNzaC1rZXktdjEAAAAA",
+        "EC ": "MHcCAQEEI",
+        "": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    }.get(label, "MII")
+    body = (
+        [first + g.s(B64, width - len(first))]
+        + [g.s(B64, width) for _ in range(lines - 2)]
+        + [g.s(B64, g.rng.randrange(12, width - 4)) + g.pick(["", "=", "=="])]
+    )
     begin, end = f"-----BEGIN {label}PRIVATE KEY-----", f"-----END {label}PRIVATE KEY-----"
     if lower:
         begin, end = begin.lower(), end.lower()
@@ -288,7 +409,16 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
         if kind.startswith("jwt"):
             for _ in range(6):
                 _, s = kinds[kind]()
-                g.add("claimed", kind, "bearer_urlencoded", [("GET /proxy?auth=Bearer%20", False), (s, True), ("&next=%2F HTTP/1.1", False)])
+                g.add(
+                    "claimed",
+                    kind,
+                    "bearer_urlencoded",
+                    [
+                        ("GET /proxy?auth=Bearer%20", False),
+                        (s, True),
+                        ("&next=%2F HTTP/1.1", False),
+                    ],
+                )
 
     # 2. Azure DevOps legacy 52-char PATs: with a key, in Basic auth, and bare.
     for i in range(40):
@@ -297,26 +427,97 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
             pat = g.s(B32L, 52)
         ctx = i % 8
         if ctx == 0:
-            g.add("claimed", "azure_devops_pat_52", "env", [("AZURE_DEVOPS_EXT_PAT=", False), (pat, True)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "env",
+                [("AZURE_DEVOPS_EXT_PAT=", False), (pat, True)],
+            )
         elif ctx == 1:
-            g.add("claimed", "azure_devops_pat_52", "bare_echo", [("running: echo ", False), (pat, True), (" | az devops login --organization https://dev.azure.com/contoso", False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "bare_echo",
+                [
+                    ("running: echo ", False),
+                    (pat, True),
+                    (" | az devops login --organization https://dev.azure.com/contoso", False),
+                ],
+            )
         elif ctx == 2:
-            g.add("claimed", "azure_devops_pat_52", "json", [('{"pat": "', False), (pat, True), ('", "org": "contoso"}', False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "json",
+                [('{"pat": "', False), (pat, True), ('", "org": "contoso"}', False)],
+            )
         elif ctx == 3:
             cred = b64(":" + pat)
-            g.add("claimed", "azure_devops_pat_52", "basic_dict", [("headers={'Authorization': 'Basic ", False), (cred, True), ("', 'Accept': 'application/json'}", False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "basic_dict",
+                [
+                    ("headers={'Authorization': 'Basic ", False),
+                    (cred, True),
+                    ("', 'Accept': 'application/json'}", False),
+                ],
+            )
         elif ctx == 4:
-            g.add("claimed", "azure_devops_pat_52", "clone_url", [("git clone https://contoso:", False), (pat, True), ("@dev.azure.com/contoso/proj/_git/repo", False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "clone_url",
+                [
+                    ("git clone https://contoso:", False),
+                    (pat, True),
+                    ("@dev.azure.com/contoso/proj/_git/repo", False),
+                ],
+            )
         elif ctx == 5:
-            g.add("claimed", "azure_devops_pat_52", "token_url", [("git fetch https://", False), (pat, True), ("@dev.azure.com/contoso/proj/_git/repo", False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "token_url",
+                [
+                    ("git fetch https://", False),
+                    (pat, True),
+                    ("@dev.azure.com/contoso/proj/_git/repo", False),
+                ],
+            )
         elif ctx == 6:
             cred = b64("user:" + pat)
-            g.add("claimed", "azure_devops_pat_52", "extraheader", [('git -c http.extraHeader="AUTHORIZATION: basic ', False), (cred, True), ('" fetch origin', False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "extraheader",
+                [
+                    ('git -c http.extraHeader="AUTHORIZATION: basic ', False),
+                    (cred, True),
+                    ('" fetch origin', False),
+                ],
+            )
         else:
-            g.add("claimed", "azure_devops_pat_52", "plain", [("using personal access token ", False), (pat, True), (" for contoso", False)])
+            g.add(
+                "claimed",
+                "azure_devops_pat_52",
+                "plain",
+                [("using personal access token ", False), (pat, True), (" for contoso", False)],
+            )
 
     # 3. AWS secret access keys under many key names.
-    aws_keys = ["aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "secret_key", "SecretAccessKey", "aws_secret", "secretAccessKey", "AWS_SECRET", "s3_secret_key", "secret-access-key"]
+    aws_keys = [
+        "aws_secret_access_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SECRET_KEY",
+        "secret_key",
+        "SecretAccessKey",
+        "aws_secret",
+        "secretAccessKey",
+        "AWS_SECRET",
+        "s3_secret_key",
+        "secret-access-key",
+    ]
     for i in range(60):
         key = aws_keys[i % len(aws_keys)]
         sk = g.mixed(B64, 40)
@@ -325,65 +526,144 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
         if form == 0:
             pieces: Pieces = [(f"{key}=", False), (sk, True)]
         elif form == 1:
-            pieces = [(f'{{"AccessKeyId": "{akid[:4]}', False), (akid[4:], True), (f'", "{key}": "', False), (sk, True), ('"}', False)]
+            pieces = [
+                (f'{{"AccessKeyId": "{akid[:4]}', False),
+                (akid[4:], True),
+                (f'", "{key}": "', False),
+                (sk, True),
+                ('"}', False),
+            ]
         elif form == 2:
             pieces = [(f"{key}: ", False), (sk, True)]
         elif form == 3:
             pieces = [(f"export {key}='", False), (sk, True), ("'", False)]
         else:
-            pieces = [(f"aws credentials loaded: {akid[:4]}", False), (akid[4:], True), (" / ", False), (sk, True)]
+            pieces = [
+                (f"aws credentials loaded: {akid[:4]}", False),
+                (akid[4:], True),
+                (" / ", False),
+                (sk, True),
+            ]
         g.add("claimed", "aws_secret_access_key", f"form{form}", pieces)
 
     # 4. Private keys: PEM blocks, lowercase markers, OpenSSH, PuTTY, truncated, line by line.
     for i in range(30):
         label = ["RSA ", "EC ", "OPENSSH ", "", "DSA ", "ENCRYPTED "][i % 6]
-        block, body = private_key_block(g, label, 4 + i % 5, 70 if label == "OPENSSH " else 64, lower=(i % 4 == 3))
+        block, body = private_key_block(
+            g, label, 4 + i % 5, 70 if label == "OPENSSH " else 64, lower=(i % 4 == 3)
+        )
         text_pieces: Pieces = [("ssh-add failed for key:\n", False)]
         rest = block
         for line in body:
             before, _, rest = rest.partition(line)
             text_pieces += [(before, False), (line, True)]
         text_pieces.append((rest + "\nexit status 1", False))
-        g.add("claimed", "private_key_lowercase" if i % 4 == 3 else "private_key", label.strip().lower() or "pkcs8", text_pieces)
-    for i in range(12):
+        g.add(
+            "claimed",
+            "private_key_lowercase" if i % 4 == 3 else "private_key",
+            label.strip().lower() or "pkcs8",
+            text_pieces,
+        )
+    for _ in range(12):
         block, body = private_key_block(g, "RSA ", 6, 64)
         cut = body[0][:40]
-        g.add("claimed", "private_key_truncated", "truncated", [("git: error: key too long: -----BEGIN RSA PRIVATE KEY-----\n", False), (cut, True)])
-    for i in range(12):
+        g.add(
+            "claimed",
+            "private_key_truncated",
+            "truncated",
+            [("git: error: key too long: -----BEGIN RSA PRIVATE KEY-----\n", False), (cut, True)],
+        )
+    for _ in range(12):
         pub = [g.s(B64, 64) for _ in range(2)]
         priv = [g.s(B64, 64) for _ in range(3)] + [g.s(B64, 20) + "="]
         mac = g.s(HEX, 64)
-        pieces = [("loaded key file:\nPuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: rsa-key-20240101\n"
-                   f"Public-Lines: 2\n{pub[0]}\n{pub[1]}\nPrivate-Lines: 4\n", False)]
+        pieces = [
+            (
+                "loaded key file:\nPuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: rsa-key-20240101\n"
+                f"Public-Lines: 2\n{pub[0]}\n{pub[1]}\nPrivate-Lines: 4\n",
+                False,
+            )
+        ]
         for line in priv:
             pieces += [(line, True), ("\n", False)]
         pieces += [("Private-MAC: ", False), (mac, True)]
         g.add("claimed", "private_key_putty", "putty", pieces)
-    for i in range(10):  # a key body logged one line per record (a subprocess' stderr, line by line)
+    for i in range(
+        10
+    ):  # a key body logged one line per record (a subprocess' stderr, line by line)
         label = ["RSA ", "OPENSSH ", ""][i % 3]
-        block, body = private_key_block(g, label, 6, 70 if label == "OPENSSH " else 64, lower=(i % 5 == 4))
+        block, body = private_key_block(
+            g, label, 6, 70 if label == "OPENSSH " else 64, lower=(i % 5 == 4)
+        )
         for line in block.split("\n"):
             if line in body:  # the BEGIN/END marker records carry no secret
                 g.add("claimed", "private_key_line_by_line", "line", [(line, True)])
 
     # 5. Secrets in context (no provider shape): URLs, headers, key=value, argv, etc.
-    hosts = ["github.com", "gitlab.example.com", "dev.azure.com/contoso/proj/_git", "bitbucket.org", "git.internal:8443"]
+    hosts = [
+        "github.com",
+        "gitlab.example.com",
+        "dev.azure.com/contoso/proj/_git",
+        "bitbucket.org",
+        "git.internal:8443",
+    ]
     for i in range(80):
         pw = g.password().replace("@", "").replace("/", "").replace("?", "").replace("#", "")
         user = g.user()
         host = hosts[i % len(hosts)]
         form = i % 4
         if form == 0:
-            g.add("claimed", "url_userinfo_password", "clone", [(f"git clone https://{user}:", False), (pw, True), (f"@{host}/{g.repo()}.git", False)])
+            g.add(
+                "claimed",
+                "url_userinfo_password",
+                "clone",
+                [
+                    (f"git clone https://{user}:", False),
+                    (pw, True),
+                    (f"@{host}/{g.repo()}.git", False),
+                ],
+            )
         elif form == 1:
-            g.add("claimed", "url_userinfo_password", "quoted", [(f"remote.origin.url='https://{user}:", False), (pw, True), (f"@{host}/repo.git'", False)])
+            g.add(
+                "claimed",
+                "url_userinfo_password",
+                "quoted",
+                [
+                    (f"remote.origin.url='https://{user}:", False),
+                    (pw, True),
+                    (f"@{host}/repo.git'", False),
+                ],
+            )
         elif form == 2:
-            g.add("claimed", "url_userinfo_password", "query", [(f"fetching https://{user}:", False), (pw, True), (f"@{host}/repo.git?ref=main#readme", False)])
+            g.add(
+                "claimed",
+                "url_userinfo_password",
+                "query",
+                [
+                    (f"fetching https://{user}:", False),
+                    (pw, True),
+                    (f"@{host}/repo.git?ref=main#readme", False),
+                ],
+            )
         else:
-            g.add("claimed", "url_userinfo_password", "proxy", [(f"HTTPS_PROXY=http://{user}:", False), (pw, True), ("@proxy.corp:3128 ", False)])
-    for i in range(30):
+            g.add(
+                "claimed",
+                "url_userinfo_password",
+                "proxy",
+                [(f"HTTPS_PROXY=http://{user}:", False), (pw, True), ("@proxy.corp:3128 ", False)],
+            )
+    for _ in range(30):
         tok = g.mixed(ALNUM, 40)
-        g.add("claimed", "url_userinfo_token", "remote", [("origin\thttps://", False), (tok, True), (f"@github.com/{g.repo()}.git (fetch)", False)])
+        g.add(
+            "claimed",
+            "url_userinfo_token",
+            "remote",
+            [
+                ("origin\thttps://", False),
+                (tok, True),
+                (f"@github.com/{g.repo()}.git (fetch)", False),
+            ],
+        )
 
     header_forms = [
         ("Authorization: Basic {v}", "curl_verbose"),
@@ -404,17 +684,51 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
         else:
             v = g.mixed(ALNUM + "-._~", 32)
         pre, _, post = tmpl.partition("{v}")
-        pre, post = pre.replace("{{", "{").replace("}}", "}"), post.replace("{{", "{").replace("}}", "}")
+        pre, post = (
+            pre.replace("{{", "{").replace("}}", "}"),
+            post.replace("{{", "{").replace("}}", "}"),
+        )
         g.add("claimed", "authorization_header", ctx, [(pre, False), (v, True), (post, False)])
     for i in range(20):
         v = g.mixed(ALNUM + "-._", 40)
-        g.add("claimed", "bearer_token", "bare_bearer", [(g.pick(["using Bearer ", "auth=Bearer ", "retrying with bearer "]), False), (v, True), (g.pick([" (expired)", "", " for api.github.com"]), False)])
+        g.add(
+            "claimed",
+            "bearer_token",
+            "bare_bearer",
+            [
+                (g.pick(["using Bearer ", "auth=Bearer ", "retrying with bearer "]), False),
+                (v, True),
+                (g.pick([" (expired)", "", " for api.github.com"]), False),
+            ],
+        )
 
     kv_keys = [
-        "password", "GIT_PASSWORD", "client_secret", "SECRET_KEY", "DB_PASS", "pass", "auth", "creds",
-        "_auth", "api_key", "apiKey", "X-Api-Key", "private_token", "PASSWORD", "db_password",
-        "smtp_pass", "REGISTRY_PASSWORD", "secret", "passphrase", "GIT_CREDS", "django_secret_key",
-        "access_token", "refresh_token", "credentials", "mysql_pwd", "pwd",
+        "password",
+        "GIT_PASSWORD",
+        "client_secret",
+        "SECRET_KEY",
+        "DB_PASS",
+        "pass",
+        "auth",
+        "creds",
+        "_auth",
+        "api_key",
+        "apiKey",
+        "X-Api-Key",
+        "private_token",
+        "PASSWORD",
+        "db_password",
+        "smtp_pass",
+        "REGISTRY_PASSWORD",
+        "secret",
+        "passphrase",
+        "GIT_CREDS",
+        "django_secret_key",
+        "access_token",
+        "refresh_token",
+        "credentials",
+        "mysql_pwd",
+        "pwd",
     ]
     kv_forms = [
         ("{k}={v}", "env"),
@@ -447,9 +761,17 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
         if form == 0:
             pieces = [("argv: mgit login --password ", False), (v, True), (" --user ci", False)]
         elif form == 1:
-            pieces = [("exec: docker login -u ci -p ", False), (v, True), (" registry.example.com", False)]
+            pieces = [
+                ("exec: docker login -u ci -p ", False),
+                (v, True),
+                (" registry.example.com", False),
+            ]
         elif form == 2:
-            pieces = [(f"running: curl -u {g.user()}:", False), (v, True), (" https://api.bitbucket.org/2.0/user", False)]
+            pieces = [
+                (f"running: curl -u {g.user()}:", False),
+                (v, True),
+                (" https://api.bitbucket.org/2.0/user", False),
+            ]
         elif form == 3:
             pieces = [("argv=['mgit', 'login', '--password', '", False), (v, True), ("']", False)]
         elif form == 4:
@@ -457,25 +779,66 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
         elif form == 5:
             pieces = [("argv: mgit clone --secret=", False), (v, True), (" acme/web", False)]
         elif form == 6:
-            pieces = [("running: curl --user ci:", False), (v, True), (" -X POST https://ci.example.com/job", False)]
+            pieces = [
+                ("running: curl --user ci:", False),
+                (v, True),
+                (" -X POST https://ci.example.com/job", False),
+            ]
         else:
             pieces = [("argv: mgit sync --api-key ", False), (v, True), ("", False)]
         g.add("claimed", "argv_secret", f"form{form}", pieces)
 
     for i in range(20):
         cred = b64(f"{g.user()}:{g.password()}")
-        g.add("claimed", "docker_config_auth", "config", [('{"auths": {"registry.example.com": {"auth": "', False), (cred, True), ('"}}}', False)])
-        var = g.pick(["GITLAB_TOKEN", "DB_PASSWORD", "API_KEY", "AZURE_DEVOPS_EXT_PAT", "SECRET_KEY"])
+        g.add(
+            "claimed",
+            "docker_config_auth",
+            "config",
+            [
+                ('{"auths": {"registry.example.com": {"auth": "', False),
+                (cred, True),
+                ('"}}}', False),
+            ],
+        )
+        var = g.pick(
+            ["GITLAB_TOKEN", "DB_PASSWORD", "API_KEY", "AZURE_DEVOPS_EXT_PAT", "SECRET_KEY"]
+        )
         v = g.mixed(ALNUM, 28)
-        g.add("claimed", "kubernetes_env", "pod_spec", [(f'container env: [{{"name": "HOME", "value": "/root"}}, {{"name": "{var}", "value": "', False), (v, True), ('"}]', False)])
+        g.add(
+            "claimed",
+            "kubernetes_env",
+            "pod_spec",
+            [
+                (
+                    f'container env: [{{"name": "HOME", "value": "/root"}}, {{"name": "{var}", "value": "',
+                    False,
+                ),
+                (v, True),
+                ('"}]', False),
+            ],
+        )
 
     # 6. Providers outside the catalogue, half bare, half behind a key.
     for kind in sorted(OTHER_PROVIDERS):
-        for ctx in ("plain", "env", "json", "url_encoded", "escaped_newline", "argv_flag", "dict_header", "separator"):
+        for ctx in (
+            "plain",
+            "env",
+            "json",
+            "url_encoded",
+            "escaped_newline",
+            "argv_flag",
+            "dict_header",
+            "separator",
+        ):
             for _ in range(2):
                 p, s = OTHER_PROVIDERS[kind](g)
                 if kind == "slack_webhook":
-                    g.add("other", kind, ctx, [("posting to " + p, False), (s, True), (" failed: 404", False)])
+                    g.add(
+                        "other",
+                        kind,
+                        ctx,
+                        [("posting to " + p, False), (s, True), (" failed: 404", False)],
+                    )
                     continue
                 g.add("other", kind, ctx, CONTEXTS[ctx](g, p, s))
 
@@ -496,14 +859,34 @@ def ordinary(g: Gen) -> None:
         add("env_empty", f"GH_TOKEN=\nGIT_TERMINAL_PROMPT=0\nPWD={home}")
         add("env_empty", f"GITLAB_TOKEN=\nCI_PROJECT_DIR={home}/build")
     for _ in range(20):
-        f = g.pick(["/etc/passwd", "/etc/shadow", "/home/ci/.git-credentials", "/run/secrets/token", "/etc/mgit/secret_key.pem"])
+        f = g.pick(
+            [
+                "/etc/passwd",
+                "/etc/shadow",
+                "/home/ci/.git-credentials",
+                "/run/secrets/token",
+                "/etc/mgit/secret_key.pem",
+            ]
+        )
         add("path", f"cat: {f}: Permission denied")
         add("path", f"open {f}: no such file or directory")
-        add("path", f"read {g.pick(['/var/run/secrets/kubernetes.io/serviceaccount/token', '/home/ci/.ssh/id_rsa', '/tmp/password.txt'])} ok")
+        add(
+            "path",
+            f"read {g.pick(['/var/run/secrets/kubernetes.io/serviceaccount/token', '/home/ci/.ssh/id_rsa', '/tmp/password.txt'])} ok",
+        )
     for _ in range(20):
-        add("boolean_flag", f"options: use_token={g.pick(['True', 'False'])} require_password={g.pick(['false', 'true'])} verify_ssl=True")
-        add("boolean_flag", f'{{"use_token": {g.pick(["true", "false"])}, "require_password": false, "token_ttl": {g.rng.randrange(60, 3600)}}}')
-        add("boolean_flag", f"auth_required=None secret_scanning=enabled token_count={g.rng.randrange(100)}")
+        add(
+            "boolean_flag",
+            f"options: use_token={g.pick(['True', 'False'])} require_password={g.pick(['false', 'true'])} verify_ssl=True",
+        )
+        add(
+            "boolean_flag",
+            f'{{"use_token": {g.pick(["true", "false"])}, "require_password": false, "token_ttl": {g.rng.randrange(60, 3600)}}}',
+        )
+        add(
+            "boolean_flag",
+            f"auth_required=None secret_scanning=enabled token_count={g.rng.randrange(100)}",
+        )
     subjects = [
         "password: enforce minimum length",
         "token: refresh before expiry",
@@ -515,7 +898,10 @@ def ordinary(g: Gen) -> None:
     ]
     for _ in range(40):
         add("commit_subject", f"{g.sha(7)} {g.pick(subjects)}")
-        add("commit_subject", f"commit {g.sha()}\nAuthor: Jane Doe <jane@example.com>\n\n    {g.pick(subjects)}")
+        add(
+            "commit_subject",
+            f"commit {g.sha()}\nAuthor: Jane Doe <jane@example.com>\n\n    {g.pick(subjects)}",
+        )
     for _ in range(25):
         port = g.pick(["8080", "8443", "3000", "443"])
         add("url_port_query", f"GET https://git.example.com:{port}?next=/login@team&ref=main")
@@ -530,9 +916,14 @@ def ordinary(g: Gen) -> None:
         add("uuid", f"correlation_id={g.uuid()} span_id={g.sha(16)}")
         add("uuid", f"traceparent 00-{g.sha(32)}-{g.sha(16)}-01")
     for _ in range(25):
-        payload = g.pick(["hello world", "README updated", "version: 1.2.3", "{\"a\": 1}", "line one\nline two"])
+        payload = g.pick(
+            ["hello world", "README updated", "version: 1.2.3", '{"a": 1}', "line one\nline two"]
+        )
         add("base64_nonsecret", f"blob content (base64): {b64(payload)}")
-        add("base64_nonsecret", f'{{"encoding": "base64", "content": "{b64(payload + g.s(LO, 5))}"}}')
+        add(
+            "base64_nonsecret",
+            f'{{"encoding": "base64", "content": "{b64(payload + g.s(LO, 5))}"}}',
+        )
         add("base64_nonsecret", f"image digest sha256:{g.sha(64)}")
     for _ in range(25):
         r = g.repo()
