@@ -175,7 +175,7 @@ class MetricsCollector:
             return None
         try:
             d = float(duration)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             d = -1.0
         if not 0 <= d < float("inf"):  # also rejects NaN
             self._drop(method, MetricError(f"invalid duration {duration!r}"))

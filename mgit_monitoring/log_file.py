@@ -36,6 +36,23 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         if sys.version_info >= (3, 9):  # FileHandler's errors= is 3.9+
             kwargs.setdefault("errors", "backslashreplace")
         super().__init__(filename, **kwargs)
+        self._failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A file that cannot be written (full disk, removed directory, lost permission) is one
+        warning naming it, on stderr, instead of a ``--- Logging error ---`` traceback per
+        record; the application goes on and later records are tried again (silently)."""
+        if self._failed:
+            return
+        self._failed = True
+        exc = sys.exc_info()[1]
+        try:
+            sys.stderr.write(
+                f"WARNING mgit_monitoring.logs: cannot write the log file {self.baseFilename}: "
+                f"{type(exc).__name__}: {exc}; later records are tried again, without warning\n"
+            )
+        except Exception:  # noqa: BLE001 - stderr itself may be gone
+            pass
 
     def rotate(self, source: str, dest: str) -> None:
         """Rotate as usual, then create the next file (``source``) private."""

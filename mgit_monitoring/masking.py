@@ -715,13 +715,24 @@ def _maybe_secret(text: str) -> bool:
         or "key" in low
         or "credential" in low
         or "creds" in low
-        or "pat" in low
+        or ("pat" in low and _pat_word(low))
         or "bearer" in low
         or "basic" in low
         or "private-lines" in low
         or "aws" in low
         or _OTHER_GATE.search(text) is not None
     )
+
+
+def _pat_word(low: str) -> bool:
+    """Whether "pat" occurs as a key word (AZURE_DEVOPS_EXT_PAT, {"pat": ...}), not inside
+    a word such as "path" or "dispatch" (which would open the gate on every path)."""
+    i = low.find("pat")
+    while i != -1:
+        if (i == 0 or not low[i - 1].isalpha()) and not low[i + 3 : i + 4].isalpha():
+            return True
+        i = low.find("pat", i + 1)
+    return False
 
 
 def _mask_key_values(text: str, low: str) -> str:

@@ -241,6 +241,10 @@ class NetworkCheck:
         total = len(hosts)
         status = HEALTHY if up == total else DEGRADED if up else UNHEALTHY
         message = f"Network connectivity: {up}/{total} hosts reachable"
+        down = [name for name, r in hosts.items() if r["status"] != "reachable"]
+        if down:  # the reader of the message learns which, not only how many
+            shown = ", ".join(down[:3]) + (f" and {len(down) - 3} more" if len(down) > 3 else "")
+            message += f"; unreachable: {shown}"
         return HealthCheckResult(
             self.name,
             status,

@@ -14,10 +14,8 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import unittest
 import urllib.request
@@ -306,8 +304,10 @@ class ClockJumpsBack(FaultCase):
         self.assertNotIn(1.0, [t.duration for t in traces])
         for trace in traces:
             self.assertGreaterEqual(trace.duration, 0.0, trace)
-        self.assertEqual(1, sum(1 for t in traces if t.duration >= 0.04))  # the jump one...
-        self.assertLess(max(t.duration for t in traces), 60.0)  # ...measured on a monotonic clock
+        # The operation spanning the jump waited 0.05 s on the monotonic clock: measured by
+        # the wall clock it would be about -3600 s.
+        self.assertGreaterEqual(max(t.duration for t in traces), 0.045)
+        self.assertLess(max(t.duration for t in traces), 600.0)
         metrics = self.metrics()
         self.assertEqual(0, metrics.returncode, metrics.stderr)
         self.assertEqual(11, total(metrics.stdout))
@@ -328,8 +328,10 @@ class CorruptStore(FaultCase):
         """Garbage bytes in the store: `metrics` exits 2 with one line naming the file; the
         server keeps serving its own metrics and says the store is unusable; an mgit run
         returns normally with one warning, keeps the garbage aside, and starts afresh."""
-        garbage = random.Random(14).randbytes(8192) if hasattr(random.Random, "randbytes") else (
-            bytes(random.Random(14).getrandbits(8) for _ in range(8192))
+        garbage = (
+            random.Random(14).randbytes(8192)
+            if hasattr(random.Random, "randbytes")
+            else (bytes(random.Random(14).getrandbits(8) for _ in range(8192)))
         )
         with open(self.store_path, "wb") as fh:
             fh.write(garbage)
@@ -438,10 +440,6 @@ print("returned", ok, flush=True)
 
 
 class LogFileBecomesUnwritable(FaultCase):
-    # Defect in mgit_monitoring/log_file.py (not this helper's file): every record after
-    # ENOSPC prints a "--- Logging error ---" traceback from logging.Handler.handleError
-    # (RotatingFileHandler.shouldRollover's seek and FileHandler.flush raise OSError).
-    @unittest.expectedFailure
     def test_log_disk_fills_mid_run(self):
         """The log file's filesystem fills mid-run: every operation returns normally, one
         warning says the log file cannot be written, no 'Logging error' traceback per line."""
@@ -452,7 +450,8 @@ class LogFileBecomesUnwritable(FaultCase):
             "import subprocess, sys\n"
             "subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'none', sys.argv[1]],"
             " check=True)\n"
-            "sys.exit(subprocess.run([sys.executable, '-c', sys.argv[2], sys.argv[1]]).returncode)\n"
+            "child = [sys.executable, '-c', sys.argv[2], sys.argv[1]]\n"
+            "sys.exit(subprocess.run(child).returncode)\n"
         )
         out = run([unshare, "-m", *python("-c", script, mnt, LOG_WRITER)], self.env, self.tmp)
         self.assertEqual(0, out.returncode, out.stderr[-3000:])
@@ -514,9 +513,6 @@ class DnsFails(FaultCase):
         within the check timeout: degraded, with the unresolvable host named."""
         self.health_without_dns()
 
-    # Defect in mgit_monitoring/network_checks.py (not this helper's file): the message a
-    # user reads says "0/1 hosts reachable" without naming the host; only details do.
-    @unittest.expectedFailure
     def test_network_check_message_names_the_unresolvable_host(self):
         check = self.health_without_dns()
         self.assertIn("repos.example-mgit.invalid", check["message"], check)
@@ -555,11 +551,19 @@ class DnsFails(FaultCase):
 
 def _start_server(case: unittest.TestCase, env: dict, cwd: str, port: int = 0) -> tuple:
     log = os.path.join(cwd, f"server-{port}-{len(os.listdir(cwd))}.log")
-    err = open(log, "w", encoding="utf-8")
+    err = open(log, "w", encoding="utf-8")  # noqa: SIM115 - the server's stderr, closed by cleanup
     case.addCleanup(err.close)
     proc = subprocess.Popen(
-        python("-m", "mgit_monitoring", "server", "--simple", "--host", "127.0.0.1",
-               "--port", str(port)),
+        python(
+            "-m",
+            "mgit_monitoring",
+            "server",
+            "--simple",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ),
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -585,8 +589,9 @@ class TwoServersOnePort(FaultCase):
         url, _first, _log = _start_server(self, self.env, self.tmp)
         port = url.rsplit(":", 1)[1]
         second = run(
-            python("-m", "mgit_monitoring", "server", "--simple", "--host", "127.0.0.1",
-                   "--port", port),
+            python(
+                "-m", "mgit_monitoring", "server", "--simple", "--host", "127.0.0.1", "--port", port
+            ),
             self.env,
             self.tmp,
         )

@@ -145,7 +145,8 @@ class TestLinearWork(unittest.TestCase):
         "key words": "token=x password: y pass auth=z ",
         "tokens": "ghp_" + "A1b2" * 9 + " glpat-" + "x1" * 10 + " xoxb-123-456-abcdefghij ",
         "urls": "https://u:p@h/x https://h:8080?a=b@c ",
-        "corpus-like": 'GH_TOKEN=\n{"name": "X_TOKEN", "value": "v"} --token t -u a:b Bearer abcdefgh12345678 ',
+        "corpus-like": 'GH_TOKEN=\n{"name": "X_TOKEN", "value": "v"} --token t -u a:b '
+        "Bearer abcdefgh12345678 ",
     }
 
     def test_doubling_input_doubles_calls(self) -> None:

@@ -80,7 +80,9 @@ class TestNetwork(unittest.TestCase):
         self.assertEqual(result.details["hosts"][up]["status"], "reachable")
         self.assertEqual(result.details["hosts"][up]["address_family"], "IPv4")
         self.assertEqual(result.details["hosts"][down]["status"], "unreachable")
-        self.assertEqual(result.message, "Network connectivity: 1/2 hosts reachable")
+        self.assertEqual(
+            result.message, f"Network connectivity: 1/2 hosts reachable; unreachable: {down}"
+        )
         self.assertEqual((result.observed_value, result.observed_unit), (50.0, "%"))
 
     def test_all_reachable_and_none(self):

@@ -82,6 +82,10 @@ def _fds(pid: int) -> int:
 
 
 @unittest.skipUnless(sys.platform.startswith("linux"), "reads /proc/<pid>")
+@unittest.skipIf(
+    SECONDS <= 0,
+    "MGIT_MONITORING_SOAK_SECONDS=0 (make test-matrix: the soak runs once, in the main pass)",
+)
 class Soak(unittest.TestCase):
     def setUp(self) -> None:
         tmp = tempfile.TemporaryDirectory()

@@ -689,7 +689,7 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
             post.replace("{{", "{").replace("}}", "}"),
         )
         g.add("claimed", "authorization_header", ctx, [(pre, False), (v, True), (post, False)])
-    for i in range(20):
+    for _ in range(20):
         v = g.mixed(ALNUM + "-._", 40)
         g.add(
             "claimed",
@@ -788,7 +788,7 @@ def build(seed: int = SEED) -> List[Dict[str, object]]:
             pieces = [("argv: mgit sync --api-key ", False), (v, True), ("", False)]
         g.add("claimed", "argv_secret", f"form{form}", pieces)
 
-    for i in range(20):
+    for _ in range(20):
         cred = b64(f"{g.user()}:{g.password()}")
         g.add(
             "claimed",

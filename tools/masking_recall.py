@@ -99,9 +99,8 @@ def main(argv: List[str]) -> int:
         else:
             print(f"{group} kinds masked: {good}/{total} = {100.0 * good / total:.1f}%")
     for rec, out in failures[: args.misses]:
-        print(
-            f"\n[{rec['group']}/{rec['kind']}/{rec['context']}]\n  in : {rec['text']!r}\n  out: {out!r}"
-        )
+        where = f"{rec['group']}/{rec['kind']}/{rec['context']}"
+        print(f"\n[{where}]\n  in : {rec['text']!r}\n  out: {out!r}")
     return 0
 
 
