@@ -441,8 +441,9 @@ class CredentialMasker:
         strict: also mask bare 52-character legacy Azure DevOps PATs (may hit long
             lowercase words, hence off by default).
         sensitive_keys: extra structured key names whose values are always masked.
-        max_line: a line longer than this is not scanned but replaced (fail closed), which
-            bounds the cost of a pathological input.
+        max_line: a line longer than this is scanned in pieces of at most this many
+            characters (cut where no secret can straddle, else with an overlap), which
+            bounds the cost of a pathological input and keeps a large line's text.
         cache_size: how many clean strings (up to 512 characters) to remember as clean;
             0 disables the cache. Secrets are never cached.
     """

@@ -110,14 +110,15 @@ class _CounterChild:
     about as many cells as threads that ever ran at the same time.
     """
 
-    __slots__ = ("_cells", "_lock", "label_text", "labelvalues")
+    __slots__ = ("_all", "_cells", "_lock", "label_text", "labelvalues")
 
     def __init__(self, labelvalues: Tuple[str, ...], label_text: str) -> None:
         self.labelvalues = labelvalues
         self.label_text = label_text
         # ident -> [value]; a value stays an int while increments are ints.
         self._cells: Dict[int, List[Any]] = {}
-        self._lock = threading.Lock()  # adding a cell, and reading them all
+        self._all: Tuple[List[Any], ...] = ()  # the cells, for readers: replaced, never changed
+        self._lock = threading.Lock()  # adding a cell
 
     def inc(self, amount: float = 1) -> None:
         """Add ``amount`` (>= 0; NaN, negatives and non-numbers raise MetricError)."""
@@ -143,20 +144,25 @@ class _CounterChild:
             cell = self._cells.get(ident)
             if cell is None:
                 cell = self._cells[ident] = [0]
+                self._all = (*self._all, cell)
         return cell
 
     def get(self) -> float:
         """The current value."""
-        with self._lock:
-            values = [cell[0] for cell in self._cells.values()]
+        cells = self._all
+        if len(cells) == 1:
+            total: float = cells[0][0]
+            return total
+        values = [cell[0] for cell in cells]
         try:
-            total: float = sum(values)
+            total = sum(values)
         except (TypeError, OverflowError):  # e.g. a Decimal in one cell, a float in another
             total = sum(float(_sample(v)) for v in values)
         return total
 
     def _read(self) -> Any:
-        return _sample(self.get())
+        v = self.get()
+        return v if type(v) is float else _sample(v)
 
 
 class _Timer:
@@ -297,7 +303,7 @@ class _HistogramChild:
     sum). The indexes are small non-negative constants: the cheapest list access there is.
     """
 
-    __slots__ = ("_cells", "_keys", "_lock", "_width", "label_text", "labelvalues")
+    __slots__ = ("_all", "_cells", "_keys", "_lock", "_width", "label_text", "labelvalues")
 
     def __init__(
         self, labelvalues: Tuple[str, ...], label_text: str, bounds: Tuple[float, ...]
@@ -309,7 +315,8 @@ class _HistogramChild:
         self._keys = (0.0, 0.0, *bounds)
         self._width = len(bounds) + 1
         self._cells: Dict[int, List[Any]] = {}
-        self._lock = threading.Lock()  # adding a cell, and reading them all
+        self._all: Tuple[List[Any], ...] = ()  # the cells, for readers: replaced, never changed
+        self._lock = threading.Lock()  # adding a cell
 
     def observe(self, value: float) -> None:
         """Count ``value`` in the first bucket whose bound is >= it (NaN raises MetricError)."""
@@ -339,6 +346,7 @@ class _HistogramChild:
             cell = self._cells.get(ident)
             if cell is None:
                 cell = self._cells[ident] = [0.0, 0, *([0] * self._width)]
+                self._all = (*self._all, cell)
         return cell
 
     def time(self) -> _Timer:
@@ -347,13 +355,14 @@ class _HistogramChild:
 
     def get(self) -> HistogramValue:
         """The current buckets (cumulative), sum and count."""
-        with self._lock:
-            cells = list(self._cells.values())
+        cells = self._all
         if not cells:
             cum = (0,) * self._width
             return HistogramValue(cum, 0.0, 0)
-        copies = [_whole(cell) for cell in cells]
-        totals = copies[0] if len(copies) == 1 else [sum(col) for col in zip(*copies)]
+        if len(cells) == 1:
+            totals = _whole(cells[0])
+        else:
+            totals = [sum(col) for col in zip(*[_whole(cell) for cell in cells])]
         cum = tuple(accumulate(totals[2:]))
         return HistogramValue(cum, float(totals[0]), cum[-1])
 
@@ -361,7 +370,7 @@ class _HistogramChild:
 
     def settle_after_fork(self) -> None:
         """In a forked child, close the updates that threads gone in the fork left half done."""
-        for cell in list(self._cells.values()):
+        for cell in self._all:
             cell[1] = sum(cell[2:])
 
 
