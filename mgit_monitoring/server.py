@@ -278,6 +278,13 @@ class _Handler(BaseHTTPRequestHandler):
             _log.debug("connection from %s closed", self.client_address[0], exc_info=True)
 
     def parse_request(self) -> bool:
+        line = self.raw_requestline
+        if line not in (b"\r\n", b"\n") and not line.decode("iso-8859-1").split():
+            # Whitespace only ("\t", "\x0b", "\x85", a bare CR): http.server takes it for an
+            # empty line and closes without a word; it is a malformed request line: 400.
+            # (An empty line where the request line belongs is no request: closed unanswered.)
+            self.send_error(400)
+            return False
         if not super().parse_request():
             return False
         if self.request_version == "HTTP/0.9":  # two words: not served, as HTTP/1.x goes

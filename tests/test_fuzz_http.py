@@ -181,12 +181,21 @@ def _request(rng: random.Random, method: str = "", version: str = "") -> bytes:
     return line + eol + headers + eol + body
 
 
+def _no_request(data: bytes) -> bool:
+    """True when ``data`` starts with two empty lines: the server skips one empty line
+    before a request (RFC 9112 2.2), and an empty line where the request line belongs is
+    no request at all, closed without an answer. Any other first line is answered."""
+    lines = data.split(b"\n", 2)
+    return len(lines) == 3 and lines[0] in (b"", b"\r") and lines[1] in (b"", b"\r")
+
+
 def make_case(rng: random.Random) -> Case:
     """One random connection's worth of hostile input."""
     roll = rng.randrange(20)
     if roll == 0:  # garbage request line
         junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
-        return Case("garbage", [junk + b"\r\n\r\n"], True)
+        data = junk + b"\r\n\r\n"
+        return Case("garbage", [data], not _no_request(data))
     if roll == 1:  # every method, odd ones included
         return Case("method", [_request(rng, rng.choice(METHODS))], True)
     if roll == 2:  # versions: HTTP/0.9 two-word lines, HTTP/2, junk
@@ -413,6 +422,24 @@ class FuzzHttp(unittest.TestCase):
             out = run_case(self.port, Case("regression", [data], True))
             self.assertEqual([400], out.statuses, data)
             self.assertEqual("", out.error, data)
+        # A request line of whitespace only is a malformed request, not an empty line:
+        # 400 (seed 98641289 case 2099 sent "\t\n" then junk, and was closed unanswered).
+        for data in (
+            b"\t\n\x85P\xb3\xbc\r\n\r\n",
+            b"\t\r\n\r\n",
+            b" \r\nHost: x\r\n\r\n",
+            b"\r\n\x0b\x0c\r\n\r\n",  # after the one empty line RFC 9112 lets us skip
+            b"\x85\xa0\x1c\r\n\r\n",  # whitespace to str.split() once read as latin-1
+            b"\r\r\n\r\n",  # a bare CR is not an empty line
+        ):
+            out = run_case(self.port, Case("regression", [data], True))
+            self.assertEqual([400], out.statuses, data)
+            self.assertEqual("", out.error, data)
+        # Empty lines only are no request at all: closed without an answer.
+        for data in (b"\r\n\r\n\r\n", b"\n\r\n\r\n", b"\n\n"):
+            self.assertTrue(_no_request(data), data)
+            out = run_case(self.port, Case("regression", [data], False))
+            self.assertEqual(([], ""), (out.statuses, out.error), data)
         self.assertEqual(200, _get(self.port, "/metrics")[0])
 
     def check_exposition(self, body: bytes) -> None:
