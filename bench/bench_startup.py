@@ -144,8 +144,10 @@ def cold_setup(py: str, rounds: int) -> None:
             for name, code in programs:
                 runs[name].append(_timed(py, code, env))
     ratios = [a[0] / b[0] for a, b in zip(runs["setup"], runs["prometheus"])]
-    print(f"cold setup vs import prometheus_client ({sys.version.split()[0]}, {rounds} rounds, "
-          "median)")
+    print(
+        f"cold setup vs import prometheus_client ({sys.version.split()[0]}, {rounds} rounds, "
+        "median)"
+    )
     for name, label in (
         ("setup", "setup_monitoring_integration()"),
         ("prometheus", "import prometheus_client"),
@@ -155,13 +157,17 @@ def cold_setup(py: str, rounds: int) -> None:
         ms = statistics.median(v[0] for v in values) * 1000
         wall = statistics.median(v[2] for v in values) * 1000
         modules = values[-1][1]
-        print(f"  {label:<34} {ms:7.1f} ms in-process  {modules:4d} modules  "
-              f"{wall:7.1f} ms whole process")
+        print(
+            f"  {label:<34} {ms:7.1f} ms in-process  {modules:4d} modules  "
+            f"{wall:7.1f} ms whole process"
+        )
     ratio = statistics.median(ratios)
     verdict = "ok" if ratio <= 0.5 else ("over the goal" if ratio <= 1.0 else "OVER THE FLOOR")
-    print(f"  setup / import prometheus_client: {ratio:.2f}x "
-          f"(per-round min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"goal <= 0.5x, floor 1.0x -> {verdict}")
+    print(
+        f"  setup / import prometheus_client: {ratio:.2f}x "
+        f"(per-round min {min(ratios):.2f}, max {max(ratios):.2f}); "
+        f"goal <= 0.5x, floor 1.0x -> {verdict}"
+    )
 
 
 def main() -> int:
@@ -178,11 +184,26 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MGIT_MONITORING_")}
         env.update(PYTHONPATH=ROOT, MGIT_MONITORING_STATE_DIR=state, HOME=state)
         subprocess.run([py, "-c", _RECORD], env=env, check=True, timeout=60)
-        ours_argv = [py, "-m", "mgit_monitoring", "server", "--simple", "--port", "0",
-                     "--host", "127.0.0.1"]
+        ours_argv = [
+            py,
+            "-m",
+            "mgit_monitoring",
+            "server",
+            "--simple",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+        ]
         rows: List[Tuple[str, List[int]]] = [
-            ("bare interpreter", [_measure([py, "-c", _BARE], env, False) for _ in range(args.repeat)]),
-            ("mgit-monitoring server --simple", [_measure(ours_argv, env, True) for _ in range(args.repeat)]),
+            (
+                "bare interpreter",
+                [_measure([py, "-c", _BARE], env, False) for _ in range(args.repeat)],
+            ),
+            (
+                "mgit-monitoring server --simple",
+                [_measure(ours_argv, env, True) for _ in range(args.repeat)],
+            ),
         ]
         try:
             import prometheus_client  # noqa: F401
@@ -190,10 +211,14 @@ def main() -> int:
             print("prometheus_client is not installed: anchor skipped (make test-deps)")
         else:
             rows.append(
-                ("prometheus_client start_http_server",
-                 [_measure([py, "-c", _ANCHOR], env, True) for _ in range(args.repeat)])
+                (
+                    "prometheus_client start_http_server",
+                    [_measure([py, "-c", _ANCHOR], env, True) for _ in range(args.repeat)],
+                )
             )
-    print(f"idle RSS after start and one scrape ({sys.version.split()[0]}, median of {args.repeat})")
+    print(
+        f"idle RSS after start and one scrape ({sys.version.split()[0]}, median of {args.repeat})"
+    )
     medians = {name: int(statistics.median(values)) for name, values in rows}
     bare = medians["bare interpreter"]
     for name, value in medians.items():

@@ -296,7 +296,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="a request head must arrive whole within this time from its first byte; idle "
-        "keep-alive connections close after it too (default: %(default)s)"
+        "keep-alive connections close after it too (default: %(default)s)",
     )
 
 

@@ -19,7 +19,6 @@ from mgit_monitoring.default_checks import (
     reset_health_checker,
     set_health_checker,
 )
-from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.health import (
     DEGRADED,
     HEALTHY,

@@ -131,7 +131,9 @@ if __name__ == "__main__":
 class TestLayers(unittest.TestCase):
     def test_imports_point_down_and_only_public_names_cross(self):
         """tools/check_layers.py finds no cycle, upward import or private cross-module name."""
-        spec = importlib.util.spec_from_file_location("check_layers", ROOT / "tools" / "check_layers.py")
+        spec = importlib.util.spec_from_file_location(
+            "check_layers", ROOT / "tools" / "check_layers.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         self.assertEqual([], module.problems(PACKAGE_DIR))
@@ -140,7 +142,9 @@ class TestLayers(unittest.TestCase):
         """The checker is not vacuous: a lower module importing a higher one is reported."""
         import tempfile
 
-        spec = importlib.util.spec_from_file_location("check_layers", ROOT / "tools" / "check_layers.py")
+        spec = importlib.util.spec_from_file_location(
+            "check_layers", ROOT / "tools" / "check_layers.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.request
 from typing import List
@@ -26,7 +25,7 @@ from mgit_monitoring.health_report import HealthCheckResult
 from mgit_monitoring.http_app import MonitoringApp
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.store import READ_ONLY, READ_WRITE, STORE_FILENAME, Store
-from tests.support import ROOT, run_python
+from tests.support import ROOT
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
@@ -128,7 +127,9 @@ class TestOtherUid(_Case):
         _need_other_uid(self)
         super().setUp()
         self.pkg = os.path.join(self.tmp, "pkg")
-        shutil.copytree(os.path.join(ROOT, "mgit_monitoring"), os.path.join(self.pkg, "mgit_monitoring"))
+        shutil.copytree(
+            os.path.join(ROOT, "mgit_monitoring"), os.path.join(self.pkg, "mgit_monitoring")
+        )
         for top, dirs, files in os.walk(self.pkg):
             for name in dirs:
                 os.chmod(os.path.join(top, name), 0o755)
@@ -138,7 +139,9 @@ class TestOtherUid(_Case):
         _record(self.state)
 
     def as_nobody(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.nobody_argv(*args, **env), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            self.nobody_argv(*args, **env), capture_output=True, text=True, timeout=timeout
+        )
 
     def nobody_argv(self, *args: str, **env: str) -> List[str]:
         settings = {
@@ -210,7 +213,9 @@ class TestOtherUid(_Case):
         os.chmod(copy, 0o555)
         out = self.as_nobody("metrics", "--state-dir", copy)
         self.assertEqual(0, out.returncode, out.stderr)
-        self.assertIn('mgit_operations_total{operation="clone-all",provider="github"} 5', out.stdout)
+        self.assertIn(
+            'mgit_operations_total{operation="clone-all",provider="github"} 5', out.stdout
+        )
         self.assertEqual(["clone_repos"], os.listdir(copy) and self._ops(copy))
 
     def _ops(self, copy: str) -> List[str]:
@@ -228,7 +233,9 @@ class TestOtherUid(_Case):
                 self.assertEqual("", out.stdout)
                 lines = out.stderr.splitlines()
                 self.assertEqual(1, len(lines), out.stderr)
-                self.assertTrue(lines[0].startswith("error: cannot read the monitoring store "), lines[0])
+                self.assertTrue(
+                    lines[0].startswith("error: cannot read the monitoring store "), lines[0]
+                )
                 self.assertIn("Permission denied for uid 65534", lines[0])
 
 
@@ -310,7 +317,9 @@ class TestStatusWords(unittest.TestCase):
         checker = HealthChecker(registry=Registry())
         app = MonitoringApp(metrics=Registry(), health_checker=checker, simple=True)
         info = json.loads(app.route("GET", "/info").body)["monitoring"]
-        self.assertEqual({"state_dir": None, "store": "memory"}, {k: info[k] for k in ("state_dir", "store")})
+        self.assertEqual(
+            {"state_dir": None, "store": "memory"}, {k: info[k] for k in ("state_dir", "store")}
+        )
 
 
 if __name__ == "__main__":
