@@ -45,8 +45,8 @@ _EXPORTS: Dict[str, str] = {
     "get_metrics_collector": "collector",
     "reset_metrics_collector": "collector",
     "setup_metrics": "collector",
-    "ContextThread": "context",
-    "ContextThreadPoolExecutor": "context",
+    "ContextThread": "context_threads",
+    "ContextThreadPoolExecutor": "context_threads",
     "child_env": "context",
     "correlation_context": "context",
     "get_context": "context",
@@ -54,7 +54,7 @@ _EXPORTS: Dict[str, str] = {
     "git_operation_context": "context",
     "operation_context": "context",
     "provider_context": "context",
-    "submit_with_context": "context",
+    "submit_with_context": "context_threads",
     "CredentialMasker": "masking",
     "mask_credentials": "masking",
     "mask_structure": "masking",
@@ -132,8 +132,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MonitoringConfig,
     )
     from mgit_monitoring.context import (
-        ContextThread,
-        ContextThreadPoolExecutor,
         child_env,
         correlation_context,
         get_context,
@@ -141,6 +139,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         git_operation_context,
         operation_context,
         provider_context,
+    )
+    from mgit_monitoring.context_threads import (
+        ContextThread,
+        ContextThreadPoolExecutor,
         submit_with_context,
     )
     from mgit_monitoring.default_checks import (

@@ -8,8 +8,7 @@ a child process receives as the parent in ``TRACEPARENT``.
 
 ``contextvars`` give every asyncio task its own view, but ``ThreadPoolExecutor.submit``
 and ``threading.Thread`` start from an empty context (verified on 3.11-3.13), so a
-parallel cloner must use :class:`ContextThreadPoolExecutor`, :func:`submit_with_context`
-or :class:`ContextThread`.
+parallel cloner must use the helpers of :mod:`mgit_monitoring.context_threads`.
 
 Nothing is read at import: ``TRACEPARENT`` is adopted only when :func:`adopt_traceparent`
 is called (``setup_structured_logging`` calls it).
@@ -23,7 +22,6 @@ import os
 import random
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import (
     Any,
@@ -42,8 +40,6 @@ from mgit_monitoring import fork_hooks
 __all__ = [
     "CURRENT_SCOPE",
     "PROCESS_SCOPE",
-    "ContextThread",
-    "ContextThreadPoolExecutor",
     "ProcessScope",
     "Scope",
     "TraceParent",
@@ -64,7 +60,6 @@ __all__ = [
     "parse_traceparent",
     "provider_context",
     "reset_process_trace",
-    "submit_with_context",
 ]
 
 _T = TypeVar("_T")
@@ -488,35 +483,3 @@ def child_env(
     if extra:
         env.update(extra)
     return env
-
-
-def submit_with_context(
-    executor: Any, fn: Callable[..., _T], *args: Any, **kwargs: Any
-) -> Future[_T]:
-    """``executor.submit(fn, ...)`` that runs ``fn`` in a copy of the submitter's context."""
-    ctx = contextvars.copy_context()  # captured here, in the submitting thread
-    future: Future[_T] = executor.submit(ctx.run, fn, *args, **kwargs)
-    return future
-
-
-class ContextThreadPoolExecutor(ThreadPoolExecutor):
-    """A ThreadPoolExecutor whose tasks (``submit`` and ``map``) see the submitter's context.
-
-    Each task runs in its own copy, so what a task sets stays in that task.
-    """
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        # One copy per task: a Context object cannot be entered by two threads at once.
-        ctx = contextvars.copy_context()
-        return super().submit(ctx.run, fn, *args, **kwargs)
-
-
-class ContextThread(threading.Thread):
-    """A threading.Thread that runs in a copy of the context of the thread that created it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mgit_context = contextvars.copy_context()
-
-    def run(self) -> None:
-        self._mgit_context.run(super().run)

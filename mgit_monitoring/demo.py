@@ -569,7 +569,7 @@ def _demo(
     cleanup: List[Callable[[], Any]],
     say: Callable[[str], None],
 ) -> None:
-    from mgit_monitoring.context import ContextThreadPoolExecutor
+    from mgit_monitoring.context_threads import ContextThreadPoolExecutor
     from mgit_monitoring.integration import (
         reset_monitoring_integration,
         setup_monitoring_integration,

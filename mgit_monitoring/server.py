@@ -532,19 +532,7 @@ class _HTTPServer(ThreadingHTTPServer):
         sel.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
         try:
             while not self._stop:
-                for key, _events in sel.select(self._timeout(poll_interval)):
-                    data = key.data
-                    if data is None:
-                        self._accept()
-                    elif data is self._wake_r:
-                        self._drain_wakeups()
-                    elif not data.closed:  # (closed: evicted earlier in this round)
-                        try:
-                            self._readable(data)
-                        except Exception:  # one connection's trouble never stops the loop
-                            _log.exception("error reading from %s", data.addr)
-                            self._forget(data)
-                            self._drop(data)
+                self._dispatch(sel.select(self._timeout(poll_interval)))
                 self._take_returns()
                 self._expire()
         finally:
@@ -560,6 +548,21 @@ class _HTTPServer(ThreadingHTTPServer):
             for key in list(sel.get_map().values()):
                 sel.unregister(key.fileobj)
             self._stopped.set()
+
+    def _dispatch(self, events: List[Tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _events in events:
+            data = key.data
+            if data is None:
+                self._accept()
+            elif data is self._wake_r:
+                self._drain_wakeups()
+            elif not data.closed:  # (closed: evicted earlier in this round)
+                try:
+                    self._readable(data)
+                except Exception:  # one connection's trouble never stops the loop
+                    _log.exception("error reading from %s", data.addr)
+                    self._forget(data)
+                    self._drop(data)
 
     def shutdown(self) -> None:
         """Stop :meth:`serve_forever` and wait for it to return."""
@@ -598,6 +601,10 @@ class _HTTPServer(ThreadingHTTPServer):
             while self._idle:  # draining: no new request on a waiting connection
                 self._drop(self._idle.popitem(last=False)[0])
         cutoff = now - self.request_timeout
+        if any(w and next(iter(w)).since <= cutoff for w in (self._idle, self._partial)):
+            # Judge on every byte that arrived by the deadline: bytes that came while this
+            # round was busy (a slow round on a loaded machine) are read before any close.
+            self._dispatch(self._selector.select(0))
         for waiting in (self._idle, self._partial):
             while waiting:
                 oldest = next(iter(waiting))

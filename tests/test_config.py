@@ -379,9 +379,7 @@ class TestLenient(unittest.TestCase):
 
     def test_thresholds_out_of_order_fall_back_to_defaults(self):
         """Two variables out of order: both defaults, one warning naming both."""
-        config, warnings = self.lenient(
-            env(MEMORY_WARN_PERCENT="99", MEMORY_FAIL_PERCENT="90")
-        )
+        config, warnings = self.lenient(env(MEMORY_WARN_PERCENT="99", MEMORY_FAIL_PERCENT="90"))
         self.assertEqual((85.0, 95.0), (config.memory_warn_percent, config.memory_fail_percent))
         self.assertEqual(1, len(warnings), warnings)
         self.assertIn("MGIT_MONITORING_MEMORY_WARN_PERCENT", warnings[0])

@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from mgit_monitoring.context import (
     CURRENT_SCOPE,
     PROCESS_SCOPE,
-    ContextThread,
-    ContextThreadPoolExecutor,
     Scope,
     TraceParent,
     adopt_traceparent,
@@ -36,6 +34,10 @@ from mgit_monitoring.context import (
     parse_traceparent,
     provider_context,
     reset_process_trace,
+)
+from mgit_monitoring.context_threads import (
+    ContextThread,
+    ContextThreadPoolExecutor,
     submit_with_context,
 )
 from tests.support import need_executable

@@ -61,7 +61,7 @@ def metric_names(expr: str) -> set:
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
     names = set()
     for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        rest = text[match.end():].lstrip()
+        rest = text[match.end() :].lstrip()
         if rest.startswith("(") or match.group(0).lower() in _KEYWORDS:
             continue
         names.add(match.group(0))
@@ -448,8 +448,14 @@ class TestLayering(unittest.TestCase):
             "metric_definitions", "process_metrics", "version", "errors", "yaml_text",
             "promql", "grafana_dashboard", "alert_rules", "deploy_files",
         }  # fmt: skip
-        for module in (generate_config, deploy_files, alert_rules, promql, grafana_dashboard,
-                       yaml_text):
+        for module in (
+            generate_config,
+            deploy_files,
+            alert_rules,
+            promql,
+            grafana_dashboard,
+            yaml_text,
+        ):
             tree = ast.parse(pathlib.Path(module.__file__).read_text(encoding="utf-8"))
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):

@@ -37,8 +37,11 @@ DATA_GROUPS = ("Overview", "Operations", "Performance", "Providers")
 HEALTHY_ALERTS = ("MgitUnhealthy", "MgitHealthDegraded", "MgitTargetDown", "MgitMetricsAbsent")
 
 
-def _run(*argv: str, cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-         ) -> subprocess.CompletedProcess:
+def _run(
+    *argv: str,
+    cwd: Optional[str] = None,
+    env: Optional[Dict[str, str]] = None,
+) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
@@ -81,8 +84,9 @@ class TestPrometheusTools(GeneratedFiles):
     def test_promtool_test_rules_notices_a_wrong_expectation(self):
         promtool = need_executable("promtool")
         path = os.path.join(self.out, "prometheus-alerts.test.yml")
-        text = self.files["prometheus-alerts.test.yml"].replace("exp_alerts: []", "exp_alerts:\n"
-                                                                "          - exp_labels: {}", 1)
+        text = self.files["prometheus-alerts.test.yml"].replace(
+            "exp_alerts: []", "exp_alerts:\n          - exp_labels: {}", 1
+        )
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
         self.assertNotEqual(0, _run(promtool, "test", "rules", path).returncode)

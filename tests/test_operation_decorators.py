@@ -1123,9 +1123,7 @@ class CallableKindsTest(IntegrationCase):
         self.assertEqual(len({line["correlation_id"] for line in lines}), 1)
         rows = get_performance_monitor().recent_traces()
         (top,) = [r for r in rows if r.operation == "clone_all"]
-        self.assertEqual(
-            [r.parent_id for r in rows if r.operation == "clone"], [top.trace_id] * 2
-        )
+        self.assertEqual([r.parent_id for r in rows if r.operation == "clone"], [top.trace_id] * 2)
         self.assertEqual(len({r.correlation_id for r in rows}), 1)
 
 
@@ -1247,9 +1245,7 @@ class OneNamePerOperationTest(IntegrationCase):
         endpoints = self.names("ConnectionError")["label"]("mgit_api_requests_total", "endpoint")
         self.assertEqual(endpoints, {"/orgs/acme/repos"})
         self.assertEqual(self.names("ConnectionError")["errors"], {"/orgs/acme/repos"})
-        self.assertEqual(
-            {line["endpoint"] for line in self.op_lines()}, {"/orgs/acme/repos"}
-        )
+        self.assertEqual({line["endpoint"] for line in self.op_lines()}, {"/orgs/acme/repos"})
 
     def test_authentication(self) -> None:
         """A failed authentication: "authentication" in its error and its log line."""
