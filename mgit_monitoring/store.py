@@ -1062,8 +1062,13 @@ class Store:
             name="mgit-monitoring-store-flush",
             daemon=True,
         )
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12 refuses new threads in atexit hooks; flush() and close() still
+            # run the callbacks synchronously, so exit-time writes are not lost.
+            return
         self._flusher, self._flusher_pid = thread, os.getpid()
-        thread.start()
 
     def flush(self) -> None:
         """Run every flush callback now, then retention maintenance when it is due."""
