@@ -151,12 +151,17 @@ class TestLinearWork(unittest.TestCase):
 
     def test_doubling_input_doubles_calls(self) -> None:
         for name, unit in self.SHAPES.items():
+            grew = False
             for max_line in (65536, 1000):  # one scan, and the chunked path
                 masker = CredentialMasker(cache_size=0, max_line=max_line)
                 small = _count_calls(lambda m=masker, u=unit: m.mask_text(u * 200))
                 large = _count_calls(lambda m=masker, u=unit: m.mask_text(u * 400))
                 self.assertLessEqual(large, 2.3 * small + 100, f"{name} max_line={max_line}")
-                self.assertGreater(large, small, name)
+                grew = grew or large > small
+            # The counter sees the work grow on at least one path. Not on both: since Python
+            # 3.12 re.sub expands a string template in C, so one scan of URLs makes the same
+            # number of Python calls at any size; the chunked path always loops in Python.
+            self.assertTrue(grew, name)
 
 
 if __name__ == "__main__":
