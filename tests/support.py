@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import unittest
 from types import ModuleType
 from typing import Callable, NoReturn
@@ -232,3 +233,25 @@ class ProviderApiCase(TempDirCase):
     def setUp(self) -> None:
         super().setUp()
         self.server.seen.clear()
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets process ``pid`` holds open (from /proc/<pid>/fd)."""
+    count = 0
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def await_condition(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -13,10 +13,10 @@ seed is printed and named in every failure) sends 3,000 malformed or unusual req
 What must hold: no 5xx answers (every request is a client's doing); every answer is a
 well-formed HTTP/1.1 response; every request the client finished sending within
 ``request_timeout`` of connecting gets an answer (a slower client may be closed at the head
-deadline, as may one that sent only empty lines); every connection the client leaves open is closed by the
-server within ``request_timeout`` + slack from the client's last byte; afterwards the
-server holds no client socket, still answers, and serves a ``/metrics`` that promtool
-and prometheus_client accept, whose request counter has no label from the fuzz input.
+deadline, as may one that sent only empty lines); every connection the client leaves open
+is closed by the server within ``request_timeout`` + slack from the client's last byte;
+afterwards the server holds no client socket, still answers, and serves a ``/metrics``
+that promtool and prometheus_client accept, whose request counter has no label from the fuzz input.
 Linux only (open sockets are read from ``/proc/<pid>/fd``).
 """
 
@@ -34,9 +34,9 @@ import sys
 import tempfile
 import time
 import unittest
-from typing import Any, Callable, Counter, List, NamedTuple, Tuple
+from typing import Any, Counter, List, NamedTuple, Tuple
 
-from tests.support import ROOT, need_executable, need_module
+from tests.support import ROOT, await_condition, need_executable, need_module, open_sockets
 
 REQUESTS = 3000
 CLIENTS = 64
@@ -288,26 +288,6 @@ def _at_line_start(data: bytes, pos: int) -> bool:
     return pos == 0 or data[pos - 1 : pos] == b"\n"
 
 
-def _open_sockets(pid: int) -> int:
-    count = 0
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                count += 1
-        except OSError:
-            pass
-    return count
-
-
-def _await(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _get(port: int, path: str) -> Tuple[int, bytes]:
     import http.client
 
@@ -368,7 +348,7 @@ class FuzzHttp(unittest.TestCase):
         rng = random.Random(seed)
         cases = [make_case(rng) for _ in range(REQUESTS)]
         self.assertEqual(200, _get(self.port, "/health/live")[0])
-        baseline = _open_sockets(self.proc.pid)
+        baseline = open_sockets(self.proc.pid)
 
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
@@ -409,8 +389,10 @@ class FuzzHttp(unittest.TestCase):
 
         # Afterwards: no client socket held, the server answers, /metrics parses.
         self.assertTrue(
-            _await(lambda: _open_sockets(self.proc.pid) <= baseline, REQUEST_TIMEOUT + SLACK),
-            f"server holds {_open_sockets(self.proc.pid)} sockets, {baseline} before the fuzz",
+            await_condition(
+                lambda: open_sockets(self.proc.pid) <= baseline, REQUEST_TIMEOUT + SLACK
+            ),
+            f"server holds {open_sockets(self.proc.pid)} sockets, {baseline} before the fuzz",
         )
         self.assertEqual(200, _get(self.port, "/health/live")[0])
         status, body = _get(self.port, "/metrics")

@@ -21,7 +21,7 @@ import time
 import unittest
 from typing import Any, Callable, List, Tuple
 
-from tests.support import need_executable
+from tests.support import await_condition, need_executable, open_sockets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDLE = 500
@@ -55,26 +55,6 @@ def _proc_status(pid: int, field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-def _open_sockets(pid: int) -> int:
-    count = 0
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                count += 1
-        except OSError:
-            pass
-    return count
-
-
-def _await(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @unittest.skipUnless(sys.platform.startswith("linux"), "reads /proc/<pid>")
@@ -141,9 +121,9 @@ class TestSlowClients(unittest.TestCase):
         port = int(url.rsplit(":", 1)[1])
         make = lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # noqa: E731
         self.assertEqual(200, self.timed_get(make, "/health/ready")[0])  # warm: imports done
-        self.assertTrue(_await(lambda: _proc_status(proc.pid, "Threads") <= 2, 15))
+        self.assertTrue(await_condition(lambda: _proc_status(proc.pid, "Threads") <= 2, 15))
         baseline = _proc_status(proc.pid, "Threads")  # main and the selector thread
-        sockets_before = _open_sockets(proc.pid)
+        sockets_before = open_sockets(proc.pid)
 
         clients: List[socket.socket] = []
         self.addCleanup(lambda: [sock.close() for sock in clients])
@@ -169,8 +149,8 @@ class TestSlowClients(unittest.TestCase):
         self.addCleanup(stop.set)
         held = IDLE + SLOWLORIS + sockets_before
         self.assertTrue(
-            _await(lambda: _open_sockets(proc.pid) >= held, 30),
-            f"the server holds {_open_sockets(proc.pid)} sockets, not {held}",
+            await_condition(lambda: open_sockets(proc.pid) >= held, 30),
+            f"the server holds {open_sockets(proc.pid)} sockets, not {held}",
         )
         threads_loaded = _proc_status(proc.pid, "Threads")
 
@@ -183,7 +163,7 @@ class TestSlowClients(unittest.TestCase):
             self.assertEqual(200, self.timed_get(make, "/metrics")[0])
         median = statistics.median(latencies)
         # All 1,000 are still held: the probes were served next to them, not instead.
-        self.assertGreaterEqual(_open_sockets(proc.pid), held)
+        self.assertGreaterEqual(open_sockets(proc.pid), held)
         print(
             f"\n  {IDLE} idle + {SLOWLORIS} slowloris held: probe median {median:.1f} ms, "
             f"max {max(latencies):.1f} ms; threads {baseline} -> {threads_loaded}",
@@ -198,11 +178,11 @@ class TestSlowClients(unittest.TestCase):
             sock.close()
         clients.clear()
         self.assertTrue(
-            _await(lambda: _open_sockets(proc.pid) <= sockets_before, 15),
-            f"{_open_sockets(proc.pid)} sockets left open, {sockets_before} before",
+            await_condition(lambda: open_sockets(proc.pid) <= sockets_before, 15),
+            f"{open_sockets(proc.pid)} sockets left open, {sockets_before} before",
         )
         self.assertTrue(
-            _await(lambda: _proc_status(proc.pid, "Threads") <= baseline, 15),
+            await_condition(lambda: _proc_status(proc.pid, "Threads") <= baseline, 15),
             f"{_proc_status(proc.pid, 'Threads')} threads, baseline {baseline}",
         )
 
@@ -254,23 +234,23 @@ class TestSlowClients(unittest.TestCase):
             "127.0.0.1", port, context=ctx, timeout=10
         )
         self.assertEqual(200, self.timed_get(make, "/health/live")[0])
-        self.assertTrue(_await(lambda: _proc_status(proc.pid, "Threads") <= 2, 15))
+        self.assertTrue(await_condition(lambda: _proc_status(proc.pid, "Threads") <= 2, 15))
         baseline = _proc_status(proc.pid, "Threads")
-        sockets_before = _open_sockets(proc.pid)
+        sockets_before = open_sockets(proc.pid)
         clients: List[socket.socket] = []
         self.addCleanup(lambda: [sock.close() for sock in clients])
         for i in range(300):
             sock = self.connect(port, clients)
             if i % 2:
                 sock.sendall(b"\x16\x03\x01\x02\x00\x01")  # a ClientHello record, cut short
-        self.assertTrue(_await(lambda: _open_sockets(proc.pid) >= sockets_before + 300, 30))
+        self.assertTrue(await_condition(lambda: open_sockets(proc.pid) >= sockets_before + 300, 30))
         for path in ("/health/live", "/health/ready", "/metrics"):
             self.assertEqual(200, self.timed_get(make, path)[0], path)
         self.assertLess(_proc_status(proc.pid, "Threads") - baseline, 8)
         for sock in clients:
             sock.close()
-        self.assertTrue(_await(lambda: _open_sockets(proc.pid) <= sockets_before, 15))
-        self.assertTrue(_await(lambda: _proc_status(proc.pid, "Threads") <= baseline, 15))
+        self.assertTrue(await_condition(lambda: open_sockets(proc.pid) <= sockets_before, 15))
+        self.assertTrue(await_condition(lambda: _proc_status(proc.pid, "Threads") <= baseline, 15))
 
 
 if __name__ == "__main__":
