@@ -255,3 +255,50 @@ def await_condition(condition: Callable[[], bool], seconds: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def start_prometheus(test: unittest.TestCase, binary: str, config: str, workdir: str) -> str:
+    """Start a real Prometheus on a free loopback port with ``config``; return its URL.
+
+    Its TSDB and log live in ``workdir``; a cleanup asks it to quit (``/-/quit``) and
+    terminates it if it does not. Prometheus cannot listen on port 0, so a free port is
+    borrowed from the kernel first.
+    """
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    log = open(os.path.join(workdir, "prometheus.log"), "wb")  # noqa: SIM115
+    test.addCleanup(log.close)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={os.path.join(workdir, 'data')}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}"
+
+    def stop() -> None:
+        if proc.poll() is not None:
+            return
+        try:
+            quit_request = urllib.request.Request(f"{api}/-/quit", method="POST")
+            urllib.request.urlopen(quit_request, timeout=5).close()
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    test.addCleanup(stop)
+    return api

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,13 @@ from mgit_monitoring.alert_rules import ALERTS_FILE, rule_groups
 from mgit_monitoring.deploy_files import SYSTEMD_EXEC
 from mgit_monitoring.generate_config import build_files, write_files
 from mgit_monitoring.grafana_dashboard import PANEL_TYPES
-from tests.support import ROOT, interop_required, need_executable, need_module
+from tests.support import (
+    ROOT,
+    interop_required,
+    need_executable,
+    need_module,
+    start_prometheus,
+)
 
 ASSETS = os.path.join(ROOT, "monitoring_assets")
 DEADLINE_S = 45.0  # Prometheus 2.42 lands its first scrape ~6 s after start
@@ -308,13 +313,6 @@ while not stop.is_set():
 """
 
 
-def _free_port() -> int:
-    # Prometheus cannot listen on port 0, so borrow a free port from the kernel.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class TestEndToEndWithPrometheus(unittest.TestCase):
     """A real Prometheus runs the generated scrape and rule configuration against us."""
 
@@ -408,40 +406,7 @@ class TestEndToEndWithPrometheus(unittest.TestCase):
         return path
 
     def _start_prometheus(self, config: str) -> str:
-        port = _free_port()
-        log = open(os.path.join(self.tmp, "prometheus.log"), "wb")  # noqa: SIM115
-        self.addCleanup(log.close)
-        proc = subprocess.Popen(
-            [
-                self.prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={os.path.join(self.tmp, 'data')}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        api = f"http://127.0.0.1:{port}"
-        self.addCleanup(self._stop_prometheus, proc, api)
-        return api
-
-    @staticmethod
-    def _stop_prometheus(proc: subprocess.Popen, api: str) -> None:
-        if proc.poll() is None:
-            try:
-                urllib.request.urlopen(
-                    urllib.request.Request(f"{api}/-/quit", method="POST"), timeout=5
-                )
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        return start_prometheus(self, self.prometheus, config, self.tmp)
 
     # -- Prometheus API ---------------------------------------------------------------
 

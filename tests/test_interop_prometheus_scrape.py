@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -18,16 +16,9 @@ from typing import Any, List
 from mgit_monitoring.health import HealthChecker
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.server import start_monitoring_server
-from tests.support import need_executable
+from tests.support import need_executable, start_prometheus
 
 DEADLINE_S = 30.0  # Prometheus 2.42 lands its first scrape ~6 s after start (discovery throttle)
-
-
-def _free_port() -> int:
-    # Prometheus cannot listen on port 0, so borrow a free port from the kernel.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class TestPrometheusScrapesUs(unittest.TestCase):
@@ -47,7 +38,6 @@ class TestPrometheusScrapesUs(unittest.TestCase):
         self.addCleanup(self.server.close)
 
     def _start_prometheus(self) -> str:
-        port = _free_port()
         config = os.path.join(self.tmp, "prometheus.yml")
         with open(config, "w", encoding="utf-8") as handle:
             handle.write(
@@ -55,39 +45,7 @@ class TestPrometheusScrapesUs(unittest.TestCase):
                 "scrape_configs:\n  - job_name: mgit\n"
                 f"    static_configs: [{{targets: ['127.0.0.1:{self.server.port}']}}]\n"
             )
-        log = open(os.path.join(self.tmp, "prometheus.log"), "wb")  # noqa: SIM115
-        self.addCleanup(log.close)
-        proc = subprocess.Popen(
-            [
-                self.prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={os.path.join(self.tmp, 'data')}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        api = f"http://127.0.0.1:{port}"
-        self.addCleanup(self._stop, proc, api)
-        return api
-
-    @staticmethod
-    def _stop(proc: subprocess.Popen, api: str) -> None:
-        if proc.poll() is None:
-            try:
-                urllib.request.urlopen(
-                    urllib.request.Request(f"{api}/-/quit", method="POST"), timeout=5
-                )
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        return start_prometheus(self, self.prometheus, config, self.tmp)
 
     @staticmethod
     def _query(api: str, promql: str) -> List[Any] | None:
