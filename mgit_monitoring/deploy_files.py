@@ -196,6 +196,26 @@ def grafana_dashboards_provider() -> Dict[str, Any]:
 _LABELS = {"app": "mgit"}
 
 
+def _pod_security() -> Dict[str, Any]:
+    """Pods run as nobody with the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "fsGroup": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _container_security() -> Dict[str, Any]:
+    """Containers gain no privilege, drop every capability and write only their volumes."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _meta(name: str, namespace: str) -> Dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(_LABELS)}
 
@@ -217,13 +237,7 @@ def deployment(namespace: str, port: int) -> Dict[str, Any]:
                 "metadata": {"labels": dict(_LABELS)},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 65534,
-                        "runAsGroup": 65534,
-                        "fsGroup": 65534,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": _pod_security(),
                     "containers": [{
                         "name": "mgit",
                         "image": IMAGE,
@@ -245,11 +259,7 @@ def deployment(namespace: str, port: int) -> Dict[str, Any]:
                             "requests": {"cpu": "50m", "memory": "64Mi"},
                             "limits": {"cpu": "500m", "memory": "256Mi"},
                         },
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
+                        "securityContext": _container_security(),
                         "volumeMounts": [
                             {"name": "state", "mountPath": STATE_DIR},
                             {"name": "tmp", "mountPath": "/tmp"},
@@ -325,13 +335,7 @@ def cronjob(namespace: str, job: str) -> Dict[str, Any]:
                     "metadata": {"labels": {"app": "mgit-sync"}},
                     "spec": {
                         "restartPolicy": "Never",
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": 65534,
-                            "runAsGroup": 65534,
-                            "fsGroup": 65534,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": _pod_security(),
                         "containers": [{
                             "name": "mgit",
                             "image": IMAGE,
@@ -347,11 +351,7 @@ def cronjob(namespace: str, job: str) -> Dict[str, Any]:
                                 "requests": {"cpu": "100m", "memory": "128Mi"},
                                 "limits": {"cpu": "1", "memory": "512Mi"},
                             },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
+                            "securityContext": _container_security(),
                             "volumeMounts": [
                                 {"name": "state", "mountPath": STATE_DIR},
                                 {"name": "work", "mountPath": "/work"},
