@@ -62,6 +62,8 @@ _EXPORTS: Dict[str, str] = {
     "ConsoleFormatter": "log_console",
     "StructuredLogger": "structured_logger",
     "get_structured_logger": "structured_logger",
+    "LogWriter": "log_writer",
+    "flush_logs": "log_writer",
     "setup_structured_logging": "logs",
     "HealthCheckResult": "health",
     "HealthChecker": "health",

@@ -343,6 +343,7 @@ def _parse_version(value: Any, label: str) -> str | None:
 _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "enabled": ("ENABLED", parse_bool),
     "log_level": ("LOG_LEVEL", _parse_level),
+    "log_background": ("LOG_BACKGROUND", parse_bool),
     "host": ("HOST", _parse_host),
     "port": ("PORT", _ranged(int, 0, 65535)),
     "state_dir": ("STATE_DIR", _parse_path),
@@ -459,6 +460,12 @@ class MonitoringConfig:
 
     - ``enabled`` (ENABLED): true. 1/0, true/false, yes/no, on/off, any case.
     - ``log_level`` (LOG_LEVEL): INFO. DEBUG, INFO, WARNING (WARN), ERROR, CRITICAL.
+    - ``log_background`` (LOG_BACKGROUND): true; once :func:`~mgit_monitoring.integration.
+      setup_monitoring_integration` applies it, structured log lines (the decorators' and
+      every :class:`~mgit_monitoring.structured_logger.StructuredLogger`'s) are built and
+      handed to logging's handlers by one background thread, in order, so a monitored
+      operation does not wait for formatting and writes (see
+      :mod:`mgit_monitoring.log_writer`); false: on the calling thread.
     - ``host`` (HOST): 0.0.0.0, the server's bind address (IP address or host name).
     - ``port`` (PORT): 8080, in 0..65535; 0 picks a free port.
     - ``state_dir`` (STATE_DIR): from_env uses ``$XDG_STATE_HOME/mgit-monitoring`` or
@@ -515,6 +522,7 @@ class MonitoringConfig:
 
     enabled: bool = True
     log_level: str = "INFO"
+    log_background: bool = True
     host: str = "0.0.0.0"
     port: int = 8080
     state_dir: str | None = None

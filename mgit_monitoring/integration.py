@@ -57,6 +57,7 @@ from mgit_monitoring.api_responses import extract_status_code, is_rate_limited
 from mgit_monitoring.collector import MetricsCollector, reset_metrics_collector, setup_metrics
 from mgit_monitoring.config import ENV_WARNINGS, MonitoringConfig
 from mgit_monitoring.errors import ConfigError
+from mgit_monitoring.log_writer import flush_logs, get_log_writer
 from mgit_monitoring.operation_decorators import (
     LOGGER_NAME,
     REPOSITORY_PARAMETERS,
@@ -88,6 +89,7 @@ __all__ = [
     "MonitoringIntegration",
     "REPOSITORY_PARAMETERS",
     "extract_status_code",
+    "flush_logs",
     "get_monitoring_integration",
     "is_monitoring_enabled",
     "is_rate_limited",
@@ -418,6 +420,7 @@ def setup_monitoring_integration(
         set_performance_monitor(performance)
         _integration = integration
         set_monitoring_enabled(cfg.enabled)
+        get_log_writer().set_background(cfg.log_background)
         persistence.arm()
     try:
         if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.INFO):
@@ -443,6 +446,7 @@ def _teardown(integration: MonitoringIntegration) -> None:
             health.stop_background()
 
     for step, action in (
+        ("write queued log lines", lambda: get_log_writer().set_background(False)),
         ("stop shared metrics", lambda: shared and shared.stop()),
         ("flush traces", integration.performance.close),
         ("stop health", stop_health),

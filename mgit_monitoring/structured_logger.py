@@ -19,6 +19,11 @@ decorated mgit function that fails in an application without logging configurati
 therefore prints nothing from this package; its exception still reaches the caller.
 A logger under ``mgit_monitoring`` also gets the package's ``NullHandler`` (see
 :mod:`mgit_monitoring.package_log`).
+
+Where the record is built and written is the
+:class:`~mgit_monitoring.log_writer.LogWriter`'s choice: on the calling thread, or (once
+the integration turns the background mode on) on one background thread, in call order,
+with the record's time, thread and correlation scope those of the call.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import operator
 import sys
+import threading
 import time
 import traceback
 from types import SimpleNamespace
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
 from mgit_monitoring.context import CURRENT_SCOPE
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR
+from mgit_monitoring.log_writer import LogWriter, get_log_writer
 from mgit_monitoring.package_log import PACKAGE_LOGGER, install_null_handler
 
 __all__ = ["LEVEL_NAMES", "StructuredLogger", "get_structured_logger", "parse_level"]
@@ -44,6 +51,11 @@ LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DEBUG, _INFO, _WARNING, _ERROR, _CRITICAL = 10, 20, 30, 40, 50
 _NO_FLOOR = SimpleNamespace(level=0)  # for loggers whose class decides levels its own way
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+# Values a queued line may hold: nothing the caller could change after the call.
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+_TASK_NAMES = sys.version_info >= (3, 12)  # LogRecord.taskName
+_get_ident = threading.get_ident
+_current_thread = threading.current_thread
 
 
 def parse_level(value: Union[int, str], source: str = "level") -> int:
@@ -74,6 +86,9 @@ class StructuredLogger:
         clock: what ``operation_start``/``operation_end`` read for their ``start_time`` and
             ``end_time`` fields (default ``time.time``); the record's own time is the
             record factory's.
+        writer: the :class:`~mgit_monitoring.log_writer.LogWriter` that decides where
+            records are built and written (default: the process's, which writes on the
+            calling thread until the integration turns its background mode on).
 
     Fields may have any name (``name``, ``module``, ``args``, ``message`` ...): they travel
     as one record attribute, so they never clash with LogRecord's own. ``exc_info``,
@@ -84,10 +99,14 @@ class StructuredLogger:
     (no ``logging.lastResort`` output).
     """
 
-    __slots__ = ("_clock", "_direct", "_floor", "_logger", "name")
+    __slots__ = ("_clock", "_direct", "_floor", "_logger", "_writer", "name")
 
     def __init__(
-        self, logger: Union[str, logging.Logger], *, clock: Callable[[], float] = time.time
+        self,
+        logger: Union[str, logging.Logger],
+        *,
+        clock: Callable[[], float] = time.time,
+        writer: LogWriter | None = None,
     ) -> None:
         lg = logging.getLogger(logger) if isinstance(logger, str) else logger
         if lg.name == PACKAGE_LOGGER or lg.name.startswith(PACKAGE_LOGGER + "."):
@@ -95,6 +114,7 @@ class StructuredLogger:
         self._logger = lg
         self.name = lg.name
         self._clock = clock
+        self._writer = get_log_writer() if writer is None else writer
         # Decided once, for a logger class that works as logging.Logger does:
         # - _floor: where the level methods read the logger's own level; below it a call
         #   is off whatever isEnabledFor would say (NOTSET, 0, lets every call through);
@@ -160,12 +180,63 @@ class StructuredLogger:
                 exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
             elif not isinstance(exc_info, tuple):
                 exc_info = sys.exc_info()
+        writer = self._writer
+        if not writer.background:
+            self._emit((level, fn, lno, msg, args, exc_info, func, sinfo, fields, None))
+            return
+        # Queued only when nothing in the line can change after this call returns.
+        queue = exc_info is None and sinfo is None and type(msg) is str
+        if queue:
+            for value in args:
+                if type(value) not in _SCALARS:
+                    queue = False
+                    break
+            else:
+                for value in fields.values():
+                    if type(value) not in _SCALARS:
+                        queue = False
+                        break
+        if queue:
+            task = None
+            if _TASK_NAMES and logging.logAsyncioTasks:  # what LogRecord would read
+                asyncio = sys.modules.get("asyncio")
+                if asyncio is not None:
+                    try:
+                        task = asyncio.current_task().get_name()
+                    except Exception:  # noqa: BLE001 - no running loop: no task
+                        task = None
+            when = (time.time_ns(), _get_ident(), _current_thread().name, task, CURRENT_SCOPE.get())
+            writer.submit(self._emit, (level, fn, lno, msg, args, None, func, None, fields, when))
+        else:
+            entry = (level, fn, lno, msg, args, exc_info, func, sinfo, fields, None)
+            writer.write_now(self._emit, entry)
+
+    def _emit(self, entry: Tuple[Any, ...]) -> None:
+        """Build the record and hand it to the handlers (on the calling thread, or on the
+        writer's with the caller's time and thread from ``when``)."""
+        level, fn, lno, msg, args, exc_info, func, sinfo, fields, when = entry
         lg = self._logger
         record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
         attrs = record.__dict__
+        if when is None:
+            attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
+        else:
+            ns, ident, thread_name, task, scope = when
+            created = ns / 1e9
+            msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
+            if msecs == 999.0 and int(created) != ns // 1_000_000_000:
+                msecs = 0.0  # created rounded up into the next second
+            attrs["relativeCreated"] -= (record.created - created) * 1000
+            attrs["created"] = created
+            attrs["msecs"] = msecs
+            if logging.logThreads:
+                attrs["thread"] = ident
+                attrs["threadName"] = thread_name
+            if task is not None:
+                attrs["taskName"] = task
+            attrs[CONTEXT_ATTR] = scope
         if fields:
             attrs[FIELDS_ATTR] = fields
-        attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
         if self._direct and not lg.filters and not lg.disabled:
             # Logger.callHandlers without its lastResort fallback (with no handler on the
             # way, logging is not configured and a library prints nothing): walk up the

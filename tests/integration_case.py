@@ -16,6 +16,7 @@ from mgit_monitoring.integration import (
     reset_monitoring_integration,
     setup_monitoring_integration,
 )
+from mgit_monitoring.log_writer import flush_logs
 from mgit_monitoring.logs import StructuredFormatter
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -26,10 +27,23 @@ BARE_TOKEN_URL = "https://s3cr3tpat0000000000000000000000000000000000000@dev.azu
 LOGGER = "mgit_monitoring.integration"
 """Where monitoring's own warnings go."""
 
+WRITER_LOGGER = "mgit_monitoring.log_writer"
+"""Where the background log writer reports a line it could not write."""
+
 
 def value(name: str, labels: Optional[Dict[str, str]] = None) -> Optional[float]:
     """A sample of the default collector's registry (None when absent)."""
     return get_metrics_collector().registry.snapshot().get_sample_value(name, labels)
+
+
+class LogCapture(io.StringIO):
+    """A log capture whose reader sees every line written so far: the integration's
+    background writer may still hold lines, so reading writes them first (what a user
+    reading the log after an operation does with ``flush_logs()``)."""
+
+    def getvalue(self) -> str:
+        flush_logs()
+        return super().getvalue()
 
 
 class IntegrationCase(unittest.TestCase):
@@ -42,12 +56,13 @@ class IntegrationCase(unittest.TestCase):
         self.addCleanup(tmp.cleanup)
         self.state_dir = tmp.name
         self.module = f"tests.integration.{self._testMethodName}"
-        self.stream = io.StringIO()
+        self.stream = LogCapture()
         self.capture(self.module)
         self.capture(type(self).__module__)  # functions not given this test's name log here
         self.capture(LOGGER)
         self.capture("mgit_monitoring.performance")
         self.capture("mgit_monitoring.config")  # a bad MGIT_MONITORING_* value's one warning
+        self.capture(WRITER_LOGGER)
 
     def capture(self, name: str) -> None:
         logger = logging.getLogger(name)

@@ -29,7 +29,7 @@ LAYERS: List[List[str]] = [
      "log_file", "package_log"],
     # 1. Values and settings: samples, configuration, correlation scopes, the store file.
     ["samples", "config", "context", "store", "health_report", "http_auth", "log_encoding",
-     "context_threads",
+     "context_threads", "log_writer",
      "promql"],
     # 2. Instruments, renderers and the single checks.
     ["metric_types", "exposition", "operation_stats", "log_formatter", "health",

@@ -1,0 +1,223 @@
+"""Structured log lines handed to logging's handlers by one background thread.
+
+Building a ``LogRecord``, formatting it and writing it cost more than everything else a
+monitored operation does. With the writer in the background (``MGIT_MONITORING_LOG_
+BACKGROUND``, on by default once :func:`~mgit_monitoring.integration.
+setup_monitoring_integration` applies it), a
+:class:`~mgit_monitoring.structured_logger.StructuredLogger` call only captures what the
+line needs from the calling thread (the time, the thread, the caller's file and line, the
+correlation scope, the fields) and queues it; one daemon thread builds the record and
+hands it to the handlers, while the operation goes on (for mgit: while it waits for git or
+a provider). This is what the logging HOWTO's ``QueueHandler``/``QueueListener`` does for
+handlers that block, moved one step earlier so that the record itself is built off the
+calling thread too.
+
+What stays true:
+
+- **Order.** One queue and one lock: every line a structured logger wrote reaches the
+  handlers in the order it was written, from any thread. A line whose values could change
+  after the call (a list, a dict, an exception with its traceback) is not queued: the
+  calling thread writes what is queued, then that line, under the same lock. Lines the host
+  writes with plain ``logging`` are not queued, so they may reach a shared file a moment
+  before a structured line written earlier; each line's ``timestamp`` is the time of the
+  call, not of the write.
+- **Nothing is lost.** The queue is bounded (``max_pending``); when it is full, the
+  calling thread writes what is queued and its own line (back-pressure, not dropping).
+  :meth:`LogWriter.flush` writes everything queued before it returns; it runs at
+  interpreter exit (before ``logging.shutdown`` closes the handlers), when the background
+  mode is switched off, and is public as :func:`flush_logs` (tests that capture log
+  output call it, as loguru users call ``complete()``).
+- **Fork.** A child process starts with an empty queue (the parent writes what it had
+  queued) and starts its own thread when it first needs one.
+
+Limits: a host's record factory (``logging.setLogRecordFactory``) runs on the writer
+thread, so one that reads thread-local or context state of the caller sees the writer's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import threading
+from typing import Any, Callable, Deque, Optional, Tuple
+
+from mgit_monitoring.fork_hooks import after_fork_in_child
+from mgit_monitoring.warn_once import WarnOnce
+
+__all__ = ["LogWriter", "flush_logs", "get_log_writer"]
+
+_WARNINGS = WarnOnce("mgit_monitoring.log_writer")
+
+Emit = Callable[[Any], None]
+
+
+class LogWriter:
+    """A FIFO of pending log lines and the daemon thread that writes them.
+
+    Args:
+        max_pending: the most lines queued at once; past it, the calling thread writes.
+        idle_timeout: how long the idle thread sleeps between checks (it is woken at once
+            when a line arrives; the timeout only bounds a missed wake-up).
+
+    :attr:`background` is False until :meth:`set_background` turns it on: until then the
+    structured loggers write on the calling thread and no thread is started.
+    """
+
+    def __init__(self, *, max_pending: int = 10_000, idle_timeout: float = 1.0) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, not {max_pending!r}")
+        self.max_pending = int(max_pending)
+        self.idle_timeout = float(idle_timeout)
+        self.background = False
+        self._pending: Deque[Tuple[Emit, Any]] = collections.deque()
+        self._lock = threading.RLock()  # one writer at a time: the thread, flush, overflow
+        self._wake = threading.Event()
+        self._idle = True
+        self._thread: Optional[threading.Thread] = None
+        self._stop = False
+        self._hooks_installed = False
+
+    def __repr__(self) -> str:
+        mode = "background" if self.background else "calling thread"
+        return f"<LogWriter {mode}, {len(self._pending)} pending>"
+
+    @property
+    def pending(self) -> int:
+        """How many lines are queued and not yet written."""
+        return len(self._pending)
+
+    def set_background(self, flag: bool) -> None:
+        """Write on the background thread (True) or on the calling thread (False).
+
+        Switching off writes what is queued and stops the thread.
+        """
+        if flag:
+            self.background = True
+            return
+        self.background = False
+        self.flush()
+        thread = self._thread
+        if thread is not None:
+            self._stop = True
+            self._wake.set()
+            if thread is not threading.current_thread():
+                thread.join(timeout=5.0)
+            self._thread = None
+            self._stop = False
+        self.flush()  # a line another thread queued while the thread was stopping
+
+    def submit(self, emit: Emit, entry: Any) -> None:
+        """Have ``emit(entry)`` called on the writer thread, after every line queued before.
+
+        Called on the calling thread only in background mode (the caller checks
+        :attr:`background`); if the thread cannot run (not started yet and cannot be, or
+        the queue is full), the line is written here, after what is queued.
+        """
+        pending = self._pending
+        if len(pending) >= self.max_pending or (self._thread is None and not self._start()):
+            self.write_now(emit, entry)
+            return
+        pending.append((emit, entry))
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def write_now(self, emit: Emit, entry: Any) -> None:
+        """Call ``emit(entry)`` on this thread, after writing every queued line."""
+        with self._lock:
+            self._drain()
+            emit(entry)
+
+    def flush(self) -> None:
+        """Write every line queued so far, on this thread; return when they are written."""
+        if self._pending or self._thread is not None:
+            with self._lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        # Called with the lock held. A handler that logs through a structured logger queues
+        # its line; the loop writes it too.
+        pending = self._pending
+        while pending:
+            try:
+                emit, entry = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                emit(entry)
+            except Exception as exc:  # noqa: BLE001 - one bad line must not stop the rest
+                _WARNINGS.warn(
+                    type(exc).__name__,
+                    "a log line could not be written (%s: %s)",
+                    type(exc).__name__,
+                    exc,
+                )
+
+    def _start(self) -> bool:
+        """Start the writer thread; False (write on the calling thread) if it cannot run."""
+        with self._lock:
+            if self._thread is not None:
+                return True
+            if not self._hooks_installed:
+                self._hooks_installed = True
+                after_fork_in_child(self._after_fork)
+                # Registered after logging's own exit hook, so it runs first (atexit is
+                # last in, first out): the handlers are still open.
+                atexit.register(self.flush)
+            thread = threading.Thread(target=self._run, name="mgit-monitoring-log-writer")
+            thread.daemon = True
+            try:
+                thread.start()
+            except RuntimeError:  # at interpreter exit (3.12+), or out of threads
+                return False
+            self._thread = thread
+            return True
+
+    def _run(self) -> None:
+        wake = self._wake
+        while not self._stop:
+            wake.wait(self.idle_timeout)
+            wake.clear()
+            with self._lock:
+                self._drain()
+            self._idle = True
+            if self._pending:  # queued after the drain, before _idle was set
+                self._idle = False
+                wake.set()
+
+    def _after_fork(self) -> None:
+        # The parent writes what it had queued; the parent's thread and lock are not ours.
+        self._pending = collections.deque()
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._idle = True
+        self._thread = None
+        self._stop = False
+
+
+_default: Optional[LogWriter] = None
+_default_lock = threading.Lock()
+
+
+def get_log_writer() -> LogWriter:
+    """The process's writer, shared by every structured logger that was given none."""
+    global _default
+    writer = _default
+    if writer is None:
+        with _default_lock:
+            if _default is None:
+                _default = LogWriter()
+            writer = _default
+    return writer
+
+
+def flush_logs() -> None:
+    """Write every structured log line queued so far; return when they are written.
+
+    A no-op unless the background writer is on. Call it before reading log output that a
+    monitored operation just produced (a test capturing records, a step that ships the
+    log file).
+    """
+    writer = _default
+    if writer is not None:
+        writer.flush()

@@ -1,0 +1,333 @@
+"""The background log writer: lines built off the calling thread, in order, none lost.
+
+Each test gives its structured loggers a writer of its own, so the process's writer (and
+the integration that configures it) is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+from typing import Any, Callable, List, Optional
+
+from mgit_monitoring.context import correlation_context, get_correlation_id
+from mgit_monitoring.log_formatter import StructuredFormatter
+from mgit_monitoring.log_writer import LogWriter
+from mgit_monitoring.structured_logger import StructuredLogger
+from tests.support import await_condition
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Collect(logging.Handler):
+    """Keeps each record and its JSON line; can hold the writer inside a handler call."""
+
+    def __init__(self, gate: Optional[threading.Event] = None) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+        self.lines: List[dict] = []
+        self.gate = gate
+        self.entered = threading.Event()
+        self.owner = os.getpid()
+        self.setFormatter(StructuredFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        if self.gate is not None and os.getpid() == self.owner:
+            self.gate.wait(30)
+        self.records.append(record)
+        self.lines.append(json.loads(self.format(record)))
+
+
+class WriterCase(unittest.TestCase):
+    def make(
+        self, gate: Optional[threading.Event] = None, **writer_args: Any
+    ) -> "tuple[StructuredLogger, LogWriter, Collect]":
+        writer = LogWriter(**writer_args)
+        writer.set_background(True)
+        self.addCleanup(writer.set_background, False)
+        std = logging.getLogger(f"tests.log_writer.{self._testMethodName}")
+        handler = Collect(gate)
+        std.addHandler(handler)
+        std.setLevel(logging.DEBUG)
+        std.propagate = False
+        self.addCleanup(std.removeHandler, handler)
+        if gate is not None:
+            self.addCleanup(gate.set)  # never leave the writer thread parked
+        return StructuredLogger(std, writer=writer), writer, handler
+
+
+class TestOrderAndContent(WriterCase):
+    def test_lines_from_many_threads_keep_call_order(self) -> None:
+        """8 threads x 300 lines: every line written once, in the order the calls were made."""
+        log, writer, out = self.make()
+        order_lock = threading.Lock()
+        counter = [0]
+
+        def work(t: int) -> None:
+            for i in range(300):
+                with order_lock:  # the call order is the counter's
+                    counter[0] += 1
+                    log.info("line", seq=counter[0], thread_no=t, i=i)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        writer.flush()
+        seqs = [line["seq"] for line in out.lines]
+        self.assertEqual(seqs, list(range(1, 2401)))
+
+    def test_record_has_the_callers_time_thread_and_correlation(self) -> None:
+        """Written later by the writer thread, the line still says when, where and in which
+        correlation scope the call was made."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        log.info("first")  # parks the writer inside the handler
+        self.assertTrue(out.entered.wait(10))
+        seen: dict = {}
+
+        def caller() -> None:
+            with correlation_context("clone", provider="github"):
+                seen["cid"] = get_correlation_id()
+                seen["before"] = time.time()
+                log.info("from the worker", repo="r1")
+                seen["after"] = time.time()
+
+        worker = threading.Thread(target=caller, name="clone-worker-7")
+        worker.start()
+        worker.join()
+        self.assertEqual(writer.pending, 1)  # queued, not yet written
+        time.sleep(0.02)  # the record must not take the time it is written at
+        gate.set()
+        writer.flush()
+        record, line = out.records[1], out.lines[1]
+        self.assertEqual(record.threadName, "clone-worker-7")
+        self.assertEqual(record.thread, worker.ident)
+        self.assertLessEqual(seen["before"] - 0.001, record.created)
+        self.assertLessEqual(record.created, seen["after"] + 0.001)
+        self.assertEqual(line["correlation_id"], seen["cid"])
+        self.assertEqual(line["correlation"]["operation"], "clone")
+        self.assertEqual(line["repo"], "r1")
+        self.assertEqual(line["function"], "caller")  # the caller's frame, not the writer's
+
+    def test_a_mutable_value_is_written_as_it_was_at_the_call(self) -> None:
+        """A list field is not queued: queued lines are written first, then it, at once."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        log.info("a")
+        self.assertTrue(out.entered.wait(10))
+        log.info("b")
+        items = ["x"]
+        done = threading.Event()
+
+        def call() -> None:
+            log.info("c", items=items)
+            done.set()
+
+        th = threading.Thread(target=call)
+        th.start()
+        self.assertFalse(done.wait(0.05))  # waits behind "a" and "b", as a write must
+        gate.set()
+        th.join(10)
+        items.append("changed later")
+        writer.flush()
+        self.assertEqual([line["message"] for line in out.lines], ["a", "b", "c"])
+        self.assertEqual(out.lines[2]["items"], ["x"])
+
+    def test_exception_lines_keep_their_traceback_and_order(self) -> None:
+        log, writer, out = self.make()
+        log.info("before")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        log.info("after")
+        writer.flush()
+        self.assertEqual([line["message"] for line in out.lines], ["before", "failed", "after"])
+        self.assertIn("ValueError", json.dumps(out.lines[1]))
+
+
+class TestNothingLost(WriterCase):
+    def test_a_full_queue_makes_the_caller_write_nothing_dropped(self) -> None:
+        """max_pending=4 with the writer stuck: the fifth line waits for it, then all are
+        written in order (back-pressure, not loss)."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate, max_pending=4)
+        log.info("first", i=-1)
+        self.assertTrue(out.entered.wait(10))  # the writer is held inside the handler
+        finished = threading.Event()
+
+        def produce() -> None:
+            for i in range(12):
+                log.info("n", i=i)
+            finished.set()
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        self.assertTrue(await_condition(lambda: writer.pending == 4, 10))
+        self.assertFalse(finished.is_set())  # the caller waits instead of dropping
+        gate.set()
+        producer.join(10)
+        writer.flush()
+        self.assertEqual([line["i"] for line in out.lines], list(range(-1, 12)))
+
+    def test_a_failing_handler_is_one_warning_and_later_lines_still_written(self) -> None:
+        log, writer, out = self.make()
+        std = log.logger
+        calls = [0]
+
+        class Boom(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                calls[0] += 1
+                if calls[0] <= 2:
+                    raise RuntimeError("filter exploded")
+                return True
+
+        boom = Boom()
+        std.addFilter(boom)
+        self.addCleanup(std.removeFilter, boom)
+        with self.assertLogs("mgit_monitoring.log_writer", "DEBUG") as cm:
+            for i in range(4):
+                log.info("n", i=i)
+            writer.flush()
+        warnings = [r for r in cm.records if r.levelno == logging.WARNING]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("filter exploded", warnings[0].getMessage())
+        self.assertEqual([line["i"] for line in out.lines], [2, 3])
+
+    def test_switching_off_writes_what_is_queued_and_stops_the_thread(self) -> None:
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        log.info("a")
+        self.assertTrue(out.entered.wait(10))
+        log.info("b")
+        names = lambda: [t.name for t in threading.enumerate()]  # noqa: E731
+        self.assertIn("mgit-monitoring-log-writer", names())
+        gate.set()
+        writer.set_background(False)
+        self.assertEqual([line["message"] for line in out.lines], ["a", "b"])
+        self.assertEqual(writer.pending, 0)
+        log.info("c")  # now on the calling thread
+        self.assertEqual(out.lines[-1]["message"], "c")
+
+    def test_max_pending_must_be_positive(self) -> None:
+        with self.assertRaises(ValueError):
+            LogWriter(max_pending=0)
+
+
+def run(code: str, env_extra: Optional[dict] = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("MGIT_MONITORING_LOG_BACKGROUND", None)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+class TestInARealProcess(unittest.TestCase):
+    def setUp(self) -> None:
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+
+    def program(self, tail: str) -> str:
+        head = f"""
+            import logging, os, sys
+            from mgit_monitoring.integration import (
+                monitor_mgit_operation, setup_monitoring_integration)
+            from mgit_monitoring.logs import setup_structured_logging
+            setup_structured_logging(stream=sys.stdout, profile="json")
+            setup_monitoring_integration(state_dir={self.dir!r}, persist=False)
+
+            @monitor_mgit_operation("sync_repo", provider="github")
+            def sync(i):
+                return i
+        """
+        return textwrap.dedent(head) + textwrap.dedent(tail)
+
+    def test_every_line_is_written_at_exit_without_a_flush(self) -> None:
+        """1,000 operations and a plain exit: all 2,000 operation lines are in the output,
+        each once (atexit writes the queue before logging closes the handlers)."""
+        proc = run(self.program("for i in range(1000): sync(i)"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = [json.loads(x) for x in proc.stdout.splitlines()]
+        ops = [x for x in lines if x.get("operation") == "sync_repo"]
+        self.assertEqual(len(ops), 2000)
+        started = [x for x in ops if x["operation_status"] == "started"]
+        self.assertEqual(len({x["correlation_id"] for x in started}), 1000)
+
+    def test_off_by_variable_writes_on_the_calling_thread(self) -> None:
+        code = self.program(
+            """
+            import threading
+            sync(1)
+            print("threads", sorted(t.name for t in threading.enumerate()), flush=True)
+            """
+        )
+        proc = run(code, {"MGIT_MONITORING_LOG_BACKGROUND": "false"})
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertNotIn("mgit-monitoring-log-writer", proc.stdout)
+        lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+        ops = [x["operation_status"] for x in lines if x.get("operation") == "sync_repo"]
+        self.assertEqual(ops, ["started", "completed"])
+
+    @unittest.skipUnless(hasattr(os, "fork"), "no os.fork on this platform")
+    def test_a_forked_child_does_not_write_the_parents_queued_lines(self) -> None:
+        """Lines queued in the parent at fork time are written once, by the parent."""
+        code = self.program(
+            """
+            import threading
+            from mgit_monitoring.log_writer import flush_logs, get_log_writer
+            gate = threading.Event()
+            parent = os.getpid()
+
+            class Park(logging.Filter):
+                def filter(self, record):
+                    if os.getpid() == parent and record.getMessage() == "park":
+                        gate.wait(30)
+                    return True
+
+            logging.getLogger().handlers[0].addFilter(Park())
+            log = logging.getLogger("x")
+            from mgit_monitoring.structured_logger import get_structured_logger
+            slog = get_structured_logger("x")
+            slog.info("park")
+            while get_log_writer().pending != 0:
+                pass  # the writer has taken "park" and is held inside the handler
+            for i in range(5):
+                slog.info("queued", i=i)
+            pid = os.fork()
+            if pid == 0:
+                slog.info("child line")
+                flush_logs()
+                os._exit(0)
+            os.waitpid(pid, 0)
+            gate.set()
+            flush_logs()
+            """
+        )
+        proc = run(code)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        messages = [json.loads(x)["message"] for x in proc.stdout.splitlines()]
+        self.assertEqual(messages.count("queued"), 5, messages)
+        self.assertEqual(messages.count("child line"), 1, messages)
+        self.assertEqual(messages.count("park"), 1, messages)
+
+
+if __name__ == "__main__":
+    unittest.main()
