@@ -20,14 +20,13 @@ Two ways to read the environment, chosen explicitly by the caller:
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 import os
 import re
 import sys
 import urllib.parse
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple, cast
 
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.warn_once import WarnOnce
@@ -370,6 +369,37 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
 }
 
 
+#: field name -> default (what the bare constructor uses).
+_DEFAULTS: Dict[str, Any] = {
+    "enabled": True,
+    "log_level": "INFO",
+    "log_background": True,
+    "host": "0.0.0.0",
+    "port": 8080,
+    "state_dir": None,
+    "persist": True,
+    "flush_interval_seconds": 5.0,
+    "store_timeout_seconds": 5.0,
+    "performance_retention_hours": 720.0,
+    "performance_max_traces": 10000,
+    "trace_timeout_seconds": 21600.0,
+    "anomaly_avg_factor": 3.0,
+    "anomaly_p95_factor": 2.0,
+    "disk_path": None,
+    "disk_min_free_bytes": 1024**3,
+    "disk_warn_free_percent": 20.0,
+    "disk_fail_free_percent": 10.0,
+    "memory_warn_percent": 85.0,
+    "memory_fail_percent": 95.0,
+    "health_interval_seconds": 30.0,
+    "health_timeout_seconds": 5.0,
+    "network_hosts": None,
+    "provider_endpoints": None,
+    "min_git_version": None,
+    "validate_credentials": False,
+}
+
+
 def enabled_from_env(environ: Mapping[str, str] | None = None, *, strict: bool = True) -> bool:
     """``MGIT_MONITORING_ENABLED`` alone (default true).
 
@@ -447,7 +477,6 @@ def _account_home() -> str:
         return os.path.expanduser("~")
 
 
-@dataclasses.dataclass(frozen=True)
 class MonitoringConfig:
     """Every setting of mgit_monitoring, validated on construction.
 
@@ -520,40 +549,89 @@ class MonitoringConfig:
     bad *variable* into one warning and its default instead (see the module docstring).
     """
 
-    enabled: bool = True
-    log_level: str = "INFO"
-    log_background: bool = True
-    host: str = "0.0.0.0"
-    port: int = 8080
-    state_dir: str | None = None
-    persist: bool = True
-    flush_interval_seconds: float = 5.0
-    store_timeout_seconds: float = 5.0
-    performance_retention_hours: float = 720.0
-    performance_max_traces: int = 10000
-    trace_timeout_seconds: float = 21600.0
-    anomaly_avg_factor: float = 3.0
-    anomaly_p95_factor: float = 2.0
-    disk_path: str | None = None
-    disk_min_free_bytes: int = 1024**3
-    disk_warn_free_percent: float = 20.0
-    disk_fail_free_percent: float = 10.0
-    memory_warn_percent: float = 85.0
-    memory_fail_percent: float = 95.0
-    health_interval_seconds: float = 30.0
-    health_timeout_seconds: float = 5.0
-    network_hosts: Tuple[str, ...] | None = None
-    provider_endpoints: Tuple[Tuple[str, str], ...] | None = None
-    min_git_version: str | None = None
-    validate_credentials: bool = False
+    enabled: bool
+    log_level: str
+    log_background: bool
+    host: str
+    port: int
+    state_dir: str | None
+    persist: bool
+    flush_interval_seconds: float
+    store_timeout_seconds: float
+    performance_retention_hours: float
+    performance_max_traces: int
+    trace_timeout_seconds: float
+    anomaly_avg_factor: float
+    anomaly_p95_factor: float
+    disk_path: str | None
+    disk_min_free_bytes: int
+    disk_warn_free_percent: float
+    disk_fail_free_percent: float
+    memory_warn_percent: float
+    memory_fail_percent: float
+    health_interval_seconds: float
+    health_timeout_seconds: float
+    network_hosts: Tuple[str, ...] | None
+    provider_endpoints: Tuple[Tuple[str, str], ...] | None
+    min_git_version: str | None
+    validate_credentials: bool
 
-    def __post_init__(self) -> None:
+    __slots__ = (*_FIELDS,)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Positional arguments in field order, or keywords; each validated and normalised
+        ("warn" -> "WARNING", "8080" -> 8080). A field not given takes its default."""
+        if len(args) > len(_FIELDS):
+            msg = f"MonitoringConfig takes at most {len(_FIELDS)} positional arguments"
+            raise TypeError(msg)
+        values = dict(_DEFAULTS)
+        values.update(zip(_FIELDS, args))
+        for name, value in kwargs.items():
+            if name not in _DEFAULTS:
+                raise TypeError(f"MonitoringConfig got an unexpected keyword argument {name!r}")
+            if list(_FIELDS).index(name) < len(args):
+                raise TypeError(f"MonitoringConfig got multiple values for argument {name!r}")
+            values[name] = value
         for name, (_var, parser) in _FIELDS.items():
-            # Normalise in place ("warn" -> "WARNING", "8080" -> 8080); frozen, hence setattr.
-            object.__setattr__(self, name, parser(getattr(self, name), name))
+            object.__setattr__(self, name, parser(values[name], name))
         problems = _pair_problems(self.__getattribute__, {name: name for name in _FIELDS})
         if problems:
             raise ConfigError(problems[0][1])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"MonitoringConfig is immutable: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"MonitoringConfig is immutable: cannot delete {name!r}")
+
+    def _values(self) -> Tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == cast(MonitoringConfig, other)._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"MonitoringConfig({fields})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:  # pickle and copy: rebuilt through __init__
+        return (type(self), self._values())
+
+    def replace(self, **changes: Any) -> MonitoringConfig:
+        """A copy with ``changes`` (field names), validated as on construction.
+
+        Raises:
+            TypeError: an unknown field name (as ``dataclasses.replace`` does).
+            ConfigError: a bad value.
+        """
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(changes)
+        return type(self)(**values)
 
     @classmethod
     def from_env(
@@ -635,7 +713,7 @@ class MonitoringConfig:
 
     def as_dict(self) -> Dict[str, Any]:
         """The settings as a JSON-ready dict (none of them is a secret)."""
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @staticmethod
     def env_var(field_name: str) -> str:
@@ -665,5 +743,4 @@ def _pair_problems(get: Callable[[str], Any], labels: Mapping[str, str]) -> List
 
 
 def _default(name: str) -> Any:
-    field = MonitoringConfig.__dataclass_fields__[name]
-    return field.default
+    return _DEFAULTS[name]

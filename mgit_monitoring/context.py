@@ -36,6 +36,7 @@ from typing import (
 )
 
 from mgit_monitoring import fork_hooks
+from mgit_monitoring.wrapping import function_kind
 
 __all__ = [
     "CURRENT_SCOPE",
@@ -100,7 +101,7 @@ def _first_getrandbits(k: int) -> int:
     global _getrandbits
     with _rng_lock:
         if _getrandbits is _first_getrandbits:
-            rng = random.Random()
+            rng = random.Random()  # nosec B311 # ids, not secrets (see above)
             _seed(rng)
             fork_hooks.after_fork_in_child(lambda: _seed(rng))
             _getrandbits = rng.getrandbits  # C method, atomic under the GIL
@@ -365,10 +366,8 @@ class _ScopeManager:
 
     def __call__(self, func: _F) -> _F:
         """Decorate ``func``: each call (each run of a coroutine) gets a scope of its own."""
-        import inspect  # decoration time only; not worth its import cost at start-up
-
         scope_args = self._args
-        if inspect.iscoroutinefunction(func):
+        if function_kind(func) == "coroutine":
             # Entered when the coroutine runs, not when it is created (which is when the
             # call returns, before the body even starts).
             @functools.wraps(func)

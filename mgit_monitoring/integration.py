@@ -46,7 +46,6 @@ environment and the in-memory defaults are used (nothing is persisted).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
 import os
 import sys
@@ -215,10 +214,10 @@ def _build_config(
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return config
-    unknown = sorted(set(given) - set(MonitoringConfig.__dataclass_fields__))
+    unknown = sorted(set(given) - set(config.as_dict()))
     if unknown:
         raise ConfigError(f"unknown configuration field(s): {', '.join(unknown)}")
-    return dataclasses.replace(config, **given)
+    return config.replace(**given)
 
 
 class _Persistence:

@@ -46,8 +46,6 @@ from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = ["LogWriter", "flush_logs", "get_log_writer"]
 
-_WARNINGS = WarnOnce("mgit_monitoring.log_writer")
-
 Emit = Callable[[Any], None]
 
 
@@ -76,6 +74,7 @@ class LogWriter:
         self._thread: Optional[threading.Thread] = None
         self._stop = False
         self._hooks_installed = False
+        self._warnings = WarnOnce("mgit_monitoring.log_writer")
 
     def __repr__(self) -> str:
         mode = "background" if self.background else "calling thread"
@@ -146,7 +145,7 @@ class LogWriter:
             try:
                 emit(entry)
             except Exception as exc:  # noqa: BLE001 - one bad line must not stop the rest
-                _WARNINGS.warn(
+                self._warnings.warn(
                     type(exc).__name__,
                     "a log line could not be written (%s: %s)",
                     type(exc).__name__,

@@ -33,7 +33,6 @@ under its trace; the consumer's own context is untouched between steps.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import re
@@ -48,7 +47,12 @@ from mgit_monitoring.config import enabled_from_env
 from mgit_monitoring.context import CURRENT_SCOPE, enter_scope
 from mgit_monitoring.performance import get_performance_monitor
 from mgit_monitoring.warn_once import WarnOnce
-from mgit_monitoring.wrapping import for_descriptors, is_success, wrap_generator_function
+from mgit_monitoring.wrapping import (
+    for_descriptors,
+    function_kind,
+    is_success,
+    wrap_generator_function,
+)
 
 __all__ = [
     "REPOSITORY_PARAMETERS",
@@ -202,6 +206,8 @@ class _ArgPicker:
         self.index: Optional[int] = None
         self.default: Any = None
         self.found = False
+        import inspect  # the first call of a Git-decorated function only
+
         try:
             params = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):
@@ -651,10 +657,11 @@ def _wrap(func: _F, spec: _Spec, call: Callable[..., Any]) -> _F:
     """
     if not is_monitoring_enabled():
         return func
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+    kind = function_kind(func)
+    if kind in ("generator", "async_generator"):
         begin = functools.partial(call, spec)
         return cast(_F, wrap_generator_function(func, begin, is_monitoring_enabled))
-    if inspect.iscoroutinefunction(func):
+    if kind == "coroutine":
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -18,9 +18,9 @@ not adopt each other). A trace never ended expires after ``trace_timeout`` secon
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import functools
-import inspect
 import itertools
 import logging
 import os
@@ -39,29 +39,42 @@ from typing import (
     Mapping,
     Tuple,
     TypeVar,
-    Union,
     cast,
 )
 
 from mgit_monitoring import fork_hooks, metric_definitions
 from mgit_monitoring.config import enabled_from_env
 from mgit_monitoring.context import CURRENT_SCOPE, correlation_context, current_scope
-from mgit_monitoring.operation_stats import (
-    PERCENTILE_METHOD,
-    OperationMetrics,
-    PerformanceMetrics,
-    percentile,
-)
 from mgit_monitoring.registry import get_default_registry
 from mgit_monitoring.wrapping import (
     for_descriptors,
+    function_kind,
     is_success,
     qualified_name,
     wrap_generator_function,
 )
 
 if TYPE_CHECKING:  # the store (and sqlite3) load when a store is first used, not at import
+    from mgit_monitoring.operation_stats import (
+        PERCENTILE_METHOD,
+        OperationMetrics,
+        PerformanceMetrics,
+        percentile,
+    )
     from mgit_monitoring.store import Store, TraceRow
+
+#: Names of :mod:`mgit_monitoring.operation_stats` importable from here; that module (and
+#: dataclasses) loads when statistics are first computed, not at start-up.
+_STATS_NAMES = ("PERCENTILE_METHOD", "OperationMetrics", "PerformanceMetrics", "percentile")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STATS_NAMES:
+        from mgit_monitoring import operation_stats
+
+        return getattr(operation_stats, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PERCENTILE_METHOD",
@@ -173,7 +186,8 @@ class _ProcessIds:
 
     def renew(self) -> None:
         self.pid = os.getpid()
-        self.format = f"{random.getrandbits(32) | 1:08x}%08x"  # the prefix is never zero
+        # The trace ids' prefix, never zero: an id, not a secret.
+        self.format = f"{random.getrandbits(32) | 1:08x}%08x"  # nosec B311
         self.counter = itertools.count(1)
 
 
@@ -273,7 +287,7 @@ class PerformanceMonitor:
         *,
         registry: Any = None,
         store: Store | None = None,
-        state_dir: str | os.PathLike | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
         store_opener: Callable[[], Store | None] | None = None,
         flush_interval: float = 5.0,
         store_timeout: float = 5.0,
@@ -333,7 +347,7 @@ class PerformanceMonitor:
             from mgit_monitoring.store import Store
 
             store = self._owned_store = Store.open(
-                cast(Union[str, os.PathLike], state_dir),
+                state_dir,
                 timeout=store_timeout,
                 flush_interval=flush_interval,
             )
@@ -663,7 +677,7 @@ class PerformanceMonitor:
         since = self._wall() - float(hours) * 3600.0
         store = self._open_store()
         if store is not None:
-            from mgit_monitoring.store import StoreError
+            from mgit_monitoring.errors import StoreError
 
             # The flush lock keeps a batch from being counted twice (pending and stored)
             # or not at all (in flight).
@@ -687,6 +701,8 @@ class PerformanceMonitor:
         With a store this includes every process's traces; otherwise this process's traces
         still in memory. An operation without traces gives ``count == 0`` (falsy result).
         """
+        from mgit_monitoring.operation_stats import OperationMetrics
+
         rows = self._rows(hours, operation_name)
         return OperationMetrics.from_rows(operation_name, rows, float(hours))
 
@@ -700,6 +716,8 @@ class PerformanceMonitor:
 
     def get_all_operation_metrics(self, hours: float = 24) -> Dict[str, OperationMetrics]:
         """Statistics of every operation seen in the last ``hours``, by operation name."""
+        from mgit_monitoring.operation_stats import OperationMetrics
+
         grouped: Dict[str, List[TraceRow]] = {}
         for row in self._rows(hours, None):
             grouped.setdefault(row.operation, []).append(row)
@@ -712,6 +730,8 @@ class PerformanceMonitor:
 
     def get_summary(self, hours: float = 24) -> Dict[str, Any]:
         """A JSON-ready summary: every operation's statistics plus the monitor's own state."""
+        from mgit_monitoring.operation_stats import PERCENTILE_METHOD
+
         operations = self.get_all_operation_metrics(hours)
         store = self._open_store()
         return {
@@ -825,10 +845,8 @@ class PerformanceMonitor:
             else:
                 logger.warning(message, *args, extra=extra)
         except Exception:  # noqa: BLE001 - e.g. a record factory that refuses our extra keys
-            try:
+            with contextlib.suppress(Exception):  # the logger itself is broken: nowhere to say it
                 logger.warning(message, *args)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def _select(records: Iterable[_Record], since: float, operation: str | None) -> List[TraceRow]:
@@ -922,14 +940,15 @@ def monitor_performance(
     def decorate(func: _F) -> _F:
         name = operation_name or qualified_name(func)
 
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        kind = function_kind(func)
+        if kind in ("generator", "async_generator"):
 
             def begin(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> _PerfRun:
                 return _PerfRun(monitor or get_performance_monitor(), name, tags)
 
             return cast(_F, wrap_generator_function(func, begin))
 
-        if inspect.iscoroutinefunction(func):
+        if kind == "coroutine":
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -5,7 +5,8 @@
   its ITERATION, not over the call that only creates the generator;
 - :func:`for_descriptors`: a decorator that also accepts a ``classmethod``/``staticmethod``
   object (decorators stacked above ``@classmethod``);
-- :func:`qualified_name`: ``module.qualname`` of a function or of the one in a partial.
+- :func:`qualified_name`: ``module.qualname`` of a function or of the one in a partial;
+- :func:`function_kind`: plain, coroutine, generator or async generator function.
 
 Nothing here knows about metrics, traces or logs: a wrapper calls ``begin(args, kwargs)``
 and the object it returns gets ``finish(exc, result)``.
@@ -15,17 +16,60 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
+import sys
+import types
 from typing import Any, Callable, Dict, Tuple, TypeVar, cast
 
 __all__ = [
     "for_descriptors",
+    "function_kind",
     "is_success",
     "qualified_name",
     "wrap_generator_function",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# The code object flags inspect.CO_GENERATOR, CO_COROUTINE and CO_ASYNC_GENERATOR (the same
+# values on every CPython since 3.6).
+_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+
+
+def function_kind(func: Any) -> str:
+    """``"async_generator"``, ``"generator"``, ``"coroutine"`` or ``"function"``: what
+    calling ``func`` returns, as ``inspect.isasyncgenfunction``, ``isgeneratorfunction``
+    and ``iscoroutinefunction`` would say.
+
+    Decorating runs at the import of every monitored module, so ``inspect`` (a dozen
+    modules) is not loaded for it: bound methods and partials are unwrapped and the code
+    object's flags read, which is what ``inspect`` does. Once ``inspect`` is loaded anyway,
+    it is asked (it alone knows ``inspect.markcoroutinefunction``, which cannot have been
+    used before it was loaded).
+    """
+    inspect = sys.modules.get("inspect")
+    if inspect is not None:
+        if inspect.isasyncgenfunction(func):
+            return "async_generator"
+        if inspect.isgeneratorfunction(func):
+            return "generator"
+        return "coroutine" if inspect.iscoroutinefunction(func) else "function"
+    f = func
+    while True:
+        if isinstance(f, types.MethodType):
+            f = f.__func__
+        elif isinstance(f, functools.partial):
+            f = f.func
+        else:
+            break
+    if not isinstance(f, types.FunctionType):
+        return "function"
+    flags = f.__code__.co_flags
+    if flags & _CO_ASYNC_GENERATOR:
+        return "async_generator"
+    if flags & _CO_GENERATOR:
+        return "generator"
+    return "coroutine" if flags & _CO_COROUTINE else "function"
 
 
 def is_success(exc: BaseException | None) -> bool:
@@ -93,7 +137,7 @@ def wrap_generator_function(
     seen by the body and by the calls it makes, and never leak into the consumer's context
     between steps. Sends, throws and close reach the wrapped generator unchanged.
     """
-    if inspect.isasyncgenfunction(func):
+    if function_kind(func) == "async_generator":
 
         @functools.wraps(func)
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:

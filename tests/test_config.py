@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -68,12 +67,36 @@ class TestDefaults(unittest.TestCase):
         self.assertEqual(1234, MonitoringConfig.from_env().port)
 
     def test_frozen(self):
-        """The configuration is immutable; dataclasses.replace validates the copy."""
+        """The configuration is immutable; replace() validates the copy."""
         config = MonitoringConfig()
-        with self.assertRaises(dataclasses.FrozenInstanceError):
+        with self.assertRaises(AttributeError):
             config.port = 1  # type: ignore[misc]
         with self.assertRaises(ConfigError):
-            dataclasses.replace(config, port=99999)
+            config.replace(port=99999)
+        with self.assertRaises(TypeError):
+            config.replace(prot=1)
+        copy = config.replace(port="9100")
+        self.assertEqual((copy.port, config.port), (9100, 8080))
+        self.assertEqual(copy, MonitoringConfig(port=9100))
+        self.assertNotEqual(copy, config)
+        self.assertEqual(hash(copy), hash(MonitoringConfig(port=9100)))
+        self.assertIn("port=9100", repr(copy))
+
+    def test_constructor_like_a_dataclass(self):
+        """Positional arguments in field order, keywords, and the errors a dataclass gives."""
+        self.assertEqual(MonitoringConfig(False, "debug").log_level, "DEBUG")
+        self.assertFalse(MonitoringConfig(False).enabled)
+        with self.assertRaises(TypeError):
+            MonitoringConfig(nonsense=1)
+        with self.assertRaises(TypeError):
+            MonitoringConfig(True, enabled=False)
+        import copy
+        import pickle
+
+        config = MonitoringConfig(port=0, network_hosts=("a:1",))
+        self.assertEqual(pickle.loads(pickle.dumps(config)), config)
+        self.assertEqual(copy.deepcopy(config), config)
+        self.assertEqual(config.as_dict()["network_hosts"], ("a:1",))
 
 
 class TestParsing(unittest.TestCase):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
+import subprocess
+import sys
+import textwrap
 import unittest
 from typing import Any, List, Tuple
 
@@ -150,3 +154,54 @@ class DescriptorAndNameTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FunctionKindTest(unittest.TestCase):
+    def test_same_answers_as_inspect_without_loading_it(self) -> None:
+        """In a process that never loaded inspect, function_kind answers as inspect would
+        (checked against inspect itself afterwards), and decorating does not load it."""
+        code = textwrap.dedent(
+            """
+            import functools, sys
+            from mgit_monitoring.wrapping import function_kind
+            from mgit_monitoring.integration import monitor_mgit_operation
+
+            def plain(): pass
+            async def coro(): pass
+            def gen(): yield 1
+            async def agen(): yield 1
+            class C:
+                def m(self): pass
+                async def am(self): pass
+                def g(self): yield 1
+                def __call__(self): pass
+            cases = [plain, coro, gen, agen, C().m, C().am, C().g, C(), len, print,
+                     functools.partial(coro, 1), functools.partial(functools.partial(gen)),
+                     lambda: None, C]
+            ours = [function_kind(f) for f in cases]
+            # Calling it returns a coroutine (3.8's inspect did not look inside the partial).
+            assert function_kind(functools.partial(C().am)) == "coroutine"
+            monitor_mgit_operation("x")(coro)
+            assert "inspect" not in sys.modules, "inspect was loaded"
+            import inspect
+            def theirs(f):
+                if inspect.isasyncgenfunction(f): return "async_generator"
+                if inspect.isgeneratorfunction(f): return "generator"
+                return "coroutine" if inspect.iscoroutinefunction(f) else "function"
+            expected = [theirs(f) for f in cases]
+            assert ours == expected, (ours, expected)
+            assert [function_kind(f) for f in cases] == expected
+            print("ok", ours[:4])
+            """
+        )
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=root,
+            env=dict(os.environ, PYTHONPATH=root),
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("ok ['function', 'coroutine', 'generator', 'async_generator']", proc.stdout)
