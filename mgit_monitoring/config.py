@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import urllib.parse
-from typing import Any, Callable, Dict, List, Mapping, Tuple, cast
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.warn_once import WarnOnce
@@ -168,7 +168,9 @@ def _number(value: Any, label: str, kind: type) -> Any:
     return result
 
 
-def _ranged(kind: type, low: float, high: float | None, low_open: bool = False) -> Callable:
+def _ranged(
+    kind: type, low: float, high: float | None, low_open: bool = False
+) -> Callable[[Any, str], Any]:
     def parse(value: Any, label: str) -> Any:
         number = _number(value, label, kind)
         too_low = number <= low if low_open else number < low
@@ -374,7 +376,7 @@ _DEFAULTS: Dict[str, Any] = {
     "enabled": True,
     "log_level": "INFO",
     "log_background": True,
-    "host": "0.0.0.0",
+    "host": "0.0.0.0",  # nosec B104 # the documented default (README): a container server
     "port": 8080,
     "state_dir": None,
     "persist": True,
@@ -434,7 +436,7 @@ def _warn_bad(var: str, raw: str, exc: ConfigError, name: str) -> None:
         outcome = f"using the default ({_default(name)!r})"
     try:
         ENV_WARNINGS.warn((var, raw), "%s; %s", exc, outcome)
-    except Exception:  # noqa: BLE001 - logging itself may be what is broken
+    except Exception:  # noqa: BLE001  # nosec B110 # logging itself may be what is broken
         pass
 
 
@@ -610,7 +612,7 @@ class MonitoringConfig:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values() == cast(MonitoringConfig, other)._values()
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
@@ -694,7 +696,7 @@ class MonitoringConfig:
                     message,
                     " for " + " and ".join(labels[n] for n in from_env),
                 )
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001  # nosec B110 # logging itself may be broken
                 pass
             for name in from_env:
                 labels[name] = name

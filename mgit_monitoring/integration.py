@@ -305,7 +305,7 @@ class _Persistence:
             timer.cancel()
         try:
             atexit.unregister(self._at_exit)
-        except Exception:  # noqa: BLE001 - pragma: no cover
+        except Exception:  # noqa: BLE001  # nosec B110 # pragma: no cover
             pass
         if self.shared is not None:
             try:

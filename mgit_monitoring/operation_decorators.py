@@ -124,7 +124,7 @@ def warn_skipped(where: str, exc: BaseException | str) -> None:
             WARNINGS.warn((where, kind), "monitoring step skipped (%s): %s: %s", where, kind, exc)
         else:
             WARNINGS.warn((where, kind), "%s: %s", where, exc)
-    except Exception:  # noqa: BLE001 - logging itself may be what is broken
+    except Exception:  # noqa: BLE001  # nosec B110 # logging itself may be what is broken
         pass
 
 
@@ -440,8 +440,9 @@ class _Run:
             self.correlation_id = state.trace_id
             if not git and collector.enabled:
                 gauge = collector.registry.get(_CONCURRENT)
-                gauge.inc()
-                self.gauge = gauge
+                if gauge is not None:
+                    gauge.inc()
+                    self.gauge = gauge
         except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
             warn_skipped("metrics", exc)
         self.fields = fields

@@ -198,7 +198,7 @@ class StructuredLogger:
                         break
         if queue:
             task = None
-            if _TASK_NAMES and logging.logAsyncioTasks:  # what LogRecord would read
+            if _TASK_NAMES and getattr(logging, "logAsyncioTasks", False):  # as LogRecord reads
                 asyncio = sys.modules.get("asyncio")
                 if asyncio is not None:
                     try:
