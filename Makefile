@@ -1,5 +1,5 @@
-# mgit_monitoring developer commands. Every target is .PHONY; optional dev tools are
-# skipped with a message when absent.
+# mgit_monitoring developer commands. Every target is .PHONY. test-matrix skips a Python it
+# cannot find; lint fails when a tool is missing (make test-deps installs them all).
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the interop tests talk to (real peers, never mocks).
@@ -28,23 +28,46 @@ test-matrix:
 test-deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PEERS)
-	$(PYTHON) -m pip install -q -r requirements-test.txt
+	$(PYTHON) -m pip install -q -r requirements-test.txt -r requirements-lint.txt
 
 # Regenerate the committed monitoring assets (a test fails when they drift).
 assets:
 	$(PYTHON) -c 'import sys; from mgit_monitoring.generate_config import main; sys.exit(main(sys.argv[1:]))' --output monitoring_assets --force
 
+# Every bench/bench_*.py, then one table of all figures against their anchors; records the
+# run in BENCHMARKS.md (bench-quick: a smoke run, nothing written).
 bench:
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+	$(PYTHON) bench/report.py --markdown BENCHMARKS.md
+
+.PHONY: bench-quick
+bench-quick:
+	$(PYTHON) bench/report.py --quick
+
+# Every check runs, then the target fails if any found something. The tools are pinned in
+# requirements-lint.txt; a missing one fails (CI runs this on a fresh machine). mypy is strict
+# (pyproject.toml); bandit findings are fixed or justified inline (`# nosec BXXX # reason`);
+# vermin holds the package to Python 3.8.
+LINT_TOOLS := ruff mypy bandit vermin
+VERMIN := $(PYTHON) -c 'import sys, vermin; sys.exit(vermin.main())'
 
 lint:
-	$(PYTHON) tools/check_layers.py
-	@if $(PYTHON) -m ruff --version >/dev/null 2>&1; then \
-	  $(PYTHON) -m ruff check mgit_monitoring tests bench && $(PYTHON) -m ruff format --check mgit_monitoring; \
-	else echo "ruff not installed: lint skipped"; fi
-	@if $(PYTHON) -m mypy --version >/dev/null 2>&1; then \
-	  $(PYTHON) -m mypy mgit_monitoring; \
-	else echo "mypy not installed: typecheck skipped"; fi
+	@missing=""; for t in $(LINT_TOOLS); do \
+	  $(PYTHON) -c "import $$t" 2>/dev/null || missing="$$missing $$t"; \
+	done; \
+	[ -z "$$missing" ] || { echo "lint: not installed:$$missing (make test-deps installs them)"; exit 1; }
+	@status=0; \
+	echo "== layers"; $(PYTHON) tools/check_layers.py || status=1; \
+	echo "== ruff"; $(PYTHON) -m ruff check mgit_monitoring tests bench || status=1; \
+	$(PYTHON) -m ruff format --check mgit_monitoring || status=1; \
+	echo "== mypy (strict)"; $(PYTHON) -m mypy mgit_monitoring || status=1; \
+	echo "== bandit"; $(PYTHON) -m bandit -q -r mgit_monitoring -f custom \
+	  --msg-template '{relpath}:{line}:{col}: {test_id} [{severity}] {msg}' || status=1; \
+	echo "== vermin (Python 3.8+)"; $(VERMIN) -q -t=3.8- --violations --no-tips mgit_monitoring || status=1; \
+	exit $$status
+
+typecheck:
+	@$(PYTHON) -c "import mypy" 2>/dev/null || { echo "typecheck: mypy is not installed (make test-deps installs it)"; exit 1; }
+	$(PYTHON) -m mypy mgit_monitoring
 
 # The wheel and the sdist in $(DIST), offline: tools/build_backend.py (the PEP 517 backend that
 # pyproject.toml names) needs no setuptools, wheel, build or index. Install the wheel anywhere

@@ -29,7 +29,7 @@ def _status_of(obj: Any) -> Optional[int]:
     for attr in ("status_code", "status", "code"):
         try:
             code = _http_int(getattr(obj, attr, None))
-        except Exception:  # noqa: BLE001 - a property may raise
+        except Exception:  # noqa: BLE001  # nosec B112 # a raising property: try the next name
             continue
         if code is not None:
             return code

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, TextIO, Tuple, Type
 
 from mgit_monitoring.errors import ConfigError, MonitoringError
 from mgit_monitoring.version import __version__
@@ -199,48 +199,52 @@ def _populate_demo(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(monitoring_handler=demo.run)
 
 
-_LAZY_CLASSES: Dict[type, type] = {}
+class _LazyParser(argparse.ArgumentParser):
+    """A parser that may take ``populate=fn``: ``fn(parser)`` adds its arguments on first use
+    (parsing or help), not at build time."""
 
-
-def _lazy_parser_class(base: type) -> type:
-    """A subclass of the host's parser class whose instances may take ``populate=fn``:
-    ``fn(parser)`` adds their arguments on first use (parsing or help), not at build time."""
-    cls = _LAZY_CLASSES.get(base)
-    if cls is not None:
-        return cls
-
-    def __init__(self: Any, *args: Any, populate: Any = None, **kwargs: Any) -> None:
-        base.__init__(self, *args, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        populate: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
         self._mgit_populate = populate
 
-    def _populated(self: Any) -> None:
+    def _populated(self) -> None:
         populate, self._mgit_populate = self._mgit_populate, None
         if populate is not None:
             populate(self)
 
-    def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
-        _populated(self)
-        return base.parse_known_args(self, args, namespace)
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> Tuple[Any, List[str]]:
+        self._populated()
+        return super().parse_known_args(args, namespace)
 
-    def format_help(self: Any) -> str:
-        _populated(self)
-        return str(base.format_help(self))
+    def format_help(self, *args: Any, **kwargs: Any) -> str:
+        self._populated()
+        return super().format_help(*args, **kwargs)
 
-    def format_usage(self: Any) -> str:
-        _populated(self)
-        return str(base.format_usage(self))
+    def format_usage(self, *args: Any, **kwargs: Any) -> str:
+        self._populated()
+        return super().format_usage(*args, **kwargs)
 
-    cls = type(
-        f"Lazy{base.__name__}",
-        (base,),
-        {
-            "__init__": __init__,
-            "parse_known_args": parse_known_args,
-            "format_help": format_help,
-            "format_usage": format_usage,
-        },
-    )
-    _LAZY_CLASSES[base] = cls
+
+_LAZY_CLASSES: Dict[Type[argparse.ArgumentParser], Type[argparse.ArgumentParser]] = {}
+
+
+def _lazy_parser_class(base: Type[argparse.ArgumentParser]) -> Type[argparse.ArgumentParser]:
+    """:class:`_LazyParser` on top of the host's parser class, so the subcommands' parsers
+    keep whatever the host's class changes (error handling, ...)."""
+    if issubclass(base, _LazyParser):
+        return base
+    if base is argparse.ArgumentParser:
+        return _LazyParser
+    cls = _LAZY_CLASSES.get(base)
+    if cls is None:
+        cls = _LAZY_CLASSES[base] = type(f"Lazy{base.__name__}", (_LazyParser, base), {})
     return cls
 
 

@@ -371,12 +371,14 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
 }
 
 
+_ALL_INTERFACES = "0.0.0.0"  # nosec B104 # the documented default (README): a container server
+
 #: field name -> default (what the bare constructor uses).
 _DEFAULTS: Dict[str, Any] = {
     "enabled": True,
     "log_level": "INFO",
     "log_background": True,
-    "host": "0.0.0.0",  # nosec B104 # the documented default (README): a container server
+    "host": _ALL_INTERFACES,
     "port": 8080,
     "state_dir": None,
     "persist": True,

@@ -9,12 +9,10 @@ and entry names, states and HTTP statuses are reported, never a secret; see
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import stat
 import time
 import urllib.parse
-import urllib.request
 from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Set, Tuple, Union
 
 from mgit_monitoring.check_support import (
@@ -285,6 +283,8 @@ def _azure_org_url(url: str) -> str:
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -573,7 +573,9 @@ class AuthenticationCheck:
             return dict(
                 report, status=SKIPPED, note="refusing to send a credential over plain http"
             )
-        request = urllib.request.Request(
+        from urllib.request import Request  # with http.client and ssl: at the first probe
+
+        request = Request(
             url, headers={"User-Agent": self.user_agent, "Accept": "application/json"}
         )
         # Unredirected: the header is never replayed to wherever a redirect points.

@@ -111,7 +111,7 @@ class MgitConfigTargets:
         return list(self._current()[1])
 
 
-def _overridden(value: Any, default: Any) -> bool:
+def _overridden(value: Any, default: Tuple[Any, ...]) -> bool:
     """Whether a configured host/endpoint list differs from the package default.
 
     MonitoringConfig's defaults are the public hosts; they mean "not configured", so the

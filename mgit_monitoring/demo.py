@@ -29,12 +29,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404 # runs git only, an argument list, never a shell
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Set, TextIO
 
@@ -43,7 +44,7 @@ __all__ = ["DEMO_PROVIDER", "DemoProvider", "add_arguments", "main", "run"]
 DEMO_PROVIDER = "demo"
 """The provider label of the simulated API."""
 _ORG = "demo-org"
-_GOOD_TOKEN = "demo-token"
+_GOOD_TOKEN = "demo-token"  # nosec B105 # the simulated API's token, nothing real
 _DEFAULT_PORT = 8080
 _TICK = 0.4  # seconds between two rounds of work
 
@@ -182,7 +183,8 @@ def _api_get(base: str, path: str, token: str | None = _GOOD_TOKEN) -> ApiRespon
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # ``base`` is always the simulated provider's own http://127.0.0.1 URL.
+        with urllib.request.urlopen(request, timeout=10) as response:  # nosec B310 # see above
             body = json.loads(response.read().decode("utf-8") or "null")
             return ApiResponse(response.status, dict(response.headers), body)
     except urllib.error.HTTPError as exc:
@@ -225,7 +227,7 @@ class _Git:
     def __call__(self, *args: str, cwd: str | None = None) -> str:
         from mgit_monitoring.context import child_env
 
-        done = subprocess.run(
+        done = subprocess.run(  # nosec B603 # the git found on PATH, an argument list, no shell
             [self.git, *args],
             cwd=cwd,
             env=child_env(self.env),
@@ -490,8 +492,11 @@ def _start_server(host: str, port: int | None, integration: Any, say: Callable[[
 
 def _check_server(url: str) -> str | None:
     """None when ``url`` answers ``/health/live``, else why not."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return "not an http:// or https:// URL"
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health/live", timeout=5) as response:
+        live = url.rstrip("/") + "/health/live"
+        with urllib.request.urlopen(live, timeout=5) as response:  # nosec B310 # http(s) only
             response.read()
         return None
     except urllib.error.HTTPError as exc:

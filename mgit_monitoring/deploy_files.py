@@ -42,6 +42,10 @@ IMAGE = "mgit:latest"
 
 DATASOURCE_UID = "mgit-prometheus"
 STATE_DIR = "/var/lib/mgit-monitoring"
+# The pod's own /tmp: an emptyDir volume of the pod (the root filesystem is read-only).
+_POD_TMP = "/tmp"  # nosec B108 # a per-pod emptyDir, shared with no other user
+# In a container, the server must listen on the pod IP the Service and the probes use.
+_POD_HOST = "0.0.0.0"  # nosec B104 # inside the pod's own network namespace
 
 COMPOSE_MOUNTS: Dict[str, str] = {
     "prometheus.yml": "/etc/prometheus/prometheus.yml",
@@ -107,6 +111,10 @@ def compose_file() -> Dict[str, Any]:
     def mount(name: str) -> str:
         return f"./{name}:{COMPOSE_MOUNTS[name]}:ro"
 
+    def required(variable: str) -> str:
+        """A reference to a variable (no secret here): compose refuses to start without it."""
+        return f"${{{variable}:?set {variable} (see README.md)}}"
+
     return {
         "services": {
             "prometheus": {
@@ -141,8 +149,7 @@ def compose_file() -> Dict[str, Any]:
                 "image": GRAFANA_IMAGE,
                 "ports": ["3000:3000"],
                 "environment": {
-                    "GF_SECURITY_ADMIN_PASSWORD":
-                        "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD (see README.md)}",
+                    "GF_SECURITY_ADMIN_PASSWORD": required("GRAFANA_ADMIN_PASSWORD"),
                     "GF_USERS_ALLOW_SIGN_UP": "false",
                 },
                 "volumes": [
@@ -241,11 +248,11 @@ def deployment(namespace: str, port: int) -> Dict[str, Any]:
                     "containers": [{
                         "name": "mgit",
                         "image": IMAGE,
-                        "command": ["mgit-monitoring", "server", "--host", "0.0.0.0",
+                        "command": ["mgit-monitoring", "server", "--host", _POD_HOST,
                                     "--port", str(port)],
                         "env": [
                             {"name": "MGIT_MONITORING_STATE_DIR", "value": STATE_DIR},
-                            {"name": "HOME", "value": "/tmp"},
+                            {"name": "HOME", "value": _POD_TMP},
                         ],
                         "ports": [{"containerPort": port, "name": "monitoring",
                                    "protocol": "TCP"}],
@@ -262,7 +269,7 @@ def deployment(namespace: str, port: int) -> Dict[str, Any]:
                         "securityContext": _container_security(),
                         "volumeMounts": [
                             {"name": "state", "mountPath": STATE_DIR},
-                            {"name": "tmp", "mountPath": "/tmp"},
+                            {"name": "tmp", "mountPath": _POD_TMP},
                         ],
                     }],
                     "volumes": [
@@ -345,7 +352,7 @@ def cronjob(namespace: str, job: str) -> Dict[str, Any]:
                                 {"name": "PUSHGATEWAY_URL",
                                  "value": f"http://pushgateway.{namespace}.svc:9091"},
                                 {"name": "MGIT_MONITORING_STATE_DIR", "value": STATE_DIR},
-                                {"name": "HOME", "value": "/tmp"},
+                                {"name": "HOME", "value": _POD_TMP},
                             ],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -355,7 +362,7 @@ def cronjob(namespace: str, job: str) -> Dict[str, Any]:
                             "volumeMounts": [
                                 {"name": "state", "mountPath": STATE_DIR},
                                 {"name": "work", "mountPath": "/work"},
-                                {"name": "tmp", "mountPath": "/tmp"},
+                                {"name": "tmp", "mountPath": _POD_TMP},
                             ],
                         }],
                         "volumes": [

@@ -34,7 +34,7 @@ and non-finite numbers are the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"`` (JSON h
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Protocol, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Protocol, Tuple, Union
 
 from mgit_monitoring.samples import MetricFamily, Snapshot, format_bound
 
@@ -335,7 +335,7 @@ def snapshot_of(source: Union[MetricsSource, Snapshot]) -> Snapshot:
     """
     if isinstance(source, Snapshot):
         return source
-    snap = getattr(source, "snapshot", None)
+    snap: Union[Callable[[], Snapshot], None] = getattr(source, "snapshot", None)
     if not callable(snap):
         raise TypeError(
             f"cannot expose {type(source).__name__!r}: expected a Snapshot or an object "

@@ -34,7 +34,8 @@ def _run_callbacks() -> None:
     for callback in list(_callbacks):
         try:
             callback()
-        except Exception:  # noqa: BLE001 - one broken hook must not stop the others
+        # No logging here: its locks may be held by a thread the child does not have.
+        except Exception:  # noqa: BLE001  # nosec B110 # one broken hook must not stop the others
             pass
 
 
@@ -54,7 +55,7 @@ def _run_before() -> None:
     for before, _after in reversed(list(_parent_pairs)):
         try:
             before()
-        except Exception:  # noqa: BLE001 - never break os.fork()
+        except Exception:  # noqa: BLE001  # nosec B110 # never break os.fork() (and no logging)
             pass
 
 
@@ -62,7 +63,7 @@ def _run_after_in_parent() -> None:
     for _before, after in list(_parent_pairs):
         try:
             after()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001  # nosec B110 # as in _run_before
             pass
 
 

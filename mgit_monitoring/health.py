@@ -61,7 +61,6 @@ checker (``get_health_checker``) and the original module helpers (``readiness_pr
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
@@ -73,6 +72,7 @@ import math
 import threading
 import time
 from typing import (
+    TYPE_CHECKING,
     Any,
     Awaitable,
     Callable,
@@ -87,6 +87,9 @@ from typing import (
 
 from mgit_monitoring import metric_definitions
 from mgit_monitoring.errors import ConfigError
+
+if TYPE_CHECKING:  # asyncio (~1.5 MB, ssl with it): imported where used, never by a sync caller
+    import asyncio
 from mgit_monitoring.health_report import (
     DEGRADED,
     HEALTH_JSON_CONTENT_TYPE,
@@ -160,7 +163,7 @@ class _Run:
     __slots__ = ("future", "started", "deadline", "alive", "settled")
 
     def __init__(self, started: float, deadline: float) -> None:
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[HealthCheckResult] = concurrent.futures.Future()
         self.started = started
         self.deadline = deadline
         self.alive = True  # the thread has not returned yet
@@ -196,8 +199,8 @@ def _registration(entry: _Entry) -> RegisteredCheck:
     return RegisteredCheck(entry.name, entry.fn, entry.critical, entry.timeout, entry.ttl)
 
 
-def _done(result: HealthCheckResult) -> concurrent.futures.Future:
-    future: concurrent.futures.Future = concurrent.futures.Future()
+def _done(result: HealthCheckResult) -> concurrent.futures.Future[HealthCheckResult]:
+    future: concurrent.futures.Future[HealthCheckResult] = concurrent.futures.Future()
     future.set_result(result)
     return future
 
@@ -263,6 +266,8 @@ def _call(fn: CheckFunction) -> Any:
 
         async def _await() -> Any:
             return await value
+
+        import asyncio
 
         # A private loop on this worker thread: a coroutine that blocks cannot hurt the caller.
         return asyncio.run(_await())
@@ -386,7 +391,9 @@ class HealthChecker:
 
     # ------------------------------------------------------------------ running
 
-    def _acquire(self, entry: _Entry, use_cache: bool) -> Tuple[concurrent.futures.Future, float]:
+    def _acquire(
+        self, entry: _Entry, use_cache: bool
+    ) -> Tuple[concurrent.futures.Future[HealthCheckResult], float]:
         """The future of ``entry``'s current result and the time it is due by.
 
         Returns the cached result while fresh, joins a run in flight, and otherwise starts a
@@ -558,11 +565,13 @@ class HealthChecker:
         self, names: Iterable[str] | None = None, use_cache: bool = True
     ) -> List[HealthCheckResult]:
         """The async twin of :meth:`run_checks_sync`; the event loop keeps running meanwhile."""
+        import asyncio
+
         deadline = self._clock() + self.deadline
         pending = [(e, *self._acquire(e, use_cache)) for e in self._entries_for(names)]
 
         async def one(
-            entry: _Entry, future: concurrent.futures.Future, due: float
+            entry: _Entry, future: concurrent.futures.Future[HealthCheckResult], due: float
         ) -> HealthCheckResult:
             if future.done():  # cached: no task, no timer
                 return future.result()
@@ -618,7 +627,7 @@ class HealthChecker:
 
     # ------------------------------------------------------------------ probes
 
-    def _probe_prepare(self) -> List[Tuple[_Entry, concurrent.futures.Future]]:
+    def _probe_prepare(self) -> List[Tuple[_Entry, concurrent.futures.Future[HealthCheckResult]]]:
         """Kick stale critical checks; the futures of those with no result at all."""
         waits = []
         for entry in self._entries_for(None):
@@ -658,6 +667,8 @@ class HealthChecker:
 
     async def readiness(self) -> ProbeResult:
         """The async twin of :meth:`readiness_sync`."""
+        import asyncio
+
         waits = [asyncio.ensure_future(_bridge(f)) for _e, f in self._probe_prepare()]
         if waits:
             await asyncio.wait(waits, timeout=self.probe_wait)
@@ -742,16 +753,18 @@ class HealthChecker:
             background[0].join(timeout)
 
 
-async def _bridge(future: concurrent.futures.Future) -> Any:
+async def _bridge(future: concurrent.futures.Future[HealthCheckResult]) -> HealthCheckResult:
     """Await a concurrent future without ever cancelling it (it is shared with other callers)."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
+    import asyncio
 
-    def copy(done: concurrent.futures.Future) -> None:
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[HealthCheckResult] = loop.create_future()
+
+    def copy(done: concurrent.futures.Future[HealthCheckResult]) -> None:
         if not waiter.done():
             waiter.set_result(done.result())
 
-    def callback(done: concurrent.futures.Future) -> None:
+    def callback(done: concurrent.futures.Future[HealthCheckResult]) -> None:
         try:
             loop.call_soon_threadsafe(copy, done)
         except RuntimeError:  # the loop closed while the check ran

@@ -23,7 +23,7 @@ import datetime as _dt
 import enum
 import json
 import os
-from typing import AbstractSet, Any, Callable, Dict, Mapping, Optional
+from typing import AbstractSet, Any, Callable, Dict, Mapping, Optional, Set, Type
 
 from mgit_monitoring.masking import CredentialMasker
 
@@ -66,9 +66,10 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):  # MappingProxyType, ChainMap ...: keys get masked by name
         try:
             return dict(obj)
-        except Exception:
+        except Exception:  # nosec B110 # a Mapping that cannot be copied: its repr, below
             pass
-    if type(obj).__str__ is object.__str__:
+    kind: Type[object] = type(obj)
+    if kind.__str__ is object.__str__:
         try:
             return repr(obj)
         except Exception:
@@ -241,7 +242,7 @@ class LineEncoder:
     def _fallback(self, obj: Any) -> Any:
         return self.mask(jsonable(obj))
 
-    def _sanitise(self, obj: Any, depth: int, seen: set) -> Any:
+    def _sanitise(self, obj: Any, depth: int, seen: Set[int]) -> Any:
         if obj is None or isinstance(obj, (str, bool)):
             return obj
         if isinstance(obj, int):

@@ -51,7 +51,7 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
                 f"WARNING mgit_monitoring.logs: cannot write the log file {self.baseFilename}: "
                 f"{type(exc).__name__}: {exc}; later records are tried again, without warning\n"
             )
-        except Exception:  # noqa: BLE001 - stderr itself may be gone
+        except Exception:  # noqa: BLE001  # nosec B110 # stderr itself is gone: nowhere to say it
             pass
 
     def rotate(self, source: str, dest: str) -> None:

@@ -450,7 +450,10 @@ class Metric:
         self.family_name = self._family_name(name)
         self.help = validate_help(name, help)
         self.labelnames = validate_labelnames(labelnames, self.type)
-        self._kwgetter = itemgetter(*self.labelnames) if len(self.labelnames) > 1 else None
+        # Two or more label names: one C call maps the keywords to the label tuple.
+        self._kwgetter: Callable[[Dict[str, Any]], Tuple[Any, ...]] | None = (
+            itemgetter(*self.labelnames) if len(self.labelnames) > 1 else None
+        )
         limit = DEFAULT_SERIES_LIMIT if series_limit is None else series_limit
         if type(limit) is not int or limit < 1:
             raise MetricError(
@@ -495,10 +498,11 @@ class Metric:
     def _from_keywords(self, values: Tuple[Any, ...], kw: Dict[str, Any]) -> Tuple[Any, ...]:
         names = self.labelnames
         if not values and len(kw) == len(names):
+            getter = self._kwgetter
             try:
-                if len(names) == 1:
+                if getter is None:  # one label name (kw is never empty here)
                     return (kw[names[0]],)
-                return self._kwgetter(kw)  # type: ignore[misc]
+                return getter(kw)
             except KeyError:
                 pass
         raise MetricError(

@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 import urllib.parse
-import urllib.request
 from typing import Any, Callable, Dict, List, NamedTuple, Sequence, Set, Tuple, Union
 
 from mgit_monitoring.check_support import (
@@ -137,7 +136,7 @@ class NetworkCheck:
         self.resolver = resolver
         # (host, port) -> (done, box) of the lookup in flight: a resolver that hangs keeps
         # one thread per host, not one more per run.
-        self._lookups: Dict[Tuple[str, int], Tuple[threading.Event, List[Any]]] = {}
+        self._lookups: Dict[Tuple[str, int], Tuple[threading.Event, List[Tuple[str, Any]]]] = {}
         self._lookups_lock = threading.Lock()
 
     @property
@@ -331,8 +330,10 @@ class ProviderEndpointsCheck:
         return [as_endpoint(e) for e in self._source()]
 
     def _fetch(self, endpoint: Endpoint) -> Dict[str, Any]:
+        from urllib.request import Request  # with http.client and ssl: at the first probe
+
         opener = url_opener(endpoint.url, self.proxy, self.no_proxy)
-        request = urllib.request.Request(
+        request = Request(
             endpoint.url, headers={"User-Agent": self.user_agent, "Accept": "application/json"}
         )
         report: Dict[str, Any] = {"url": safe_url(endpoint.url)}

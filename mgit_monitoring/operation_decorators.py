@@ -39,7 +39,18 @@ import re
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from mgit_monitoring.api_responses import describe_response
 from mgit_monitoring.collector import get_metrics_collector
@@ -698,6 +709,17 @@ def _wrap(func: _F, spec: _Spec, call: Callable[..., Any]) -> _F:
 # -- the decorators -------------------------------------------------------------------------
 
 
+@overload
+def monitor_mgit_operation(operation_name: _F, /) -> _F: ...
+@overload
+def monitor_mgit_operation(
+    operation_name: str | None = None,
+    provider: str | None = None,
+    track_performance: bool = True,
+    log_result: bool = True,
+) -> Callable[[_F], _F]: ...
+
+
 def monitor_mgit_operation(
     operation_name: str | Callable[..., Any] | None = None,
     provider: str | None = None,
@@ -731,6 +753,16 @@ monitor_async_mgit_operation = monitor_mgit_operation
 """The original's async decorator name; :func:`monitor_mgit_operation` handles both."""
 
 
+@overload
+def monitor_git_operation(operation_type: _F, /) -> _F: ...
+@overload
+def monitor_git_operation(
+    operation_type: str | None = None,
+    track_performance: bool = True,
+    log_result: bool = True,
+) -> Callable[[_F], _F]: ...
+
+
 def monitor_git_operation(
     operation_type: str | Callable[..., Any] | None = None,
     track_performance: bool = True,
@@ -762,6 +794,17 @@ def monitor_git_operation(
         return _wrap(func, spec, _Run)
 
     return decorate
+
+
+@overload
+def monitor_provider_api_call(provider_name: _F, /) -> _F: ...
+@overload
+def monitor_provider_api_call(
+    provider_name: str | None = None,
+    endpoint: str | None = None,
+    method: str | None = None,
+    log_result: bool = True,
+) -> Callable[[_F], _F]: ...
 
 
 def monitor_provider_api_call(
@@ -799,6 +842,14 @@ def monitor_provider_api_call(
         return _wrap(func, spec, _ApiCall)
 
     return decorate
+
+
+@overload
+def monitor_authentication(provider_name: _F, /) -> _F: ...
+@overload
+def monitor_authentication(
+    provider_name: str | None = None, log_result: bool = True
+) -> Callable[[_F], _F]: ...
 
 
 def monitor_authentication(

@@ -17,8 +17,12 @@ from typing import Callable, Dict, List, Tuple, Union
 
 from mgit_monitoring.registry import Registry
 from mgit_monitoring.samples import MetricFamily, metric_family
+from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = ["ProcessCollector", "register_process_metrics"]
+
+# An unexpected error reading /proc: one WARNING per error type, then DEBUG.
+_WARNINGS = WarnOnce("mgit_monitoring.process_metrics", limit=16)
 
 _IMPLEMENTATIONS = {
     "cpython": "CPython",
@@ -81,8 +85,13 @@ class ProcessCollector:
         families: List[MetricFamily] = []
         try:
             families.extend(self._process_families())
-        except Exception:  # noqa: BLE001 - a scrape must not fail because /proc looks odd
-            pass
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because /proc looks odd
+            _WARNINGS.warn(
+                type(exc).__name__,
+                "process metrics left out of the scrape: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
         if self._python_info:
             families.append(_python_info())
         return families

@@ -9,7 +9,7 @@ own ``up``. A renamed metric therefore fails at import, not in a dashboard.
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import FrozenSet, Iterable, Tuple
 
 from mgit_monitoring.metric_definitions import METRICS
 
@@ -36,7 +36,7 @@ UP = "up"
 """Prometheus's own per-target metric: 1 when the last scrape succeeded."""
 
 
-def defined_metric_names() -> frozenset:
+def defined_metric_names() -> FrozenSet[str]:
     """Every series name a generated query may use."""
     names = set(PROCESS_METRICS)
     names.add(UP)

@@ -91,7 +91,7 @@ def _render(snapshot: Snapshot, fmt: str) -> bytes:
 
 
 def write_textfile(
-    path: Union[str, os.PathLike],
+    path: Union[str, os.PathLike[str]],
     source: Union[MetricsSource, Snapshot],
     format: str = "prometheus",
 ) -> int:

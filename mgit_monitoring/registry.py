@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Type, TypeVar
 
 from mgit_monitoring.errors import DuplicateMetricError, MetricError
 from mgit_monitoring.fork_hooks import after_fork_in_child
@@ -46,6 +46,8 @@ __all__ = [
     "get_default_registry",
     "reset_default_registry",
 ]
+
+_M = TypeVar("_M", bound=Metric)
 
 #: The self-metric counting label sets dropped by the cardinality guard.
 DROPPED_SERIES_METRIC = "mgit_monitoring_series_dropped_total"
@@ -62,7 +64,7 @@ class Collector:
 # Every live registry, so a forked child can replace locks held by threads that do not
 # exist in it (a child forked while another thread was inside inc() or batch() would
 # otherwise deadlock on its first update). The hook is registered by the first Registry.
-_registries: weakref.WeakSet = weakref.WeakSet()
+_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
 
 
 def _renew_locks_after_fork() -> None:
@@ -101,7 +103,7 @@ class Registry:
         series_limit: int | None = None,
     ) -> Counter:
         """Create (or return the identical existing) counter; may raise DuplicateMetricError."""
-        return self._register(Counter, name, help, labelnames, series_limit, {})  # type: ignore[return-value]
+        return self._register(Counter, name, help, labelnames, series_limit, {})
 
     def gauge(
         self,
@@ -114,7 +116,7 @@ class Registry:
     ) -> Gauge:
         """Create (or return the identical existing) gauge; ``merge`` in
         :data:`~mgit_monitoring.metric_types.MERGE_MODES`."""
-        return self._register(Gauge, name, help, labelnames, series_limit, {"merge": merge})  # type: ignore[return-value]
+        return self._register(Gauge, name, help, labelnames, series_limit, {"merge": merge})
 
     def histogram(
         self,
@@ -126,19 +128,17 @@ class Registry:
         series_limit: int | None = None,
     ) -> Histogram:
         """Create (or return the identical existing) histogram; ``buckets=None``: defaults."""
-        return self._register(  # type: ignore[return-value]
-            Histogram, name, help, labelnames, series_limit, {"buckets": buckets}
-        )
+        return self._register(Histogram, name, help, labelnames, series_limit, {"buckets": buckets})
 
     def _register(
         self,
-        cls: Any,
+        cls: Type[_M],
         name: str,
         help: str,
         labelnames: Sequence[str],
         series_limit: int | None,
         extra: Dict[str, Any],
-    ) -> Metric:
+    ) -> _M:
         limit = self.series_limit if series_limit is None else series_limit
         metric = cls(
             name,
@@ -152,10 +152,14 @@ class Registry:
         with self._lock:
             existing = self._metrics.get(name) or self._metrics.get(family)
             if existing is not None and existing.family_name == family:
-                if existing.definition() == metric.definition() or (
-                    cls is Histogram
-                    and extra.get("buckets") is None
-                    and existing.definition()[:2] == metric.definition()[:2]
+                # Equal definitions mean the same type, so the same class.
+                if isinstance(existing, cls) and (
+                    existing.definition() == metric.definition()
+                    or (
+                        cls is Histogram
+                        and extra.get("buckets") is None
+                        and existing.definition()[:2] == metric.definition()[:2]
+                    )
                 ):
                     return existing
                 raise DuplicateMetricError(
@@ -172,7 +176,7 @@ class Registry:
                 self._owners[n] = family
             self._metrics[family] = metric
             self._metrics[name] = metric
-            if cls is Counter:  # get("x_total") works however the counter was named
+            if isinstance(metric, Counter):  # get("x_total") works however it was named
                 self._metrics[metric.sample_name] = metric
         return metric
 

@@ -1,11 +1,11 @@
-"""The monitoring HTTP server: metrics, health probes and info over ``http.server``.
+"""The monitoring HTTP server: metrics, health probes and info over :mod:`socketserver`.
 
 Three layers, each usable alone:
 
 * :class:`~mgit_monitoring.http_app.MonitoringApp` (in :mod:`mgit_monitoring.http_app`) - a
   pure ``route(method, path, headers) -> Response``: no sockets, so most behaviour is
   testable by calling it;
-* :class:`MonitoringServer` - a ``ThreadingHTTPServer`` around an app, with HTTP/1.1
+* :class:`MonitoringServer` - a ``socketserver.TCPServer`` around an app, with HTTP/1.1
   keep-alive, request line and header size limits, optional TLS and auth, a graceful drain
   on :meth:`~MonitoringServer.close`; :func:`start_monitoring_server` runs one in a
   background thread for applications and tests (port 0 works);
@@ -13,8 +13,10 @@ Three layers, each usable alone:
   :mod:`mgit_monitoring.cli`): SIGTERM/SIGINT drain and return.
 
 Idle and slow clients hold no thread. One thread accepts connections and collects request
-heads with :mod:`selectors`; only a complete head goes to a worker thread, which runs a
-``BaseHTTPRequestHandler`` over the buffered bytes. A keep-alive connection waiting for its
+heads with :mod:`selectors`; only a complete head goes to a worker thread, which parses it
+(:class:`_Handler`, the request-line rules of ``http.server``, stricter on header lines)
+and answers. ``http.server`` itself is not used: it loads ``http.client``, ``email`` and
+``ssl``, about 7 MB of an idle server's memory. A keep-alive connection waiting for its
 next request goes back to the selector. A whole-head deadline (``request_timeout``, from
 the first byte of a head; the same span bounds a keep-alive connection's idle wait) closes
 a client that trickles its head however slowly it sends; at ``max_connections`` the
@@ -39,9 +41,18 @@ import socketserver
 import sys
 import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, NamedTuple, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    NamedTuple,
+    Sequence,
+    Tuple,
+    overload,
+)
 from urllib.parse import urlsplit
 
 from mgit_monitoring.errors import ConfigError, ServerError
@@ -104,23 +115,6 @@ class TLSConfig(NamedTuple):
             msg = f"cannot use TLS certificate {self.certfile!r} / key {self.keyfile!r}: {reason}"
             raise ConfigError(msg) from None
         return ctx
-
-
-class _Writer:
-    """The ``wfile`` stdlib paths expect; our own responses use one ``sendall``."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-
-    def write(self, data: bytes) -> int:
-        self._sock.sendall(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _busy_response() -> bytes:
@@ -200,7 +194,90 @@ class _Conn:
         return len(buf) > skip + _MAX_LINE + _MAX_HEAD + 4
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Headers:
+    """A request's header fields in order; names match case-insensitively.
+
+    What the handler and the app ask of them: ``get`` (the first value), ``get_all``,
+    ``in`` and ``items``.
+    """
+
+    __slots__ = ("_fields", "_first")
+
+    def __init__(self, fields: List[Tuple[str, str]]) -> None:
+        self._fields = fields
+        self._first: Dict[str, str] = {}
+        for name, value in fields:
+            self._first.setdefault(name.lower(), value)
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of field ``name``, else ``default``."""
+        return self._first.get(name.lower(), default)
+
+    def get_all(self, name: str) -> List[str] | None:
+        """Every value of field ``name`` in order, None when there is none."""
+        lname = name.lower()
+        return [v for k, v in self._fields if k.lower() == lname] or None
+
+    def items(self) -> List[Tuple[str, str]]:
+        return list(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+
+# A field name: visible ASCII but the colon (RFC 9110 tokens, plus what http.server took).
+_NAME_CHARS = frozenset(map(chr, range(0x21, 0x7F))) - {":"}
+
+
+def _parse_fields(lines: List[bytes]) -> _Headers | None:
+    """The header lines of a head (each ending in LF) as fields; None when one is no field.
+
+    A line with no colon, an empty name, whitespace or other bytes than visible ASCII in the
+    name, or CR or NUL anywhere is malformed: the caller answers 400. (``http.server`` took
+    such a line for the end of the head and dropped the fields after it, a
+    ``Content-Length`` among them, whose body would then be read as the next request.)
+    An obs-fold continues the field with one space (RFC 9112 5.2); a whitespace-led line
+    before the first field is ignored (RFC 9112 2.2). Values lose surrounding blanks.
+    """
+    fields: List[Tuple[str, str]] = []
+    for raw in lines:
+        line = raw.decode("iso-8859-1")
+        line = line[:-2] if line.endswith("\r\n") else line[:-1]
+        if "\r" in line or "\0" in line:
+            return None
+        if line[:1] in (" ", "\t"):
+            if fields:
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line}".strip(" \t"))
+            continue
+        colon = line.find(":")
+        if colon < 1 or not _NAME_CHARS.issuperset(line[:colon]):
+            return None
+        fields.append((line[:colon], line[colon + 1 :].strip(" \t")))
+    return _Headers(fields)
+
+
+def _parse_version(word: str) -> Tuple[int, int] | None:
+    """``HTTP/x.y`` as ``(x, y)``, else None: one dot, digits only, at most 10 of them each
+    (the rules of ``http.server`` since Python 3.11, on every version)."""
+    if not word.startswith("HTTP/"):
+        return None
+    parts = word[5:].split(".")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+        return None
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:  # str.isdigit() holds for digits int() refuses, such as "²"
+        return None
+
+
+class _Handler(socketserver.BaseRequestHandler):
     """A connection's complete request head(s): ``app.route``, one write per response.
 
     The selector hands over a :class:`_Conn` whose buffer holds a whole head; ``rfile`` is
@@ -210,7 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "mgit-monitoring"
-    sys_version = ""
     server: _HTTPServer
     request: _Conn
 
@@ -219,9 +295,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.keep = False
         self.connection = conn.sock
+        self.command, self.path, self.request_version = "", "", "HTTP/1.1"
+        self.headers: _Headers | None = None
         conn.sock.settimeout(self.server.write_timeout)
         self.rfile = io.BytesIO(bytes(conn.buf))
-        self.wfile = _Writer(conn.sock)  # type: ignore[assignment]
 
     def handle(self) -> None:
         conn = self.request
@@ -238,16 +315,6 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         self.server.release(self.request, keep=self.keep and not self.close_connection)
 
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        return _http_date(time.time() if timestamp is None else timestamp)
-
-    def handle_expect_100(self) -> bool:
-        # Never invite a body: the reply (413 or 405) follows without "100 Continue".
-        return True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # our access log is structured; see _log_access
-
     def handle_one_request(self) -> None:
         self.close_connection = True
         try:
@@ -258,48 +325,72 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._t0 = time.perf_counter()
             self.command, self.path, self.request_version = "", "", "HTTP/1.1"
-            self.headers = None  # type: ignore[assignment]  # not this request's until parsed
+            self.headers = None  # not this request's until parsed
             if len(line) > _MAX_LINE:
                 self.send_error(414)
                 return
-            head = self._read_head()
-            if head is None:
+            lines = self._read_head()
+            if lines is None:
                 return
-            self.raw_requestline = line
-            saved, self.rfile = self.rfile, io.BytesIO(head)
-            try:
-                parsed = self.parse_request()
-            finally:
-                self.rfile = saved
-            if parsed:
-                self._answer()
+            headers = self.parse_request(line, lines)
+            if headers is not None:
+                self._answer(headers)
         except OSError:  # timeouts, resets, TLS errors: the connection is done
             self.close_connection = True
             _log.debug("connection from %s closed", self.client_address[0], exc_info=True)
 
-    def parse_request(self) -> bool:
-        line = self.raw_requestline
-        if line not in (b"\r\n", b"\n") and not line.decode("iso-8859-1").split():
-            # Whitespace only ("\t", "\x0b", "\x85", a bare CR): http.server takes it for an
-            # empty line and closes without a word; it is a malformed request line: 400.
-            # (An empty line where the request line belongs is no request: closed unanswered.)
+    def parse_request(self, line: bytes, lines: List[bytes]) -> _Headers | None:
+        """The request line and header lines into ``command``, ``path``,
+        ``request_version``, ``close_connection`` and the fields; None once an error reply
+        went out, or for an empty request line (closed unanswered: no request).
+
+        The request line follows ``http.server``: words split on whitespace, a version
+        ``HTTP/x.y`` (:func:`_parse_version`). Two words (HTTP/0.9) are not served, and a
+        version of 2.0 or more gets 400, not 505: on an HTTP/1.1 connection it is the
+        client's mistake (the HTTP/2 preface ``PRI * HTTP/2.0`` too), and 5xx stays the
+        sign of a server fault. Header lines: :func:`_parse_fields`.
+        """
+        self.close_connection = True
+        words = line.decode("iso-8859-1").rstrip("\r\n").split()
+        if not words:
+            if line not in (b"\r\n", b"\n"):
+                # Whitespace only ("\t", "\x0b", "\x85", a bare CR): a malformed request line.
+                # (An empty line where the request line belongs is no request: closed.)
+                self.send_error(400)
+            return None
+        if len(words) >= 3:
+            version = _parse_version(words[-1])
+            if version is None or version >= (2, 0):
+                self.send_error(400)
+                return None
+            self.request_version = words[-1]
+            self.close_connection = version < (1, 1)
+        if len(words) != 3:
             self.send_error(400)
-            return False
-        if not super().parse_request():
-            return False
-        if self.request_version == "HTTP/0.9":  # two words: not served, as HTTP/1.x goes
-            self.send_error(400)
-            return False
+            return None
+        self.command, self.path = words[0], words[1]
         if self.path.startswith("//"):  # never read as a scheme-relative URL
             self.path = "/" + self.path.lstrip("/")
+        headers = _parse_fields(lines[:-1])
+        if headers is None:
+            self.send_error(400)
+            return None
+        self.headers = headers
+        connection = headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
         try:
             urlsplit(self.path)
         except ValueError:  # an absolute URI with a broken bracketed host: http://[::1/x
             self.send_error(400)
-            return False
-        return True
+            return None
+        return headers
 
-    def _read_head(self) -> bytes | None:
+    def _read_head(self) -> List[bytes] | None:
+        """The head's lines after the request line, its empty line last; None when it is too
+        large (431 sent) or ends without the empty line."""
         lines: List[bytes] = []
         size = 0
         while True:
@@ -312,25 +403,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return None  # the head ends without its empty line
             lines.append(line)
             if line in (b"\r\n", b"\n"):
-                return b"".join(lines)
+                return lines
 
-    def send_error(self, code: int, message: str | None = None, explain: Any = None) -> None:
-        """JSON errors (never HTML, never exception text); the connection closes after.
-
-        A request in a version other than HTTP/1.x (``HTTP/2.0``, the HTTP/2 prior-knowledge
-        preface ``PRI * HTTP/2.0``) gets 400, not http.server's 505: it is the client's
-        mistake on an HTTP/1.1 connection, and 5xx stays the sign of a server fault."""
-        if code == 505:
-            code = 400
+    def send_error(self, code: int) -> None:
+        """A JSON error (never HTML, never exception text); the connection closes after."""
         self.close_connection = True
-        phrase = _phrase(code)
-        self._send(error_response(code, phrase), "other")
+        self._send(error_response(code, _phrase(code)), "other")
 
-    def _answer(self) -> None:
+    def _answer(self, headers: _Headers) -> None:
         from mgit_monitoring.context import correlation_context
 
         app = self.server.app
-        headers = self.headers
         lengths = [v.strip() for v in headers.get_all("Content-Length") or ()]
         if len(set(lengths)) > 1:
             # Conflicting lengths make the framing unknowable (RFC 9112 6.3): 400 and close,
@@ -352,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         parts = [
             f"{self.protocol_version} {response.status} {_phrase(response.status)}\r\n",
-            f"Server: {self.server_version}\r\nDate: {self.date_time_string()}\r\n",
+            f"Server: {self.server_version}\r\nDate: {_http_date(time.time())}\r\n",
         ]
         if not any(k.lower() == "x-content-type-options" for k, _ in response.headers):
             parts.append("X-Content-Type-Options: nosniff\r\n")
@@ -379,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not _access_log.isEnabledFor(level):
             return
         t0 = getattr(self, "_t0", None)
-        headers = getattr(self, "headers", None)
+        headers = self.headers
         fields = {
             "method": self.command,
             "path": _path_of(self.path)[:200],
@@ -403,7 +486,32 @@ def _path_of(target: str) -> str:
         return target.split("?", 1)[0]
 
 
+# The reason phrases this server sends, as RFC 9110 names them (Python 3.13's HTTPStatus
+# does; older ones say "Request Entity Too Large", "Request-URI Too Long"). Any other status
+# asks http.HTTPStatus, an enum of some 60 members, built only then.
+_PHRASES = {
+    200: "OK",
+    204: "No Content",
+    304: "Not Modified",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
 def _phrase(code: int) -> str:
+    phrase = _PHRASES.get(code)
+    if phrase is not None:
+        return phrase
+    from http import HTTPStatus
+
     try:
         return HTTPStatus(code).phrase
     except ValueError:
@@ -441,8 +549,8 @@ def _raise_fd_limit(wanted: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer whose request heads are read by one selector thread.
+class _HTTPServer(socketserver.TCPServer):
+    """A TCP server whose request heads are read by one selector thread.
 
     ``serve_forever`` runs the selector: it accepts, completes TLS handshakes, collects
     request heads and enforces the head deadline; a complete head is queued for a pool of
@@ -450,8 +558,7 @@ class _HTTPServer(ThreadingHTTPServer):
     run :class:`_Handler`. No reverse DNS, a cap on held connections, fast 503s, a drain.
     """
 
-    daemon_threads = True
-    block_on_close = False  # close() drains with its own deadline instead
+    allow_reuse_address = True  # as http.server: a restarted server binds at once
     request_queue_size = 1024  # the listen backlog: a burst of probes and scrapers
 
     def __init__(
@@ -519,7 +626,7 @@ class _HTTPServer(ThreadingHTTPServer):
             except (OSError, AttributeError):
                 pass
         socketserver.TCPServer.server_bind(self)
-        # HTTPServer.server_bind would call socket.getfqdn(): a DNS lookup that can hang.
+        # No socket.getfqdn() as http.server's has: a DNS lookup that can hang.
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     # -- the selector thread ----------------------------------------------------------
@@ -1038,7 +1145,7 @@ def start_monitoring_server(
 
 
 def serve(
-    host: str = "0.0.0.0",
+    host: str = "0.0.0.0",  # nosec B104 # the documented default (README): a container server
     port: int = 8080,
     *,
     ready: Callable[[MonitoringServer], None] | None = None,

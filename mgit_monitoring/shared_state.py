@@ -135,7 +135,7 @@ _LOCK_WAIT_S = 1.0  # longest wait of a flush for the registry's batch lock
 
 # Stores whose schema this module registered (a scrape must not take the write lock to
 # re-register it each time). Weak: a discarded store is not kept alive.
-_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_registered: weakref.WeakKeyDictionary[Store, bool] = weakref.WeakKeyDictionary()
 _registered_lock = threading.Lock()
 
 
@@ -549,7 +549,7 @@ def clear_shared_metrics(store: Store, families: Sequence[str] | None = None) ->
     def run(conn: sqlite3.Connection) -> None:
         if names is None:
             for table in ("sm_totals", "sm_gauges", "sm_families"):
-                conn.execute(f"DELETE FROM {table}")
+                conn.execute(f"DELETE FROM {table}")  # nosec B608 # one of three fixed names
         else:
             for name in names:
                 conn.execute("DELETE FROM sm_totals WHERE family = ?", (name,))

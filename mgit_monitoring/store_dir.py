@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 __all__ = [
     "CREATABLE",
@@ -93,7 +93,7 @@ def nearest_existing(path: str) -> str:
     return current
 
 
-def _filesystem(path: str) -> tuple:
+def _filesystem(path: str) -> Tuple[bool, bool]:
     """(has storage, mounted read-only) of the filesystem holding ``path``."""
     statvfs = getattr(os, "statvfs", None)
     if statvfs is None:  # Windows: no statvfs; assume an ordinary disk

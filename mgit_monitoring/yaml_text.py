@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, List
+from typing import Any, Dict, List
 
 __all__ = ["dump"]
 
@@ -100,7 +100,7 @@ def _key(key: Any) -> str:
     return text
 
 
-def _mapping(data: dict, level: int, lines: List[str], first_prefix: str = "") -> None:
+def _mapping(data: Dict[Any, Any], level: int, lines: List[str], first_prefix: str = "") -> None:
     pad = _INDENT * level
     for index, (key, value) in enumerate(data.items()):
         prefix = first_prefix if index == 0 and first_prefix else pad
@@ -115,7 +115,7 @@ def _mapping(data: dict, level: int, lines: List[str], first_prefix: str = "") -
             lines.append(f"{head} {_scalar(value, level)}")
 
 
-def _sequence(data: list, level: int, lines: List[str]) -> None:
+def _sequence(data: List[Any], level: int, lines: List[str]) -> None:
     dash = _INDENT * level + "- "
     for item in data:
         if isinstance(item, dict) and item:

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 import unittest
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from mgit_monitoring.context import correlation_context, get_correlation_id
 from mgit_monitoring.log_formatter import StructuredFormatter
@@ -50,7 +50,7 @@ class Collect(logging.Handler):
 class WriterCase(unittest.TestCase):
     def make(
         self, gate: Optional[threading.Event] = None, **writer_args: Any
-    ) -> "tuple[StructuredLogger, LogWriter, Collect]":
+    ) -> Tuple[StructuredLogger, LogWriter, Collect]:
         writer = LogWriter(**writer_args)
         writer.set_background(True)
         self.addCleanup(writer.set_background, False)

@@ -50,6 +50,7 @@ SDIST_INCLUDE = (
     "Makefile",
     "README.md",
     "pyproject.toml",
+    "requirements-lint.txt",
     "requirements-test.txt",
     "setup.cfg",
     "bench",
