@@ -69,7 +69,10 @@ class LogWriter:
         self.background = False
         self._pending: Deque[Tuple[Emit, Any]] = collections.deque()
         self._lock = threading.RLock()  # one writer at a time: the thread, flush, overflow
-        self._wake = threading.Event()
+        # Held while the thread sleeps; released (by any thread) to wake it: cheaper on the
+        # calling thread than an Event, which takes a Condition's lock to notify.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._idle = True
         self._thread: Optional[threading.Thread] = None
         self._stop = False
@@ -98,7 +101,7 @@ class LogWriter:
         thread = self._thread
         if thread is not None:
             self._stop = True
-            self._wake.set()
+            self._signal()
             if thread is not threading.current_thread():
                 thread.join(timeout=5.0)
             self._thread = None
@@ -119,7 +122,14 @@ class LogWriter:
         pending.append((emit, entry))
         if self._idle:
             self._idle = False
-            self._wake.set()
+            self._signal()
+
+    def _signal(self) -> None:
+        """Wake the thread (a no-op when a wake-up is already pending)."""
+        try:
+            self._wake.release()
+        except RuntimeError:  # already released: the thread will wake anyway
+            pass
 
     def write_now(self, emit: Emit, entry: Any) -> None:
         """Call ``emit(entry)`` on this thread, after writing every queued line."""
@@ -173,22 +183,21 @@ class LogWriter:
             return True
 
     def _run(self) -> None:
-        wake = self._wake
         while not self._stop:
-            wake.wait(self.idle_timeout)
-            wake.clear()
+            self._wake.acquire(timeout=self.idle_timeout)
             with self._lock:
                 self._drain()
             self._idle = True
             if self._pending:  # queued after the drain, before _idle was set
                 self._idle = False
-                wake.set()
+                self._signal()
 
     def _after_fork(self) -> None:
         # The parent writes what it had queued; the parent's thread and lock are not ours.
         self._pending = collections.deque()
         self._lock = threading.RLock()
-        self._wake = threading.Event()
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._idle = True
         self._thread = None
         self._stop = False
