@@ -205,7 +205,7 @@ class StructuredLogger:
                         task = asyncio.current_task().get_name()
                     except Exception:  # noqa: BLE001 - no running loop: no task
                         task = None
-            when = (time.time_ns(), _get_ident(), _current_thread().name, task, CURRENT_SCOPE.get())
+            when = (time.time_ns(), _get_ident(), _current_thread(), task, CURRENT_SCOPE.get())
             writer.submit(self._emit, (level, fn, lno, msg, args, None, func, None, fields, when))
         else:
             entry = (level, fn, lno, msg, args, exc_info, func, sinfo, fields, None)
@@ -221,7 +221,7 @@ class StructuredLogger:
         if when is None:
             attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
         else:
-            ns, ident, thread_name, task, scope = when
+            ns, ident, thread, task, scope = when
             created = ns / 1e9
             msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
             if msecs == 999.0 and int(created) != ns // 1_000_000_000:
@@ -231,7 +231,7 @@ class StructuredLogger:
             attrs["msecs"] = msecs
             if logging.logThreads:
                 attrs["thread"] = ident
-                attrs["threadName"] = thread_name
+                attrs["threadName"] = thread.name
             if task is not None:
                 attrs["taskName"] = task
             attrs[CONTEXT_ATTR] = scope
