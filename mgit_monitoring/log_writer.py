@@ -47,6 +47,9 @@ from mgit_monitoring.warn_once import WarnOnce
 __all__ = ["LogWriter", "flush_logs", "get_log_writer"]
 
 Emit = Callable[[Any], None]
+Line = Tuple[Any, ...]
+"""A queued line: a tuple whose first item is the callable that writes it, given the
+whole tuple (one allocation per line, nothing else for the garbage collector to walk)."""
 
 
 class LogWriter:
@@ -67,7 +70,7 @@ class LogWriter:
         self.max_pending = int(max_pending)
         self.idle_timeout = float(idle_timeout)
         self.background = False
-        self._pending: Deque[Tuple[Emit, Any]] = collections.deque()
+        self._pending: Deque[Line] = collections.deque()
         self._lock = threading.RLock()  # one writer at a time: the thread, flush, overflow
         # Held while the thread sleeps; released (by any thread) to wake it: cheaper on the
         # calling thread than an Event, which takes a Condition's lock to notify.
@@ -77,6 +80,8 @@ class LogWriter:
         self._thread: Optional[threading.Thread] = None
         self._stop = False
         self._hooks_installed = False
+        self._written = threading.Condition(threading.Lock())  # for wait_written()
+        self._waiters = 0
         self._warnings = WarnOnce("mgit_monitoring.log_writer")
 
     def __repr__(self) -> str:
@@ -108,8 +113,8 @@ class LogWriter:
             self._stop = False
         self.flush()  # a line another thread queued while the thread was stopping
 
-    def submit(self, emit: Emit, entry: Any) -> None:
-        """Have ``emit(entry)`` called on the writer thread, after every line queued before.
+    def submit(self, line: Line) -> None:
+        """Have ``line[0](line)`` called on the writer thread, after every line queued before.
 
         Called on the calling thread only in background mode (the caller checks
         :attr:`background`); if the thread cannot run (not started yet and cannot be, or
@@ -117,9 +122,9 @@ class LogWriter:
         """
         pending = self._pending
         if len(pending) >= self.max_pending or (self._thread is None and not self._start()):
-            self.write_now(emit, entry)
+            self.write_now(line[0], line)
             return
-        pending.append((emit, entry))
+        pending.append(line)
         if self._idle:
             self._idle = False
             self._signal()
@@ -149,11 +154,11 @@ class LogWriter:
         pending = self._pending
         while pending:
             try:
-                emit, entry = pending.popleft()
+                line = pending.popleft()
             except IndexError:  # another thread took the last one
                 return
             try:
-                emit(entry)
+                line[0](line)
             except Exception as exc:  # noqa: BLE001 - one bad line must not stop the rest
                 self._warnings.warn(
                     type(exc).__name__,
@@ -182,6 +187,24 @@ class LogWriter:
             self._thread = thread
             return True
 
+    def wait_written(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the writer thread has written every line queued so far (without
+        writing them on this thread, as :meth:`flush` does); False on timeout.
+
+        Without a running thread, the same as :meth:`flush`.
+        """
+        if self._thread is None:
+            self.flush()
+            return True
+        with self._written:
+            self._waiters += 1
+            try:
+                return self._written.wait_for(
+                    lambda: self._idle and not self._pending or self._thread is None, timeout
+                )
+            finally:
+                self._waiters -= 1
+
     def _run(self) -> None:
         while not self._stop:
             self._wake.acquire(timeout=self.idle_timeout)
@@ -191,6 +214,9 @@ class LogWriter:
             if self._pending:  # queued after the drain, before _idle was set
                 self._idle = False
                 self._signal()
+            elif self._waiters:
+                with self._written:
+                    self._written.notify_all()
 
     def _after_fork(self) -> None:
         # The parent writes what it had queued; the parent's thread and lock are not ours.
@@ -201,6 +227,8 @@ class LogWriter:
         self._idle = True
         self._thread = None
         self._stop = False
+        self._written = threading.Condition(threading.Lock())
+        self._waiters = 0
 
 
 _default: Optional[LogWriter] = None

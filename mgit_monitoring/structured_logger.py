@@ -53,6 +53,8 @@ _NO_FLOOR = SimpleNamespace(level=0)  # for loggers whose class decides levels i
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 # Values a queued line may hold: nothing the caller could change after the call.
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+_LINES: Dict[Tuple[int, int], Tuple[Any, int]] = {}  # (id(code), offset) -> (code, line)
+_LINES_MAX = 4096
 _TASK_NAMES = sys.version_info >= (3, 12)  # LogRecord.taskName
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
@@ -167,7 +169,21 @@ class StructuredLogger:
             frame = None
         if frame is not None:
             code = frame.f_code
-            fn, lno, func = code.co_filename, frame.f_lineno, code.co_name
+            # The line of a call site never changes: f_lineno walks the code's line table
+            # on every read (the bulk of a queued line's cost for a long caller), so it is
+            # remembered by (code, instruction offset). Keyed by the code's id (hashing a
+            # code object hashes its constants), the entry holding the code so that the id
+            # cannot be reused while it is remembered.
+            site = (id(code), frame.f_lasti)
+            known = _LINES.get(site)
+            if known is None:
+                lno = frame.f_lineno
+                if len(_LINES) >= _LINES_MAX:
+                    _LINES.clear()
+                _LINES[site] = (code, lno)
+            else:
+                lno = known[1]
+            fn, func = code.co_filename, code.co_name
         else:
             fn, lno, func = "(unknown file)", 0, "(unknown function)"
         sinfo = None
@@ -205,11 +221,34 @@ class StructuredLogger:
                         task = asyncio.current_task().get_name()
                     except Exception:  # noqa: BLE001 - no running loop: no task
                         task = None
-            when = (time.time_ns(), _get_ident(), _current_thread(), task, CURRENT_SCOPE.get())
-            writer.submit(self._emit, (level, fn, lno, msg, args, None, func, None, fields, when))
+            writer.submit(
+                (
+                    self._emit_queued,
+                    level,
+                    fn,
+                    lno,
+                    msg,
+                    args,
+                    func,
+                    fields,
+                    time.time_ns(),
+                    _get_ident(),
+                    _current_thread(),
+                    task,
+                    CURRENT_SCOPE.get(),
+                )
+            )
         else:
             entry = (level, fn, lno, msg, args, exc_info, func, sinfo, fields, None)
             writer.write_now(self._emit, entry)
+
+    def _emit_queued(self, line: Tuple[Any, ...]) -> None:
+        """Write a queued line (on the writer thread): the record gets the caller's time,
+        thread, task and correlation scope, captured at the call."""
+        _, level, fn, lno, msg, args, func, fields, ns, ident, thread, task, scope = line
+        self._emit(
+            (level, fn, lno, msg, args, None, func, None, fields, (ns, ident, thread, task, scope))
+        )
 
     def _emit(self, entry: Tuple[Any, ...]) -> None:
         """Build the record and hand it to the handlers (on the calling thread, or on the

@@ -220,6 +220,29 @@ class TestNothingLost(WriterCase):
         log.info("c")  # now on the calling thread
         self.assertEqual(out.lines[-1]["message"], "c")
 
+    def test_wait_written_waits_for_the_thread_to_write(self) -> None:
+        """wait_written() returns once the writer thread (not the caller) wrote the lines."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        written_by: List[str] = []
+        std = log.logger
+
+        class Where(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                written_by.append(threading.current_thread().name)
+                return True
+
+        where = Where()
+        std.addFilter(where)
+        self.addCleanup(std.removeFilter, where)
+        for i in range(3):
+            log.info("n", i=i)
+        self.assertFalse(writer.wait_written(timeout=0.05))  # held inside the handler
+        gate.set()
+        self.assertTrue(writer.wait_written(timeout=10))
+        self.assertEqual([line["i"] for line in out.lines], [0, 1, 2])
+        self.assertEqual(set(written_by), {"mgit-monitoring-log-writer"})
+
     def test_max_pending_must_be_positive(self) -> None:
         with self.assertRaises(ValueError):
             LogWriter(max_pending=0)
