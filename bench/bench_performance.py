@@ -16,6 +16,8 @@ WORKLOAD
   memory: VmRSS (/proc/self/status; ru_maxrss elsewhere) before and after recording
     1,000,000 traces (--quick: 100,000) on a default monitor (cap 10,000).
   store: one flush of 10,000 buffered traces, and get_operation_metrics over them.
+  Every figure also goes to bench/report.py's final table (bench/results.py); no issue
+  states a goal for these rows (the decorator goals are bench_integration.py's).
 
 Usage: python3 bench/bench_performance.py [--quick]
 """
@@ -34,7 +36,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from results import emit  # noqa: E402
+
 from mgit_monitoring.performance import PerformanceMonitor, monitor_performance  # noqa: E402
+
+ANCHOR_NAME = "prometheus_client + python-json-logger"
 
 
 def _median_ns(fn, n: int, repeats: int) -> float:
@@ -188,6 +194,8 @@ def main(argv=None) -> int:
         print("| case | ours ns/op | anchor ns/op | ours/anchor |")
         print("| --- | ---: | ---: | ---: |")
         for name, ns in results.items():
+            if name != "plain":
+                emit("performance", name, ns, anchor_ns, anchor_name=ANCHOR_NAME)
             if anchor_ns is None or name == "plain":
                 print(f"| {name} | {ns:,.0f} | - | - |")
             else:
@@ -196,17 +204,28 @@ def main(argv=None) -> int:
             print(f"(anchor rows skipped: {why})")
         overhead = results["decorated"] - results["plain"]
         print(f"\ndecorator overhead over the plain call: {overhead:,.0f} ns")
+        emit("performance", "decorator overhead over the plain call", overhead, None)
 
         before, after, kept = memory_case(traces)
         print(
             f"\nRSS before {before / 1024:.1f} MiB, after recording {traces:,} traces "
             f"{after / 1024:.1f} MiB (+{(after - before) / 1024:.1f} MiB; {kept:,} kept in memory)"
         )
+        emit(
+            "performance",
+            f"RSS growth after {traces:,} traces",
+            (after - before) / 1024,
+            None,
+            unit="MiB",
+            note=f"{kept:,} kept in memory",
+        )
         flush_ms, query_ms, count = store_case(os.path.join(tmp, "store"))
         print(
             f"store: flush of {count:,} traces {flush_ms:.1f} ms; "
             f"get_operation_metrics over them {query_ms:.1f} ms"
         )
+        emit("performance", f"store flush of {count:,} traces", flush_ms, None, unit="ms")
+        emit("performance", f"get_operation_metrics over {count:,}", query_ms, None, unit="ms")
     return 0
 
 

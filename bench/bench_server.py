@@ -13,6 +13,10 @@ allows it. Reported: requests/s, p99, and ratios ours/anchor (for req/s higher i
 for p99 lower is better). While wrk loads our /metrics, a client times ``/health/live`` on
 one keep-alive connection: its median latency is the probe figure.
 
+Goals: requests/s >= 20x the anchor's (issue 14 §1; issue 7 asked >= 4x), p99 <= 0.5x
+(issue 7), probe median < 5 ms (issue 7). In bench/report.py's final table (through
+bench/results.py) throughput is shown as time per request, so lower is better on every row.
+
 Usage: python3 bench/bench_server.py [--quick] [--seconds N]
 """
 
@@ -33,6 +37,8 @@ from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from results import emit  # noqa: E402
 
 SERIES = 1000
 PC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -169,6 +175,45 @@ def _measure(port: int, seconds: int, probe: bool) -> Dict[str, float]:
     return result
 
 
+def _per_request_ms(rps: float) -> float:
+    return 1000.0 / rps if rps else float("nan")
+
+
+def emit_rows(ours: Dict[str, float], anchor: Dict[str, float] | None) -> None:
+    """The final table's rows. Throughput goes in as time per request (1000 / req/s), so
+    that lower is better there too: a ratio of 0.05 is 20x the anchor's requests/s."""
+    for kind in ("plain", "gzip"):
+        emit(
+            "server",
+            f"/metrics {kind}: time per request",
+            _per_request_ms(ours[f"{kind}_rps"]),
+            _per_request_ms(anchor[f"{kind}_rps"]) if anchor else None,
+            unit="ms/req",
+            anchor_name="prometheus_client",
+            goal=0.05,
+            note=f"1000 / req/s: ours {ours[f'{kind}_rps']:.0f} req/s; goal >= 20x (issue 14)",
+        )
+        emit(
+            "server",
+            f"/metrics {kind}: p99 latency",
+            ours[f"{kind}_p99"],
+            anchor[f"{kind}_p99"] if anchor else None,
+            unit="ms",
+            anchor_name="prometheus_client",
+            goal=0.5,
+        )
+    if "probe_median_ms" in ours:
+        emit(
+            "server",
+            "/health/live median under /metrics load",
+            ours["probe_median_ms"],
+            None,
+            unit="ms",
+            max_value=5.0,
+            note=f"p99 {ours['probe_p99_ms']:.2f} ms",
+        )
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s wrk runs instead of 10 s")
@@ -220,6 +265,7 @@ def main(argv: List[str] | None = None) -> int:
             print(f"{label:<22}{mine:>12}{anchor[key]:>9.1f}{unit:<3}{ratio:>13.2f}")
     if anchor is None:
         print("skip: prometheus_client is not installed; anchor rows skipped")
+    emit_rows(ours, anchor)
     print(f"keep-alive: ours {'yes' if ours['keep_alive'] else 'no'}", end="")
     print(f", anchor {'yes' if anchor['keep_alive'] else 'no'}" if anchor else "")
     if "probe_median_ms" in ours:

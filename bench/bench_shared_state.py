@@ -25,6 +25,9 @@ Reported:
      median of 5 (1 at the largest size for the anchor, which reads every file).
 Also checked: both views report exactly 3*N operations (prints MISMATCH otherwise).
 
+No issue states a goal for these rows; they go to bench/report.py's final table with the
+others (bench/results.py).
+
 Ratios are ours / anchor: lower is better. Run: python3 bench/bench_shared_state.py [--quick]
 (--quick stops at 1,000 processes). If prometheus_client is missing the anchor rows print a
 one-line skip and the run still exits 0.
@@ -44,6 +47,8 @@ from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from results import emit  # noqa: E402
 
 from mgit_monitoring.exposition import render_text  # noqa: E402
 from mgit_monitoring.registry import Registry  # noqa: E402
@@ -225,6 +230,14 @@ def main(argv: List[str] | None = None) -> int:
         db_size = sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
 
         def row(case: str, ours_s: float, anchor_s: float | None) -> None:
+            emit(
+                "shared_state",
+                case,
+                ours_s * 1e3,
+                None if anchor_s is None else anchor_s * 1e3,
+                unit="ms",
+                anchor_name="prometheus_client multiprocess",
+            )
             if anchor_s is None:
                 print(f"| {case} | {ours_s * 1e3:,.3f} | skipped | - |")
             else:
@@ -241,6 +254,8 @@ def main(argv: List[str] | None = None) -> int:
         print(f"| F ours: exit flush alone (median / p99) | {_median(ours.flush_times) * 1e3:,.3f}"
               f" / {sorted(ours.flush_times)[int(len(ours.flush_times) * 0.99)] * 1e3:,.3f}"
               " | - | - |")  # fmt: skip
+        flush_ms = _median(ours.flush_times) * 1e3
+        emit("shared_state", "F ours: exit flush alone (median)", flush_ms, None, unit="ms")
         for n in checkpoints:
             row(
                 f"S scrape after {n:,} processes",

@@ -28,7 +28,9 @@ between scrapes):
 * prometheus_client's ``start_http_server(0)`` with its default registry - the anchor.
 
 Goal (issue 13): ours at most 25 MB. Reported: kB for each and ours minus bare. Linux only
-(``/proc``). Usage: python3 bench/bench_startup.py [--repeat N] [--setup-rounds R]
+(``/proc``). Both figures also go to bench/report.py's final table (bench/results.py).
+
+Usage: python3 bench/bench_startup.py [--quick] [--repeat N] [--setup-rounds R]
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import tempfile
 import time
 import urllib.request
 from typing import Dict, List, Tuple
+
+from results import emit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOAL_KB = 25 * 1024
@@ -162,6 +166,18 @@ def cold_setup(py: str, rounds: int) -> None:
             f"{wall:7.1f} ms whole process"
         )
     ratio = statistics.median(ratios)
+    emit(
+        "startup",
+        "cold setup_monitoring_integration() vs import",
+        statistics.median(v[0] for v in runs["setup"]) * 1000,
+        statistics.median(v[0] for v in runs["prometheus"]) * 1000,
+        unit="ms",
+        anchor_name="import prometheus_client",
+        goal=0.5,
+        floor=1.0,
+        ratio=ratio,
+        note="ratio: median of the per-round ratios (issue 13)",
+    )
     verdict = "ok" if ratio <= 0.5 else ("over the goal" if ratio <= 1.0 else "OVER THE FLOOR")
     print(
         f"  setup / import prometheus_client: {ratio:.2f}x "
@@ -176,7 +192,12 @@ def main() -> int:
     parser.add_argument(
         "--setup-rounds", type=int, default=15, help="rounds of the cold-setup comparison"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 setup rounds and 1 run per process (smoke run)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.setup_rounds, args.repeat = 5, 1
     py = sys.executable
     cold_setup(py, args.setup_rounds)
     print()
@@ -224,6 +245,17 @@ def main() -> int:
     for name, value in medians.items():
         print(f"  {name:<38} {value / 1024:6.1f} MB   (+{(value - bare) / 1024:.1f} MB over bare)")
     ours = medians["mgit-monitoring server --simple"]
+    anchor_kb = medians.get("prometheus_client start_http_server")
+    emit(
+        "startup",
+        "idle RSS of server --simple after a scrape",
+        ours / 1024,
+        None if anchor_kb is None else anchor_kb / 1024,
+        unit="MB",
+        anchor_name="prometheus_client start_http_server",
+        max_value=GOAL_KB / 1024,
+        note=f"bare interpreter {bare / 1024:.1f} MB (issue 13)",
+    )
     verdict = "ok" if ours <= GOAL_KB else "OVER"
     print(f"  goal: server <= {GOAL_KB / 1024:.0f} MB -> {verdict}")
     return 0
