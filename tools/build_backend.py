@@ -45,6 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: What the sdist carries besides PKG-INFO (files, or directories walked recursively).
 SDIST_INCLUDE = (
+    "BENCHMARKS.md",
     "CHANGELOG.md",
     "LICENSE",
     "Makefile",
