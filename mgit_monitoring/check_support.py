@@ -20,10 +20,22 @@ import json
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Any, Callable, List, NamedTuple, Sequence, Set, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    List,
+    NamedTuple,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+if TYPE_CHECKING:  # urllib.request loads http.client, email and ssl (~7 MB): at first use
+    import urllib.request
 
 __all__ = [
     "GIB",
@@ -180,11 +192,13 @@ def provider_probes(
 
 def open_url(opener: Any, request: Any, timeout: float) -> Tuple[Any, str]:
     """``(response, "")``, an HTTP error status being a response too, or ``(None, reason)``."""
+    from urllib.error import HTTPError, URLError
+
     try:
         return opener.open(request, timeout=timeout), ""
-    except urllib.error.HTTPError as exc:
+    except HTTPError as exc:
         return exc, ""
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout):
             return None, f"timed out after {timeout:g} s"
@@ -246,26 +260,29 @@ def proxy_bypassed(host: str, no_proxy: str | None) -> bool:
     """Whether ``host`` matches ``no_proxy`` (a NO_PROXY value) and so goes direct."""
     if not no_proxy:
         return False
-    return bool(urllib.request.proxy_bypass_environment(host, {"no": no_proxy}))  # type: ignore[attr-defined]
+    from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+    return bool(proxy_bypass_environment(host, {"no": no_proxy}))
 
 
 def url_opener(
     url: str, proxy: str | None, no_proxy: str | None, follow_redirects: bool = True
 ) -> urllib.request.OpenerDirector:
     """An opener using exactly ``proxy`` (never the environment's), for ``url``'s host."""
+    from urllib.request import HTTPRedirectHandler, ProxyHandler, build_opener
+
+    class _NoRedirect(HTTPRedirectHandler):
+        """Hand 3xx answers back as HTTPError: a redirect is a verdict (a sign-in page)."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     host = urllib.parse.urlsplit(url).hostname or ""
     proxies = {} if not proxy or proxy_bypassed(host, no_proxy) else {"http": proxy, "https": proxy}
-    handlers: List[Any] = [urllib.request.ProxyHandler(proxies)]
+    handlers: List[Any] = [ProxyHandler(proxies)]
     if not follow_redirects:
         handlers.append(_NoRedirect())
-    return urllib.request.build_opener(*handlers)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Hand 3xx answers back as HTTPError: a redirect is a verdict (a sign-in page)."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    return build_opener(*handlers)
 
 
 def is_json(content_type: str, body: bytes) -> bool:

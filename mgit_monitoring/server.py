@@ -254,7 +254,7 @@ def _parse_fields(lines: List[bytes]) -> _Headers | None:
         if line[:1] in (" ", "\t"):
             if fields:
                 name, value = fields[-1]
-                fields[-1] = (name, f"{value} {line}".strip(" \t"))
+                fields[-1] = (name, " ".join(v for v in (value, line.strip(" \t")) if v))
             continue
         colon = line.find(":")
         if colon < 1 or not _NAME_CHARS.issuperset(line[:colon]):

@@ -414,6 +414,59 @@ class TestServerLimits(_Base):
         self.assertIn(b"application/json", reply)
         self.assertNotIn(b"<html", reply.lower())
 
+    def test_malformed_header_line_400_and_close(self) -> None:
+        """A header line that is no field is a 400 and a closed connection. http.server took
+        it for the end of the head and dropped the fields after it: here the Content-Length
+        whose body would then have been served as a second request."""
+        server = self.start()
+        smuggled = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+        length = b"Content-Length: %d\r\n" % len(smuggled)
+        bad_lines = (b"NoColon", b": no-name", b"Bad Name: x", b"Name\xff: x", b"X: a\x00b")
+        for bad in (*bad_lines, b"X: a\rb"):
+            with self.subTest(line=bad):
+                reply = self.raw(
+                    server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + bad + b"\r\n" + length
+                    + b"\r\n" + smuggled
+                )  # fmt: skip
+                self.assertTrue(reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:40])
+                self.assertIn(b"Connection: close", reply)
+                self.assertEqual(1, reply.count(b"HTTP/1.1 "), "the body was served as a request")
+
+    def test_folded_header_joined_with_a_space(self) -> None:
+        """An obs-fold continues its field with one space (RFC 9112 5.2); a whitespace-led line
+        before the first field is ignored (RFC 9112 2.2); values lose surrounding blanks."""
+        server = self.start()
+        with self.assertLogs("mgit_monitoring.server.access", "INFO") as logs:
+            reply = self.raw(
+                server,
+                b"GET /info HTTP/1.1\r\n  stray\r\nUser-Agent:  probe/1 \r\n\t(folded)\r\n"
+                b"Connection: close\r\n\r\n",
+            )
+        self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:40])
+        self.assertEqual("probe/1 (folded)", logs.records[0].user_agent)
+
+    def test_http_version_rules_on_every_python(self) -> None:
+        """HTTP/x.y with one dot and at most 10 digits each, below 2.0 (the rules of Python
+        3.11's http.server, which 3.8 lacked); others get 400, HTTP/1.0 and 1.1 are served."""
+        server = self.start()
+        for version in (b"HTTP/-1.1", b"HTTP/1.99999999999", b"HTTP/1.1.1", b"HTTP/\xb2.1",
+                        b"HTTP/2.0", b"HTTP/1", b"http/1.1"):  # fmt: skip
+            with self.subTest(version=version):
+                reply = self.raw(server, b"GET /info " + version + b"\r\nHost: x\r\n\r\n")
+                self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:40])
+        for version in (b"HTTP/1.0", b"HTTP/1.1", b"HTTP/01.01"):
+            with self.subTest(version=version):
+                request = b"GET /info " + version + b"\r\nConnection: close\r\n\r\n"
+                self.assertTrue(self.raw(server, request).startswith(b"HTTP/1.1 200 OK\r\n"))
+
+    def test_reason_phrases_are_rfc_9110s(self) -> None:
+        """413 and 414 say "Content Too Large" and "URI Too Long" on every Python version."""
+        server = self.start()
+        reply = self.raw(server, b"GET /info HTTP/1.1\r\nContent-Length: 1\r\n\r\nx")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), reply[:40])
+        reply = self.raw(server, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+        self.assertTrue(reply.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), reply[:40])
+
     def test_slow_client_does_not_block_others_and_is_dropped(self) -> None:
         """A client trickling its request head is cut at the deadline; others are served."""
         server = self.start(request_timeout=0.5)
@@ -924,6 +977,52 @@ class TestProcess(unittest.TestCase):
         self.assertEqual(401, status("/info"))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, proc.wait(timeout=30))
+
+    def test_simple_server_loads_no_http_client_email_ssl_or_asyncio(self) -> None:
+        """`server --simple` scrapes and probes without http.server, http.client, email, ssl,
+        urllib.request and asyncio in the process (about 7 MB of an idle server): they load
+        only when something needs them (TLS, an HTTP probe of a provider, an async check)."""
+        code = r"""
+import contextlib, io, json, os, socket, sys, threading
+from mgit_monitoring.cli import main
+heavy = json.loads(sys.argv[1])
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    argv = ["server", "--simple", "--host", "127.0.0.1", "--port", "0"]
+    threading.Thread(target=main, args=(argv,), daemon=True).start()
+    while "serving on" not in out.getvalue():
+        threading.Event().wait(0.01)
+port = int(out.getvalue().split()[-1].rsplit(":", 1)[1])
+
+def get(path):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path.encode())
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return int(reply.split()[1])
+            reply += chunk
+
+loaded = lambda: sorted(name for name in heavy if name in sys.modules)
+started = loaded()
+scraped = [get("/metrics"), loaded()]
+probed = [get(p) for p in ("/health/live", "/health/ready", "/health")] + [loaded()]
+print(json.dumps([started, scraped, probed]), flush=True)
+os._exit(0)
+"""
+        heavy = ["http.server", "http.client", "email", "ssl", "asyncio", "urllib.request"]
+        done = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(heavy)],
+            env=self.env, cwd=self.env["HOME"], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        self.assertEqual(0, done.returncode, done.stderr)
+        started, scraped, probed = json.loads(done.stdout)
+        self.assertEqual([], started)
+        self.assertEqual([200, []], scraped)
+        self.assertEqual([200, 200], probed[:2])
+        self.assertIn(probed[2], (200, 503))  # whatever git and the disk say here
+        self.assertEqual([], probed[3])  # no provider configured: no HTTP probe
 
 
 if __name__ == "__main__":
