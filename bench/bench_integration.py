@@ -12,10 +12,13 @@ before each loop, one warm-up loop per variant, median of R rounds of N calls):
                    filtered
   op_on_logged     as op_on, with the function's logger at INFO writing both JSON lines
                    (StructuredFormatter, masking on) to a null sink, the background log
-                   writer on (the default). Paced, as mgit runs: each call is timed alone
-                   and followed by a 0.2 ms pause (untimed) in which the writer thread
-                   writes its lines, as it does while mgit waits for git. The anchor and
-                   op_on are paced the same way (every call starts with cold caches)
+                   writer on (the default): the CPU time of the calling thread alone in a
+                   tight loop (the writer thread's work is its own), against the anchor's
+                   measured the same way
+  op_on_logged (paced)  as mgit runs: each call timed alone and followed by a 0.2 ms pause
+                   (untimed) in which the writer writes its lines, as it does while mgit
+                   waits for git; the anchor and op_on paced the same way (each call
+                   starts with cold caches)
   op_on_logged_cpu the same tight loop, then flush_logs(): the process CPU time (both
                    threads) per call, that is everything the two lines cost
   op_on_logged_sync  MGIT_MONITORING_LOG_BACKGROUND=false: both lines built and written on
@@ -259,6 +262,19 @@ def time_paced(fn: Callable[[], Any], n: int) -> float:
     return total / n
 
 
+def thread_cpu_per_call(fn: Callable[[], Any], n: int) -> float:
+    """CPU nanoseconds of the calling thread alone per call of a tight loop (the writer
+    thread runs meanwhile; its work is its own), queued lines written afterwards."""
+    gc.collect()
+    clock = time.thread_time_ns
+    t0 = clock()
+    for _ in range(n):
+        fn()
+    spent = clock() - t0
+    flush_logs()
+    return spent / n
+
+
 def cpu_per_call(fn: Callable[[], Any], n: int) -> float:
     """Process CPU nanoseconds (every thread) per call of a tight loop, queued lines
     written before the clock stops."""
@@ -287,10 +303,12 @@ def measure_logged(
 
     for _ in range(rounds + 1):  # the first round warms up and is dropped
         setup_monitoring_integration(force=True, state_dir=state_dir, log_background=True)
-        add("op_on_logged", time_paced(fn, n))
+        add("op_on_logged", thread_cpu_per_call(fn, 4 * n))
+        add("op_on_logged (paced)", time_paced(fn, n))
         add("op_on (paced)", time_paced(quiet_fn, n))
         add("op_on_logged_cpu", cpu_per_call(fn, 4 * n))
         if anchor is not None:
+            add("anchor (thread cpu)", thread_cpu_per_call(anchor, 4 * n))
             add("anchor (paced)", time_paced(anchor, n))
             add("anchor (cpu)", cpu_per_call(anchor, 4 * n))
         setup_monitoring_integration(force=True, state_dir=state_dir, log_background=False)
@@ -371,7 +389,8 @@ def main() -> int:
     print("logging on, as mgit runs (two JSON lines per operation; the anchor writes one):")
     print(f"{'variant':<30}{'ns/call':>10}{'vs anchor':>11}  anchor measured as")
     pairs = (
-        ("op_on_logged", "anchor (paced)", "paced: each call timed, then a pause"),
+        ("op_on_logged", "anchor (thread cpu)", "CPU of the calling thread, tight loop"),
+        ("op_on_logged (paced)", "anchor (paced)", "paced: each call timed, then a pause"),
         ("op_on (paced)", "anchor (paced)", "paced, the function's logger quiet"),
         ("op_on_logged_cpu", "anchor (cpu)", "process CPU, tight loop"),
         ("op_on_logged_sync", None, "tight loop (the table above)"),
@@ -396,7 +415,8 @@ def main() -> int:
     if anchor_ns:
         print(
             "goal: op_on_logged <= 0.5x the anchor (never above 1.0x), on the calling "
-            f"thread: {logged['op_on_logged'] / logged['anchor (paced)']:.2f}x (paced); "
+            f"thread: {logged['op_on_logged'] / logged['anchor (thread cpu)']:.2f}x (its CPU), "
+            f"{logged['op_on_logged (paced)'] / logged['anchor (paced)']:.2f}x (paced); "
             "everything the lines cost (cpu, both threads): "
             f"{logged['op_on_logged_cpu'] / logged['anchor (cpu)']:.2f}x"
         )
@@ -428,17 +448,27 @@ def main() -> int:
             anchor_name="prometheus_client + python-json-logger",
             max_value=10.0,
         )
-    each = logged.get("anchor (paced)")
+    own = logged.get("anchor (thread cpu)")
     emit(
         "integration",
-        "op_on_logged (calling thread, paced)",
+        "op_on_logged (calling thread's CPU)",
         logged["op_on_logged"] / 1000,
-        each and each / 1000,
+        own and own / 1000,
         unit="us",
-        anchor_name="anchor, paced the same way",
+        anchor_name="anchor, the same measure",
         goal=0.5,
         floor=1.0,
         note="issue 14 s6; two lines vs the anchor's one",
+    )
+    each = logged.get("anchor (paced)")
+    emit(
+        "integration",
+        "op_on_logged (paced)",
+        logged["op_on_logged (paced)"] / 1000,
+        each and each / 1000,
+        unit="us",
+        anchor_name="anchor, paced the same way",
+        floor=1.0,
     )
     emit(
         "integration",
