@@ -340,11 +340,11 @@ def _parse_version(value: Any, label: str) -> str | None:
     raise _bad(label, value, "expected a version such as 2.30 or 2.30.1, or none")
 
 
-#: field name -> (environment variable, parser). Order is the documentation order.
+#: field name -> (environment variable, parser). Order is the constructor's positional order
+#: (new fields go last).
 _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "enabled": ("ENABLED", parse_bool),
     "log_level": ("LOG_LEVEL", _parse_level),
-    "log_background": ("LOG_BACKGROUND", parse_bool),
     "host": ("HOST", _parse_host),
     "port": ("PORT", _ranged(int, 0, 65535)),
     "state_dir": ("STATE_DIR", _parse_path),
@@ -368,6 +368,7 @@ _FIELDS: Dict[str, Tuple[str, Callable[[Any, str], Any]]] = {
     "provider_endpoints": ("PROVIDER_ENDPOINTS", _parse_endpoints),
     "min_git_version": ("MIN_GIT_VERSION", _parse_version),
     "validate_credentials": ("VALIDATE_CREDENTIALS", parse_bool),
+    "log_background": ("LOG_BACKGROUND", parse_bool),  # last: positional order is kept
 }
 
 
@@ -377,7 +378,6 @@ _ALL_INTERFACES = "0.0.0.0"  # nosec B104 # the documented default (README): a c
 _DEFAULTS: Dict[str, Any] = {
     "enabled": True,
     "log_level": "INFO",
-    "log_background": True,
     "host": _ALL_INTERFACES,
     "port": 8080,
     "state_dir": None,
@@ -401,6 +401,7 @@ _DEFAULTS: Dict[str, Any] = {
     "provider_endpoints": None,
     "min_git_version": None,
     "validate_credentials": False,
+    "log_background": True,
 }
 
 
@@ -580,7 +581,8 @@ class MonitoringConfig:
     min_git_version: str | None
     validate_credentials: bool
 
-    __slots__ = (*_FIELDS,)
+    __slots__ = (*_FIELDS, "__weakref__")
+    __match_args__ = tuple(_FIELDS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Positional arguments in field order, or keywords; each validated and normalised
@@ -621,7 +623,7 @@ class MonitoringConfig:
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
-        return f"MonitoringConfig({fields})"
+        return f"{type(self).__name__}({fields})"
 
     def __reduce__(self) -> Tuple[Any, ...]:  # pickle and copy: rebuilt through __init__
         return (type(self), self._values())
@@ -636,6 +638,8 @@ class MonitoringConfig:
         values = {name: getattr(self, name) for name in _FIELDS}
         values.update(changes)
         return type(self)(**values)
+
+    __replace__ = replace  # copy.replace() (3.13)
 
     @classmethod
     def from_env(

@@ -24,14 +24,19 @@ What stays true:
 - **Nothing is lost.** The queue is bounded (``max_pending``); when it is full, the
   calling thread writes what is queued and its own line (back-pressure, not dropping).
   :meth:`LogWriter.flush` writes everything queued before it returns; it runs at
-  interpreter exit (before ``logging.shutdown`` closes the handlers), when the background
+  interpreter exit (before ``logging.shutdown`` closes the handlers; lines logged after it,
+  by exit hooks registered earlier, are written on the calling thread), when the background
   mode is switched off, and is public as :func:`flush_logs` (tests that capture log
   output call it, as loguru users call ``complete()``).
-- **Fork.** A child process starts with an empty queue (the parent writes what it had
-  queued) and starts its own thread when it first needs one.
+- **Fork.** The forking thread writes the queue just before ``os.fork()``, so neither side
+  leaving with ``os._exit`` (a multiprocessing child, a daemonizing parent) loses a line
+  (unless a handler holds the writer for over 2 s: then the fork goes ahead and the parent
+  writes the queue later). The child writes on the calling thread from then on.
 
-Limits: a host's record factory (``logging.setLogRecordFactory``) runs on the writer
-thread, so one that reads thread-local or context state of the caller sees the writer's.
+Limits: what runs inside the handlers (a record factory set with
+``logging.setLogRecordFactory``, filters, formatters) runs on the writer thread, so one
+that reads the caller's thread-local or ``contextvars`` state sees the writer's; the
+correlation scope is captured at the call and travels with the line.
 """
 
 from __future__ import annotations
@@ -41,12 +46,14 @@ import collections
 import threading
 from typing import Any, Callable, Deque, Optional, Tuple
 
-from mgit_monitoring.fork_hooks import after_fork_in_child
+from mgit_monitoring.fork_hooks import after_fork_in_child, around_fork_in_parent
 from mgit_monitoring.warn_once import WarnOnce
 
 __all__ = ["LogWriter", "flush_logs", "get_log_writer"]
 
 Emit = Callable[[Any], None]
+_get_ident = threading.get_ident
+_FORK_FLUSH_TIMEOUT = 2.0  # seconds os.fork() waits for a writer busy in a handler
 Line = Tuple[Any, ...]
 """A queued line: a tuple whose first item is the callable that writes it, given the
 whole tuple (one allocation per line, nothing else for the garbage collector to walk)."""
@@ -64,7 +71,7 @@ class LogWriter:
     structured loggers write on the calling thread and no thread is started.
     """
 
-    def __init__(self, *, max_pending: int = 10_000, idle_timeout: float = 1.0) -> None:
+    def __init__(self, *, max_pending: int = 1_000, idle_timeout: float = 1.0) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, not {max_pending!r}")
         self.max_pending = int(max_pending)
@@ -78,7 +85,8 @@ class LogWriter:
         self._wake.acquire()
         self._idle = True
         self._thread: Optional[threading.Thread] = None
-        self._stop = False
+        self._thread_id: Optional[int] = None
+        self._closing = False  # the interpreter is exiting: write on the calling thread
         self._hooks_installed = False
         self._written = threading.Condition(threading.Lock())  # for wait_written()
         self._waiters = 0
@@ -96,32 +104,43 @@ class LogWriter:
     def set_background(self, flag: bool) -> None:
         """Write on the background thread (True) or on the calling thread (False).
 
-        Switching off writes what is queued and stops the thread.
+        Switching on installs the exit and fork hooks (once); switching off writes what is
+        queued and stops the thread.
         """
         if flag:
+            self._install_hooks()
             self.background = True
             return
         self.background = False
         self.flush()
-        thread = self._thread
-        if thread is not None:
-            self._stop = True
-            self._signal()
-            if thread is not threading.current_thread():
-                thread.join(timeout=5.0)
-            self._thread = None
-            self._stop = False
+        self._stop_thread()
         self.flush()  # a line another thread queued while the thread was stopping
+
+    def _stop_thread(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._thread = self._thread_id = None  # the thread leaves its loop when it sees this
+        self._signal()
+        if thread is not threading.current_thread():
+            thread.join(timeout=5.0)  # a handler stuck longer finishes on its own
 
     def submit(self, line: Line) -> None:
         """Have ``line[0](line)`` called on the writer thread, after every line queued before.
 
         Called on the calling thread only in background mode (the caller checks
-        :attr:`background`); if the thread cannot run (not started yet and cannot be, or
-        the queue is full), the line is written here, after what is queued.
+        :attr:`background`). The line is written here instead, after what is queued, when
+        the queue is full, when the interpreter is exiting, when no thread can run, and
+        when the writer thread itself logs (a handler that logs: as on the calling thread,
+        a handler that logs for every record it writes recurses instead of spinning).
         """
         pending = self._pending
-        if len(pending) >= self.max_pending or (self._thread is None and not self._start()):
+        if (
+            len(pending) >= self.max_pending
+            or self._closing
+            or (self._thread is None and not self._start())
+            or _get_ident() == self._thread_id
+        ):
             self.write_now(line[0], line)
             return
         pending.append(line)
@@ -167,49 +186,82 @@ class LogWriter:
                     exc,
                 )
 
+    def _install_hooks(self) -> None:
+        with self._lock:
+            if self._hooks_installed:
+                return
+            self._hooks_installed = True
+            # Registered after logging's own exit hook, so it runs before it (atexit is last
+            # in, first out) while the handlers are open; lines logged later (by exit hooks
+            # registered earlier) are written on the calling thread.
+            atexit.register(self._at_exit)
+            # The forking thread writes the queue first, so that neither a child that leaves
+            # with os._exit nor a parent that does (daemonizing) takes lines with it.
+            around_fork_in_parent(self._before_fork, _nothing)
+            after_fork_in_child(self._after_fork)
+
+    def _before_fork(self) -> None:
+        # Bounded: a handler stuck in the writer thread (a dead syslog peer) must not stop
+        # os.fork(); then the parent writes the queue later and the child starts empty.
+        if self._lock.acquire(timeout=_FORK_FLUSH_TIMEOUT):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _at_exit(self) -> None:
+        self._closing = True
+        self.flush()
+
     def _start(self) -> bool:
         """Start the writer thread; False (write on the calling thread) if it cannot run."""
         with self._lock:
             if self._thread is not None:
                 return True
-            if not self._hooks_installed:
-                self._hooks_installed = True
-                after_fork_in_child(self._after_fork)
-                # Registered after logging's own exit hook, so it runs first (atexit is
-                # last in, first out): the handlers are still open.
-                atexit.register(self.flush)
+            if self._closing or not self.background:
+                return False
             thread = threading.Thread(target=self._run, name="mgit-monitoring-log-writer")
             thread.daemon = True
+            self._thread = thread
             try:
                 thread.start()
             except RuntimeError:  # at interpreter exit (3.12+), or out of threads
+                self._thread = None
                 return False
-            self._thread = thread
             return True
 
     def wait_written(self, timeout: Optional[float] = None) -> bool:
         """Wait until the writer thread has written every line queued so far (without
         writing them on this thread, as :meth:`flush` does); False on timeout.
 
-        Without a running thread, the same as :meth:`flush`.
+        Without a running thread, or called by the writer thread itself (a handler), the
+        same as :meth:`flush`.
         """
-        if self._thread is None:
+        thread = self._thread
+        if thread is None or _get_ident() == self._thread_id or not thread.is_alive():
             self.flush()
             return True
         with self._written:
             self._waiters += 1
             try:
                 return self._written.wait_for(
-                    lambda: self._idle and not self._pending or self._thread is None, timeout
+                    lambda: self._idle and not self._pending or self._thread is not thread,
+                    timeout,
                 )
             finally:
                 self._waiters -= 1
 
     def _run(self) -> None:
-        while not self._stop:
+        me = threading.current_thread()
+        self._thread_id = _get_ident()
+        while self._thread is me:
             self._wake.acquire(timeout=self.idle_timeout)
-            with self._lock:
-                self._drain()
+            try:
+                with self._lock:
+                    self._drain()
+            except BaseException as exc:  # noqa: BLE001 - SystemExit from a handler: the
+                # line is lost (warned), the thread is not
+                self._warnings.warn(type(exc).__name__, "a log line could not be written (%r)", exc)
             self._idle = True
             if self._pending:  # queued after the drain, before _idle was set
                 self._idle = False
@@ -217,18 +269,27 @@ class LogWriter:
             elif self._waiters:
                 with self._written:
                     self._written.notify_all()
+        if self._waiters:
+            with self._written:
+                self._written.notify_all()
 
     def _after_fork(self) -> None:
-        # The parent writes what it had queued; the parent's thread and lock are not ours.
+        # The forking thread wrote the queue before the fork (what was queued since belongs
+        # to the parent). The child writes on the calling thread: a child often leaves with
+        # os._exit (multiprocessing), which runs no exit hook, so nothing may wait in a queue.
         self._pending = collections.deque()
         self._lock = threading.RLock()
         self._wake = threading.Lock()
         self._wake.acquire()
         self._idle = True
-        self._thread = None
-        self._stop = False
+        self._thread = self._thread_id = None
         self._written = threading.Condition(threading.Lock())
         self._waiters = 0
+        self.background = False
+
+
+def _nothing() -> None:
+    pass
 
 
 _default: Optional[LogWriter] = None

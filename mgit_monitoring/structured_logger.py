@@ -37,7 +37,7 @@ import traceback
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
 
-from mgit_monitoring.context import CURRENT_SCOPE
+from mgit_monitoring.context import CURRENT_SCOPE, PROCESS_SCOPE
 from mgit_monitoring.errors import ConfigError
 from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR
 from mgit_monitoring.log_writer import LogWriter, get_log_writer
@@ -199,7 +199,7 @@ class StructuredLogger:
                 exc_info = sys.exc_info()
         writer = self._writer
         if not writer.background:
-            self._emit((level, fn, lno, msg, args, exc_info, func, sinfo, fields, None))
+            self._handle(self._record(level, fn, lno, msg, args, exc_info, func, sinfo, fields))
             return
         # Queued only when nothing in the line can change after this call returns.
         queue = exc_info is None and sinfo is None and type(msg) is str
@@ -213,74 +213,91 @@ class StructuredLogger:
                     if type(value) not in _SCALARS:
                         queue = False
                         break
-        if queue:
-            task = None
-            if _TASK_NAMES and getattr(logging, "logAsyncioTasks", False):  # as LogRecord reads
-                asyncio = sys.modules.get("asyncio")
-                if asyncio is not None:
-                    try:
-                        task = asyncio.current_task().get_name()
-                    except Exception:  # noqa: BLE001 - no running loop: no task
-                        task = None
-            writer.submit(
-                (
-                    self._queued,
-                    level,
-                    fn,
-                    lno,
-                    msg,
-                    args,
-                    func,
-                    fields,
-                    time.time_ns(),
-                    _get_ident(),
-                    _current_thread(),
-                    task,
-                    CURRENT_SCOPE.get(),
-                )
+        if not queue:
+            # Built now (its time is the call's), written after what is queued.
+            record = self._record(level, fn, lno, msg, args, exc_info, func, sinfo, fields)
+            writer.write_now(self._handle, record)
+            return
+        task = None
+        if _TASK_NAMES and getattr(logging, "logAsyncioTasks", False):  # as LogRecord reads
+            asyncio = sys.modules.get("asyncio")
+            if asyncio is not None:
+                try:
+                    task = asyncio.current_task().get_name()
+                except Exception:  # noqa: BLE001 - no running loop: no task
+                    task = None
+        scope = CURRENT_SCOPE.get()
+        writer.submit(
+            (
+                self._queued,
+                level,
+                fn,
+                lno,
+                msg,
+                args,
+                func,
+                fields,
+                time.time_ns(),
+                _get_ident(),
+                _current_thread().name,
+                task,
+                PROCESS_SCOPE.get() if scope is None else scope,
             )
-        else:
-            entry = (level, fn, lno, msg, args, exc_info, func, sinfo, fields, None)
-            writer.write_now(self._emit, entry)
+        )
+
+    def _record(
+        self,
+        level: int,
+        fn: str,
+        lno: int,
+        msg: Any,
+        args: Tuple[Any, ...],
+        exc_info: Any,
+        func: str,
+        sinfo: str | None,
+        fields: Dict[str, Any],
+    ) -> logging.LogRecord:
+        """The record of a call, made now on the calling thread."""
+        lg = self._logger
+        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
+        attrs = record.__dict__
+        attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
+        if fields:
+            attrs[FIELDS_ATTR] = fields
+        return record
 
     def _emit_queued(self, line: Tuple[Any, ...]) -> None:
         """Write a queued line (on the writer thread): the record gets the caller's time,
         thread, task and correlation scope, captured at the call."""
-        _, level, fn, lno, msg, args, func, fields, ns, ident, thread, task, scope = line
-        self._emit(
-            (level, fn, lno, msg, args, None, func, None, fields, (ns, ident, thread, task, scope))
-        )
-
-    def _emit(self, entry: Tuple[Any, ...]) -> None:
-        """Build the record and hand it to the handlers (on the calling thread, or on the
-        writer's with the caller's time and thread from ``when``)."""
-        level, fn, lno, msg, args, exc_info, func, sinfo, fields, when = entry
+        _, level, fn, lno, msg, args, func, fields, ns, ident, thread_name, task, scope = line
         lg = self._logger
-        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, exc_info, func, None, sinfo)
+        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, None, func, None, None)
         attrs = record.__dict__
-        if when is None:
-            attrs[CONTEXT_ATTR] = CURRENT_SCOPE.get()
-        else:
-            ns, ident, thread, task, scope = when
-            created = ns / 1e9
-            msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
-            if msecs == 999.0 and int(created) != ns // 1_000_000_000:
-                msecs = 0.0  # created rounded up into the next second
-            attrs["relativeCreated"] -= (record.created - created) * 1000
-            attrs["created"] = created
-            attrs["msecs"] = msecs
-            if logging.logThreads:
-                attrs["thread"] = ident
-                attrs["threadName"] = thread.name
-            if task is not None:
-                attrs["taskName"] = task
-            attrs[CONTEXT_ATTR] = scope
+        created = ns / 1e9
+        msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
+        if msecs == 999.0 and int(created) != ns // 1_000_000_000:
+            msecs = 0.0  # created rounded up into the next second
+        attrs["relativeCreated"] -= (record.created - created) * 1000
+        attrs["created"] = created
+        attrs["msecs"] = msecs
+        if logging.logThreads:
+            attrs["thread"] = ident
+            attrs["threadName"] = thread_name
+        if task is not None:
+            attrs["taskName"] = task
+        attrs[CONTEXT_ATTR] = scope
         if fields:
             attrs[FIELDS_ATTR] = fields
+        self._handle(record)
+
+    def _handle(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to the handlers, as ``Logger.handle`` would."""
+        lg = self._logger
         if self._direct and not lg.filters and not lg.disabled:
             # Logger.callHandlers without its lastResort fallback (with no handler on the
             # way, logging is not configured and a library prints nothing): walk up the
             # hierarchy while propagate, handing the record to each handler at its level.
+            level = record.levelno
             c: Any = lg
             while c is not None:
                 for handler in c.handlers:

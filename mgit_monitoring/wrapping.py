@@ -39,21 +39,16 @@ _CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
 def function_kind(func: Any) -> str:
     """``"async_generator"``, ``"generator"``, ``"coroutine"`` or ``"function"``: what
     calling ``func`` returns, as ``inspect.isasyncgenfunction``, ``isgeneratorfunction``
-    and ``iscoroutinefunction`` would say.
+    and ``iscoroutinefunction`` say.
 
-    Decorating runs at the import of every monitored module, so ``inspect`` (a dozen
-    modules) is not loaded for it: bound methods and partials are unwrapped and the code
-    object's flags read, which is what ``inspect`` does. Once ``inspect`` is loaded anyway,
-    it is asked (it alone knows ``inspect.markcoroutinefunction``, which cannot have been
-    used before it was loaded).
+    Decorating runs at the import of every monitored module, so for a plain function (also
+    behind bound methods and partials) the code object's flags are read, which is what
+    ``inspect`` does, without loading ``inspect`` (a dozen modules). A function the flags
+    call plain is also asked of ``inspect.iscoroutinefunction`` when ``inspect`` is loaded:
+    only it knows ``inspect.markcoroutinefunction``, which cannot have been applied before
+    ``inspect`` was loaded. Anything else (a callable object, a ``partialmethod``) is asked
+    of ``inspect``. The answer is the same whether or not ``inspect`` was loaded before.
     """
-    inspect = sys.modules.get("inspect")
-    if inspect is not None:
-        if inspect.isasyncgenfunction(func):
-            return "async_generator"
-        if inspect.isgeneratorfunction(func):
-            return "generator"
-        return "coroutine" if inspect.iscoroutinefunction(func) else "function"
     f = func
     while True:
         if isinstance(f, types.MethodType):
@@ -62,14 +57,25 @@ def function_kind(func: Any) -> str:
             f = f.func
         else:
             break
-    if not isinstance(f, types.FunctionType):
+    if isinstance(f, types.FunctionType):
+        flags = f.__code__.co_flags
+        if flags & _CO_ASYNC_GENERATOR:
+            return "async_generator"
+        if flags & _CO_GENERATOR:
+            return "generator"
+        if flags & _CO_COROUTINE:
+            return "coroutine"
+        inspect = sys.modules.get("inspect")
+        if inspect is not None and inspect.iscoroutinefunction(func):
+            return "coroutine"  # marked with inspect.markcoroutinefunction (3.12+)
         return "function"
-    flags = f.__code__.co_flags
-    if flags & _CO_ASYNC_GENERATOR:
+    import inspect  # a callable object, a partialmethod ...: rare, and inspect knows best
+
+    if inspect.isasyncgenfunction(func):
         return "async_generator"
-    if flags & _CO_GENERATOR:
+    if inspect.isgeneratorfunction(func):
         return "generator"
-    return "coroutine" if flags & _CO_COROUTINE else "function"
+    return "coroutine" if inspect.iscoroutinefunction(func) else "function"
 
 
 def is_success(exc: BaseException | None) -> bool:

@@ -85,6 +85,9 @@ class TestDefaults(unittest.TestCase):
     def test_constructor_like_a_dataclass(self):
         """Positional arguments in field order, keywords, and the errors a dataclass gives."""
         self.assertEqual(MonitoringConfig(False, "debug").log_level, "DEBUG")
+        # The positional order of earlier releases holds (new fields are added last).
+        old_style = MonitoringConfig(True, "INFO", "127.0.0.1", 9090)
+        self.assertEqual((old_style.host, old_style.port), ("127.0.0.1", 9090))
         self.assertFalse(MonitoringConfig(False).enabled)
         with self.assertRaises(TypeError):
             MonitoringConfig(nonsense=1)

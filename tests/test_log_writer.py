@@ -310,8 +310,43 @@ class TestInARealProcess(unittest.TestCase):
         self.assertEqual(ops, ["started", "completed"])
 
     @unittest.skipUnless(hasattr(os, "fork"), "no os.fork on this platform")
-    def test_a_forked_child_does_not_write_the_parents_queued_lines(self) -> None:
-        """Lines queued in the parent at fork time are written once, by the parent."""
+    def test_fork_loses_no_line_on_either_side(self) -> None:
+        """Lines queued before a fork are written once, before it; a child that leaves with
+        os._exit (as multiprocessing children do) loses none of its own; a parent that
+        leaves with os._exit right after forking (daemonizing) loses none either."""
+        code = self.program(
+            """
+            from mgit_monitoring.structured_logger import get_structured_logger
+            slog = get_structured_logger("x")
+            for i in range(100):
+                slog.info("before fork", i=i)
+            pid = os.fork()
+            if pid == 0:
+                for i in range(200):
+                    slog.info("child line", i=i)
+                os._exit(0)
+            os.waitpid(pid, 0)
+            for i in range(50):
+                slog.info("before daemonizing", i=i)
+            pid = os.fork()
+            if pid != 0:
+                os._exit(0)  # the parent leaves at once, as a daemonizing process does
+            slog.info("daemon line")
+            os._exit(0)
+            """
+        )
+        proc = run(code)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        messages = [json.loads(x)["message"] for x in proc.stdout.splitlines()]
+        self.assertEqual(messages.count("before fork"), 100, messages[:5])
+        self.assertEqual(messages.count("child line"), 200)
+        self.assertEqual(messages.count("before daemonizing"), 50)
+        self.assertEqual(messages.count("daemon line"), 1)
+
+    @unittest.skipUnless(hasattr(os, "fork"), "no os.fork on this platform")
+    def test_a_writer_stuck_in_a_handler_does_not_stop_fork(self) -> None:
+        """The writer held inside a handler: os.fork() goes ahead after a bounded wait, the
+        child writes its own line, and the parent writes its queued lines once, later."""
         code = self.program(
             """
             import threading
@@ -322,11 +357,10 @@ class TestInARealProcess(unittest.TestCase):
             class Park(logging.Filter):
                 def filter(self, record):
                     if os.getpid() == parent and record.getMessage() == "park":
-                        gate.wait(30)
+                        gate.wait(60)
                     return True
 
             logging.getLogger().handlers[0].addFilter(Park())
-            log = logging.getLogger("x")
             from mgit_monitoring.structured_logger import get_structured_logger
             slog = get_structured_logger("x")
             slog.info("park")
@@ -337,7 +371,6 @@ class TestInARealProcess(unittest.TestCase):
             pid = os.fork()
             if pid == 0:
                 slog.info("child line")
-                flush_logs()
                 os._exit(0)
             os.waitpid(pid, 0)
             gate.set()
@@ -350,6 +383,27 @@ class TestInARealProcess(unittest.TestCase):
         self.assertEqual(messages.count("queued"), 5, messages)
         self.assertEqual(messages.count("child line"), 1, messages)
         self.assertEqual(messages.count("park"), 1, messages)
+
+    def test_lines_logged_by_exit_hooks_are_written(self) -> None:
+        """An atexit hook registered before the integration (as an application's are)
+        logs after the writer's exit flush: its lines are written on the calling thread."""
+        code = textwrap.dedent(
+            """
+            import atexit, sys
+            from mgit_monitoring.structured_logger import get_structured_logger
+
+            def last_words():
+                for i in range(5):
+                    get_structured_logger("x").info("at exit", i=i)
+
+            atexit.register(last_words)
+            """
+        ) + self.program('get_structured_logger("x").info("first line")')
+        proc = run(code)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        messages = [json.loads(x)["message"] for x in proc.stdout.splitlines()]
+        self.assertEqual(messages.count("first line"), 1, messages)
+        self.assertEqual(messages.count("at exit"), 5, messages)
 
 
 if __name__ == "__main__":

@@ -175,14 +175,17 @@ class FunctionKindTest(unittest.TestCase):
                 async def am(self): pass
                 def g(self): yield 1
                 def __call__(self): pass
-            cases = [plain, coro, gen, agen, C().m, C().am, C().g, C(), len, print,
+            cases = [plain, coro, gen, agen, C().m, C().am, C().g,
                      functools.partial(coro, 1), functools.partial(functools.partial(gen)),
-                     lambda: None, C]
+                     lambda: None]
             ours = [function_kind(f) for f in cases]
             # Calling it returns a coroutine (3.8's inspect did not look inside the partial).
             assert function_kind(functools.partial(C().am)) == "coroutine"
             monitor_mgit_operation("x")(coro)
             assert "inspect" not in sys.modules, "inspect was loaded"
+            others = [C(), len, print, C]  # not functions: inspect is asked
+            ours += [function_kind(f) for f in others]
+            cases += others
             import inspect
             def theirs(f):
                 if inspect.isasyncgenfunction(f): return "async_generator"
@@ -190,7 +193,11 @@ class FunctionKindTest(unittest.TestCase):
                 return "coroutine" if inspect.iscoroutinefunction(f) else "function"
             expected = [theirs(f) for f in cases]
             assert ours == expected, (ours, expected)
-            assert [function_kind(f) for f in cases] == expected
+            assert [function_kind(f) for f in cases] == expected  # the same once loaded
+            if sys.version_info >= (3, 12):
+                def marked(): pass
+                inspect.markcoroutinefunction(marked)
+                assert function_kind(marked) == "coroutine"
             print("ok", ours[:4])
             """
         )
