@@ -65,8 +65,8 @@ def function_kind(func: Any) -> str:
             return "generator"
         if flags & _CO_COROUTINE:
             return "coroutine"
-        inspect = sys.modules.get("inspect")
-        if inspect is not None and inspect.iscoroutinefunction(func):
+        loaded = sys.modules.get("inspect")
+        if loaded is not None and loaded.iscoroutinefunction(func):
             return "coroutine"  # marked with inspect.markcoroutinefunction (3.12+)
         return "function"
     import inspect  # a callable object, a partialmethod ...: rare, and inspect knows best
