@@ -283,12 +283,26 @@ class MonitoringApp:
         return self._clock() - self._started_mono
 
     def route(self, method: str, path: str, headers: Any = None) -> Response:
-        """Answer one request; HEAD gets GET's headers and no body. Never raises."""
+        """Answer one request; HEAD gets GET's headers and no body. Never raises.
+
+        ``headers`` is anything with ``items()`` (a dict, or the server's fields in order,
+        repeats included); names match in any case and the first value of a repeated field
+        counts, as ``get`` of the server's fields says. Repeated ``Content-Length`` fields
+        that differ are a 400 (RFC 9112 6.3)."""
         start = time.perf_counter()
-        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        hdrs: Dict[str, str] = {}
+        conflict = False
+        for key, value in (headers or {}).items():
+            name = key.lower()
+            first = hdrs.setdefault(name, value)
+            if name == "content-length" and first.strip() != value.strip():
+                conflict = True
         target, handler = route_of(path)
         try:
-            response = self._dispatch(method, target, hdrs)
+            if conflict:
+                response = error_response(400, "Conflicting Content-Length")
+            else:
+                response = self._dispatch(method, target, hdrs)
         except Exception:
             # The exception text goes to the log, never to the client.
             _log.exception("error answering %s %s", method, handler)
@@ -314,7 +328,8 @@ class MonitoringApp:
         if method not in ("GET", "HEAD"):
             return error_response(405, "Method not allowed", [("Allow", _ALLOW)])
         length = hdrs.get("content-length")
-        if length is not None and not (length.isdigit() and len(length) < 19):
+        # ASCII digits only: str.isdigit() holds for "²", which int() refuses.
+        if length is not None and not (length.isascii() and length.isdigit() and len(length) < 19):
             return error_response(400, "Invalid Content-Length")
         if "transfer-encoding" in hdrs or (length is not None and int(length) > 0):
             return error_response(413, "A request body is not accepted here")

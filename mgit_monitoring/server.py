@@ -14,9 +14,10 @@ Three layers, each usable alone:
 
 Idle and slow clients hold no thread. One thread accepts connections and collects request
 heads with :mod:`selectors`; only a complete head goes to a worker thread, which parses it
-(:class:`_Handler`, the request-line rules of ``http.server``, stricter on header lines)
-and answers. ``http.server`` itself is not used: it loads ``http.client``, ``email`` and
-``ssl``, about 7 MB of an idle server's memory. A keep-alive connection waiting for its
+(:class:`_Handler`, by RFC 9112, stricter than ``http.server``: single spaces in the
+request line, exactly one ``Host`` on HTTP/1.1, no malformed header line) and answers.
+``http.server`` itself is not used: it loads ``http.client``, ``email`` and ``ssl``, about
+7 MB of an idle server's memory. A keep-alive connection waiting for its
 next request goes back to the selector. A whole-head deadline (``request_timeout``, from
 the first byte of a head; the same span bounds a keep-alive connection's idle wait) closes
 a client that trickles its head however slowly it sends; at ``max_connections`` the
@@ -83,7 +84,7 @@ __all__ = [
 _log = logging.getLogger("mgit_monitoring.server")
 _MAX_LINE = 8192  # request line; longer -> 414
 _MAX_HEAD = 16384  # all header lines together; more -> 431
-_MAX_HEADER_COUNT = 100
+_MAX_HEADER_COUNT = 100  # header fields (folded lines continue one); more -> 431
 _RECV = 32768
 _WORKER_IDLE = 2.0  # s a worker thread waits for the next request before it ends
 _DEFAULT_MAX_CONNECTIONS = 1024
@@ -127,6 +128,7 @@ def _busy_response() -> bytes:
 
 
 _BUSY = _busy_response()
+_BUSY_HEAD = _BUSY[: _BUSY.index(b"\r\n\r\n") + 4]  # to a HEAD: the same headers, no body
 _PRINTABLE_ID = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 
@@ -269,12 +271,10 @@ def _parse_version(word: str) -> Tuple[int, int] | None:
     if not word.startswith("HTTP/"):
         return None
     parts = word[5:].split(".")
-    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+    # ASCII digits only: str.isdigit() holds for "²", which int() refuses, and for "١".
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 10 for p in parts):
         return None
-    try:
-        return int(parts[0]), int(parts[1])
-    except ValueError:  # str.isdigit() holds for digits int() refuses, such as "²"
-        return None
+    return int(parts[0]), int(parts[1])
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -297,6 +297,7 @@ class _Handler(socketserver.BaseRequestHandler):
         self.connection = conn.sock
         self.command, self.path, self.request_version = "", "", "HTTP/1.1"
         self.headers: _Headers | None = None
+        self.head = False  # a HEAD request: every response to it goes without its body
         conn.sock.settimeout(self.server.write_timeout)
         self.rfile = io.BytesIO(bytes(conn.buf))
 
@@ -326,6 +327,8 @@ class _Handler(socketserver.BaseRequestHandler):
             self._t0 = time.perf_counter()
             self.command, self.path, self.request_version = "", "", "HTTP/1.1"
             self.headers = None  # not this request's until parsed
+            # Known before the line is parsed: a 414 or 431 to a HEAD has no body either.
+            self.head = line.startswith(b"HEAD ")
             if len(line) > _MAX_LINE:
                 self.send_error(414)
                 return
@@ -344,31 +347,32 @@ class _Handler(socketserver.BaseRequestHandler):
         ``request_version``, ``close_connection`` and the fields; None once an error reply
         went out, or for an empty request line (closed unanswered: no request).
 
-        The request line follows ``http.server``: words split on whitespace, a version
-        ``HTTP/x.y`` (:func:`_parse_version`). Two words (HTTP/0.9) are not served, and a
-        version of 2.0 or more gets 400, not 505: on an HTTP/1.1 connection it is the
-        client's mistake (the HTTP/2 preface ``PRI * HTTP/2.0`` too), and 5xx stays the
-        sign of a server fault. Header lines: :func:`_parse_fields`.
+        The request line is ``method SP request-target SP HTTP-version`` (RFC 9112 3): split
+        on single spaces only, so any other whitespace or control character in it (a tab,
+        NBSP, the separators 0x1C-0x1F, NEL 0x85, a bare CR), two spaces in a row, or other
+        than three parts is a 400. The version is ``HTTP/x.y`` (:func:`_parse_version`);
+        one of 2.0 or more gets 400, not 505: on an HTTP/1.1 connection it is the client's
+        mistake (the HTTP/2 preface ``PRI * HTTP/2.0`` too), and 5xx stays the sign of a
+        server fault. Header lines: :func:`_parse_fields`. An HTTP/1.1 request needs exactly
+        one ``Host`` field, any request at most one (RFC 9112 3.2), else 400. ``Connection``
+        tokens (every field, comma-separated, any case) decide keep-alive (RFC 9112 9.3).
         """
         self.close_connection = True
-        words = line.decode("iso-8859-1").rstrip("\r\n").split()
-        if not words:
-            if line not in (b"\r\n", b"\n"):
-                # Whitespace only ("\t", "\x0b", "\x85", a bare CR): a malformed request line.
-                # (An empty line where the request line belongs is no request: closed.)
-                self.send_error(400)
+        text = line.decode("iso-8859-1")
+        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+        if not text:  # an empty line where the request line belongs is no request: closed
             return None
-        if len(words) >= 3:
-            version = _parse_version(words[-1])
-            if version is None or version >= (2, 0):
-                self.send_error(400)
-                return None
-            self.request_version = words[-1]
-            self.close_connection = version < (1, 1)
-        if len(words) != 3:
+        words = text.split(" ")
+        # isprintable(): no control character, no NBSP or other whitespace than SP.
+        if len(words) != 3 or not text.isprintable() or not all(words):
             self.send_error(400)
             return None
-        self.command, self.path = words[0], words[1]
+        version = _parse_version(words[2])
+        if version is None or version >= (2, 0):
+            self.send_error(400)
+            return None
+        self.command, self.path, self.request_version = words
+        self.close_connection = version < (1, 1)
         if self.path.startswith("//"):  # never read as a scheme-relative URL
             self.path = "/" + self.path.lstrip("/")
         headers = _parse_fields(lines[:-1])
@@ -376,11 +380,17 @@ class _Handler(socketserver.BaseRequestHandler):
             self.send_error(400)
             return None
         self.headers = headers
-        connection = headers.get("Connection", "").lower()
-        if connection == "close":
-            self.close_connection = True
-        elif connection == "keep-alive":
-            self.close_connection = False
+        hosts = headers.get_all("Host")
+        if (hosts is None and version >= (1, 1)) or (hosts is not None and len(hosts) > 1):
+            self.send_error(400)
+            return None
+        connection = headers.get_all("Connection")
+        if connection is not None:
+            tokens = {t.strip(" \t").lower() for value in connection for t in value.split(",")}
+            if "close" in tokens:
+                self.close_connection = True
+            elif "keep-alive" in tokens:
+                self.close_connection = False
         try:
             urlsplit(self.path)
         except ValueError:  # an absolute URI with a broken bracketed host: http://[::1/x
@@ -393,10 +403,11 @@ class _Handler(socketserver.BaseRequestHandler):
         large (431 sent) or ends without the empty line."""
         lines: List[bytes] = []
         size = 0
+        fields = 0
         while True:
             line = self.rfile.readline(_MAX_HEAD - size + 1)
             size += len(line)
-            if size > _MAX_HEAD or len(lines) >= _MAX_HEADER_COUNT:
+            if size > _MAX_HEAD:
                 self.send_error(431)
                 return None
             if not line.endswith(b"\n"):
@@ -404,9 +415,15 @@ class _Handler(socketserver.BaseRequestHandler):
             lines.append(line)
             if line in (b"\r\n", b"\n"):
                 return lines
+            if line[:1] not in (b" ", b"\t"):  # not an obs-fold: a field of its own
+                fields += 1
+                if fields > _MAX_HEADER_COUNT:
+                    self.send_error(431)
+                    return None
 
     def send_error(self, code: int) -> None:
-        """A JSON error (never HTML, never exception text); the connection closes after."""
+        """A JSON error (never HTML, never exception text); the connection closes after.
+        To a HEAD request, its headers alone (:meth:`_send`)."""
         self.close_connection = True
         self._send(error_response(code, _phrase(code)), "other")
 
@@ -447,9 +464,11 @@ class _Handler(socketserver.BaseRequestHandler):
             parts.append("Connection: keep-alive\r\n")
         parts.append("\r\n")
         head = "".join(parts).encode("latin-1")
-        body = response.body
+        # HEAD: GET's headers, Content-Length included, and no body (RFC 9110 9.3.2), errors
+        # too (the app leaves out the bodies of its own answers).
+        body = b"" if self.head else response.body
         # Log before writing, so the line exists by the time a client has the reply.
-        self._log_access(response, handler)
+        self._log_access(response, handler, len(body))
         self.connection.settimeout(self.server.write_timeout)
         if len(body) <= 65536:
             self.connection.sendall(head + body)
@@ -457,7 +476,7 @@ class _Handler(socketserver.BaseRequestHandler):
             self.connection.sendall(head)
             self.connection.sendall(body)
 
-    def _log_access(self, response: Response, handler: str) -> None:
+    def _log_access(self, response: Response, handler: str, size: int) -> None:
         level = logging.DEBUG if handler in QUIET_ROUTES and response.status < 500 else logging.INFO
         if not _access_log.isEnabledFor(level):
             return
@@ -469,7 +488,7 @@ class _Handler(socketserver.BaseRequestHandler):
             "route": handler,
             "status_code": response.status,
             "duration_ms": round((time.perf_counter() - t0) * 1000.0, 3) if t0 else None,
-            "response_bytes": len(response.body),
+            "response_bytes": size,
             "user_agent": (headers.get("User-Agent", "") if headers is not None else "")[:200],
             "client": self.client_address[0] if self.client_address else "",
         }
@@ -871,10 +890,10 @@ class _HTTPServer(socketserver.TCPServer):
             if self.ssl_context is not None:
                 sock = self.ssl_context.wrap_socket(sock, server_side=True)
             try:
-                sock.recv(_MAX_HEAD)  # take the request, so closing does not reset the reply
+                data = sock.recv(_MAX_HEAD)  # take the request: closing then resets no reply
             except OSError:
-                pass
-            sock.sendall(_BUSY)
+                data = b""
+            sock.sendall(_BUSY_HEAD if data.lstrip(b"\r\n").startswith(b"HEAD ") else _BUSY)
             now = time.monotonic()
             if now - self._last_busy_log > 60.0:  # once a minute, not once per connection
                 self._last_busy_log = now

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import random
 import threading
 import unittest
-from typing import Any, List
+from typing import Any, List, Tuple
 
 from mgit_monitoring.collector import MetricsCollector
 from mgit_monitoring.http_app import ENDPOINTS, MonitoringApp
@@ -21,6 +22,16 @@ from tests.test_server import (
     _own_series,
     _random_request,
 )
+
+
+class _Fields:
+    """Header fields in order, repeats included: what the server hands to ``route``."""
+
+    def __init__(self, fields: List[Tuple[str, str]]) -> None:
+        self.fields = fields
+
+    def items(self) -> List[Tuple[str, str]]:
+        return list(self.fields)
 
 
 class TestRoute(_Base):
@@ -71,6 +82,38 @@ class TestRoute(_Base):
         )
         self.assertEqual(400, self.app.route("GET", "/metrics", {"Content-Length": "x"}).status)
         self.assertEqual(200, self.app.route("GET", "/metrics", {"Content-Length": "0"}).status)
+
+    def test_content_length_of_ascii_digits_only(self) -> None:
+        """Digits str.isdigit() takes but int() refuses ("²") or reads ("١", "٠") are a 400,
+        never a 500 with a traceback logged, nor a length."""
+        for value in ("\xb2", "\u0661", "\u0660", "0\u0660", "\uff10"):
+            with self.subTest(value=value), self.assertLogs("mgit_monitoring", "DEBUG") as logs:
+                response = self.app.route("GET", "/metrics", {"Content-Length": value})
+                logging.getLogger("mgit_monitoring").debug("route returned")
+                self.assertEqual(400, response.status)
+                self.assertEqual("Invalid Content-Length", json.loads(response.body)["error"])
+                self.assertEqual(["route returned"], [r.getMessage() for r in logs.records])
+
+    def test_repeated_fields_first_value_counts(self) -> None:
+        """Given fields in order with repeats (as the server passes them), the first value of
+        a repeated field counts, in any case of its name; repeated Content-Length fields that
+        differ are a 400 (RFC 9112 6.3), equal ones are one."""
+        om = self.app.route(
+            "GET", "/metrics", _Fields([("Accept", PROMETHEUS_ACCEPT), ("accept", "text/plain")])
+        )
+        self.assertTrue(om.header("Content-Type").startswith("application/openmetrics-text"))
+        text = self.app.route(
+            "GET", "/metrics", _Fields([("ACCEPT", "text/plain"), ("Accept", PROMETHEUS_ACCEPT)])
+        )
+        self.assertTrue(text.header("Content-Type").startswith("text/plain"))
+        for lengths, code in ((("0", "5"), 400), (("5", "0"), 400), (("0", "0"), 200)):
+            with self.subTest(lengths=lengths):
+                fields = _Fields([("Content-Length", lengths[0]), ("content-length", lengths[1])])
+                self.assertEqual(code, self.app.route("GET", "/metrics", fields).status)
+        conflict = self.app.route(
+            "GET", "/metrics", _Fields([("Content-Length", "0"), ("Content-Length", "1")])
+        )
+        self.assertEqual("Conflicting Content-Length", json.loads(conflict.body)["error"])
 
     def test_metrics_content_negotiation(self) -> None:
         """Prometheus's Accept gets OpenMetrics; anything else text 0.0.4."""

@@ -92,6 +92,17 @@ class _Base(unittest.TestCase):
         response = conn.getresponse()
         return response, response.read()
 
+    def raw(self, server: MonitoringServer, data: bytes, timeout: float = 10) -> bytes:
+        """Send ``data`` on a new connection; everything received until the server closes."""
+        with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
 
 class TestDefaultChecker(_Base):
     def test_simple_server_builds_no_checker_until_health_is_asked(self) -> None:
@@ -357,16 +368,6 @@ class TestServerEndpoints(_Base):
 class TestServerLimits(_Base):
     """Resource bounds: timeouts, sizes, the connection cap, bodies, error texts."""
 
-    def raw(self, server: MonitoringServer, data: bytes, timeout: float = 10) -> bytes:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-            sock.sendall(data)
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-
     def test_long_request_line_414(self) -> None:
         """A request line over 8 KiB is refused with 414 and a JSON body."""
         server = self.start()
@@ -440,7 +441,7 @@ class TestServerLimits(_Base):
             reply = self.raw(
                 server,
                 b"GET /info HTTP/1.1\r\n  stray\r\nUser-Agent:  probe/1 \r\n\t(folded)\r\n"
-                b"Connection: close\r\n\r\n",
+                b"Host: x\r\nConnection: close\r\n\r\n",
             )
         self.assertTrue(reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:40])
         self.assertEqual("probe/1 (folded)", logs.records[0].user_agent)
@@ -456,13 +457,13 @@ class TestServerLimits(_Base):
                 self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:40])
         for version in (b"HTTP/1.0", b"HTTP/1.1", b"HTTP/01.01"):
             with self.subTest(version=version):
-                request = b"GET /info " + version + b"\r\nConnection: close\r\n\r\n"
+                request = b"GET /info " + version + b"\r\nHost: x\r\nConnection: close\r\n\r\n"
                 self.assertTrue(self.raw(server, request).startswith(b"HTTP/1.1 200 OK\r\n"))
 
     def test_reason_phrases_are_rfc_9110s(self) -> None:
         """413 and 414 say "Content Too Large" and "URI Too Long" on every Python version."""
         server = self.start()
-        reply = self.raw(server, b"GET /info HTTP/1.1\r\nContent-Length: 1\r\n\r\nx")
+        reply = self.raw(server, b"GET /info HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
         self.assertTrue(reply.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), reply[:40])
         reply = self.raw(server, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
         self.assertTrue(reply.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), reply[:40])
@@ -530,12 +531,17 @@ class TestServerLimits(_Base):
         self.assertEqual(503, response.status)
         self.assertEqual("1", response.getheader("Retry-After"))
         self.assertEqual("Server busy", json.loads(body)["error"])
+        reply = self.raw(server, b"HEAD /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual([503], _statuses(reply), reply[:300])
+        headers, head_body = _head_and_body(reply)
+        self.assertEqual((str(len(body)), b""), (headers["content-length"], head_body))
         release.set()
         self.assertIn(b"200 OK", holder.recv(65536))
 
     def close_get(self, server: MonitoringServer, path: str) -> bytes:
         """One request with ``Connection: close``; the reply once the server has closed."""
-        return self.raw(server, b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path.encode())
+        request = b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode()
+        return self.raw(server, request)
 
     def test_at_capacity_an_idle_connection_is_closed_before_a_partial_head(self) -> None:
         """At max_connections a new client is served: the idle connection is closed to make
@@ -607,6 +613,180 @@ class TestServerLimits(_Base):
         self.assertEqual(500, response.status)
         self.assertNotIn(b"secret-internal-detail", body)
         self.assertIn("secret-internal-detail", "\n".join(logs.output))
+
+
+def _statuses(reply: bytes) -> List[int]:
+    """The status codes of the responses in ``reply``, in order."""
+    return [int(code) for code in re.findall(rb"(?:^|\n)HTTP/1\.1 (\d{3}) ", reply)]
+
+
+def _head_and_body(reply: bytes) -> Tuple[Dict[str, str], bytes]:
+    """(header fields by lower-case name, the bytes after the head) of one response."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
+
+
+class TestRequestHead(_Base):
+    """The request head by RFC 9112: request line, Host, Connection, header count, HEAD."""
+
+    def test_connection_close_is_any_token_of_any_connection_field(self) -> None:
+        """``close`` among the comma-separated tokens of any Connection field, in any case,
+        closes after the response (RFC 9112 9.6): the pipelined request after it is not
+        answered."""
+        server = self.start()
+        second = b"GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        for fields in (
+            b"Connection: close, TE\r\nTE: trailers\r\n",
+            b"Connection: TE\r\nTE: trailers\r\nConnection: close\r\n",
+            b"Connection: TE,CLOSE\r\n",
+            b"Connection: keep-alive\r\nConnection: Close\r\n",
+        ):
+            with self.subTest(fields=fields):
+                reply = self.raw(
+                    server, b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n" + second
+                )
+                self.assertEqual([200], _statuses(reply), reply[:300])
+                self.assertEqual("close", _head_and_body(reply)[0].get("connection"))
+
+    def test_http_1_0_keep_alive_is_any_token_of_any_connection_field(self) -> None:
+        """An HTTP/1.0 request is kept alive when any Connection field holds the token
+        ``keep-alive`` (any case), and closed after the response otherwise."""
+        server = self.start()
+        second = b"GET /info HTTP/1.0\r\n\r\n"  # HTTP/1.0 without keep-alive: closes after
+        for fields in (
+            b"Connection: keep-alive\r\n",
+            b"Connection: TE, Keep-Alive\r\nTE: trailers\r\n",
+            b"Connection: TE\r\nConnection: KEEP-ALIVE\r\n",
+        ):
+            with self.subTest(fields=fields):
+                reply = self.raw(
+                    server, b"GET /health/live HTTP/1.0\r\n" + fields + b"\r\n" + second
+                )
+                self.assertEqual([200, 200], _statuses(reply), reply[:300])
+                self.assertEqual("keep-alive", _head_and_body(reply)[0].get("connection"))
+        reply = self.raw(server, b"GET /health/live HTTP/1.0\r\nConnection: TE\r\n\r\n" + second)
+        self.assertEqual([200], _statuses(reply))
+
+    def test_http_1_1_needs_exactly_one_host(self) -> None:
+        """An HTTP/1.1 request without Host, or any request with two Host fields, is a 400
+        and a closed connection (RFC 9112 3.2); HTTP/1.0 without Host is served."""
+        server = self.start()
+        after = b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+        for request in (
+            b"GET /health/live HTTP/1.1\r\n\r\n",
+            b"GET /health/live HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            b"GET /health/live HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+            b"GET /health/live HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ):
+            with self.subTest(request=request):
+                reply = self.raw(server, request + after)
+                self.assertEqual([400], _statuses(reply), reply[:300])
+                headers, body = _head_and_body(reply)
+                self.assertEqual("close", headers.get("connection"))
+                self.assertEqual(400, json.loads(body)["status"])
+        reply = self.raw(server, b"GET /health/live HTTP/1.0\r\n\r\n")
+        self.assertEqual([200], _statuses(reply))
+        reply = self.raw(
+            server, b"GET /health/live HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual([200], _statuses(reply))  # empty, as for a target with no authority
+
+    def test_request_line_splits_on_single_spaces_only(self) -> None:
+        """``method SP target SP version`` (RFC 9112 3): other whitespace (tab, NBSP, \\x1c,
+        \\x85, VT, a bare CR), doubled, leading or trailing spaces, or other than three parts
+        are a 400, never a request read some other way."""
+        server = self.start()
+        for line in (
+            b"GET\xa0/health/live HTTP/1.1",
+            b"GET /health/live\xa0HTTP/1.1",
+            b"GET\x1c/health/live\x1cHTTP/1.1",
+            b"GET /health/live\x85HTTP/1.1",
+            b"GET\t/health/live HTTP/1.1",
+            b"GET /health/live\x0bHTTP/1.1",
+            b"GET /health/live HTTP/1.1\r",
+            b"GET  /health/live HTTP/1.1",
+            b"GET /health/live  HTTP/1.1",
+            b"GET /health/live HTTP/1.1 ",
+            b"GET /health/live HTTP/1.1 x",
+            b"GET /health /live HTTP/1.1",
+            b"GET /health/live",
+            b"GET",
+            b" GET /health/live HTTP/1.1",
+        ):
+            with self.subTest(line=line):
+                reply = self.raw(server, line + b"\r\nHost: x\r\n\r\n")
+                self.assertEqual([400], _statuses(reply), reply[:300])
+                self.assertIn(b"application/json", reply)
+        reply = self.raw(
+            server, b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        self.assertEqual([200], _statuses(reply))
+
+    def test_exactly_the_header_count_limit_is_served(self) -> None:
+        """100 header fields are served and 101 get 431; a folded line continues its field
+        rather than counting as one."""
+        server = self.start()
+
+        def request(count: int, extra: bytes = b"") -> bytes:
+            fields = b"".join(b"X-%d: 1\r\n" % i for i in range(count - 2))
+            head = b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + fields + extra
+            return head + b"Connection: close\r\n\r\n"
+
+        self.assertEqual([200], _statuses(self.raw(server, request(100))))
+        self.assertEqual([431], _statuses(self.raw(server, request(101))))
+        folded = request(100, b"X-Folded: a\r\n b\r\n c\r\n").replace(b"X-0: 1\r\n", b"")
+        self.assertEqual([200], _statuses(self.raw(server, folded)))
+
+    def test_errors_to_head_have_get_headers_and_no_body(self) -> None:
+        """Every error the server itself sends (400, 414, 431) answers a HEAD with the headers
+        a GET gets, Content-Length included, and no body (RFC 9110 9.3.2)."""
+        server = self.start()
+        cases = {
+            "bad version": (b" /info HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+            "no Host": (b" /info HTTP/1.1\r\n\r\n", 400),
+            "bad field": (b" /info HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
+            "long line": (b" /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+            "header count": (
+                b" /info HTTP/1.1\r\nHost: x\r\n" + b"X-1: 1\r\n" * 150 + b"\r\n",
+                431,
+            ),
+            "not found": (b" /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+        }
+        for name, (rest, code) in cases.items():
+            with self.subTest(name):
+                get_headers, get_body = _head_and_body(self.raw(server, b"GET" + rest))
+                reply = self.raw(server, b"HEAD" + rest)
+                self.assertEqual([code], _statuses(reply), reply[:300])
+                headers, body = _head_and_body(reply)
+                self.assertEqual(b"", body)
+                self.assertEqual(str(len(get_body)), headers["content-length"])
+                self.assertEqual(get_headers["content-type"], headers["content-type"])
+
+    def test_ascii_digits_only_in_content_length(self) -> None:
+        """``Content-Length: ²`` (latin-1 \\xb2, a digit to str.isdigit()) is a 400, not a 500
+        with a traceback logged for every such request."""
+        server = self.start()
+        with self.assertLogs("mgit_monitoring.server", "INFO") as logs:
+            reply = self.raw(
+                server, b"GET /info HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n"
+            )
+        self.assertEqual([400], _statuses(reply), reply[:300])
+        self.assertEqual("Invalid Content-Length", json.loads(_head_and_body(reply)[1])["error"])
+        self.assertEqual([], [r.getMessage() for r in logs.records if r.levelno >= logging.WARNING])
+
+    def test_repeated_field_first_value_counts(self) -> None:
+        """Of a repeated field, the first value is the one the app answers by (as the access
+        log reads it): two Accept fields negotiate by the first."""
+        server = self.start()
+        reply = self.raw(
+            server,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text\r\n"
+            b"Accept: text/plain\r\nConnection: close\r\n\r\n",
+        )
+        self.assertEqual([200], _statuses(reply))
+        ctype = _head_and_body(reply)[0]["content-type"]
+        self.assertTrue(ctype.startswith("application/openmetrics-text"), ctype)
 
 
 class TestAuthOverHttp(_Base):
@@ -996,7 +1176,7 @@ port = int(out.getvalue().split()[-1].rsplit(":", 1)[1])
 
 def get(path):
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n" % path.encode())
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
         reply = b""
         while True:
             chunk = sock.recv(65536)
