@@ -53,7 +53,15 @@ def _table_lines(stdout: str) -> dict:
     return found
 
 
+# report.py appends "(run by make)" to the recorded command when MAKELEVEL is set; the
+# suite itself runs under make (make test, make test-matrix), so leave make's variables out.
+_MAKE_VARS = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+
+
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ if env is None else env)
+    for name in _MAKE_VARS:
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, str(REPORT), *args],
         capture_output=True,
@@ -121,6 +129,19 @@ class ReportTableTest(unittest.TestCase):
             text,
         )
         self.assertIn("| performance | store flush | 61.0 ms | - | - | - | - |  |", text)
+
+    def test_markdown_notes_a_run_by_make(self) -> None:
+        out = self.tmp / "BENCHMARKS.md"
+        env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
+        env["MAKELEVEL"] = "1"
+        proc = subprocess.run(
+            [sys.executable, str(REPORT), "--from-results", str(self.results),
+             "--markdown", str(out)],
+            capture_output=True, text=True, timeout=120, env=env, cwd=str(ROOT),
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        text = out.read_text(encoding="utf-8")
+        self.assertIn(f"--markdown {out}  (run by make)`", text)
 
     def test_quick_markdown_is_labelled(self) -> None:
         out = self.tmp / "quick.md"

@@ -216,7 +216,7 @@ class TestDeltas(SharedCase):
         metrics = MetricsCollector(process_metrics=False)
         metrics.record_operation("clone", True, 0.2, provider="github")
         self.shared(metrics.registry, "writer").flush()
-        text = render_text(merged_snapshot(Store.open(self.dir))).decode()
+        text = render_text(merged_snapshot(self.store())).decode()
         self.assertIn("# HELP mgit_operations_total Total number of mgit operations.\n", text)
         self.assertIn("# TYPE mgit_operation_duration_seconds histogram\n", text)
         self.assertIn(
