@@ -22,7 +22,7 @@ import threading
 import time
 import unittest
 from types import ModuleType
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 REQUIRE_ENV = "MGIT_MONITORING_REQUIRE_INTEROP"
 ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -39,6 +39,19 @@ def unavailable(reason: str) -> NoReturn:
     if interop_required():
         raise AssertionError(f"{REQUIRE_ENV}=1 but {reason} (run `make test-deps`)")
     raise unittest.SkipTest(reason)
+
+
+MATRIX_LANE_ENV = "MGIT_MONITORING_MATRIX_LANE"
+
+
+def once_per_ci_run(reason: str) -> Callable[[Any], Any]:
+    """Skip in the extra Python lanes of ``make test-matrix`` (which sets
+    MGIT_MONITORING_MATRIX_LANE=1) what does not depend on the Python version; ``.ci/run``
+    runs it in its main pass, with interop required. ``reason`` says why it is the same on
+    every Python."""
+    return unittest.skipIf(
+        os.environ.get(MATRIX_LANE_ENV) == "1", f"run once, in the main pass: {reason}"
+    )
 
 
 class Clock:

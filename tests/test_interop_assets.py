@@ -32,6 +32,7 @@ from tests.support import (
     interop_required,
     need_executable,
     need_module,
+    once_per_ci_run,
     start_prometheus,
 )
 
@@ -51,6 +52,7 @@ def _run(
                           timeout=120)  # fmt: skip
 
 
+@once_per_ci_run("the drift test proves every Python generates these same files")
 class GeneratedFiles(unittest.TestCase):
     """Each test gets the default file set written to a fresh temporary folder."""
 

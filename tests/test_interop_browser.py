@@ -32,7 +32,7 @@ import zlib
 from typing import Any, Dict, List, Tuple
 
 from mgit_monitoring import metric_definitions
-from tests.support import need_executable
+from tests.support import need_executable, once_per_ci_run
 from tests.test_demo import GIT, DemoProcess, fetch, parse_metrics
 
 ARTIFACTS_ENV = "MGIT_MONITORING_ARTIFACTS_DIR"
@@ -272,6 +272,7 @@ def _float(text: str) -> float | None:
 
 
 @unittest.skipIf(GIT is None, "git is not installed")
+@once_per_ci_run("the page is static; the JSON it reads is tested on every Python")
 class BrowserTest(unittest.TestCase):
     maxDiff = None
 
