@@ -427,92 +427,36 @@ def main() -> int:
         f"(+{overhead:.0f} ns), op_off/bare_wrapper {med['op_off'] / med['bare_wrapper']:.2f}x "
         "(the extra Python frame any wrapper costs is the floor)"
     )
-    a = anchor_ns
-    emit(
-        "integration",
-        "op_on (decorated call, all on)",
-        on / 1000,
-        a and a / 1000,
-        unit="us",
-        anchor_name="prometheus_client + python-json-logger",
-        max_value=10.0,
-        note="issue 5: <= 10 us",
-    )
-    for name in ("git_on", "api_on", "auth_on"):
-        emit(
-            "integration",
-            name,
-            med[name] / 1000,
-            a and a / 1000,
-            unit="us",
-            anchor_name="prometheus_client + python-json-logger",
-            max_value=10.0,
-        )
+    us = 1000.0
+    pcj = "prometheus_client + python-json-logger"
     own = logged.get("anchor (thread cpu)")
-    emit(
-        "integration",
-        "op_on_logged (calling thread's CPU)",
-        logged["op_on_logged"] / 1000,
-        own and own / 1000,
-        unit="us",
-        anchor_name="anchor, the same measure",
-        goal=0.5,
-        floor=1.0,
-        note="issue 14 s6; two lines vs the anchor's one",
-    )
-    each = logged.get("anchor (paced)")
-    emit(
-        "integration",
-        "op_on_logged (paced)",
-        logged["op_on_logged (paced)"] / 1000,
-        each and each / 1000,
-        unit="us",
-        anchor_name="anchor, paced the same way",
-        floor=1.0,
-    )
-    emit(
-        "integration",
-        "op_on (paced, logger quiet)",
-        logged["op_on (paced)"] / 1000,
-        each and each / 1000,
-        unit="us",
-        anchor_name="anchor, paced the same way",
-    )
+    paced = logged.get("anchor (paced)")
     cpu = logged.get("anchor (cpu)")
-    emit(
-        "integration",
-        "op_on_logged (cpu, both threads)",
-        logged["op_on_logged_cpu"] / 1000,
-        cpu and cpu / 1000,
-        unit="us",
-        anchor_name="anchor, process CPU",
-        note="everything two lines cost, writer thread included",
-    )
-    emit(
-        "integration",
-        "op_on_logged_sync (LOG_BACKGROUND=false)",
-        logged["op_on_logged_sync"] / 1000,
-        a and a / 1000,
-        unit="us",
-        anchor_name="prometheus_client + python-json-logger",
-    )
-    emit(
-        "integration",
-        "op_off (disabled after decoration)",
-        med["op_off"],
-        med["plain"],
-        anchor_name="plain call",
-        goal=1.5,
-        note="issue 5: disabled <= 1.5x plain",
-    )
-    emit(
-        "integration",
-        "op_off_at_decoration",
-        med["op_off_at_decoration"],
-        med["plain"],
-        anchor_name="plain call",
-        goal=1.5,
-    )
+    # (row, ours ns, anchor ns or None, anchor name, emit keywords)
+    rows: List[Tuple[str, float, Optional[float], str, Dict[str, Any]]] = [
+        ("op_on (decorated call, all on)", on, anchor_ns, pcj,
+         {"max_value": 10.0, "note": "issue 5: <= 10 us"}),
+        ("git_on", med["git_on"], anchor_ns, pcj, {"max_value": 10.0}),
+        ("api_on", med["api_on"], anchor_ns, pcj, {"max_value": 10.0}),
+        ("auth_on", med["auth_on"], anchor_ns, pcj, {"max_value": 10.0}),
+        ("op_on_logged (calling thread's CPU)", logged["op_on_logged"], own,
+         "anchor, the same measure",
+         {"goal": 0.5, "floor": 1.0, "note": "issue 14 s6; two lines vs the anchor's one"}),
+        ("op_on_logged (paced)", logged["op_on_logged (paced)"], paced,
+         "anchor, paced the same way", {"floor": 1.0}),
+        ("op_on (paced, logger quiet)", logged["op_on (paced)"], paced,
+         "anchor, paced the same way", {}),
+        ("op_on_logged (cpu, both threads)", logged["op_on_logged_cpu"], cpu,
+         "anchor, process CPU", {"note": "everything two lines cost, writer thread included"}),
+        ("op_on_logged_sync (LOG_BACKGROUND=false)", logged["op_on_logged_sync"], anchor_ns,
+         pcj, {}),
+    ]  # fmt: skip
+    for row, ours, anchor_value, anchor_label, extra in rows:
+        emit("integration", row, ours / us, anchor_value and anchor_value / us, unit="us",
+             anchor_name=anchor_label, **extra)  # fmt: skip
+    for row in ("op_off", "op_off_at_decoration"):
+        emit("integration", row, med[row], med["plain"], anchor_name="plain call", goal=1.5,
+             note="issue 5: disabled <= 1.5x plain")  # fmt: skip
     return 0
 
 
