@@ -158,7 +158,7 @@ class StructuredLogger:
 
     def _log(self, level: int, msg: Any, args: Tuple[Any, ...], fields: Dict[str, Any]) -> None:
         # ``fields`` is always a dict this class built (from **kwargs), never the caller's.
-        exc_info = fields.pop("exc_info", None) if "exc_info" in fields else None
+        exc_info = fields.pop("exc_info", None) or None if "exc_info" in fields else None
         stack_info = fields.pop("stack_info", False) if "stack_info" in fields else False
         stacklevel = fields.pop("stacklevel", 1) if "stacklevel" in fields else 1
         # Our own caller lookup: cheaper than Logger.findCaller, and the same on 3.8-3.13

@@ -18,7 +18,11 @@ import time
 import unittest
 from typing import Any, List, Optional, Tuple
 
-from mgit_monitoring.context import correlation_context, get_correlation_id
+from mgit_monitoring.context import (
+    correlation_context,
+    get_correlation_id,
+    reset_process_trace,
+)
 from mgit_monitoring.log_formatter import StructuredFormatter
 from mgit_monitoring.log_writer import LogWriter
 from mgit_monitoring.structured_logger import StructuredLogger
@@ -135,14 +139,52 @@ class TestOrderAndContent(WriterCase):
             done.set()
 
         th = threading.Thread(target=call)
+        called = time.time()
         th.start()
         self.assertFalse(done.wait(0.05))  # waits behind "a" and "b", as a write must
+        released = time.time()
         gate.set()
         th.join(10)
         items.append("changed later")
         writer.flush()
         self.assertEqual([line["message"] for line in out.lines], ["a", "b", "c"])
         self.assertEqual(out.lines[2]["items"], ["x"])
+        # Its record was made at the call, not when the queue ahead of it was written.
+        self.assertLess(out.records[2].created, released)
+        self.assertGreaterEqual(out.records[2].created, called - 0.001)
+
+    def test_a_line_outside_any_context_keeps_the_process_trace_of_its_call(self) -> None:
+        """Queued with no correlation context active, the line carries the process trace
+        of the moment it was logged, even if the process trace changes before it is
+        written."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        log.info("park")
+        self.assertTrue(out.entered.wait(10))
+        before = get_correlation_id()
+        log.info("queued")
+        reset_process_trace()
+        self.addCleanup(reset_process_trace)
+        self.assertNotEqual(get_correlation_id(), before)
+        gate.set()
+        writer.flush()
+        self.assertEqual(out.lines[1]["message"], "queued")
+        self.assertEqual(out.lines[1]["correlation_id"], before)
+
+    def test_each_call_site_keeps_its_own_line_number(self) -> None:
+        """The remembered line numbers: two call sites in one function, each used twice."""
+        log, writer, out = self.make()
+
+        def two_sites() -> List[int]:
+            here = sys._getframe().f_lineno
+            for _ in range(2):
+                log.info("first")
+                log.info("second")
+            return [here + 2, here + 3]
+
+        first, second = two_sites()
+        writer.flush()
+        self.assertEqual([line["line"] for line in out.lines], [first, second] * 2)
 
     def test_exception_lines_keep_their_traceback_and_order(self) -> None:
         log, writer, out = self.make()
