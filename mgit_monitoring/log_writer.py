@@ -22,7 +22,10 @@ What stays true:
   before a structured line written earlier; each line's ``timestamp`` is the time of the
   call, not of the write.
 - **Nothing is lost.** The queue is bounded (``max_pending``); when it is full, the
-  calling thread writes what is queued and its own line (back-pressure, not dropping).
+  calling thread wakes the writer and waits for it to write the queue (back-pressure, not
+  dropping: a tight loop of logged calls goes at the writer's pace). If the writer has not
+  made room within ``full_wait`` seconds (a handler stuck on a dead peer), the calling
+  thread writes what is queued and its own line.
   :meth:`LogWriter.flush` writes everything queued before it returns; it runs at
   interpreter exit (before ``logging.shutdown`` closes the handlers; lines logged after it,
   by exit hooks registered earlier, are written on the calling thread), when the background
@@ -32,6 +35,14 @@ What stays true:
   leaving with ``os._exit`` (a multiprocessing child, a daemonizing parent) loses a line
   (unless a handler holds the writer for over 2 s: then the fork goes ahead and the parent
   writes the queue later). The child writes on the calling thread from then on.
+
+- **Waking the thread.** Waking a sleeping thread is a system call (on a virtual machine
+  about 10 us, more than queueing the line), so callers do not pay it per line. The first
+  line after a quiet spell wakes the thread; while lines keep coming, the thread wakes
+  every ``linger`` seconds (default 0.05) on its own and writes what arrived, so a line
+  reaches the handlers within about ``linger`` of its call. A queue half full, a
+  :meth:`LogWriter.wait_written` and a switch-off wake it at once. After ``idle_timeout``
+  (default 1 s) with nothing to write, it sleeps until the next line.
 
 Limits: what runs inside the handlers (a record factory set with
 ``logging.setLogRecordFactory``, filters, formatters) runs on the writer thread, so one
@@ -63,19 +74,43 @@ class LogWriter:
     """A FIFO of pending log lines and the daemon thread that writes them.
 
     Args:
-        max_pending: the most lines queued at once; past it, the calling thread writes.
-        idle_timeout: how long the idle thread sleeps between checks (it is woken at once
-            when a line arrives; the timeout only bounds a missed wake-up).
+        max_pending: the most lines queued at once; past it, the calling thread waits for
+            the thread to make room. Half of it wakes the thread at once.
+        full_wait: how long (seconds) a caller waits for room in a full queue before it
+            writes the queue itself.
+        linger: while lines keep coming, how often (seconds) the thread wakes on its own
+            to write them, instead of being woken by each line's caller.
+        idle_timeout: how long (seconds) the thread goes on waking every ``linger`` with
+            nothing to write before it sleeps until a caller wakes it (it also bounds that
+            sleep, in case a wake-up is missed).
 
     :attr:`background` is False until :meth:`set_background` turns it on: until then the
     structured loggers write on the calling thread and no thread is started.
     """
 
-    def __init__(self, *, max_pending: int = 1_000, idle_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending: int = 1_000,
+        linger: float = 0.05,
+        idle_timeout: float = 1.0,
+        full_wait: float = 1.0,
+    ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, not {max_pending!r}")
+        if not 0 < linger <= idle_timeout:
+            raise ValueError(
+                f"linger must be > 0 and <= idle_timeout, not {linger!r} (idle_timeout "
+                f"{idle_timeout!r})"
+            )
+        if not full_wait >= 0:
+            raise ValueError(f"full_wait must be >= 0, not {full_wait!r}")
         self.max_pending = int(max_pending)
+        self.full_wait = float(full_wait)
+        self.linger = float(linger)
         self.idle_timeout = float(idle_timeout)
+        # The queue length before an append that makes it half full: that append wakes.
+        self._half_minus_one = max(0, self.max_pending // 2 - 1)
         self.background = False
         self._pending: Deque[Line] = collections.deque()
         self._lock = threading.RLock()  # one writer at a time: the thread, flush, overflow
@@ -83,7 +118,8 @@ class LogWriter:
         # calling thread than an Event, which takes a Condition's lock to notify.
         self._wake = threading.Lock()
         self._wake.acquire()
-        self._idle = True
+        self._idle = True  # the thread sleeps until a caller wakes it (else it lingers)
+        self._writing = False  # the thread is handing lines to the handlers
         self._thread: Optional[threading.Thread] = None
         self._thread_id: Optional[int] = None
         self._closing = False  # the interpreter is exiting: write on the calling thread
@@ -135,18 +171,37 @@ class LogWriter:
         a handler that logs for every record it writes recurses instead of spinning).
         """
         pending = self._pending
+        queued = len(pending)
         if (
-            len(pending) >= self.max_pending
-            or self._closing
+            self._closing
             or (self._thread is None and not self._start())
             or _get_ident() == self._thread_id
+            or (queued >= self.max_pending and not self._wait_for_room())
         ):
             self.write_now(line[0], line)
             return
         pending.append(line)
-        if self._idle:
+        if self._idle:  # asleep: wake it (once; then it lingers, waking on its own)
             self._idle = False
             self._signal()
+        elif queued == self._half_minus_one:
+            self._signal()
+
+    def _wait_for_room(self) -> bool:
+        """The queue is full: wake the thread and wait until it has room; False (the caller
+        writes) if it has none within ``full_wait`` or the thread stopped."""
+        thread = self._thread
+        with self._written:
+            self._waiters += 1
+            try:
+                self._signal()
+                self._written.wait_for(
+                    lambda: len(self._pending) < self.max_pending or self._thread is not thread,
+                    self.full_wait,
+                )
+            finally:
+                self._waiters -= 1
+        return self._thread is thread and len(self._pending) < self.max_pending
 
     def _signal(self) -> None:
         """Wake the thread (a no-op when a wake-up is already pending)."""
@@ -244,8 +299,9 @@ class LogWriter:
         with self._written:
             self._waiters += 1
             try:
+                self._signal()  # now, not at its next linger wake-up
                 return self._written.wait_for(
-                    lambda: self._idle and not self._pending or self._thread is not thread,
+                    lambda: not (self._pending or self._writing) or self._thread is not thread,
                     timeout,
                 )
             finally:
@@ -254,19 +310,31 @@ class LogWriter:
     def _run(self) -> None:
         me = threading.current_thread()
         self._thread_id = _get_ident()
+        quiet = 0.0  # seconds lingering with nothing to write
         while self._thread is me:
-            self._wake.acquire(timeout=self.idle_timeout)
-            try:
-                with self._lock:
-                    self._drain()
-            except BaseException as exc:  # noqa: BLE001 - SystemExit from a handler: the
-                # line is lost (warned), the thread is not
-                self._warnings.warn(type(exc).__name__, "a log line could not be written (%r)", exc)
-            self._idle = True
-            if self._pending:  # queued after the drain, before _idle was set
-                self._idle = False
-                self._signal()
-            elif self._waiters:
+            wait = self.idle_timeout if self._idle else self.linger
+            self._wake.acquire(timeout=wait)
+            if self._pending:
+                quiet = 0.0
+                try:
+                    with self._lock:
+                        self._writing = True
+                        try:
+                            self._drain()
+                        finally:
+                            self._writing = False
+                except BaseException as exc:  # noqa: BLE001 - SystemExit from a handler:
+                    # the line is lost (warned), the thread is not
+                    self._warnings.warn(
+                        type(exc).__name__, "a log line could not be written (%r)", exc
+                    )
+            elif not self._idle:
+                quiet += wait
+                if quiet >= self.idle_timeout:  # nothing for a while: sleep until woken
+                    self._idle = True
+                    if self._pending:  # queued before _idle was set: no one woke us
+                        self._idle = False
+            if self._waiters:
                 with self._written:
                     self._written.notify_all()
         if self._waiters:
@@ -282,6 +350,7 @@ class LogWriter:
         self._wake = threading.Lock()
         self._wake.acquire()
         self._idle = True
+        self._writing = False
         self._thread = self._thread_id = None
         self._written = threading.Condition(threading.Lock())
         self._waiters = 0

@@ -112,7 +112,7 @@ _ORG_PARAMETERS = ("organization", "org", "org_name", "organization_name")
 _URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^/?#\s]*@")
 _MAX_ERROR_TEXT = 500
 _CONCURRENT = "mgit_concurrent_operations"
-_INFO, _WARNING, _ERROR = logging.INFO, logging.WARNING, logging.ERROR
+_DEBUG, _INFO, _WARNING, _ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 _clock = time.perf_counter
 _reset_scope = CURRENT_SCOPE.reset
 
@@ -456,14 +456,18 @@ class _Run:
                     self.gauge = gauge
         except Exception as exc:  # noqa: BLE001 - monitoring never breaks the call
             warn_skipped("metrics", exc)
+        if metadata:
+            fields = {**metadata, **fields}
         self.fields = fields
         if spec.log:
             try:
-                if spec.enabled_for(_INFO):  # no field dicts for a filtered line
+                # The start line is DEBUG: one INFO line per operation, its end (which
+                # carries the duration and the outcome).
+                if spec.enabled_for(_DEBUG):  # no field dicts for a filtered line
                     slogger = spec.slogger or spec.logger()
-                    if metadata:
-                        fields = {**metadata, **fields}
-                    slogger.operation_start(spec.op_name, stacklevel=_STACKLEVEL, **fields)
+                    slogger.log_operation(
+                        _DEBUG, spec.op_name, "started", None, fields, _STACKLEVEL
+                    )
             except Exception as exc:  # noqa: BLE001
                 warn_skipped("logging", exc)
         if spec.track:
@@ -504,7 +508,8 @@ class _Run:
                 warn_skipped("trace", err)
         if spec.log:
             try:
-                if spec.enabled_for(_INFO if success else _ERROR):
+                level = _INFO if success else _ERROR
+                if spec.enabled_for(level):
                     slogger = spec.slogger or spec.logger()
                     fields = self.fields
                     if error_type is not None:
@@ -513,8 +518,13 @@ class _Run:
                             "error_type": error_type,
                             "error": _error_text(cast(BaseException, exc)),
                         }
-                    slogger.operation_end(
-                        spec.op_name, success, duration, stacklevel=_STACKLEVEL, **fields
+                    slogger.log_operation(
+                        level,
+                        spec.op_name,
+                        "completed" if success else "failed",
+                        duration,
+                        fields,
+                        _STACKLEVEL,
                     )
             except Exception as err:  # noqa: BLE001
                 warn_skipped("logging", err)

@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Tuple, Union
 
 from mgit_monitoring.context import CURRENT_SCOPE, PROCESS_SCOPE
 from mgit_monitoring.errors import ConfigError
@@ -101,7 +101,16 @@ class StructuredLogger:
     (no ``logging.lastResort`` output).
     """
 
-    __slots__ = ("_clock", "_direct", "_floor", "_logger", "_queued", "_writer", "name")
+    __slots__ = (
+        "_clock",
+        "_direct",
+        "_floor",
+        "_logger",
+        "_queued",
+        "_queued_operation",
+        "_writer",
+        "name",
+    )
 
     def __init__(
         self,
@@ -118,6 +127,7 @@ class StructuredLogger:
         self._clock = clock
         self._writer = get_log_writer() if writer is None else writer
         self._queued = self._emit_queued  # bound once: one object less per queued line
+        self._queued_operation = self._emit_operation
         # Decided once, for a logger class that works as logging.Logger does:
         # - _floor: where the level methods read the logger's own level; below it a call
         #   is off whatever isEnabledFor would say (NOTSET, 0, lets every call through);
@@ -168,25 +178,7 @@ class StructuredLogger:
             frame: Any = sys._getframe(stacklevel + 1)
         except ValueError:
             frame = None
-        if frame is not None:
-            code = frame.f_code
-            # The line of a call site never changes: f_lineno walks the code's line table
-            # on every read (the bulk of a queued line's cost for a long caller), so it is
-            # remembered by (code, instruction offset). Keyed by the code's id (hashing a
-            # code object hashes its constants), the entry holding the code so that the id
-            # cannot be reused while it is remembered.
-            site = (id(code), frame.f_lasti)
-            known = _LINES.get(site)
-            if known is None:
-                lno = frame.f_lineno
-                if len(_LINES) >= _LINES_MAX:
-                    _LINES.clear()
-                _LINES[site] = (code, lno)
-            else:
-                lno = known[1]
-            fn, func = code.co_filename, code.co_name
-        else:
-            fn, lno, func = "(unknown file)", 0, "(unknown function)"
+        fn, lno, func = _site(frame)
         sinfo = None
         if stack_info and frame is not None:
             sinfo = "Stack (most recent call last):\n" + "".join(
@@ -218,14 +210,7 @@ class StructuredLogger:
             record = self._record(level, fn, lno, msg, args, exc_info, func, sinfo, fields)
             writer.write_now(self._handle, record)
             return
-        task = None
-        if _TASK_NAMES and getattr(logging, "logAsyncioTasks", False):  # as LogRecord reads
-            asyncio = sys.modules.get("asyncio")
-            if asyncio is not None:
-                try:
-                    task = asyncio.current_task().get_name()
-                except Exception:  # noqa: BLE001 - no running loop: no task
-                    task = None
+        task = _task_name() if _TASK_NAMES else None
         scope = CURRENT_SCOPE.get()
         writer.submit(
             (
@@ -269,7 +254,30 @@ class StructuredLogger:
     def _emit_queued(self, line: Tuple[Any, ...]) -> None:
         """Write a queued line (on the writer thread): the record gets the caller's time,
         thread, task and correlation scope, captured at the call."""
-        _, level, fn, lno, msg, args, func, fields, ns, ident, thread_name, task, scope = line
+        self._emit_captured(*line[1:])
+
+    def _emit_operation(self, line: Tuple[Any, ...]) -> None:
+        """Write a line queued by :meth:`log_operation`: its message and fields are built
+        here, on the writer thread."""
+        _, level, fn, lno, func, operation, status, duration, clock, base = line[:10]
+        msg, args, fields = _operation_line(operation, status, duration, clock, base)
+        self._emit_captured(level, fn, lno, msg, args, func, fields, *line[10:])
+
+    def _emit_captured(
+        self,
+        level: int,
+        fn: str,
+        lno: int,
+        msg: Any,
+        args: Tuple[Any, ...],
+        func: str,
+        fields: Dict[str, Any],
+        ns: int,
+        ident: int,
+        thread_name: str,
+        task: str | None,
+        scope: Any,
+    ) -> None:
         lg = self._logger
         record = lg.makeRecord(lg.name, level, fn, lno, msg, args, None, func, None, None)
         attrs = record.__dict__
@@ -346,8 +354,9 @@ class StructuredLogger:
     def operation_start(self, operation: str, /, **fields: Any) -> None:
         """INFO "Operation started: <operation>" with operation, operation_status, start_time."""
         if self._floor.level <= _INFO and self._logger.isEnabledFor(_INFO):
-            fields.update(operation=operation, operation_status="started", start_time=self._clock())
-            self._log(_INFO, "Operation started: %s", (operation,), fields)
+            clock = self._clock()
+            msg, args, line_fields = _operation_line(operation, "started", None, clock, fields)
+            self._log(_INFO, msg, args, line_fields)
 
     def operation_end(
         self,
@@ -362,18 +371,124 @@ class StructuredLogger:
         if level < self._floor.level or not self._logger.isEnabledFor(level):
             return
         status = "completed" if success else "failed"
-        fields.update(
-            operation=operation,
-            operation_status=status,
-            success=bool(success),
-            end_time=self._clock(),
+        msg, args, line_fields = _operation_line(operation, status, duration, self._clock(), fields)
+        self._log(level, msg, args, line_fields)
+
+    def log_operation(
+        self,
+        level: int,
+        operation: str,
+        status: str,
+        duration: float | None,
+        fields: Mapping[str, Any],
+        stacklevel: int = 1,
+    ) -> None:
+        """One "Operation <status>: <operation>" line at ``level``, for a caller that writes
+        one or two per call (the monitoring decorators).
+
+        The line is :meth:`operation_start`'s when ``status`` is ``"started"`` and
+        :meth:`operation_end`'s otherwise (``"completed"`` is a success, anything else a
+        failure). ``fields`` comes first in the line; it is not copied, so it must not
+        change afterwards. In background mode, a line whose fields are all plain values
+        (str, int, float, bool, None) is captured as its caller, time, thread and scope
+        only, and its message and fields are built on the writer thread.
+        """
+        if level < self._floor.level or not self._logger.isEnabledFor(level):
+            return
+        clock = self._clock()
+        writer = self._writer
+        queue = writer.background
+        if queue:
+            for value in fields.values():
+                if type(value) not in _SCALARS:
+                    queue = False
+                    break
+        if not queue:
+            msg, args, line_fields = _operation_line(operation, status, duration, clock, fields)
+            line_fields["stacklevel"] = stacklevel
+            self._log(level, msg, args, line_fields)
+            return
+        try:
+            frame: Any = sys._getframe(stacklevel)
+        except ValueError:
+            frame = None
+        fn, lno, func = _site(frame)
+        scope = CURRENT_SCOPE.get()
+        writer.submit(
+            (
+                self._queued_operation,
+                level,
+                fn,
+                lno,
+                func,
+                operation,
+                status,
+                duration,
+                clock,
+                fields,
+                time.time_ns(),
+                _get_ident(),
+                _current_thread().name,
+                _task_name() if _TASK_NAMES else None,
+                PROCESS_SCOPE.get() if scope is None else scope,
+            )
         )
-        msg = "Operation %s: %s"
-        args: Tuple[Any, ...] = (status, operation)
-        if duration is not None:
-            fields["duration_seconds"] = duration
-            msg, args = "Operation %s: %s (took %.2fs)", (status, operation, duration)
-        self._log(level, msg, args, fields)
+
+
+def _operation_line(
+    operation: str,
+    status: str,
+    duration: float | None,
+    clock: float,
+    fields: Mapping[str, Any],
+) -> Tuple[str, Tuple[Any, ...], Dict[str, Any]]:
+    """The message, its arguments and the fields of an "Operation <status>" line: the
+    caller's ``fields`` first, then the operation's own."""
+    line = {**fields, "operation": operation, "operation_status": status}
+    if status == "started":
+        line["start_time"] = clock
+        return "Operation started: %s", (operation,), line
+    line["success"] = status == "completed"
+    line["end_time"] = clock
+    if duration is None:
+        return "Operation %s: %s", (status, operation), line
+    line["duration_seconds"] = duration
+    return "Operation %s: %s (took %.2fs)", (status, operation, duration), line
+
+
+def _site(frame: Any) -> Tuple[str, int, str]:
+    """The file, line and function of ``frame`` (a caller's), or logging's placeholders."""
+    if frame is None:
+        return "(unknown file)", 0, "(unknown function)"
+    code = frame.f_code
+    # The line of a call site never changes: f_lineno walks the code's line table on every
+    # read (the bulk of a queued line's cost for a long caller), so it is remembered by
+    # (code, instruction offset). Keyed by the code's id (hashing a code object hashes its
+    # constants), the entry holding the code so that the id cannot be reused while it is
+    # remembered.
+    site = (id(code), frame.f_lasti)
+    known = _LINES.get(site)
+    if known is None:
+        lno = frame.f_lineno
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        _LINES[site] = (code, lno)
+    else:
+        lno = known[1]
+    return code.co_filename, lno, code.co_name
+
+
+def _task_name() -> str | None:
+    """The running asyncio task's name, as LogRecord reads it (3.12+), else None."""
+    if not getattr(logging, "logAsyncioTasks", False):
+        return None
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        return str(asyncio.current_task().get_name())
+    except Exception:  # noqa: BLE001 - no running loop: no task
+        return None
 
 
 _LOGGERS: Dict[str, StructuredLogger] = {}

@@ -57,20 +57,23 @@ class IntegrationCase(unittest.TestCase):
         self.state_dir = tmp.name
         self.module = f"tests.integration.{self._testMethodName}"
         self.stream = LogCapture()
-        self.capture(self.module)
-        self.capture(type(self).__module__)  # functions not given this test's name log here
+        # The decorated functions' own loggers at DEBUG: the "Operation started" line is
+        # DEBUG, so a test sees both of an operation's lines.
+        self.capture(self.module, logging.DEBUG)
+        self.capture(type(self).__module__, logging.DEBUG)  # functions not given this
+        # test's name log here
         self.capture(LOGGER)
         self.capture("mgit_monitoring.performance")
         self.capture("mgit_monitoring.config")  # a bad MGIT_MONITORING_* value's one warning
         self.capture(WRITER_LOGGER)
 
-    def capture(self, name: str) -> None:
+    def capture(self, name: str, level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         handler = logging.StreamHandler(self.stream)
         handler.setFormatter(StructuredFormatter())
         old = (logger.level, logger.propagate)
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level)
         logger.propagate = False
         self.addCleanup(logger.removeHandler, handler)
         self.addCleanup(setattr, logger, "propagate", old[1])

@@ -186,6 +186,100 @@ class TestOrderAndContent(WriterCase):
         writer.flush()
         self.assertEqual([line["line"] for line in out.lines], [first, second] * 2)
 
+    def test_log_operation_queued_is_written_as_operation_start_and_end_write(self) -> None:
+        """log_operation in background mode (message and fields built on the writer thread)
+        writes the same lines as operation_start/operation_end written synchronously, with
+        the caller's function, line and correlation scope, the caller's fields first."""
+        log, writer, out = self.make()
+        fields = {"provider": "github", "repository": "org/repo"}
+
+        def queued() -> int:
+            here = sys._getframe().f_lineno
+            log.log_operation(logging.DEBUG, "clone", "started", None, fields)
+            log.log_operation(logging.INFO, "clone", "completed", 2.5, fields)
+            log.log_operation(logging.ERROR, "clone", "failed", None, {**fields, "n": 3})
+            return here + 1
+
+        with correlation_context("clone", provider="github"):
+            cid = get_correlation_id()
+            first_line = queued()
+        writer.flush()
+        writer.set_background(False)
+        log.operation_start("clone", **fields)
+        log.operation_end("clone", True, 2.5, **fields)
+        log.operation_end("clone", False, **fields, n=3)
+        queued_lines, sync_lines = out.lines[:3], out.lines[3:]
+        self.assertEqual(
+            [
+                "Operation started: clone",
+                "Operation completed: clone (took 2.50s)",
+                "Operation failed: clone",
+            ],
+            [line["message"] for line in queued_lines],
+        )
+        self.assertEqual(["DEBUG", "INFO", "ERROR"], [line["level"] for line in queued_lines])
+        self.assertEqual(
+            [first_line, first_line + 1, first_line + 2], [line["line"] for line in queued_lines]
+        )
+        self.assertEqual({"queued"}, {line["function"] for line in queued_lines})
+        self.assertEqual({cid}, {line["correlation_id"] for line in queued_lines})
+        volatile = (
+            "timestamp",
+            "level",
+            "line",
+            "function",
+            "correlation_id",
+            "correlation",
+            "start_time",
+            "end_time",
+            "span_id",
+        )
+        for queued_line, sync_line in zip(queued_lines, sync_lines):
+            self.assertEqual(list(sync_line), list(queued_line))  # same keys, same order
+            self.assertEqual(
+                {k: v for k, v in sync_line.items() if k not in volatile},
+                {k: v for k, v in queued_line.items() if k not in volatile},
+            )
+        keys = list(queued_lines[0])
+        self.assertLess(keys.index("repository"), keys.index("operation"))  # caller's first
+        self.assertFalse(queued_lines[2]["success"])
+        self.assertEqual(fields, {"provider": "github", "repository": "org/repo"})  # unchanged
+
+    def test_log_operation_with_a_mutable_field_is_built_at_the_call(self) -> None:
+        """A list among log_operation's fields: the line is built at the call, so a later
+        change to the list is not written; lines queued before it are written first."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate)
+        log.info("park")
+        self.assertTrue(out.entered.wait(10))
+        log.log_operation(logging.INFO, "sync", "completed", 1.0, {"n": 1})
+        items = ["a"]
+        done = threading.Event()
+
+        def call() -> None:
+            log.log_operation(logging.INFO, "sync", "completed", 1.0, {"items": items})
+            done.set()
+
+        th = threading.Thread(target=call)
+        th.start()
+        self.assertFalse(done.wait(0.05))  # behind the queued lines, as a write must be
+        gate.set()
+        th.join(10)
+        items.append("later")
+        writer.flush()
+        self.assertEqual(
+            [{"n": 1}, {"items": ["a"]}],
+            [{k: line[k] for k in ("n", "items") if k in line} for line in out.lines[1:]],
+        )
+
+    def test_log_operation_below_the_level_writes_nothing(self) -> None:
+        log, writer, out = self.make()
+        log.logger.setLevel(logging.INFO)
+        log.log_operation(logging.DEBUG, "clone", "started", None, {})
+        writer.flush()
+        self.assertEqual([], out.lines)
+        self.assertEqual(0, writer.pending)
+
     def test_exception_lines_keep_their_traceback_and_order(self) -> None:
         log, writer, out = self.make()
         log.info("before")
@@ -222,6 +316,32 @@ class TestNothingLost(WriterCase):
         producer.join(10)
         writer.flush()
         self.assertEqual([line["i"] for line in out.lines], list(range(-1, 12)))
+
+    def test_a_full_queue_waits_for_the_writer_thread_to_make_room(self) -> None:
+        """With room made within full_wait, a caller facing a full queue waits and writes
+        nothing itself: every line is written by the writer thread, in order."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate, max_pending=4, full_wait=60)
+        written_by: List[str] = []
+
+        class Where(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                written_by.append(threading.current_thread().name)
+                return True
+
+        where = Where()
+        log.logger.addFilter(where)
+        self.addCleanup(log.logger.removeFilter, where)
+        log.info("first", i=-1)
+        self.assertTrue(out.entered.wait(10))  # the writer is held inside the handler
+        producer = threading.Thread(target=lambda: [log.info("n", i=i) for i in range(40)])
+        producer.start()
+        self.assertTrue(await_condition(lambda: writer.pending == 4, 10))
+        gate.set()
+        producer.join(30)
+        self.assertTrue(writer.wait_written(timeout=30))
+        self.assertEqual([line["i"] for line in out.lines], list(range(-1, 40)))
+        self.assertEqual({"mgit-monitoring-log-writer"}, set(written_by))
 
     def test_a_failing_handler_is_one_warning_and_later_lines_still_written(self) -> None:
         log, writer, out = self.make()
@@ -285,6 +405,39 @@ class TestNothingLost(WriterCase):
         self.assertEqual([line["i"] for line in out.lines], [0, 1, 2])
         self.assertEqual(set(written_by), {"mgit-monitoring-log-writer"})
 
+    def test_lines_are_written_without_a_flush_across_quiet_spells(self) -> None:
+        """No flush, no wait: lines logged at uneven intervals (inside the linger, across
+        it, and after the thread went back to sleep) each reach the handler by themselves:
+        no wake-up is lost between lingering and sleeping."""
+        log, writer, out = self.make(linger=0.02, idle_timeout=0.1)
+        for i, pause in enumerate([0, 0, 0.01, 0.03, 0.15, 0, 0.3, 0.005, 0.12]):
+            time.sleep(pause)
+            log.info("n", i=i)
+            self.assertTrue(
+                await_condition(lambda i=i: len(out.lines) == i + 1, 10), (i, out.lines)
+            )
+        self.assertEqual(list(range(9)), [line["i"] for line in out.lines])
+
+    def test_a_half_full_queue_wakes_the_thread(self) -> None:
+        """The thread lingers (here 60 s) between wake-ups while lines keep coming; a queue
+        reaching half of max_pending wakes it at once, before the caller must write."""
+        gate = threading.Event()
+        log, writer, out = self.make(gate, max_pending=10, linger=60, idle_timeout=60)
+        log.info("first")  # wakes the sleeping thread, which then lingers
+        self.assertTrue(out.entered.wait(10))
+        gate.set()
+        self.assertTrue(await_condition(lambda: len(out.lines) == 1, 10))
+        for i in range(5):
+            log.info("n", i=i)  # 5 pending: half of 10
+        self.assertTrue(await_condition(lambda: len(out.lines) == 6, 10), out.lines)
+
+    def test_linger_must_be_positive_and_within_idle_timeout(self) -> None:
+        for linger, idle in ((0, 1.0), (-1, 1.0), (2.0, 1.0)):
+            with self.subTest(linger=linger, idle_timeout=idle), self.assertRaises(ValueError):
+                LogWriter(linger=linger, idle_timeout=idle)
+        with self.assertRaises(ValueError):
+            LogWriter(full_wait=-1)
+
     def test_max_pending_must_be_positive(self) -> None:
         with self.assertRaises(ValueError):
             LogWriter(max_pending=0)
@@ -316,7 +469,8 @@ class TestInARealProcess(unittest.TestCase):
             from mgit_monitoring.integration import (
                 monitor_mgit_operation, setup_monitoring_integration)
             from mgit_monitoring.logs import setup_structured_logging
-            setup_structured_logging(stream=sys.stdout, profile="json")
+            # DEBUG: each operation writes its "started" line too (two lines per call).
+            setup_structured_logging(stream=sys.stdout, profile="json", log_level="DEBUG")
             setup_monitoring_integration(state_dir={self.dir!r}, persist=False)
 
             @monitor_mgit_operation("sync_repo", provider="github")

@@ -865,8 +865,28 @@ class AuthAndContextTest(IntegrationCase):
             lines[0]["correlation"]["repository"], "https://***@github.com/acme/widgets.git"
         )
         self.assertEqual(lines[0]["name"], "x")
+        self.assertEqual(lines[1]["name"], "x")  # the metadata is on the end line too
         self.assertEqual(lines[1]["correlation_id"], lines[0]["correlation_id"])
         self.assertNotIn(TOKEN, self.stream.getvalue())
+
+    def test_at_info_an_operation_writes_one_line_its_end(self) -> None:
+        """With the function's logger at INFO (how mgit runs), each operation writes one
+        line: its end, with the outcome, the duration and the metadata. The "started" line
+        is DEBUG."""
+        self.setup()
+        logging.getLogger(__name__).setLevel(logging.INFO)  # restored by the case's cleanup
+        with MonitoringContext("bulk_clone", provider="github", batch=7):
+            pass
+        with self.assertRaises(KeyError), MonitoringContext("bulk_clone", provider="github"):
+            raise KeyError("missing")
+        lines = [line for line in self.lines() if line["logger"] == __name__]
+        self.assertEqual(
+            [("INFO", "completed", True), ("ERROR", "failed", False)],
+            [(ln["level"], ln["operation_status"], ln["success"]) for ln in lines],
+        )
+        self.assertEqual(7, lines[0]["batch"])
+        self.assertIsInstance(lines[0]["duration_seconds"], float)
+        self.assertEqual("KeyError", lines[1]["error_type"])
 
     def test_monitoring_context_async(self) -> None:
         """async with works the same way."""
