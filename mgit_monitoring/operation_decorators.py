@@ -20,7 +20,8 @@ with one warning per kind on the ``mgit_monitoring.integration`` logger.
 
 Decorator log lines go to the logger named after the decorated function's module (as
 ``logging.getLogger(__name__)`` would), so the host's logging configuration applies; their
-module/function/line name the call site.
+module/function/line name the call site. An operation writes one INFO line, at its end
+(ERROR when it failed); its "Operation started" line is DEBUG.
 
 Methods, classmethods and staticmethods (the decorator above or below ``@classmethod``)
 and ``functools.partial`` objects can be decorated. A generator or async generator
@@ -741,7 +742,7 @@ def monitor_mgit_operation(
     ``@monitor_mgit_operation(operation_name="clone_all", provider="github")``,
     ``@monitor_mgit_operation("clone_all")`` or bare ``@monitor_mgit_operation`` (the name is
     then the function's). Per call: a correlation scope (``operation``, ``provider``), the
-    ``mgit_concurrent_operations`` gauge up and back down, "Operation started" and
+    ``mgit_concurrent_operations`` gauge up and back down, "Operation started" (DEBUG) and
     "Operation completed|failed" log lines (``log_result``), a performance trace
     (``track_performance``), ``mgit_operations_total``, ``..._success_total`` or
     ``..._failure_total``, ``mgit_operation_duration_seconds`` and, on failure,
@@ -890,9 +891,10 @@ class MonitoringContext:
     """``with MonitoringContext("bulk_clone", provider="github"):`` (also ``async with``).
 
     The block is monitored like a :func:`monitor_mgit_operation` call: correlation scope,
-    concurrency gauge, start/end log lines (on the logger of the module that created the
-    context), a trace carrying ``metadata``, and operation metrics. ``repository`` is masked.
-    Metadata keys may be any names (``name``, ``module`` ... are fine). Exceptions are
+    concurrency gauge, start (DEBUG) and end log lines carrying ``metadata`` (on the logger
+    of the module that created the context), a trace carrying it, and operation metrics.
+    ``repository`` is masked. Metadata keys may be any names (``name``, ``module`` ... are
+    fine). Exceptions are
     recorded and never suppressed. Entering returns the context; ``correlation_id`` and
     ``trace_id`` are then set (None when monitoring is disabled).
     """
