@@ -894,9 +894,8 @@ class MonitoringContext:
     concurrency gauge, start (DEBUG) and end log lines carrying ``metadata`` (on the logger
     of the module that created the context), a trace carrying it, and operation metrics.
     ``repository`` is masked. Metadata keys may be any names (``name``, ``module`` ... are
-    fine). Exceptions are
-    recorded and never suppressed. Entering returns the context; ``correlation_id`` and
-    ``trace_id`` are then set (None when monitoring is disabled).
+    fine). Exceptions are recorded and never suppressed. Entering returns the context;
+    ``correlation_id`` and ``trace_id`` are then set (None when monitoring is disabled).
     """
 
     def __init__(
