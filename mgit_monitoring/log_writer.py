@@ -25,7 +25,8 @@ What stays true:
   calling thread wakes the writer and waits for it to write the queue (back-pressure, not
   dropping: a tight loop of logged calls goes at the writer's pace). If the writer has not
   made room within ``full_wait`` seconds (a handler stuck on a dead peer), the calling
-  thread writes what is queued and its own line.
+  thread writes what is queued and its own line, once the handler the writer is in
+  returns. A thread that is itself writing (a handler that logs) never waits: it writes.
   :meth:`LogWriter.flush` writes everything queued before it returns; it runs at
   interpreter exit (before ``logging.shutdown`` closes the handlers; lines logged after it,
   by exit hooks registered earlier, are written on the calling thread), when the background
@@ -98,13 +99,15 @@ class LogWriter:
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, not {max_pending!r}")
-        if not 0 < linger <= idle_timeout:
+        if not 0 < linger <= idle_timeout <= threading.TIMEOUT_MAX:
             raise ValueError(
-                f"linger must be > 0 and <= idle_timeout, not {linger!r} (idle_timeout "
-                f"{idle_timeout!r})"
+                f"expected 0 < linger <= idle_timeout <= {threading.TIMEOUT_MAX}, not linger "
+                f"{linger!r} and idle_timeout {idle_timeout!r}"
             )
-        if not full_wait >= 0:
-            raise ValueError(f"full_wait must be >= 0, not {full_wait!r}")
+        if not 0 <= full_wait <= threading.TIMEOUT_MAX:
+            raise ValueError(
+                f"expected 0 <= full_wait <= {threading.TIMEOUT_MAX}, not {full_wait!r}"
+            )
         self.max_pending = int(max_pending)
         self.full_wait = float(full_wait)
         self.linger = float(linger)
@@ -114,6 +117,7 @@ class LogWriter:
         self.background = False
         self._pending: Deque[Line] = collections.deque()
         self._lock = threading.RLock()  # one writer at a time: the thread, flush, overflow
+        self._holder: Optional[int] = None  # the thread holding _lock, outside the thread
         # Held while the thread sleeps; released (by any thread) to wake it: cheaper on the
         # calling thread than an Event, which takes a Condition's lock to notify.
         self._wake = threading.Lock()
@@ -126,6 +130,7 @@ class LogWriter:
         self._hooks_installed = False
         self._written = threading.Condition(threading.Lock())  # for wait_written()
         self._waiters = 0
+        self._room_waiters = 0  # of them, callers waiting for room in a full queue
         self._warnings = WarnOnce("mgit_monitoring.log_writer")
 
     def __repr__(self) -> str:
@@ -189,19 +194,30 @@ class LogWriter:
 
     def _wait_for_room(self) -> bool:
         """The queue is full: wake the thread and wait until it has room; False (the caller
-        writes) if it has none within ``full_wait`` or the thread stopped."""
+        writes) if it has none within ``full_wait``, if the thread stopped, or if this
+        thread holds the lock the thread needs (it is writing: a handler that logs)."""
         thread = self._thread
+        if thread is None or self._holder == _get_ident():
+            return False
         with self._written:
             self._waiters += 1
+            self._room_waiters += 1
             try:
                 self._signal()
                 self._written.wait_for(
-                    lambda: len(self._pending) < self.max_pending or self._thread is not thread,
+                    lambda: (
+                        len(self._pending) < self.max_pending
+                        or self._thread is not thread
+                        or not thread.is_alive()
+                    ),
                     self.full_wait,
                 )
             finally:
                 self._waiters -= 1
-        return self._thread is thread and len(self._pending) < self.max_pending
+                self._room_waiters -= 1
+        return (
+            self._thread is thread and thread.is_alive() and len(self._pending) < self.max_pending
+        )
 
     def _signal(self) -> None:
         """Wake the thread (a no-op when a wake-up is already pending)."""
@@ -213,14 +229,22 @@ class LogWriter:
     def write_now(self, emit: Emit, entry: Any) -> None:
         """Call ``emit(entry)`` on this thread, after writing every queued line."""
         with self._lock:
-            self._drain()
-            emit(entry)
+            outer, self._holder = self._holder, _get_ident()
+            try:
+                self._drain()
+                emit(entry)
+            finally:
+                self._holder = outer
 
     def flush(self) -> None:
         """Write every line queued so far, on this thread; return when they are written."""
         if self._pending or self._thread is not None:
             with self._lock:
-                self._drain()
+                outer, self._holder = self._holder, _get_ident()
+                try:
+                    self._drain()
+                finally:
+                    self._holder = outer
 
     def _drain(self) -> None:
         # Called with the lock held. A handler that logs through a structured logger queues
@@ -231,6 +255,9 @@ class LogWriter:
                 line = pending.popleft()
             except IndexError:  # another thread took the last one
                 return
+            if self._room_waiters:  # callers facing a full queue: there is room now
+                with self._written:
+                    self._written.notify_all()
             try:
                 line[0](line)
             except Exception as exc:  # noqa: BLE001 - one bad line must not stop the rest
@@ -259,9 +286,11 @@ class LogWriter:
         # Bounded: a handler stuck in the writer thread (a dead syslog peer) must not stop
         # os.fork(); then the parent writes the queue later and the child starts empty.
         if self._lock.acquire(timeout=_FORK_FLUSH_TIMEOUT):
+            outer, self._holder = self._holder, _get_ident()
             try:
                 self._drain()
             finally:
+                self._holder = outer
                 self._lock.release()
 
     def _at_exit(self) -> None:
@@ -293,7 +322,8 @@ class LogWriter:
         same as :meth:`flush`.
         """
         thread = self._thread
-        if thread is None or _get_ident() == self._thread_id or not thread.is_alive():
+        me = _get_ident()
+        if thread is None or me in (self._thread_id, self._holder) or not thread.is_alive():
             self.flush()
             return True
         with self._written:
@@ -353,7 +383,8 @@ class LogWriter:
         self._writing = False
         self._thread = self._thread_id = None
         self._written = threading.Condition(threading.Lock())
-        self._waiters = 0
+        self._waiters = self._room_waiters = 0
+        self._holder = None
         self.background = False
 
 

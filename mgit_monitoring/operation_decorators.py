@@ -939,8 +939,18 @@ class MonitoringContext:
                 exc = exc_type()
             run.finish(exc)
 
+    # The async forms repeat the sync bodies rather than call them: the log lines name the
+    # frame _STACKLEVEL frames up, which must be the code that entered the block.
     async def __aenter__(self) -> MonitoringContext:
-        return self.__enter__()
+        if self._run is not None:
+            raise RuntimeError("MonitoringContext is already active (it is not reentrant)")
+        if _enabled is True or is_monitoring_enabled():
+            self._run = _Run(self._spec, (), {}, self._repository, self._metadata)
+        return self
 
     async def __aexit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
+        run, self._run = self._run, None
+        if run is not None:
+            if exc is None and exc_type is not None:  # pragma: no cover - old-style raise
+                exc = exc_type()
+            run.finish(exc)

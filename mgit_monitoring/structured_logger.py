@@ -389,13 +389,20 @@ class StructuredLogger:
         The line is :meth:`operation_start`'s when ``status`` is ``"started"`` and
         :meth:`operation_end`'s otherwise (``"completed"`` is a success, anything else a
         failure). ``fields`` comes first in the line; it is not copied, so it must not
-        change afterwards. In background mode, a line whose fields are all plain values
+        change afterwards. Every key in it is a field (``exc_info``, ``stack_info`` and
+        ``stacklevel`` included: the call site is ``stacklevel``, the argument). In
+        background mode, a line whose fields are all plain values
         (str, int, float, bool, None) is captured as its caller, time, thread and scope
         only, and its message and fields are built on the writer thread.
         """
         if level < self._floor.level or not self._logger.isEnabledFor(level):
             return
         clock = self._clock()
+        try:
+            frame: Any = sys._getframe(stacklevel)
+        except ValueError:
+            frame = None
+        fn, lno, func = _site(frame)
         writer = self._writer
         queue = writer.background
         if queue:
@@ -404,15 +411,15 @@ class StructuredLogger:
                     queue = False
                     break
         if not queue:
+            # Every field is a field here (``exc_info``, ``stacklevel`` ... included), in
+            # both modes: the record is built directly, not through _log's options.
             msg, args, line_fields = _operation_line(operation, status, duration, clock, fields)
-            line_fields["stacklevel"] = stacklevel
-            self._log(level, msg, args, line_fields)
+            record = self._record(level, fn, lno, msg, args, None, func, None, line_fields)
+            if writer.background:
+                writer.write_now(self._handle, record)
+            else:
+                self._handle(record)
             return
-        try:
-            frame: Any = sys._getframe(stacklevel)
-        except ValueError:
-            frame = None
-        fn, lno, func = _site(frame)
         scope = CURRENT_SCOPE.get()
         writer.submit(
             (

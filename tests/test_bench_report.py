@@ -135,9 +135,19 @@ class ReportTableTest(unittest.TestCase):
         env = {k: v for k, v in os.environ.items() if k not in _MAKE_VARS}
         env["MAKELEVEL"] = "1"
         proc = subprocess.run(
-            [sys.executable, str(REPORT), "--from-results", str(self.results),
-             "--markdown", str(out)],
-            capture_output=True, text=True, timeout=120, env=env, cwd=str(ROOT),
+            [
+                sys.executable,
+                str(REPORT),
+                "--from-results",
+                str(self.results),
+                "--markdown",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=str(ROOT),
         )
         self.assertEqual(proc.returncode, 0, proc.stderr)
         text = out.read_text(encoding="utf-8")

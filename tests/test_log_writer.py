@@ -245,6 +245,25 @@ class TestOrderAndContent(WriterCase):
         self.assertFalse(queued_lines[2]["success"])
         self.assertEqual(fields, {"provider": "github", "repository": "org/repo"})  # unchanged
 
+    def test_log_operation_fields_named_like_logging_options_are_fields(self) -> None:
+        """exc_info, stack_info and stacklevel among log_operation's fields are fields, the
+        same with the writer in the background and on the calling thread."""
+        log, writer, out = self.make()
+        odd = {"exc_info": True, "stack_info": True, "stacklevel": 7}
+        log.log_operation(logging.INFO, "op", "completed", 1.0, odd)
+        writer.flush()
+        writer.set_background(False)
+        log.log_operation(logging.INFO, "op", "completed", 1.0, odd)
+        for line, record in zip(out.lines, out.records):
+            # (a field named like one of the line's own keys is written under "fields")
+            self.assertEqual(odd, {k: line.get(k, line.get("fields", {}).get(k)) for k in odd})
+            self.assertEqual(
+                "test_log_operation_fields_named_like_logging_options_are_fields", line["function"]
+            )
+            self.assertIsNone(record.exc_info)
+            self.assertIsNone(record.stack_info)
+        self.assertEqual(2, len(out.lines))
+
     def test_log_operation_with_a_mutable_field_is_built_at_the_call(self) -> None:
         """A list among log_operation's fields: the line is built at the call, so a later
         change to the list is not written; lines queued before it are written first."""
@@ -343,6 +362,41 @@ class TestNothingLost(WriterCase):
         self.assertEqual([line["i"] for line in out.lines], list(range(-1, 40)))
         self.assertEqual({"mgit-monitoring-log-writer"}, set(written_by))
 
+    def test_a_handler_that_logs_into_a_full_queue_writes_at_once(self) -> None:
+        """A thread that is writing (here a list-valued line, written on the calling thread)
+        holds the writer's lock; its handler logging more lines than the queue holds must
+        write them itself, not wait full_wait (60 s here) for a thread that needs that lock."""
+        log, writer, out = self.make(max_pending=2, full_wait=60)
+        inner = StructuredLogger(
+            logging.getLogger(f"tests.log_writer.{self._testMethodName}.inner"), writer=writer
+        )
+        inner.logger.propagate = True  # into the test's Collect handler
+
+        class LogsWhileWriting(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.getMessage() == "outer":
+                    for i in range(5):
+                        inner.info("inner", i=i)
+
+        handler = LogsWhileWriting()
+        log.logger.addHandler(handler)
+        self.addCleanup(log.logger.removeHandler, handler)
+        done = threading.Event()
+
+        def call() -> None:
+            log.info("outer", items=[1, 2])  # a list: written on this thread, lock held
+            done.set()
+
+        th = threading.Thread(target=call)
+        th.start()
+        self.assertTrue(done.wait(30), "the handler's lines waited for full_wait")
+        th.join(10)
+        writer.flush()
+        self.assertEqual(
+            [("outer", None)] + [("inner", i) for i in range(5)],
+            [(line["message"], line.get("i")) for line in out.lines],
+        )
+
     def test_a_failing_handler_is_one_warning_and_later_lines_still_written(self) -> None:
         log, writer, out = self.make()
         std = log.logger
@@ -435,8 +489,14 @@ class TestNothingLost(WriterCase):
         for linger, idle in ((0, 1.0), (-1, 1.0), (2.0, 1.0)):
             with self.subTest(linger=linger, idle_timeout=idle), self.assertRaises(ValueError):
                 LogWriter(linger=linger, idle_timeout=idle)
-        with self.assertRaises(ValueError):
-            LogWriter(full_wait=-1)
+        for bad in (
+            {"full_wait": -1},
+            {"full_wait": float("inf")},
+            {"idle_timeout": float("inf")},
+            {"full_wait": float("nan")},
+        ):
+            with self.subTest(**bad), self.assertRaises(ValueError):
+                LogWriter(**bad)
 
     def test_max_pending_must_be_positive(self) -> None:
         with self.assertRaises(ValueError):

@@ -898,6 +898,10 @@ class AuthAndContextTest(IntegrationCase):
 
         asyncio.run(main())
         self.assertEqual(get_performance_monitor().get_operation_metrics("async_block").count, 1)
+        # Both lines name the coroutine that entered the block, not __aenter__/__aexit__.
+        lines = [line for line in self.lines() if line.get("operation") == "async_block"]
+        self.assertEqual(["started", "completed"], [ln["operation_status"] for ln in lines])
+        self.assertEqual({"main"}, {ln["function"] for ln in lines})
 
 
 class CallableKindsTest(IntegrationCase):
