@@ -209,14 +209,19 @@ class LogWriter:
                         len(self._pending) < self.max_pending
                         or self._thread is not thread
                         or not thread.is_alive()
+                        or self._closing
                     ),
                     self.full_wait,
                 )
             finally:
                 self._waiters -= 1
                 self._room_waiters -= 1
+        # At exit the queue has had its last flush: the caller writes its line itself.
         return (
-            self._thread is thread and thread.is_alive() and len(self._pending) < self.max_pending
+            self._thread is thread
+            and thread.is_alive()
+            and not self._closing
+            and len(self._pending) < self.max_pending
         )
 
     def _signal(self) -> None:
