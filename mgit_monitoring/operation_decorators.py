@@ -463,10 +463,12 @@ class _Run:
         if spec.log:
             try:
                 # The start line is DEBUG: one INFO line per operation, its end (which
-                # carries the duration and the outcome).
-                if spec.enabled_for(_DEBUG):  # no field dicts for a filtered line
-                    slogger = spec.slogger or spec.logger()
-                    slogger.log_operation(
+                # carries the duration and the outcome). Once the structured logger is
+                # loaded it checks the level itself; until then the standard logger is
+                # asked, so that a process whose lines are all filtered never loads it.
+                slogger = spec.slogger
+                if slogger is not None or spec.enabled_for(_DEBUG):
+                    (slogger or spec.logger()).log_operation(
                         _DEBUG, spec.op_name, "started", None, fields, _STACKLEVEL
                     )
             except Exception as exc:  # noqa: BLE001
@@ -510,8 +512,11 @@ class _Run:
         if spec.log:
             try:
                 level = _INFO if success else _ERROR
-                if spec.enabled_for(level):
-                    slogger = spec.slogger or spec.logger()
+                slogger = spec.slogger
+                # A failure's fields (its masked message) are built only for a line that
+                # is written; a success's line checks its level in log_operation.
+                if (slogger is not None and error_type is None) or spec.enabled_for(level):
+                    slogger = slogger or spec.logger()
                     fields = self.fields
                     if error_type is not None:
                         fields = {
