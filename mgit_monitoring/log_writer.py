@@ -37,6 +37,10 @@ What stays true:
   (unless a handler holds the writer for over 2 s: then the fork goes ahead and the parent
   writes the queue later). The child writes on the calling thread from then on.
 
+- **Errors at once.** A line at ERROR or above is not queued either: the calling thread
+  writes what is queued, then it (as ``logging.handlers.MemoryHandler`` flushes at ERROR),
+  so a failure's line is out before its exception propagates, and never interleaved with
+  the traceback the interpreter prints for it.
 - **Waking the thread.** Waking a sleeping thread is a system call (on a virtual machine
   about 10 us, more than queueing the line), so callers do not pay it per line. The first
   line after a quiet spell wakes the thread; while lines keep coming, the thread wakes

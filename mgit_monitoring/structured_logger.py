@@ -193,8 +193,9 @@ class StructuredLogger:
         if not writer.background:
             self._handle(self._record(level, fn, lno, msg, args, exc_info, func, sinfo, fields))
             return
-        # Queued only when nothing in the line can change after this call returns.
-        queue = exc_info is None and sinfo is None and type(msg) is str
+        # Queued only when nothing in the line can change after this call returns, and below
+        # ERROR: an error line is out before the call returns (see log_writer).
+        queue = level < _ERROR and exc_info is None and sinfo is None and type(msg) is str
         if queue:
             for value in args:
                 if type(value) not in _SCALARS:
@@ -391,7 +392,7 @@ class StructuredLogger:
         failure). ``fields`` comes first in the line; it is not copied, so it must not
         change afterwards. Every key in it is a field (``exc_info``, ``stack_info`` and
         ``stacklevel`` included: the call site is ``stacklevel``, the argument). In
-        background mode, a line whose fields are all plain values
+        background mode, a line below ERROR whose fields are all plain values
         (str, int, float, bool, None) is captured as its caller, time, thread and scope
         only, and its message and fields are built on the writer thread.
         """
@@ -404,7 +405,7 @@ class StructuredLogger:
             frame = None
         fn, lno, func = _site(frame)
         writer = self._writer
-        queue = writer.background
+        queue = writer.background and level < _ERROR
         if queue:
             for value in fields.values():
                 if type(value) not in _SCALARS:

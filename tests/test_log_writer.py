@@ -153,6 +153,33 @@ class TestOrderAndContent(WriterCase):
         self.assertLess(out.records[2].created, released)
         self.assertGreaterEqual(out.records[2].created, called - 0.001)
 
+    def test_an_error_line_is_written_before_the_call_returns(self) -> None:
+        """ERROR and above are not queued: when log.error() returns, the lines queued before
+        it and then it are written, on the calling thread (a failure's line must be out
+        before its exception propagates and the interpreter prints the traceback)."""
+        log, writer, out = self.make(linger=60, idle_timeout=60)
+        written_by: List[str] = []
+
+        class Where(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                written_by.append(threading.current_thread().name)
+                return True
+
+        log.info("wakes the thread, which then lingers 60 s")
+        self.assertTrue(writer.wait_written(timeout=10))
+        where = Where()
+        log.logger.addFilter(where)
+        self.addCleanup(log.logger.removeFilter, where)
+        log.info("queued")
+        log.log_operation(logging.ERROR, "pull", "failed", 0.5, {"error_type": "Boom"})
+        log.critical("also at once")
+        self.assertEqual(
+            ["queued", "Operation failed: pull (took 0.50s)", "also at once"],
+            [line["message"] for line in out.lines[1:]],
+        )
+        me = threading.current_thread().name
+        self.assertEqual([me, me, me], written_by)
+
     def test_a_line_outside_any_context_keeps_the_process_trace_of_its_call(self) -> None:
         """Queued with no correlation context active, the line carries the process trace
         of the moment it was logged, even if the process trace changes before it is
