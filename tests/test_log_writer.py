@@ -166,7 +166,9 @@ class TestOrderAndContent(WriterCase):
                 return True
 
         log.info("wakes the thread, which then lingers 60 s")
-        self.assertTrue(writer.wait_written(timeout=10))
+        # Awaited, not wait_written(): its wake-up could reach the thread after "queued"
+        # below is queued, and the thread would write that line itself.
+        self.assertTrue(await_condition(lambda: len(out.lines) == 1, 10))
         where = Where()
         log.logger.addFilter(where)
         self.addCleanup(log.logger.removeFilter, where)
