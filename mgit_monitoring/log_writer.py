@@ -81,13 +81,13 @@ class LogWriter:
     Args:
         max_pending: the most lines queued at once; past it, the calling thread waits for
             the thread to make room. Half of it wakes the thread at once.
-        full_wait: how long (seconds) a caller waits for room in a full queue before it
-            writes the queue itself.
         linger: while lines keep coming, how often (seconds) the thread wakes on its own
             to write them, instead of being woken by each line's caller.
         idle_timeout: how long (seconds) the thread goes on waking every ``linger`` with
             nothing to write before it sleeps until a caller wakes it (it also bounds that
             sleep, in case a wake-up is missed).
+        full_wait: how long (seconds) a caller waits for room in a full queue before it
+            writes the queue itself.
 
     :attr:`background` is False until :meth:`set_background` turns it on: until then the
     structured loggers write on the calling thread and no thread is started.

@@ -68,6 +68,20 @@ class WriterCase(unittest.TestCase):
             self.addCleanup(gate.set)  # never leave the writer thread parked
         return StructuredLogger(std, writer=writer), writer, handler
 
+    def writing_threads(self, log: StructuredLogger) -> List[str]:
+        """From now on, the name of the thread that writes each of ``log``'s records."""
+        names: List[str] = []
+
+        class Where(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                names.append(threading.current_thread().name)
+                return True
+
+        where = Where()
+        log.logger.addFilter(where)
+        self.addCleanup(log.logger.removeFilter, where)
+        return names
+
 
 class TestOrderAndContent(WriterCase):
     def test_lines_from_many_threads_keep_call_order(self) -> None:
@@ -158,20 +172,11 @@ class TestOrderAndContent(WriterCase):
         it and then it are written, on the calling thread (a failure's line must be out
         before its exception propagates and the interpreter prints the traceback)."""
         log, writer, out = self.make(linger=60, idle_timeout=60)
-        written_by: List[str] = []
-
-        class Where(logging.Filter):
-            def filter(self, record: logging.LogRecord) -> bool:
-                written_by.append(threading.current_thread().name)
-                return True
-
         log.info("wakes the thread, which then lingers 60 s")
         # Awaited, not wait_written(): its wake-up could reach the thread after "queued"
         # below is queued, and the thread would write that line itself.
         self.assertTrue(await_condition(lambda: len(out.lines) == 1, 10))
-        where = Where()
-        log.logger.addFilter(where)
-        self.addCleanup(log.logger.removeFilter, where)
+        written_by = self.writing_threads(log)
         log.info("queued")
         log.log_operation(logging.ERROR, "pull", "failed", 0.5, {"error_type": "Boom"})
         log.critical("also at once")
@@ -370,16 +375,7 @@ class TestNothingLost(WriterCase):
         nothing itself: every line is written by the writer thread, in order."""
         gate = threading.Event()
         log, writer, out = self.make(gate, max_pending=4, full_wait=60)
-        written_by: List[str] = []
-
-        class Where(logging.Filter):
-            def filter(self, record: logging.LogRecord) -> bool:
-                written_by.append(threading.current_thread().name)
-                return True
-
-        where = Where()
-        log.logger.addFilter(where)
-        self.addCleanup(log.logger.removeFilter, where)
+        written_by = self.writing_threads(log)
         log.info("first", i=-1)
         self.assertTrue(out.entered.wait(10))  # the writer is held inside the handler
         producer = threading.Thread(target=lambda: [log.info("n", i=i) for i in range(40)])
@@ -469,17 +465,7 @@ class TestNothingLost(WriterCase):
         """wait_written() returns once the writer thread (not the caller) wrote the lines."""
         gate = threading.Event()
         log, writer, out = self.make(gate)
-        written_by: List[str] = []
-        std = log.logger
-
-        class Where(logging.Filter):
-            def filter(self, record: logging.LogRecord) -> bool:
-                written_by.append(threading.current_thread().name)
-                return True
-
-        where = Where()
-        std.addFilter(where)
-        self.addCleanup(std.removeFilter, where)
+        written_by = self.writing_threads(log)
         for i in range(3):
             log.info("n", i=i)
         self.assertFalse(writer.wait_written(timeout=0.05))  # held inside the handler
