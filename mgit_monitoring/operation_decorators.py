@@ -405,6 +405,7 @@ class _Run:
         "spec",
         "t0",
         "token",
+        "trace",
         "trace_id",
     )
 
@@ -414,7 +415,7 @@ class _Run:
         args: Tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] = {},  # noqa: B006 - never mutated
         repository: Any = None,
-        metadata: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
     ) -> None:
         """Begin: creating the run starts the monitoring of one call."""
         self.spec = spec
@@ -428,6 +429,7 @@ class _Run:
         tags = spec.tags
         self.collector: Any = None
         self.monitor: Any = None
+        self.trace: Any = None
         self.gauge = self.token = self.repository = None
         try:
             self.collector = collector = get_metrics_collector()
@@ -475,9 +477,12 @@ class _Run:
                 warn_skipped("logging", exc)
         if spec.track:
             try:
+                # tags and metadata are never mutated: the trace keeps them without copies.
                 monitor = get_performance_monitor()
-                self.trace_id = monitor.start_trace(spec.op_name, None, tags, metadata)
-                self.monitor = monitor
+                trace = monitor.begin_trace(spec.op_name, tags, metadata)
+                if trace is not None:
+                    self.trace, self.monitor = trace, monitor
+                    self.trace_id = trace.operation_id
             except Exception as exc:  # noqa: BLE001
                 warn_skipped("trace", exc)
         self.t0 = _clock()
@@ -503,10 +508,10 @@ class _Run:
                     collector.record_error(error_type, spec.op_name, spec.provider)
         except Exception as err:  # noqa: BLE001
             warn_skipped("metrics", err)
-        if self.trace_id is not None:
+        if self.trace is not None:
             try:
                 # The type name, not the exception: its message may hold a credential.
-                self.monitor.end_trace(self.trace_id, success, error_type)
+                self.monitor.finish_trace(self.trace, success, error_type)
             except Exception as err:  # noqa: BLE001
                 warn_skipped("trace", err)
         if spec.log:

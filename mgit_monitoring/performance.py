@@ -114,6 +114,7 @@ def _trace_row() -> Any:
 
 
 _SWEEP_EVERY_S = 60.0
+_SWEEP_TRIES = 8
 _MAX_ERROR_TEXT = 200
 
 
@@ -122,6 +123,7 @@ class PerformanceTrace:
 
     __slots__ = (
         "_t0",
+        "_token",
         "children",
         "correlation_id",
         "metadata",
@@ -152,6 +154,7 @@ class PerformanceTrace:
         self.tags = tags
         self.metadata = metadata
         self.children: List[str] = []
+        self._token: Any = None
 
     def __repr__(self) -> str:
         return f"<PerformanceTrace {self.operation_name} {self.operation_id}>"
@@ -412,8 +415,7 @@ class PerformanceMonitor:
                     self._attach(opened)
                 else:
                     self._persist = False
-                    with self._lock:
-                        self._pending.clear()
+                    self._pending.clear()
             return self._store
 
     # -- traces ----------------------------------------------------------------------------
@@ -434,13 +436,36 @@ class PerformanceMonitor:
         """
         if not self.enabled:
             return ""
-        t0 = self._clock()
         if metadata:
             meta: Dict[str, Any] | None = dict(metadata)
             if extra:
                 meta.update(extra)  # type: ignore[union-attr]
         else:
             meta = extra or None  # **extra is a fresh dict already
+        name = operation_name if type(operation_name) is str else str(operation_name)
+        trace = self.begin_trace(name, dict(tags) if tags else None, meta, operation_id)
+        return cast(PerformanceTrace, trace).operation_id
+
+    def begin_trace(
+        self,
+        operation_name: str,
+        tags: Dict[str, str] | None = None,
+        metadata: Dict[str, Any] | None = None,
+        operation_id: str | None = None,
+    ) -> PerformanceTrace | None:
+        """Start a trace and return it (None when the monitor is disabled), for a caller
+        that keeps it and ends it with :meth:`finish_trace`: the monitoring decorators.
+
+        The trace :meth:`start_trace` would start, its id ``operation_id``, but without
+        copies: ``tags`` and ``metadata`` are kept as given and must not change afterwards.
+
+        No lock is taken: the active traces are a dict changed one whole operation at a
+        time (``setdefault`` and ``pop``, atomic on every CPython build), and a parent's
+        children a list that is only appended to.
+        """
+        if not self.enabled:
+            return None
+        t0 = self._clock()
         current = self._current
         parent = current.get()
         ids = self._ids
@@ -453,30 +478,19 @@ class PerformanceMonitor:
         except Exception:  # noqa: BLE001 - a broken context must not break the caller
             correlation = None
         trace = PerformanceTrace(
-            trace_id,
-            operation_name if type(operation_name) is str else str(operation_name),
-            self._wall(),
-            t0,
-            correlation,
-            parent,
-            dict(tags) if tags else None,
-            meta,
+            trace_id, operation_name, self._wall(), t0, correlation, parent, tags, metadata
         )
         active = self._active
-        with self._lock:  # the one lock acquisition of a start
-            if trace_id in active:
-                while trace_id in active:
-                    trace_id = ids.format % (next(ids.counter) & _ID_MASK)  # id reused
-                trace.operation_id = trace_id
-            active[trace_id] = trace
-            if parent is not None:
-                parent_trace = active.get(parent)
-                if parent_trace is not None and len(parent_trace.children) < self.max_traces:
-                    parent_trace.children.append(trace_id)
-            if len(active) > self.max_traces or t0 >= self._next_sweep:
-                self._expire_locked(t0)
-        current.set(trace_id)
-        return trace_id
+        while active.setdefault(trace_id, trace) is not trace:  # an id in use: a new one
+            trace_id = trace.operation_id = ids.format % (next(ids.counter) & _ID_MASK)
+        if parent is not None:
+            parent_trace = active.get(parent)
+            if parent_trace is not None and len(parent_trace.children) < self.max_traces:
+                parent_trace.children.append(trace_id)
+        if len(active) > self.max_traces or t0 >= self._next_sweep:
+            self._expire(t0)
+        trace._token = current.set(trace_id)
+        return trace
 
     def end_trace(
         self,
@@ -489,74 +503,91 @@ class PerformanceMonitor:
 
         ``error`` may be an exception (its type name is recorded) or a short text.
         """
-        now = self._clock()
-        # Everything that may run foreign code (str() of an exception, a Mapping) happens
-        # before the lock; inside it only plain dicts and tuples are built.
         error_type = error_text = None
         if error is not None:
             error_type, error_text = _error_fields(error)
-        success = bool(success)
-        if not success and error_type is None:
-            error_type = "unknown"
         added = dict(additional_metadata) if additional_metadata else None
-        start_persisting = False
-        with self._lock:  # the one lock acquisition of an end
-            trace = self._active.pop(operation_id, None)
-            if trace is not None:
-                duration = now - trace._t0
-                if duration < 0:  # time can go backwards on some clocks (prometheus_client)
-                    duration = 0.0
-                meta = trace.metadata
-                tags = trace.tags
-                failed_text = error_text if not success else None
-                if added or tags or failed_text:
-                    meta = dict(meta) if meta else {}
-                    if added:
-                        meta.update(added)
-                    if tags:
-                        meta["tags"] = tags
-                    if failed_text:
-                        meta["error"] = failed_text
-                start = trace.start_time
-                record = (
-                    trace.operation_name,
-                    start,
-                    duration,
-                    success,
-                    None if success else error_type,
-                    trace.correlation_id,
-                    trace.operation_id,
-                    trace.parent_id,
-                    self._ids.pid,
-                    meta,
-                )
-                completed = self._completed
-                completed.append(record)
-                horizon = start - self.retention_hours * 3600.0
-                while completed[0][_START] < horizon:
-                    completed.popleft()
-                if self._persist:
-                    # The store gets metadata without the error text: exception messages
-                    # can carry URLs with credentials, and the shared file outlives us.
-                    pending = self._pending
-                    if len(pending) == pending.maxlen:
-                        self.dropped_traces += 1
-                    pending.append(
-                        record
-                        if not (meta and "error" in meta)
-                        else record[:_METADATA] + (_without(meta),)
-                    )
-                    start_persisting = not self._persisting
-                    self._persisting = True
+        trace = self._active.get(operation_id)
         if trace is None:
             if self.enabled:
                 logger.debug("end_trace: unknown or expired trace id %r", operation_id)
             return None
+        return self.finish_trace(trace, bool(success), error_type, error_text, added)
+
+    def finish_trace(
+        self,
+        trace: PerformanceTrace,
+        success: bool = True,
+        error_type: str | None = None,
+        error_text: str | None = None,
+        additional_metadata: Dict[str, Any] | None = None,
+    ) -> float | None:
+        """End a trace :meth:`begin_trace` returned; its duration in seconds, or None when
+        it had already ended or expired.
+
+        ``error_type`` names a failure (``"unknown"`` when omitted); ``error_text``, a short
+        description of it, stays in this process's memory and never reaches the store.
+        Lock-free like :meth:`begin_trace`: the completed and pending traces are deques,
+        which append and pop atomically at either end.
+        """
+        now = self._clock()
+        if self._active.pop(trace.operation_id, None) is not trace:
+            return None
         current = self._current
-        if current.get() == operation_id:
-            current.set(trace.parent_id)
-        if start_persisting:
-            self._start_persisting()
+        try:
+            current.reset(trace._token)  # the parent again (also when a child never ended)
+        except (ValueError, RuntimeError):  # ended in another context (a thread, a callback)
+            if current.get() == trace.operation_id:
+                current.set(trace.parent_id)
+        duration = now - trace._t0
+        if duration < 0:  # time can go backwards on some clocks (prometheus_client)
+            duration = 0.0
+        if not success and error_type is None:
+            error_type = "unknown"
+        meta = trace.metadata
+        tags = trace.tags
+        failed_text = error_text if not success else None
+        if additional_metadata or tags or failed_text:
+            meta = dict(meta) if meta else {}
+            if additional_metadata:
+                meta.update(additional_metadata)
+            if tags:
+                meta["tags"] = tags
+            if failed_text:
+                meta["error"] = failed_text
+        start = trace.start_time
+        record = (
+            trace.operation_name,
+            start,
+            duration,
+            success,
+            None if success else error_type,
+            trace.correlation_id,
+            trace.operation_id,
+            trace.parent_id,
+            self._ids.pid,
+            meta,
+        )
+        completed = self._completed
+        completed.append(record)
+        horizon = start - self.retention_hours * 3600.0
+        try:
+            while completed[0][_START] < horizon:
+                completed.popleft()
+        except IndexError:  # pragma: no cover - another thread emptied it first
+            pass
+        if self._persist:
+            # The store gets metadata without the error text: exception messages can carry
+            # URLs with credentials, and the shared file outlives us.
+            pending = self._pending
+            if len(pending) == pending.maxlen:
+                with self._lock:
+                    self.dropped_traces += 1
+            pending.append(
+                record if not (meta and "error" in meta) else record[:_METADATA] + (_without(meta),)
+            )
+            if not self._persisting:
+                self._start_persisting()
         if self._baselines or self.learn_baselines:
             self._check_anomaly(_trace_row()(*record))
         return duration
@@ -587,12 +618,13 @@ class PerformanceMonitor:
 
     def add_trace_metadata(self, operation_id: str, metadata: Mapping[str, Any]) -> bool:
         """Add metadata to a trace in progress; False when the id is unknown."""
-        with self._lock:
-            trace = self._active.get(operation_id)
-            if trace is None:
-                return False
+        trace = self._active.get(operation_id)
+        if trace is None:
+            return False
+        with self._lock:  # two callers adding at once both keep theirs
             trace.metadata = {**(trace.metadata or {}), **metadata}
-            return True
+        # A trace that ended meanwhile may have been recorded without it.
+        return self._active.get(operation_id) is trace
 
     @property
     def active_trace_count(self) -> int:
@@ -603,35 +635,55 @@ class PerformanceMonitor:
         """The completed traces this process still holds in memory, oldest first (all
         operations, or only ``operation_name``); bounded by ``max_traces`` and the
         retention window. Unlike the statistics, traces of other processes are not read."""
-        with self._lock:
-            completed = list(self._completed)
+        completed = self._completed.copy()  # one atomic copy, however many threads append
         row = _trace_row()
         return [row(*r) for r in completed if operation_name is None or r[0] == operation_name]
 
-    def _expire_locked(self, now: float) -> None:
-        """Drop traces older than the timeout, and the oldest beyond the cap (lock held)."""
-        self._next_sweep = now + min(self.trace_timeout, _SWEEP_EVERY_S)
-        deadline = now - self.trace_timeout
-        expired: List[PerformanceTrace] = []
-        # Insertion order is start order, so the scan stops at the first live trace.
-        for trace in self._active.values():
-            if trace._t0 >= deadline and len(self._active) - len(expired) <= self.max_traces:
-                break
-            expired.append(trace)
-        for trace in expired:
-            del self._active[trace.operation_id]
-        if expired:
-            self.expired_traces += len(expired)
+    def _expire(self, now: float) -> None:
+        """Drop traces older than the timeout, and the oldest beyond the cap.
+
+        One thread sweeps at a time (another one skips it: the next start sweeps again).
+        Traces start and end meanwhile, so the scan starts over when the dict changes under
+        it, a few times at most.
+        """
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next_sweep = now + min(self.trace_timeout, _SWEEP_EVERY_S)
+            deadline = now - self.trace_timeout
+            active = self._active
+            expired: List[PerformanceTrace] = []
+            for _ in range(_SWEEP_TRIES):
+                expired.clear()
+                try:
+                    # Insertion order is start order: the scan stops at the first live trace.
+                    for trace in active.values():
+                        if trace._t0 >= deadline and len(active) - len(expired) <= self.max_traces:
+                            break
+                        expired.append(trace)
+                    break
+                except RuntimeError:  # changed size during the scan
+                    continue
+            dropped = [t for t in expired if active.pop(t.operation_id, None) is t]
+            if dropped:
+                self.expired_traces += len(dropped)
+        finally:
+            self._lock.release()
+        if dropped:
             logger.debug(
                 "expired %d trace(s) never ended, e.g. %s (%s)",
-                len(expired),
-                expired[0].operation_name,
-                expired[0].operation_id,
+                len(dropped),
+                dropped[0].operation_name,
+                dropped[0].operation_id,
             )
 
     # -- persistence -----------------------------------------------------------------------
 
     def _start_persisting(self) -> None:
+        with self._lock:  # once, by the first thread that gets here
+            if self._persisting:
+                return
+            self._persisting = True
         store = self._open_store()
         if store is not None:
             # Starts the store's flush thread and its atexit hook: first use, never import.
@@ -643,9 +695,7 @@ class PerformanceMonitor:
         if store is None:
             return True
         with self._flush_lock:
-            with self._lock:
-                batch = list(self._pending)
-                self._pending.clear()
+            batch = _drain(self._pending)
             if not batch:
                 return True
             if not store.persistent:
@@ -657,10 +707,15 @@ class PerformanceMonitor:
             row = _trace_row()
             if store.insert_traces([row(*r) for r in batch]):
                 return True
-            with self._lock:  # put them back, oldest first; the deque keeps the newest
-                self._pending.extendleft(reversed(batch[-self.max_traces :]))
-                while len(self._pending) > self.max_traces:  # pragma: no cover - maxlen
-                    self._pending.popleft()
+            # Put back ahead of the traces that ended meanwhile, as many as fit: the
+            # newest are kept, and the others counted as dropped.
+            pending = self._pending
+            room = max(self.max_traces - len(pending), 0)
+            if room:
+                pending.extendleft(reversed(batch[-room:]))
+            if len(batch) > room:
+                with self._lock:
+                    self.dropped_traces += len(batch) - room
             return False
 
     def close(self) -> None:
@@ -687,13 +742,9 @@ class PerformanceMonitor:
                 except StoreError:
                     pass  # unreadable now: answer from this process's memory
                 else:
-                    with self._lock:
-                        pending = list(self._pending)
-                    rows.extend(_select(pending, since, operation))
+                    rows.extend(_select(self._pending.copy(), since, operation))
                     return rows
-        with self._lock:
-            completed = list(self._completed)
-        return _select(completed, since, operation)
+        return _select(self._completed.copy(), since, operation)
 
     def get_operation_metrics(self, operation_name: str, hours: float = 24) -> OperationMetrics:
         """Statistics of ``operation_name`` over the last ``hours`` (by start time).
@@ -855,6 +906,19 @@ def _select(records: Iterable[_Record], since: float, operation: str | None) -> 
     return [
         row(*r) for r in records if r[_START] >= since and (operation is None or r[0] == operation)
     ]
+
+
+def _drain(records: Deque[_Record]) -> List[_Record]:
+    """Take the records ``records`` holds now out of it, oldest first, while other threads
+    may append (theirs wait for the next drain)."""
+    batch: List[_Record] = []
+    take, keep = records.popleft, batch.append
+    try:
+        for _ in range(len(records)):
+            keep(take())
+    except IndexError:  # pragma: no cover - only this thread pops
+        pass
+    return batch
 
 
 def _without(meta: Dict[str, Any]) -> Dict[str, Any] | None:

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import json
 import logging
 import os
@@ -103,6 +104,107 @@ class TestTraces(MonitorCase):
         self.assertEqual(4000, len(set(flat)))
         self.assertEqual(4000, monitor.get_operation_metrics("op").count)
         self.assertEqual(0, monitor.active_trace_count)
+
+    def test_begin_and_finish_trace(self):
+        """begin_trace returns the trace start_trace would start; finish_trace ends it once,
+        with its error type, and makes the parent current again."""
+        monitor = self.monitor
+        outer = monitor.start_trace("outer")
+        tags = {"provider": "github"}
+        trace = monitor.begin_trace("clone", tags, {"repos": 3})
+        self.assertEqual(trace.operation_id, monitor.get_current_trace_id())
+        self.assertEqual(outer, trace.parent_id)
+        self.clock.now += 0.25
+        self.assertEqual(0.25, monitor.finish_trace(trace, False, "TimeoutError"))
+        self.assertIsNone(monitor.finish_trace(trace))  # already ended
+        self.assertIsNone(monitor.end_trace(trace.operation_id))
+        self.assertEqual(outer, monitor.get_current_trace_id())
+        monitor.end_trace(outer)
+        row = monitor.recent_traces("clone")[0]
+        self.assertEqual(
+            (False, "TimeoutError", outer), (row.success, row.error_type, row.parent_id)
+        )
+        self.assertEqual({"repos": 3, "tags": {"provider": "github"}}, row.metadata)
+        self.assertIsNone(PerformanceMonitor(enabled=False).begin_trace("clone"))
+
+    def test_a_parent_lists_its_children(self):
+        """Traces started inside another are its children (as start_trace records them)."""
+        monitor = self.monitor
+        parent = monitor.begin_trace("parent")
+        kids = []
+        for _ in range(2):
+            kids.append(monitor.begin_trace("child"))
+            monitor.finish_trace(kids[-1])
+        grandchild = monitor.begin_trace("grandchild", None, None, "given-id")
+        self.assertEqual("given-id", grandchild.operation_id)
+        self.assertEqual([k.operation_id for k in kids] + ["given-id"], parent.children)
+        monitor.finish_trace(grandchild)
+        monitor.finish_trace(parent)
+        self.assertIsNone(monitor.get_current_trace_id())
+
+    def test_finished_in_another_thread(self):
+        """A trace ended in another thread (another context) is recorded, and leaves the
+        starting context's current trace alone there."""
+        monitor = self.monitor
+        trace = monitor.begin_trace("handoff")
+        durations = []
+        worker = threading.Thread(target=lambda: durations.append(monitor.finish_trace(trace)))
+        worker.start()
+        worker.join()
+        self.assertEqual([0.0], durations)
+        self.assertEqual(1, len(monitor.recent_traces("handoff")))
+        self.assertEqual(0, monitor.active_trace_count)
+
+    def test_concurrent_recording_loses_nothing(self):
+        """8 threads record 4,000 nested traces without a lock while another thread flushes
+        to a store, and every start sweeps for expired traces (a clock 61 s apart per read):
+        every trace is stored exactly once, every child under its own thread's parent."""
+        ticks = itertools.count(0.0, 61.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            monitor = PerformanceMonitor(
+                max_traces=10000,
+                state_dir=tmp,
+                flush_interval=3600,
+                trace_timeout=1e12,
+                clock=lambda: next(ticks),
+            )
+            self.addCleanup(monitor.close)
+            barrier = threading.Barrier(9)
+            done = threading.Event()
+            pairs = []  # (outer id, inner id) as each thread nested them
+
+            def work():
+                barrier.wait()
+                for _ in range(250):
+                    outer = monitor.begin_trace("outer")
+                    inner = monitor.begin_trace("inner")
+                    pairs.append((outer.operation_id, inner.operation_id))
+                    monitor.finish_trace(inner)
+                    monitor.end_trace(outer.operation_id)
+
+            def flusher():
+                barrier.wait()
+                while not done.is_set():
+                    monitor.flush()
+
+            threads = [threading.Thread(target=work) for _ in range(8)]
+            sweeper = threading.Thread(target=flusher)
+            for t in [*threads, sweeper]:
+                t.start()
+            for t in threads:
+                t.join()
+            done.set()
+            sweeper.join()
+            self.assertTrue(monitor.flush())
+            rows = monitor.store.query_traces(0)
+            self.assertEqual(4000, len(rows))
+            self.assertEqual(4000, len({r.trace_id for r in rows}))
+            parent_of = {r.trace_id: r.parent_id for r in rows}
+            self.assertEqual(2000, len(pairs))
+            self.assertEqual([(None, o) for o, _ in pairs], [(parent_of[o], o) for o, _ in pairs])
+            self.assertEqual(pairs, [(parent_of[i], i) for _, i in pairs])
+            self.assertEqual(0, monitor.active_trace_count)
+            self.assertEqual((0, 0), (monitor.dropped_traces, monitor.expired_traces))
 
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_forked_child_has_its_own_ids_and_pid(self):
