@@ -6,6 +6,10 @@ or Logger subclass still applies) and attaches two attributes to it: the fields,
 dict (:data:`~mgit_monitoring.log_formatter.FIELDS_ATTR`), and the correlation scope
 active at the call (:data:`~mgit_monitoring.log_formatter.CONTEXT_ATTR`). Any handler
 works; :class:`~mgit_monitoring.log_formatter.StructuredFormatter` writes them as JSON.
+A line the background writer writes, when neither the logger class nor the record factory
+is replaced, gets a copy of the record first made at its call site (same file, line,
+function and level), with its own message, arguments, time, thread and task: the same
+attributes, without ``LogRecord.__init__``'s work for every line.
 
 A call below the logger's level returns before any record, caller lookup or field dict
 is built: after one ``isEnabledFor`` check, or at once when the level is below the
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import os
 import sys
 import threading
 import time
@@ -58,6 +63,10 @@ _LINES_MAX = 4096
 _TASK_NAMES = sys.version_info >= (3, 12)  # LogRecord.taskName
 _get_ident = threading.get_ident
 _current_thread = threading.current_thread
+_getpid = os.getpid
+_record_factory = logging.getLogRecordFactory
+_LogRecord = logging.LogRecord
+_new_record = object.__new__
 
 
 def parse_level(value: Union[int, str], source: str = "level") -> int:
@@ -107,7 +116,9 @@ class StructuredLogger:
         "_floor",
         "_logger",
         "_queued",
+        "_plain_records",
         "_queued_operation",
+        "_sites",
         "_writer",
         "name",
     )
@@ -142,6 +153,10 @@ class StructuredLogger:
             and cls.getEffectiveLevel is std.getEffectiveLevel
             else _NO_FLOOR
         )
+        # - _plain_records: its records are logging's own (makeRecord not overridden), so a
+        #   captured line's record may be copied from one made earlier at the same site.
+        self._plain_records = cls.makeRecord is std.makeRecord
+        self._sites: Dict[Tuple[Any, ...], Tuple[Tuple[Any, ...], Dict[str, Any]]] = {}
         self._direct = (
             cls.handle is std.handle
             and cls.filter is std.filter
@@ -279,14 +294,40 @@ class StructuredLogger:
         task: str | None,
         scope: Any,
     ) -> None:
+        """Write a captured line (its values all scalars): the record is made here with
+        the time, thread, task and scope of the call."""
         lg = self._logger
-        record = lg.makeRecord(lg.name, level, fn, lno, msg, args, None, func, None, None)
-        attrs = record.__dict__
         created = ns / 1e9
+        if self._plain_records and _record_factory() is _LogRecord:
+            # What makeRecord would build, copied from the first record of this call site
+            # (its file name, module, level name and process are the same for every line),
+            # without LogRecord.__init__'s work per line (about a fifth of a line's).
+            key = (level, fn, lno, func)
+            state = (
+                _getpid(),
+                logging.logThreads,
+                logging.logProcesses,
+                logging.logMultiprocessing,
+            )
+            entry = self._sites.get(key)
+            if entry is None or entry[0] != state:
+                entry = self._site_record(key, state)
+            attrs = entry[1]
+            record = _new_record(_LogRecord)
+            record.__dict__.update(attrs)
+            attrs = record.__dict__
+            attrs["msg"] = msg
+            attrs["args"] = args
+            attrs["relativeCreated"] += (created - attrs["created"]) * 1000
+            if _TASK_NAMES:
+                attrs["taskName"] = task  # not the one of the site's first line
+        else:  # a host's record factory or makeRecord: theirs, for every line
+            record = lg.makeRecord(lg.name, level, fn, lno, msg, args, None, func, None, None)
+            attrs = record.__dict__
+            attrs["relativeCreated"] -= (record.created - created) * 1000
         msecs = (ns % 1_000_000_000) // 1_000_000 + 0.0
         if msecs == 999.0 and int(created) != ns // 1_000_000_000:
             msecs = 0.0  # created rounded up into the next second
-        attrs["relativeCreated"] -= (record.created - created) * 1000
         attrs["created"] = created
         attrs["msecs"] = msecs
         if logging.logThreads:
@@ -298,6 +339,21 @@ class StructuredLogger:
         if fields:
             attrs[FIELDS_ATTR] = fields
         self._handle(record)
+
+    def _site_record(
+        self, key: Tuple[Any, ...], state: Tuple[Any, ...]
+    ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+        """The attributes of a record made at call site ``key`` (level, file, line,
+        function), remembered with the process state they depend on."""
+        lg = self._logger
+        level, fn, lno, func = key
+        record = lg.makeRecord(lg.name, level, fn, lno, "", (), None, func, None, None)
+        entry = (state, dict(record.__dict__))
+        sites = self._sites
+        if len(sites) >= _LINES_MAX:
+            sites.clear()
+        sites[key] = entry
+        return entry
 
     def _handle(self, record: logging.LogRecord) -> None:
         """Hand ``record`` to the handlers, as ``Logger.handle`` would."""

@@ -23,10 +23,10 @@ from mgit_monitoring.context import (
     get_correlation_id,
     reset_process_trace,
 )
-from mgit_monitoring.log_formatter import StructuredFormatter
+from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR, StructuredFormatter
 from mgit_monitoring.log_writer import LogWriter
 from mgit_monitoring.structured_logger import StructuredLogger
-from tests.support import await_condition
+from tests.support import await_condition, run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,6 +137,101 @@ class TestOrderAndContent(WriterCase):
         self.assertEqual(line["correlation"]["operation"], "clone")
         self.assertEqual(line["repo"], "r1")
         self.assertEqual(line["function"], "caller")  # the caller's frame, not the writer's
+
+    def test_a_queued_record_is_what_make_record_builds_at_its_call_site(self) -> None:
+        """Written on the writer thread, each record is the one the logger's makeRecord
+        builds for its call site (the second from the same site too), with the call's time,
+        thread and message; a record factory set later builds the later lines."""
+        log, writer, out = self.make()
+        std = log.logger
+
+        def call(n: int) -> int:
+            log.info("line %s of %s", n, "three", seq=n)
+            return sys._getframe().f_lineno - 1
+
+        def worker() -> None:
+            call(2)
+
+        line_no = call(1)
+        thread = threading.Thread(target=worker, name="second-caller")
+        thread.start()
+        thread.join()
+        writer.flush()
+        old = logging.getLogRecordFactory()
+        self.addCleanup(logging.setLogRecordFactory, old)
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = old(*args, **kwargs)
+            record.host_tag = "tagged"
+            return record
+
+        logging.setLogRecordFactory(factory)
+        call(3)
+        writer.flush()
+        self.assertEqual(3, len(out.records))
+        threads = ("MainThread", "second-caller", "MainThread")
+        main = threading.get_ident()
+        for n, (record, thread_name) in enumerate(zip(out.records, threads), 1):
+            with self.subTest(line=n):
+                ref = old(std.name, logging.INFO, __file__, line_no, "line %s of %s",
+                          (n, "three"), None, "call")  # fmt: skip
+                got = dict(record.__dict__)
+                for key in ("created", "msecs", "relativeCreated"):
+                    self.assertAlmostEqual(ref.__dict__.pop(key), got.pop(key), delta=5000)
+                self.assertEqual(thread_name, got.pop("threadName"))
+                for key in ("threadName", "thread"):
+                    ref.__dict__.pop(key)
+                self.assertEqual(n != 2, got.pop("thread") == main)
+                self.assertEqual({"seq": n}, got.pop(FIELDS_ATTR))
+                self.assertIsNotNone(got.pop(CONTEXT_ATTR))
+                if n == 3:
+                    self.assertEqual("tagged", got.pop("host_tag"))
+                self.assertEqual(ref.__dict__, got)
+                self.assertEqual(f"line {n} of three", record.getMessage())
+        created = [r.created for r in out.records]
+        self.assertEqual(sorted(created), created)
+        self.assertLess(abs(out.records[0].relativeCreated - out.records[1].relativeCreated
+                            - 1000 * (created[0] - created[1])), 1.0)  # fmt: skip
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_queued_record_names_the_process_that_logged_it(self) -> None:
+        """After a fork, a child that queues lines again writes records of its own pid."""
+        out = run_python(
+            """
+                import json, logging, os, sys
+                from mgit_monitoring.log_writer import LogWriter
+                from mgit_monitoring.structured_logger import StructuredLogger
+                pids = []
+                class Keep(logging.Handler):
+                    def emit(self, record):
+                        pids.append(record.process)
+                std = logging.getLogger("fork.pids")
+                std.addHandler(Keep())
+                std.setLevel(logging.INFO)
+                writer = LogWriter()
+                writer.set_background(True)
+                log = StructuredLogger(std, writer=writer)
+                def line():
+                    log.info("m")
+                line()
+                writer.flush()
+                child = os.fork()
+                if child == 0:
+                    writer.set_background(True)
+                    line()
+                    writer.flush()
+                    print(json.dumps([os.getpid(), pids[-1]]))
+                    sys.stdout.flush()
+                    os._exit(0)
+                os.waitpid(child, 0)
+                print(json.dumps([os.getpid(), pids[-1]]))
+            """
+        )
+        self.assertEqual(0, out.returncode, out.stderr)
+        child, parent = (json.loads(line) for line in out.stdout.splitlines())
+        self.assertEqual(child[0], child[1])
+        self.assertEqual(parent[0], parent[1])
+        self.assertNotEqual(child[0], parent[0])
 
     def test_a_mutable_value_is_written_as_it_was_at_the_call(self) -> None:
         """A list field is not queued: queued lines are written first, then it, at once."""
