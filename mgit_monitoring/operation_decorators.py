@@ -302,6 +302,7 @@ class _Spec:
         "slogger",
         "stdlogger",
         "tags",
+        "trace_meta",
         "track",
     )
 
@@ -340,6 +341,8 @@ class _Spec:
             fields["git_operation"] = name
         self.fields: Mapping[str, Any] = fields
         self.tags: Optional[Dict[str, str]] = {"provider": provider} if provider else None
+        # A trace's metadata, as the monitor would build it from the tags alone.
+        self.trace_meta = {"tags": self.tags} if self.tags else None
         # The correlation scope of a call without a repository: one attribute dict (and its
         # log rendering cache) shared by every call, as correlation_context(name,
         # provider=provider) would build it.
@@ -427,6 +430,7 @@ class _Run:
         git = spec.git
         fields = spec.fields  # shared and never mutated; a per-call copy when it grows
         tags = spec.tags
+        trace_meta = spec.trace_meta  # the trace's metadata: its tags, likewise shared
         self.collector: Any = None
         self.monitor: Any = None
         self.trace: Any = None
@@ -444,6 +448,7 @@ class _Run:
                 self.repository = repo = mask_repository(repository)
                 fields = {**fields, "repository": repo}
                 tags = {**(tags or {}), "repository": repo}
+                trace_meta = {"tags": tags}
                 if git:
                     attrs: Dict[str, Any] = {"git_operation": spec.name, "repository": repo}
                 else:
@@ -461,6 +466,7 @@ class _Run:
             warn_skipped("metrics", exc)
         if metadata:
             fields = {**metadata, **fields}
+            trace_meta = {**metadata, "tags": tags} if tags else metadata
         self.fields = fields
         if spec.log:
             try:
@@ -477,9 +483,10 @@ class _Run:
                 warn_skipped("logging", exc)
         if spec.track:
             try:
-                # tags and metadata are never mutated: the trace keeps them without copies.
+                # Its metadata is never mutated: the trace keeps it without a copy (and
+                # the tags in it, where the monitor would copy tags given apart).
                 monitor = get_performance_monitor()
-                trace = monitor.begin_trace(spec.op_name, tags, metadata)
+                trace = monitor.begin_trace(spec.op_name, None, trace_meta)
                 if trace is not None:
                     self.trace, self.monitor = trace, monitor
                     self.trace_id = trace.operation_id

@@ -868,6 +868,50 @@ class AuthAndContextTest(IntegrationCase):
         self.assertEqual(lines[1]["name"], "x")  # the metadata is on the end line too
         self.assertEqual(lines[1]["correlation_id"], lines[0]["correlation_id"])
         self.assertNotIn(TOKEN, self.stream.getvalue())
+        # The traces carry the metadata and the tags (the masked repository among them).
+        first, second = get_performance_monitor().recent_traces("bulk_clone")
+        masked = "https://***@github.com/acme/widgets.git"
+        self.assertEqual(
+            {"name": "x", "module": "m", "tags": {"provider": "github", "repository": masked}},
+            first.metadata,
+        )
+        self.assertEqual({"tags": {"provider": "github"}}, second.metadata)
+        self.assertEqual("ValueError", second.error_type)
+
+    def test_trace_metadata_of_each_decorator_shape(self) -> None:
+        """A decorated operation's trace metadata holds its tags: the provider when it has
+        one, the repository a Git operation names, nothing else; the tags of one call never
+        reach another's trace."""
+        self.setup()
+
+        @monitor_mgit_operation("plain")
+        def plain() -> None:
+            pass
+
+        @monitor_mgit_operation("sync_all", provider="bitbucket")
+        def sync_all() -> None:
+            pass
+
+        @monitor_git_operation("pull")
+        def pull(repo_url: str) -> None:
+            pass
+
+        plain()
+        sync_all()
+        pull("https://example.com/a.git")
+        pull("https://example.com/b.git")
+        sync_all()
+        rows = get_performance_monitor().recent_traces()
+        self.assertEqual(
+            [
+                ("plain", None),
+                ("sync_all", {"tags": {"provider": "bitbucket"}}),
+                ("pull", {"tags": {"repository": "https://example.com/a.git"}}),
+                ("pull", {"tags": {"repository": "https://example.com/b.git"}}),
+                ("sync_all", {"tags": {"provider": "bitbucket"}}),
+            ],
+            [(row.operation, row.metadata) for row in rows],
+        )
 
     def test_at_info_an_operation_writes_one_line_its_end(self) -> None:
         """With the function's logger at INFO (how mgit runs), each operation writes one
