@@ -173,10 +173,10 @@ class _ProcessIds:
     """Trace ids: 16 hex like a W3C span id, unique in this process and across processes.
 
     A random 32-bit prefix per process (renewed in a forked child, with the cached pid)
-    plus a counter: ``format % (next(counter) & _ID_MASK)``, as start_trace spells it
+    plus a counter: ``format % (next(counter) & _ID_MASK)``, as begin_trace spells it
     inline. Cheaper than 64 fresh random bits per trace (os.getpid and getrandbits cost
     ~0.2-0.4 us each on the reference VM), and unique by construction within the process
-    (the counter wraps after 2**32 ids; a reused id is skipped by start_trace).
+    (the counter wraps after 2**32 ids; a reused id is skipped by begin_trace).
     """
 
     __slots__ = ("counter", "format", "pid")
@@ -336,7 +336,8 @@ class PerformanceMonitor:
         # Completed traces as plain tuples in TraceRow's field order (a TraceRow costs ~0.3 us
         # more per trace to build); made TraceRows when read (_rows, recent_traces, flush).
         self._completed: Deque[_Record] = collections.deque(maxlen=max_traces)
-        self._pending: Deque[_Record] = collections.deque(maxlen=max_traces)
+        # Unbounded as a deque: kept within max_traces by _drop_oldest_pending, which counts.
+        self._pending: Deque[_Record] = collections.deque()
         self._baselines: Dict[str, Dict[str, float]] = {}
         self._learned_at: Dict[str, float] = {}
         self._since_learned: Dict[str, int] = {}
@@ -527,18 +528,22 @@ class PerformanceMonitor:
 
         ``error_type`` names a failure (``"unknown"`` when omitted); ``error_text``, a short
         description of it, stays in this process's memory and never reaches the store.
-        Lock-free like :meth:`begin_trace`: the completed and pending traces are deques,
-        which append and pop atomically at either end.
+        Without a lock, like :meth:`begin_trace`: the completed and pending traces are
+        deques, which append and pop atomically at either end (a lock is taken only to
+        count traces dropped from a full buffer, and once to start persisting).
         """
         now = self._clock()
-        if self._active.pop(trace.operation_id, None) is not trace:
-            return None
+        ended = _take(self._active, trace)
         current = self._current
         try:
             current.reset(trace._token)  # the parent again (also when a child never ended)
-        except (ValueError, RuntimeError):  # ended in another context (a thread, a callback)
+        except (ValueError, RuntimeError, TypeError):
+            # Ended in another context (a thread, a callback), a second time, or while its
+            # begin_trace has not returned yet.
             if current.get() == trace.operation_id:
                 current.set(trace.parent_id)
+        if not ended:  # already ended, or expired: recorded once, or counted as expired
+            return None
         duration = now - trace._t0
         if duration < 0:  # time can go backwards on some clocks (prometheus_client)
             duration = 0.0
@@ -580,12 +585,11 @@ class PerformanceMonitor:
             # The store gets metadata without the error text: exception messages can carry
             # URLs with credentials, and the shared file outlives us.
             pending = self._pending
-            if len(pending) == pending.maxlen:
-                with self._lock:
-                    self.dropped_traces += 1
             pending.append(
                 record if not (meta and "error" in meta) else record[:_METADATA] + (_without(meta),)
             )
+            if len(pending) > self.max_traces:
+                self._drop_oldest_pending()
             if not self._persisting:
                 self._start_persisting()
         if self._baselines or self.learn_baselines:
@@ -636,8 +640,7 @@ class PerformanceMonitor:
         operations, or only ``operation_name``); bounded by ``max_traces`` and the
         retention window. Unlike the statistics, traces of other processes are not read."""
         completed = self._completed.copy()  # one atomic copy, however many threads append
-        row = _trace_row()
-        return [row(*r) for r in completed if operation_name is None or r[0] == operation_name]
+        return [_detached(r) for r in completed if operation_name is None or r[0] == operation_name]
 
     def _expire(self, now: float) -> None:
         """Drop traces older than the timeout, and the oldest beyond the cap.
@@ -664,7 +667,7 @@ class PerformanceMonitor:
                     break
                 except RuntimeError:  # changed size during the scan
                     continue
-            dropped = [t for t in expired if active.pop(t.operation_id, None) is t]
+            dropped = [t for t in expired if _take(active, t)]
             if dropped:
                 self.expired_traces += len(dropped)
         finally:
@@ -707,16 +710,27 @@ class PerformanceMonitor:
             row = _trace_row()
             if store.insert_traces([row(*r) for r in batch]):
                 return True
-            # Put back ahead of the traces that ended meanwhile, as many as fit: the
-            # newest are kept, and the others counted as dropped.
-            pending = self._pending
-            room = max(self.max_traces - len(pending), 0)
-            if room:
-                pending.extendleft(reversed(batch[-room:]))
-            if len(batch) > room:
-                with self._lock:
-                    self.dropped_traces += len(batch) - room
+            # Put back ahead of the traces that ended meanwhile; beyond the cap the oldest
+            # are dropped (and counted).
+            self._pending.extendleft(reversed(batch))
+            self._drop_oldest_pending()
             return False
+
+    def _drop_oldest_pending(self) -> None:
+        """Drop the oldest unwritten traces beyond ``max_traces``, counting each one: every
+        thread that finds the buffer over the cap removes records until it is not, and a
+        record is removed (and counted) by one of them only."""
+        pending = self._pending
+        dropped = 0
+        try:
+            while len(pending) > self.max_traces:
+                pending.popleft()
+                dropped += 1
+        except IndexError:  # pragma: no cover - a flush took the rest meanwhile
+            pass
+        if dropped:
+            with self._lock:
+                self.dropped_traces += dropped
 
     def close(self) -> None:
         """Flush; close the store when this monitor opened it from ``state_dir``."""
@@ -902,10 +916,36 @@ class PerformanceMonitor:
 
 def _select(records: Iterable[_Record], since: float, operation: str | None) -> List[TraceRow]:
     """The records started at or after ``since`` (of ``operation`` when given), as TraceRows."""
-    row = _trace_row()
     return [
-        row(*r) for r in records if r[_START] >= since and (operation is None or r[0] == operation)
+        _detached(r)
+        for r in records
+        if r[_START] >= since and (operation is None or r[0] == operation)
     ]
+
+
+def _detached(record: _Record) -> TraceRow:
+    """The TraceRow of an in-memory record, with metadata of its own: a trace keeps the
+    metadata (and tags) it was given without copies, often one dict shared by every call
+    of a decorated function, which a caller changing a row's metadata must not reach."""
+    meta = record[_METADATA]
+    if meta:
+        meta = {k: dict(v) if type(v) is dict else v for k, v in meta.items()}
+        return cast("TraceRow", _trace_row()(*record[:_METADATA], meta))
+    return cast("TraceRow", _trace_row()(*record))
+
+
+def _take(active: Dict[str, PerformanceTrace], trace: PerformanceTrace) -> bool:
+    """Remove ``trace`` from the active ones; False when it is not among them (ended or
+    expired), leaving alone another trace that now has its id."""
+    trace_id = trace.operation_id
+    if active.get(trace_id) is not trace:
+        return False
+    taken = active.pop(trace_id, None)
+    if taken is trace:
+        return True
+    if taken is not None:  # pragma: no cover - ended and its id reused between the two
+        active.setdefault(trace_id, taken)
+    return False
 
 
 def _drain(records: Deque[_Record]) -> List[_Record]:
@@ -916,7 +956,7 @@ def _drain(records: Deque[_Record]) -> List[_Record]:
     try:
         for _ in range(len(records)):
             keep(take())
-    except IndexError:  # pragma: no cover - only this thread pops
+    except IndexError:  # pragma: no cover - the oldest were dropped meanwhile
         pass
     return batch
 

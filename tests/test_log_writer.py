@@ -193,6 +193,31 @@ class TestOrderAndContent(WriterCase):
         self.assertLess(abs(out.records[0].relativeCreated - out.records[1].relativeCreated
                             - 1000 * (created[0] - created[1])), 1.0)  # fmt: skip
 
+    def test_a_queued_record_follows_renamed_levels_and_processes(self) -> None:
+        """A level renamed with addLevelName and a renamed multiprocessing process show in
+        the next record from the same call site, as makeRecord would show them."""
+        import multiprocessing
+
+        log, writer, out = self.make()
+
+        def call() -> None:
+            log.info("m")
+
+        call()
+        writer.flush()
+        process = multiprocessing.current_process()
+        self.addCleanup(setattr, process, "name", process.name)
+        self.addCleanup(logging.addLevelName, logging.INFO, logging.getLevelName(logging.INFO))
+        logging.addLevelName(logging.INFO, "NOTE")
+        process.name = "worker-7"
+        call()
+        writer.flush()
+        first, second = out.records
+        self.assertEqual(("INFO", "NOTE"), (first.levelname, second.levelname))
+        self.assertEqual("worker-7", second.processName)
+        self.assertNotEqual("worker-7", first.processName)
+        self.assertEqual("NOTE", out.lines[1]["level"])
+
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_a_queued_record_names_the_process_that_logged_it(self) -> None:
         """After a fork, a child that queues lines again writes records of its own pid."""

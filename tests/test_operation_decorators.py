@@ -900,6 +900,9 @@ class AuthAndContextTest(IntegrationCase):
         sync_all()
         pull("https://example.com/a.git")
         pull("https://example.com/b.git")
+        changed = get_performance_monitor().recent_traces("sync_all")[0].metadata
+        changed["tags"]["provider"] = "changed by a reader"  # its own copy
+        changed["injected"] = True
         sync_all()
         rows = get_performance_monitor().recent_traces()
         self.assertEqual(

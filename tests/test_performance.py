@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,49 @@ class TestTraces(MonitorCase):
         monitor.finish_trace(grandchild)
         monitor.finish_trace(parent)
         self.assertIsNone(monitor.get_current_trace_id())
+
+    def test_a_stale_finish_leaves_a_trace_that_reuses_the_id_alone(self):
+        """Finishing a trace a second time, after its id was given to a new trace, neither
+        ends nor loses the new one."""
+        monitor = self.monitor
+        first = monitor.begin_trace("job", None, None, "job-42")
+        monitor.finish_trace(first)
+        second = monitor.begin_trace("job", None, None, "job-42")
+        self.assertIsNone(monitor.finish_trace(first))
+        self.assertEqual(1, monitor.active_trace_count)
+        self.clock.now += 1.0
+        self.assertEqual(1.0, monitor.finish_trace(second))
+        self.assertEqual(2, len(monitor.recent_traces("job")))
+        self.assertEqual(0, monitor.expired_traces)
+
+    def test_an_expired_trace_still_hands_back_its_parent(self):
+        """An operation that outlived trace_timeout is counted as expired, and ending it
+        makes its parent current again: the next trace is not a child of a dead one."""
+        monitor = PerformanceMonitor(trace_timeout=60, clock=self.clock, wall_clock=self.wall)
+        long_op = monitor.begin_trace("long_op")
+        self.clock.now += 61.0
+        monitor.finish_trace(monitor.begin_trace("sweeper"))  # this start expires long_op
+        self.assertEqual(1, monitor.expired_traces)
+        self.assertIsNone(monitor.finish_trace(long_op))
+        self.assertIsNone(monitor.get_current_trace_id())
+        after = monitor.begin_trace("after")
+        self.assertIsNone(after.parent_id)
+        monitor.finish_trace(after)
+
+    def test_row_metadata_is_the_callers_to_change(self):
+        """A trace keeps the metadata it was given without a copy (one dict for every
+        call); a row handed out has its own, so changing it reaches no other trace."""
+        monitor = self.monitor
+        shared = {"tags": {"provider": "github"}, "batch": 1}
+        for _ in range(2):
+            monitor.finish_trace(monitor.begin_trace("clone", None, shared))
+        first, _ = monitor.recent_traces("clone")
+        first.metadata["tags"]["provider"] = "changed"
+        first.metadata["injected"] = True
+        monitor.finish_trace(monitor.begin_trace("clone", None, shared))
+        expected = {"tags": {"provider": "github"}, "batch": 1}
+        self.assertEqual(expected, shared)
+        self.assertEqual([expected] * 2, [r.metadata for r in monitor.recent_traces("clone")[1:]])
 
     def test_finished_in_another_thread(self):
         """A trace ended in another thread (another context) is recorded, and leaves the
@@ -747,6 +791,47 @@ class TestPersistence(unittest.TestCase):
         self.assertTrue(monitor.flush())
         self.assertEqual(5, len(monitor.store.query_traces(0)))
         self.assertEqual(5, monitor.get_operation_metrics("clone").count)
+
+    def test_traces_dropped_while_the_store_is_locked_are_counted_exactly(self):
+        """While another connection holds the store exclusively, 4 threads record 2,000
+        traces into a 16-trace buffer and a thread keeps trying to flush: once the lock is
+        gone, the traces stored plus those counted as dropped are exactly 2,000."""
+        monitor = self.make(max_traces=16, store_timeout=0.05)
+        monitor.end_trace(monitor.start_trace("opens the store"))
+        self.assertTrue(monitor.flush())
+        locker = sqlite3.connect(monitor.store.path, isolation_level=None)
+        self.addCleanup(locker.close)
+        locker.execute("BEGIN EXCLUSIVE")
+        barrier = threading.Barrier(5)
+        done = threading.Event()
+        flushes = []
+
+        def work():
+            barrier.wait()
+            for _ in range(500):
+                monitor.end_trace(monitor.start_trace("op"))
+
+        def flusher():
+            barrier.wait()
+            while not done.is_set():
+                flushes.append(monitor.flush())
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        trying = threading.Thread(target=flusher)
+        with self.assertLogs("mgit_monitoring.store", logging.WARNING) as logs:
+            for t in [*threads, trying]:
+                t.start()
+            for t in threads:
+                t.join()
+            done.set()
+            trying.join()
+        self.assertIn("store locked", logs.output[0])
+        locker.execute("COMMIT")
+        self.assertTrue(monitor.flush())
+        self.assertIn(False, flushes)  # the store did refuse while locked
+        stored = len(monitor.store.query_traces(0, "op"))
+        self.assertEqual(16, stored)
+        self.assertEqual(2000, stored + monitor.dropped_traces)
 
     def test_error_text_stays_out_of_the_store(self):
         """The stored trace keeps the error type but not the message, which may hold secrets."""
