@@ -81,6 +81,22 @@ def need_module(name: str) -> ModuleType:
         unavailable(f"Python module {name} is not installed")
 
 
+def record_factory(test: unittest.TestCase, change: Callable[[Any], None]) -> None:
+    """Install, until ``test`` ends, a LogRecord factory (a host's) that builds the record
+    as the one before it did, then applies ``change`` to it."""
+    import logging
+
+    old = logging.getLogRecordFactory()
+    test.addCleanup(logging.setLogRecordFactory, old)
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        record = old(*args, **kwargs)
+        change(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``code`` (dedented) in a fresh interpreter with the package importable."""
     env = dict(os.environ, PYTHONPATH=ROOT)

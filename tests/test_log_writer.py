@@ -26,7 +26,7 @@ from mgit_monitoring.context import (
 from mgit_monitoring.log_formatter import CONTEXT_ATTR, FIELDS_ATTR, StructuredFormatter
 from mgit_monitoring.log_writer import LogWriter
 from mgit_monitoring.structured_logger import StructuredLogger
-from tests.support import await_condition, run_python
+from tests.support import await_condition, record_factory, run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,14 +158,7 @@ class TestOrderAndContent(WriterCase):
         thread.join()
         writer.flush()
         old = logging.getLogRecordFactory()
-        self.addCleanup(logging.setLogRecordFactory, old)
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = old(*args, **kwargs)
-            record.host_tag = "tagged"
-            return record
-
-        logging.setLogRecordFactory(factory)
+        record_factory(self, lambda record: setattr(record, "host_tag", "tagged"))
         call(3)
         writer.flush()
         self.assertEqual(3, len(out.records))

@@ -36,7 +36,7 @@ from mgit_monitoring.logs import (
     setup_structured_logging,
 )
 from mgit_monitoring.masking import CredentialMasker
-from tests.support import need_executable
+from tests.support import need_executable, record_factory
 from tests.test_masking import embed, secret_generators
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -642,29 +642,17 @@ class TestRobustness(LogTestCase):
     def test_record_timestamp_comes_from_the_record_factory(self) -> None:
         """The line's time is the record's: a host's record factory (here a frozen clock)
         decides it, and the line shows it in UTC."""
-        old = logging.getLogRecordFactory()
-        self.addCleanup(logging.setLogRecordFactory, old)
 
-        def frozen(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = old(*args, **kwargs)
+        def frozen(record: logging.LogRecord) -> None:
             record.created, record.msecs = 1767225600.987654, 987.0
-            return record
 
-        logging.setLogRecordFactory(frozen)
+        record_factory(self, frozen)
         self.log.info("m")
         self.assertEqual("2026-01-01T00:00:00.987Z", self.one()["timestamp"])
 
     def test_custom_record_factory_is_honoured(self) -> None:
         """A host's LogRecord factory still builds the structured logger's records."""
-        old = logging.getLogRecordFactory()
-        self.addCleanup(logging.setLogRecordFactory, old)
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = old(*args, **kwargs)
-            record.host_tag = "tagged"
-            return record
-
-        logging.setLogRecordFactory(factory)
+        record_factory(self, lambda record: setattr(record, "host_tag", "tagged"))
         self.log.info("m")
         self.assertEqual("tagged", self.one()["host_tag"])
 
