@@ -915,11 +915,11 @@ class PerformanceMonitor:
 
 
 def _select(records: Iterable[_Record], since: float, operation: str | None) -> List[TraceRow]:
-    """The records started at or after ``since`` (of ``operation`` when given), as TraceRows."""
+    """The records started at or after ``since`` (of ``operation`` when given), as TraceRows
+    for the statistics, which read no metadata (a row handed out gets :func:`_detached`)."""
+    row = _trace_row()
     return [
-        _detached(r)
-        for r in records
-        if r[_START] >= since and (operation is None or r[0] == operation)
+        row(*r) for r in records if r[_START] >= since and (operation is None or r[0] == operation)
     ]
 
 
