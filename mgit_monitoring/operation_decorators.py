@@ -435,6 +435,7 @@ class _Run:
         self.monitor: Any = None
         self.trace: Any = None
         self.gauge = self.token = self.repository = None
+        span = None
         try:
             self.collector = collector = get_metrics_collector()
             if git:
@@ -457,6 +458,7 @@ class _Run:
             else:
                 self.token, state = enter_scope(spec.scope, spec.scope_cache)
             self.correlation_id = state.trace_id
+            span = state.span_id
             if not git and collector.enabled:
                 gauge = collector.registry.get(_CONCURRENT)
                 if gauge is not None:
@@ -484,9 +486,11 @@ class _Run:
         if spec.track:
             try:
                 # Its metadata is never mutated: the trace keeps it without a copy (and
-                # the tags in it, where the monitor would copy tags given apart).
+                # the tags in it, where the monitor would copy tags given apart). Its id is
+                # the scope's span id, so the operation's log lines (span_id) and its trace
+                # name it alike (a new id only if another trace had it).
                 monitor = get_performance_monitor()
-                trace = monitor.begin_trace(spec.op_name, None, trace_meta)
+                trace = monitor.begin_trace(spec.op_name, None, trace_meta, span)
                 if trace is not None:
                     self.trace, self.monitor = trace, monitor
                     self.trace_id = trace.operation_id

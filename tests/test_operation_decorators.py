@@ -878,6 +878,27 @@ class AuthAndContextTest(IntegrationCase):
         self.assertEqual({"tags": {"provider": "github"}}, second.metadata)
         self.assertEqual("ValueError", second.error_type)
 
+    def test_an_operations_trace_id_is_its_log_lines_span_id(self) -> None:
+        """The trace of a decorated call is named by the span id its log lines carry, so a
+        line leads to its trace and back; nested calls each have their own."""
+        self.setup()
+        logging.getLogger(__name__).setLevel(logging.INFO)  # restored by the case's cleanup
+
+        @monitor_mgit_operation("inner")
+        def inner() -> None:
+            pass
+
+        with MonitoringContext("outer", provider="github") as ctx:
+            inner()
+            outer_id = ctx.trace_id
+        lines = {line["operation"]: line for line in self.lines() if line["logger"] == __name__}
+        traces = {row.operation: row for row in get_performance_monitor().recent_traces()}
+        self.assertEqual(outer_id, traces["outer"].trace_id)
+        self.assertEqual(outer_id, lines["outer"]["span_id"])
+        self.assertEqual(traces["inner"].trace_id, lines["inner"]["span_id"])
+        self.assertEqual(outer_id, traces["inner"].parent_id)
+        self.assertNotEqual(outer_id, traces["inner"].trace_id)
+
     def test_trace_metadata_of_each_decorator_shape(self) -> None:
         """A decorated operation's trace metadata holds its tags: the provider when it has
         one, the repository a Git operation names, nothing else; the tags of one call never
