@@ -621,7 +621,8 @@ class PerformanceMonitor:
     get_current_operation_id = get_current_trace_id
 
     def add_trace_metadata(self, operation_id: str, metadata: Mapping[str, Any]) -> bool:
-        """Add metadata to a trace in progress; False when the id is unknown."""
+        """Add metadata to a trace in progress; False when the id is unknown, or when the
+        trace ended meanwhile (it may have been recorded without this metadata)."""
         trace = self._active.get(operation_id)
         if trace is None:
             return False
@@ -651,6 +652,7 @@ class PerformanceMonitor:
         """
         if not self._lock.acquire(blocking=False):
             return
+        dropped: List[PerformanceTrace] = []
         try:
             self._next_sweep = now + min(self.trace_timeout, _SWEEP_EVERY_S)
             deadline = now - self.trace_timeout
